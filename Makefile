@@ -1,0 +1,34 @@
+.PHONY: install test unit lint schema demo bench golden clean
+VENV := .venv
+BIN := $(VENV)/bin
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
+	scripts/bootstrap.sh
+
+test: install
+	$(BIN)/ruff check dag_factory tests
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check dag_factory tests
+	$(BIN)/mypy
+
+schema: install
+	$(BIN)/dag-factory schema --write schemas
+
+golden: install
+	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases -q
+
+demo: install
+	$(BIN)/dag-factory demo
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .dag-factory

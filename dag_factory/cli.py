@@ -1,0 +1,92 @@
+"""The `dag-factory` command. Airflow is imported only by the commands that build DAGs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dag_factory.errors import DagFactoryError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Validate notebook job specs and build, plan and run the Airflow DAGs they describe.",
+)
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+PlatformOption = Annotated[
+    Path | None,
+    typer.Option(help="platform settings file; default: $DAG_FACTORY_PLATFORM or the nearest platform.yaml"),
+]
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="spec files or folders of specs")],
+    output: Annotated[OutputFormat, typer.Option("--format", help="text, json or github annotations")] = (
+        OutputFormat.text
+    ),
+    platform: PlatformOption = None,
+    notebooks: Annotated[bool, typer.Option(help="check the notebook contract too")] = True,
+) -> None:
+    """Validate specs (and platform files): exit 0 all valid, 1 any invalid, 2 usage error."""
+    from dag_factory.validate import RENDERERS, NoSpecsFound, validate_paths
+
+    try:
+        results = validate_paths(paths, platform, notebooks)
+    except NoSpecsFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo(RENDERERS[output.value](results))
+    raise typer.Exit(EXIT_OK if all(r.valid for r in results) else EXIT_INVALID)
+
+
+@app.command()
+def schema(
+    write: Annotated[Path | None, typer.Option(help="folder to write both schema files into")] = None,
+    platform: Annotated[bool, typer.Option("--platform", help="print the platform schema")] = False,
+) -> None:
+    """Print the job-spec JSON Schema, or write both schemas into a folder."""
+    from dag_factory.schema import SCHEMA_FILES, render_schema, write_schemas
+
+    if write is not None:
+        for target in write_schemas(write):
+            typer.echo(f"wrote {target}")
+        return
+    model, title = SCHEMA_FILES["platform.schema.json" if platform else "notebook-job.schema.json"]
+    typer.echo(render_schema(model, title), nl=False)
+
+
+def main() -> None:
+    """Console entry point: our errors print as messages, never as tracebacks."""
+    try:
+        app()
+    except DagFactoryError as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an internal error: say so briefly, keep the traceback opt-in
+        if os.environ.get("DAG_FACTORY_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set DAG_FACTORY_DEBUG=1 for details)", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

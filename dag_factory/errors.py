@@ -1,0 +1,45 @@
+"""One base exception and located diagnostics: `path:line:col: loc: message (hint)`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem in one file, at a 1-based line and column."""
+
+    path: str
+    line: int
+    col: int
+    loc: str
+    message: str
+    hint: str = ""
+
+    def render(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}"
+        text = f"{where}: {self.loc}: {self.message}" if self.loc else f"{where}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "loc": self.loc,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class DagFactoryError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class SpecError(DagFactoryError):
+    """A spec or platform file is invalid; carries every diagnostic found in it."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
+        self.diagnostics = sorted(set(diagnostics))
+        super().__init__("\n".join(d.render() for d in self.diagnostics))

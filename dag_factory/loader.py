@@ -1,0 +1,187 @@
+"""Load and validate job specs and the platform file: YAML -> pydantic, every problem located."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dag_factory.diagnose import diagnose, suggest
+from dag_factory.errors import Diagnostic, SpecError
+from dag_factory.spec.job import JobSpec
+from dag_factory.spec.platform import PlatformSettings, SageMakerEnvironment
+from dag_factory.yaml_source import Loc, Positions, YamlDocument, format_loc, read_yaml
+
+PLATFORM_FILE = "platform.yaml"
+PLATFORM_ENV_VAR = "DAG_FACTORY_PLATFORM"
+
+
+@dataclass(frozen=True)
+class LoadedPlatform:
+    path: Path
+    settings: PlatformSettings
+
+
+@dataclass
+class LoadedSpec:
+    """A valid spec: the base model and the effective spec for each platform environment."""
+
+    path: Path
+    spec: JobSpec
+    doc: YamlDocument
+    per_env: dict[str, JobSpec] = field(default_factory=dict)
+    platform: LoadedPlatform | None = None
+
+    @property
+    def project_dir(self) -> Path:
+        return (self.path.parent / self.spec.project_dir).resolve()
+
+    def for_env(self, env: str) -> JobSpec:
+        if env in self.per_env:
+            return self.per_env[env]
+        known = sorted(self.per_env) or ["(no platform file)"]
+        raise SpecError(
+            [Diagnostic(str(self.path), 1, 1, "", f"unknown environment {env!r}", suggest(env, known))]
+        )
+
+
+def _validate(model: type[BaseModel], doc: YamlDocument, data: Any, positions: Positions, prefix: Loc = ()) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(diagnose(exc, model, data, doc.path, positions, prefix)) from None
+
+
+def load_platform(path: Path | str) -> LoadedPlatform:
+    doc = read_yaml(path)
+    settings = _validate(PlatformSettings, doc, doc.data, doc.positions)
+    return LoadedPlatform(Path(path), settings)
+
+
+def find_platform(spec_path: Path) -> Path | None:
+    """$DAG_FACTORY_PLATFORM, else the nearest platform.yaml in the spec's folder or above."""
+    configured = os.environ.get(PLATFORM_ENV_VAR)
+    if configured:
+        return Path(configured)
+    for folder in [spec_path.resolve().parent, *spec_path.resolve().parents]:
+        candidate = folder / PLATFORM_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Mappings merge key by key; lists and scalars replace."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return copy.deepcopy(override)
+
+
+def _env_positions(doc: YamlDocument, env: str) -> tuple[Positions, set[Loc]]:
+    """Positions for a merged spec: the override's own lines win over the base file's."""
+    own = ("environments", env)
+    merged = Positions(dict(doc.positions.keys), dict(doc.positions.values))
+    overridden: set[Loc] = set()
+    for source, target in ((doc.positions.keys, merged.keys), (doc.positions.values, merged.values)):
+        for loc, mark in source.items():
+            if loc[:2] == own and len(loc) > 2:
+                target[loc[2:]] = mark
+                overridden.add(loc[2:])
+    return merged, overridden
+
+
+def _effective(doc: YamlDocument, env: str) -> JobSpec:
+    overrides = (doc.data.get("environments") or {}).get(env) or {}
+    base = {k: v for k, v in doc.data.items() if k != "environments"}
+    data = _merge(base, overrides)
+    positions, overridden = _env_positions(doc, env)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        found = diagnose(exc, JobSpec, data, doc.path, positions)
+        raise SpecError(_in_env(found, env, overridden)) from None
+
+
+def _in_env(found: list[Diagnostic], env: str, overridden: set[Loc]) -> list[Diagnostic]:
+    shown = {format_loc(loc) for loc in overridden}
+    out = []
+    for d in found:
+        if d.loc in shown or any(d.loc.startswith(s + ".") or d.loc.startswith(s + "[") for s in shown):
+            out.append(Diagnostic(d.path, d.line, d.col, f"environments.{env}.{d.loc}", d.message, d.hint))
+        else:
+            out.append(Diagnostic(d.path, d.line, d.col, d.loc, d.message, f"in environment {env!r}"))
+    return out
+
+
+def _platform_rules(doc: YamlDocument, env: str, spec: JobSpec, platform: LoadedPlatform) -> list[Diagnostic]:
+    settings = platform.settings.environments[env]
+    allowed = settings.allowed_instance_types
+    instance_type = spec.compute.instance_type
+    if not allowed or instance_type in allowed or not isinstance(settings, SageMakerEnvironment):
+        return []
+    overrides = (doc.data.get("environments") or {}).get(env) or {}
+    from_override = "instance_type" in (overrides.get("compute") or {})
+    loc: Loc = ("environments", env, "compute", "instance_type") if from_override else ("compute", "instance_type")
+    mark = doc.positions.of_value(loc)
+    return [
+        Diagnostic(
+            doc.path,
+            mark.line,
+            mark.col,
+            format_loc(loc),
+            f"instance type {instance_type!r} is not allowed in environment {env!r}",
+            f"allowed: {', '.join(allowed)} (see {platform.path.name})",
+        )
+    ]
+
+
+def _unknown_env_names(doc: YamlDocument, platform: LoadedPlatform) -> list[Diagnostic]:
+    known = platform.settings.environments
+    out = []
+    envs = doc.data.get("environments")
+    for name in envs if isinstance(envs, dict) else {}:
+        if name not in known:
+            mark = doc.positions.of_key(("environments", name))
+            out.append(
+                Diagnostic(
+                    doc.path,
+                    mark.line,
+                    mark.col,
+                    f"environments.{name}",
+                    f"unknown environment {name!r} (not in {platform.path.name})",
+                    suggest(name, known),
+                )
+            )
+    return out
+
+
+def load_spec(path: Path | str, platform: LoadedPlatform | None = None) -> LoadedSpec:
+    """Validate one spec file, and its effective spec for every platform environment."""
+    doc = read_yaml(path)
+    try:
+        spec: JobSpec = _validate(JobSpec, doc, doc.data, doc.positions)
+    except SpecError as exc:
+        names = _unknown_env_names(doc, platform) if platform and isinstance(doc.data, dict) else []
+        raise SpecError([*exc.diagnostics, *names]) from None
+    loaded = LoadedSpec(Path(path), spec, doc, platform=platform)
+    if platform is None:
+        return loaded
+    problems = _unknown_env_names(doc, platform)
+    for env in platform.settings.environments:
+        try:
+            effective = _effective(doc, env)
+        except SpecError as exc:
+            problems.extend(exc.diagnostics)
+            continue
+        problems.extend(_platform_rules(doc, env, effective, platform))
+        loaded.per_env[env] = effective
+    if problems:
+        raise SpecError(problems)
+    return loaded

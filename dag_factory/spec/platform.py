@@ -1,0 +1,80 @@
+"""Platform settings owned by data engineers: one file, one entry per environment."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from dag_factory.spec.job import InstanceType
+from dag_factory.spec.types import Identifier, StrictModel
+
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+
+
+class Buckets(StrictModel):
+    code: BucketName = Field(description="deployed projects: s3://<code>/<project>/")
+    data: BucketName
+    intermediate: BucketName
+    output: BucketName = Field(description="executed notebooks and outputs")
+
+
+class Connections(StrictModel):
+    aws: str = "aws_default"
+    ssh: str = "ssh_default"
+    snowflake: str = "snowflake_default"
+    postgres: str = "postgres_default"
+
+
+class ApiPool(StrictModel):
+    name: Identifier = "sagemaker_api"
+    slots: int = Field(4, ge=1, le=64, description="concurrent SageMaker API tasks")
+
+
+class SshSettings(StrictModel):
+    user: str = "ec2-user"
+    port: int = Field(22, ge=1, le=65535)
+    conda_activate: str = Field(
+        "/home/ec2-user/anaconda3/bin/activate", description="script sourced with the conda env name"
+    )
+    workdir: str = Field("/home/ec2-user/SageMaker/job", description="where the project is synced")
+
+
+class _Environment(StrictModel):
+    buckets: Buckets
+    connections: Connections = Field(default_factory=Connections)
+    allowed_instance_types: list[InstanceType] = Field(
+        default_factory=list, description="empty: any instance type"
+    )
+    instance_prices: dict[InstanceType, float] = Field(
+        default_factory=dict, description="USD per instance-hour, for plan estimates"
+    )
+
+
+class SageMakerEnvironment(_Environment):
+    backend: Literal["sagemaker"]
+    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws:iam::\d{12}:role/[\w+=,.@/-]+$")]
+    subnet_id: Annotated[str, Field(pattern=r"^subnet-[0-9a-z]+$")]
+    security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-z]+$")]] = Field(min_length=1)
+    lifecycle_config: str | None = None
+    api_pool: ApiPool = Field(default_factory=ApiPool)
+    ssh: SshSettings = Field(default_factory=SshSettings)
+
+
+class LocalEnvironment(_Environment):
+    backend: Literal["local"]
+    root: str = Field(".dag-factory", description="folder holding the local buckets, relative to this file")
+    warehouse: str = Field(
+        "warehouse.duckdb", description="DuckDB file under root; snowflake/postgres targets load here"
+    )
+    account_id: str = "000000000000"
+
+
+Environment = Annotated[SageMakerEnvironment | LocalEnvironment, Field(discriminator="backend")]
+
+
+class PlatformSettings(StrictModel):
+    version: Literal[1]
+    environments: dict[Identifier, Environment] = Field(min_length=1)

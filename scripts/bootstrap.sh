@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine: system packages the tests and demo need, uv, and .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+[ -x /usr/bin/ssh ] || need_apt+=(openssh-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v dot >/dev/null || need_apt+=(graphviz)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing system packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Debian's packages start services we do not want; the tests start their own on loopback.
+  service ssh stop >/dev/null 2>&1 || true
+  service postgresql stop >/dev/null 2>&1 || true
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v uv >/dev/null || "$PYTHON" -m pip install -q uv==0.13.8
+[ -x .venv/bin/python ] || uv venv -q -p "$PYTHON" .venv
+uv pip install -q --compile-bytecode -p .venv/bin/python -e ".[test]"
+touch .venv/.installed

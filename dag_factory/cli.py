@@ -71,6 +71,25 @@ def schema(
     typer.echo(render_schema(model, title), nl=False)
 
 
+@app.command()
+def dags(
+    specs: Annotated[list[Path], typer.Argument(help="spec files or folders")],
+    out: Annotated[Path, typer.Option(help="Airflow DAG folder to write loader files into")] = Path("dags"),
+    check: Annotated[bool, typer.Option(help="only check the loader files are fresh (exit 1 if not)")] = False,
+) -> None:
+    """Write one small DAG loader file per spec into the Airflow DAG folder."""
+    from dag_factory.dagfiles import spec_files, stale_loaders, write_loaders
+
+    found = spec_files(specs)
+    if check:
+        stale = stale_loaders(found, out)
+        for path in stale:
+            typer.echo(f"stale: {path} (run dag-factory dags --out {out})")
+        raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
+    for path in write_loaders(found, out):
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Console entry point: our errors print as messages, never as tracebacks."""
     try:

@@ -49,7 +49,9 @@ class LoadedSpec:
         )
 
 
-def _validate(model: type[BaseModel], doc: YamlDocument, data: Any, positions: Positions, prefix: Loc = ()) -> Any:
+def _validate(
+    model: type[BaseModel], doc: YamlDocument, data: Any, positions: Positions, prefix: Loc = ()
+) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -97,8 +99,15 @@ def _env_positions(doc: YamlDocument, env: str) -> tuple[Positions, set[Loc]]:
     return merged, overridden
 
 
+def _overrides(doc: YamlDocument, env: str) -> dict[str, Any]:
+    """The environment's override mapping; {} when absent or not a mapping (reported elsewhere)."""
+    envs = doc.data.get("environments") if isinstance(doc.data, dict) else None
+    found = envs.get(env) if isinstance(envs, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def _effective(doc: YamlDocument, env: str) -> JobSpec:
-    overrides = (doc.data.get("environments") or {}).get(env) or {}
+    overrides = _overrides(doc, env)
     base = {k: v for k, v in doc.data.items() if k != "environments"}
     data = _merge(base, overrides)
     positions, overridden = _env_positions(doc, env)
@@ -126,9 +135,11 @@ def _platform_rules(doc: YamlDocument, env: str, spec: JobSpec, platform: Loaded
     instance_type = spec.compute.instance_type
     if not allowed or instance_type in allowed or not isinstance(settings, SageMakerEnvironment):
         return []
-    overrides = (doc.data.get("environments") or {}).get(env) or {}
-    from_override = "instance_type" in (overrides.get("compute") or {})
-    loc: Loc = ("environments", env, "compute", "instance_type") if from_override else ("compute", "instance_type")
+    compute = _overrides(doc, env).get("compute")
+    from_override = isinstance(compute, dict) and "instance_type" in compute
+    loc: Loc = ("compute", "instance_type")
+    if from_override:
+        loc = ("environments", env, *loc)
     mark = doc.positions.of_value(loc)
     return [
         Diagnostic(
@@ -137,7 +148,7 @@ def _platform_rules(doc: YamlDocument, env: str, spec: JobSpec, platform: Loaded
             mark.col,
             format_loc(loc),
             f"instance type {instance_type!r} is not allowed in environment {env!r}",
-            f"allowed: {', '.join(allowed)} (see {platform.path.name})",
+            f"{platform.path.name} allows: {', '.join(allowed)}",
         )
     ]
 
@@ -155,11 +166,27 @@ def _unknown_env_names(doc: YamlDocument, platform: LoadedPlatform) -> list[Diag
                     mark.line,
                     mark.col,
                     f"environments.{name}",
-                    f"unknown environment {name!r} (not in {platform.path.name})",
+                    f"unknown environment {name!r}, not in {platform.path.name}",
                     suggest(name, known),
                 )
             )
     return out
+
+
+def _override_problems(doc: YamlDocument, platform: LoadedPlatform | None) -> list[Diagnostic]:
+    """When the base spec is invalid: the problems inside each override, so none waits for a re-run."""
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("environments"), dict):
+        return []
+    names = platform.settings.environments if platform else doc.data["environments"]
+    found: list[Diagnostic] = []
+    for env in names:
+        if not _overrides(doc, env):
+            continue
+        try:
+            _effective(doc, env)
+        except SpecError as exc:
+            found.extend(d for d in exc.diagnostics if d.loc.startswith(f"environments.{env}."))
+    return found
 
 
 def load_spec(path: Path | str, platform: LoadedPlatform | None = None) -> LoadedSpec:
@@ -169,7 +196,7 @@ def load_spec(path: Path | str, platform: LoadedPlatform | None = None) -> Loade
         spec: JobSpec = _validate(JobSpec, doc, doc.data, doc.positions)
     except SpecError as exc:
         names = _unknown_env_names(doc, platform) if platform and isinstance(doc.data, dict) else []
-        raise SpecError([*exc.diagnostics, *names]) from None
+        raise SpecError([*exc.diagnostics, *names, *_override_problems(doc, platform)]) from None
     loaded = LoadedSpec(Path(path), spec, doc, platform=platform)
     if platform is None:
         return loaded

@@ -17,9 +17,25 @@ SCHEMA_FILES: dict[str, tuple[type[BaseModel], str]] = {
 }
 
 
+def _close_pattern_maps(node: Any) -> None:
+    """A mapping whose keys must match a pattern (parameter names, environment names) rejects other keys.
+
+    pydantic emits `patternProperties` alone, which JSON Schema reads as "other keys are fine".
+    """
+    if isinstance(node, dict):
+        if "patternProperties" in node and "properties" not in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _close_pattern_maps(value)
+    elif isinstance(node, list):
+        for item in node:
+            _close_pattern_maps(item)
+
+
 def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
     schema = model.model_json_schema(mode="validation")
     schema["title"] = title
+    _close_pattern_maps(schema)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

@@ -67,7 +67,8 @@ class PlatformCache:
 def validate_file(path: Path, platforms: PlatformCache, notebooks: bool = True) -> FileResult:
     if path.name == PLATFORM_FILE:
         outcome = platforms.get(path)
-        return FileResult(str(path), "platform", outcome.diagnostics if isinstance(outcome, SpecError) else [])
+        found = outcome.diagnostics if isinstance(outcome, SpecError) else []
+        return FileResult(str(path), "platform", found)
     platform = platforms.for_spec(path)
     if isinstance(platform, SpecError):
         platform_path = platforms.explicit or find_platform(path)
@@ -85,7 +86,9 @@ def validate_file(path: Path, platforms: PlatformCache, notebooks: bool = True) 
     return FileResult(str(path), "spec", problems)
 
 
-def validate_paths(paths: Iterable[Path], platform: Path | None = None, notebooks: bool = True) -> list[FileResult]:
+def validate_paths(
+    paths: Iterable[Path], platform: Path | None = None, notebooks: bool = True
+) -> list[FileResult]:
     platforms = PlatformCache(platform)
     return [validate_file(p, platforms, notebooks) for p in collect_files(paths)]
 

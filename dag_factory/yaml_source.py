@@ -20,6 +20,8 @@ Loc = tuple[str | int, ...]
 # Nodes a document may expand to through aliases; a billion-laughs file stops here, not in swap.
 MAX_NODES = 50_000
 MAX_BYTES = 2_000_000
+# Nesting deeper than this is not a job spec (and would exhaust Python's recursion limit).
+MAX_DEPTH = 100
 
 _SAFE_SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -30,6 +32,9 @@ _SAFE_SCALAR_TAGS = {
     "tag:yaml.org,2002:timestamp",
 }
 _MAP_TAG = "tag:yaml.org,2002:map"
+_STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
+_TAG_HINT = "remove the tag: yaml tags can build objects, so none are allowed"
+_START_HINT = "start from a file in project_configs/"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -71,6 +76,11 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+def _short_tag(tag: str) -> str:
+    """`tag:yaml.org,2002:python/object` as written in the file: `!!python/object`."""
+    return "!!" + tag.removeprefix(_STANDARD_TAG_PREFIX) if tag.startswith(_STANDARD_TAG_PREFIX) else tag
+
+
 class _Converter:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -78,6 +88,7 @@ class _Converter:
         self.problems: list[Diagnostic] = []
         self.budget = MAX_NODES
         self.scalars = yaml.constructor.SafeConstructor()
+        self.open: set[int] = set()  # collections being converted: an alias to one of them is a cycle
 
     def problem(self, node: yaml.Node, loc: Loc, message: str, hint: str = "") -> None:
         mark = _mark(node)
@@ -87,20 +98,29 @@ class _Converter:
         self.budget -= 1
         if self.budget < 0:
             raise SpecError([_too_big(self.path, node)])
+        if len(loc) > MAX_DEPTH:
+            mark = _mark(node)
+            message = f"nesting is deeper than {MAX_DEPTH} levels"
+            raise SpecError([Diagnostic(self.path, mark.line, mark.col, "", message, "flatten the data")])
         self.positions.values.setdefault(loc, _mark(node))
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, loc)
+        if id(node) in self.open:
+            self.problem(node, loc, "recursive alias: a value contains itself", "write the values out")
+            return None
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, loc)
             if node.tag != _SEQ_TAG:
-                self.problem(node, loc, f"unsupported yaml tag {node.tag}", "remove the tag")
+                self.problem(node, loc, f"unsupported yaml tag {_short_tag(node.tag)}", _TAG_HINT)
             return [self.convert(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return self.scalar(node, loc)
+        finally:
+            self.open.discard(id(node))
 
     def scalar(self, node: yaml.Node, loc: Loc) -> Any:
         if node.tag not in _SAFE_SCALAR_TAGS:
-            self.problem(
-                node, loc, f"unsupported yaml tag {node.tag!s}", "tags that build objects are not allowed"
-            )
+            self.problem(node, loc, f"unsupported yaml tag {_short_tag(node.tag)}", _TAG_HINT)
             return None
         try:
             return self.scalars.construct_object(node, deep=True)
@@ -110,18 +130,23 @@ class _Converter:
 
     def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
-            self.problem(node, loc, f"unsupported yaml tag {node.tag}", "remove the tag")
+            self.problem(node, loc, f"unsupported yaml tag {_short_tag(node.tag)}", _TAG_HINT)
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self.problem(key_node, loc, "merge keys (<<) are not supported", "write the keys out")
                 continue
-            key = self.scalar(key_node, loc) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key_node, yaml.ScalarNode):
+                message = "keys must be strings, got a collection"
+                self.problem(key_node, loc, message, "use a plain name as the key")
+                continue
+            key = self.scalar(key_node, loc)
             if not isinstance(key, str):
-                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"
-                self.problem(
-                    key_node, loc, f"keys must be strings, got {shown!r}", f'quote the key: "{shown}"'
-                )
+                if key_node.tag in _SAFE_SCALAR_TAGS:  # an unsafe tag was reported by scalar()
+                    shown = key_node.value
+                    self.problem(
+                        key_node, loc, f"keys must be strings, got {shown!r}", f'quote the key: "{shown}"'
+                    )
                 continue
             child = (*loc, key)
             if key in result:
@@ -135,6 +160,32 @@ class _Converter:
         return result
 
 
+def _check_expansion(path: str, root: yaml.Node) -> None:
+    """Refuse a yaml bomb before expanding it: count nodes through aliases, each distinct node once.
+
+    Points at the smallest collection that already expands past MAX_NODES.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if isinstance(node, yaml.ScalarNode) or key in active or depth > MAX_DEPTH:
+            return 1  # cycles and deep nesting are reported while converting
+        active.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else [v for _, v in node.value]
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        active.discard(key)
+        if total > MAX_NODES:
+            raise SpecError([_too_big(path, node)])
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
 def _too_big(path: str, node: yaml.Node) -> Diagnostic:
     mark = _mark(node)
     return Diagnostic(
@@ -143,7 +194,7 @@ def _too_big(path: str, node: yaml.Node) -> Diagnostic:
         mark.col,
         "",
         f"document expands to more than {MAX_NODES} nodes",
-        "aliases nest too deep (a yaml bomb?); write the values out",
+        "aliases repeat too much data, as in a yaml bomb; write the values out",
     )
 
 
@@ -169,35 +220,60 @@ def _decode(path: str, raw: bytes) -> str:
         ) from None
 
 
-def _syntax_error(path: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+def _char_at(text: str, line: int, col: int) -> str:
+    """The character at a 1-based line and column, or ''."""
+    lines = text.splitlines()
+    if 1 <= line <= len(lines) and 1 <= col <= len(lines[line - 1]):
+        return lines[line - 1][col - 1]
+    return ""
+
+
+def _syntax_error(path: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-    message = f"yaml syntax error: {exc.problem or exc.context}"
+    problem = str(exc.problem or exc.context or "invalid yaml")
+    if "another document" in problem:
+        message = "more than one yaml document in the file"
+        return Diagnostic(path, line, col, "", message, "one spec per file: remove the '---' line")
+    if _char_at(text, line, col) == "\t" or "tab" in problem:
+        message = "yaml syntax error: tab character"
+        return Diagnostic(path, line, col, "", message, "indent with spaces, not tabs")
     hint = ""
-    if "\\t" in str(exc.problem) or "tab" in str(exc.problem):
-        hint = "indent with spaces, not tabs"
+    context = exc.context_mark
+    if exc.context and context is not None and (context.line, context.column) != (line - 1, col - 1):
+        hint = f"{exc.context} started at line {context.line + 1}, col {context.column + 1}"
     elif exc.context:
         hint = str(exc.context)
-    return Diagnostic(path, line, col, "", message, hint)
+    return Diagnostic(path, line, col, "", f"yaml syntax error: {problem}", hint)
+
+
+def _reader_error(path: str, text: str, exc: yaml.reader.ReaderError) -> Diagnostic:
+    """A character yaml does not allow (control characters): located from its offset."""
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    col = exc.position - (before.rfind("\n") + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    message = f"character U+{ord(char):04X} is not allowed in yaml"
+    return Diagnostic(path, line, col, "", message, "remove it or write it as an escape in a quoted string")
 
 
 def parse_yaml(path: str, raw: bytes) -> YamlDocument:
     """Parse one YAML document; raise SpecError with every problem found."""
     text = _decode(path, raw)
-    if not text.strip() or all(
-        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
-    ):
-        raise SpecError([Diagnostic(path, 1, 1, "", "file is empty", "start from a file in project_configs/")])
+    if not text.strip():
+        raise SpecError([Diagnostic(path, 1, 1, "", "file is empty", _START_HINT)])
     try:
         node = yaml.compose(text, Loader=_Loader)
-    except yaml.composer.ComposerError as exc:
-        raise SpecError([_syntax_error(path, exc)]) from None
     except yaml.MarkedYAMLError as exc:
-        raise SpecError([_syntax_error(path, exc)]) from None
+        raise SpecError([_syntax_error(path, text, exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise SpecError([_reader_error(path, text, exc)]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Diagnostic(path, 1, 1, "", f"yaml error: {exc}")]) from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError([Diagnostic(path, 1, 1, "", f"yaml error: {message}")]) from None
     if node is None:
-        raise SpecError([Diagnostic(path, 1, 1, "", "file is empty")])
+        raise SpecError([Diagnostic(path, 1, 1, "", "file holds no data, only comments", _START_HINT)])
+    _check_expansion(path, node)
     converter = _Converter(path)
     data = converter.convert(node, ())
     if converter.problems:

@@ -208,7 +208,12 @@ def build_dag(plan: DagPlan) -> DAG:
     return dag
 
 
-def dag_from_spec(spec_path: str | Path, env: str | None = None, platform: str | Path | None = None) -> DAG:
+def dag_from_spec(
+    spec_path: str | Path,
+    env: str | None = None,
+    platform: str | Path | None = None,
+    only: list[str] | None = None,
+) -> DAG:
     """What a DAG-folder loader file calls: load, validate, plan, build."""
     from dag_factory.loader import find_platform, load_platform, load_spec
     from dag_factory.plan import plan_dag
@@ -217,4 +222,4 @@ def dag_from_spec(spec_path: str | Path, env: str | None = None, platform: str |
     platform_path = Path(platform) if platform else find_platform(spec_path)
     loaded_platform = load_platform(platform_path) if platform_path else None
     loaded = load_spec(spec_path, loaded_platform)
-    return build_dag(plan_dag(loaded, env or current_env()))
+    return build_dag(plan_dag(loaded, env or current_env(), only=tuple(only or ())))

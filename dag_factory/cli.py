@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +22,7 @@ app = typer.Typer(
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
     github = "github"
@@ -75,7 +75,9 @@ def schema(
 def dags(
     specs: Annotated[list[Path], typer.Argument(help="spec files or folders")],
     out: Annotated[Path, typer.Option(help="Airflow DAG folder to write loader files into")] = Path("dags"),
-    check: Annotated[bool, typer.Option(help="only check the loader files are fresh (exit 1 if not)")] = False,
+    check: Annotated[
+        bool, typer.Option(help="only check the loader files are fresh (exit 1 if not)")
+    ] = False,
 ) -> None:
     """Write one small DAG loader file per spec into the Airflow DAG folder."""
     from dag_factory.dagfiles import spec_files, stale_loaders, write_loaders
@@ -88,6 +90,61 @@ def dags(
         raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
     for path in write_loaders(found, out):
         typer.echo(f"wrote {path}")
+
+
+DEMO_SPEC = Path(__file__).resolve().parent.parent / "project_configs" / "churn-demo.yaml"
+DEMO_DATE = "2026-01-05"
+
+
+def _run(spec: Path, env: str, date: str, only: list[str], keep: bool, platform: Path | None) -> int:
+    import datetime as dt
+
+    from rich.console import Console
+
+    from dag_factory.loader import find_platform
+    from dag_factory.local_run import prepare_job, run_local, summarize
+    from dag_factory.runner.progress import render_summary
+
+    try:
+        logical_date = dt.date.fromisoformat(date)
+    except ValueError:
+        typer.echo(f"error: --date {date!r} is not YYYY-MM-DD", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    console = Console()
+    job = prepare_job(spec, env, platform, only)
+    platform_path = platform or find_platform(spec)
+    assert platform_path is not None
+    result = run_local(job, platform_path, logical_date, keep, console)
+    rows = summarize(job, result)
+    label = job.plan.fan_out_name or "group"
+    console.print(render_summary(rows, title=f"{job.plan.dag_id} {date}: {result.state}", value_label=label))
+    if result.interrupted:
+        console.print("[red]interrupted[/red]: the run was stopped and its work directories removed")
+    console.print(f"Airflow log of the run: {result.log_path}")
+    return EXIT_OK if result.succeeded else EXIT_INVALID
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="the job spec to run")],
+    env: Annotated[str, typer.Option(help="a local environment of the platform file")] = "local",
+    date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE,
+    only: Annotated[list[str] | None, typer.Option(help="run only these fan-out values")] = None,
+    keep: Annotated[bool, typer.Option(help="keep the work directories for debugging")] = False,
+    platform: PlatformOption = None,
+) -> None:
+    """Run a job end to end on this machine through real Airflow (local backend)."""
+    raise typer.Exit(_run(spec, env, date, only or [], keep, platform))
+
+
+@app.command()
+def demo(date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE) -> None:
+    """Run the example job locally, then show where its outputs are and query the warehouse."""
+    code = _run(DEMO_SPEC, "local", date, [], False, None)
+    from dag_factory.demo import show_outputs
+
+    show_outputs(DEMO_SPEC, date)
+    raise typer.Exit(code)
 
 
 def main() -> None:
@@ -103,7 +160,9 @@ def main() -> None:
     except Exception as exc:  # an internal error: say so briefly, keep the traceback opt-in
         if os.environ.get("DAG_FACTORY_DEBUG"):
             raise
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set DAG_FACTORY_DEBUG=1 for details)", err=True)
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc} (set DAG_FACTORY_DEBUG=1 for details)", err=True
+        )
         sys.exit(EXIT_USAGE)
 
 

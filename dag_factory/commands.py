@@ -104,4 +104,7 @@ def notebook_command(
         "--log-output",
         "--no-progress-bar",
     ]
-    return _script([f"cd {shlex.quote(layout.project)}", layout.activate, " ".join(words)])
+    lines = [f"cd {shlex.quote(layout.project)}", layout.activate]
+    if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
+        lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
+    return _script([*lines, " ".join(words)])

@@ -88,7 +88,8 @@ def _seconds(duration: str) -> int:
 
 
 def _local_layout(env: LocalEnvironment, root: Path, dag_id: str, group: str, project: str) -> HostLayout:
-    workdir = f"{root}/work/{dag_id}/{{{{ run_id }}}}/{group}"
+    # no ':' from the run id: the venv's bin folder goes on $PATH
+    workdir = f'{root}/work/{dag_id}/{{{{ run_id | replace(":", "_") }}}}/{group}'
     code = f"{root}/{env.buckets.code}/{project}"
     install = "uv pip install --quiet" if shutil.which("uv") else "python -m pip install --quiet"
     return HostLayout(
@@ -303,8 +304,12 @@ def _doc_md(spec: JobSpec, env_name: str, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plan_dag(loaded: LoadedSpec, env_name: str) -> DagPlan:
+def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> DagPlan:
+    """The DAG for one environment; `only` keeps a subset of the fan-out values (local runs)."""
     spec = loaded.for_env(env_name)
+    if only and spec.fan_out:
+        kept = [v for v in spec.fan_out.values if v in only]
+        spec = spec.model_copy(update={"fan_out": spec.fan_out.model_copy(update={"values": kept})})
     if loaded.platform is None:
         raise PlanError(f"{loaded.path}: no platform file; pass --platform or set $DAG_FACTORY_PLATFORM")
     env = loaded.platform.settings.environments[env_name]

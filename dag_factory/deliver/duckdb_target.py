@@ -1,0 +1,108 @@
+"""Load rows into a DuckDB database file (the local warehouse)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from dag_factory.deliver.errors import DeliveryError
+from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
+from dag_factory.deliver.sql import check_columns, quote_ident, quote_table, split_table_name
+
+log = logging.getLogger("dag_factory.deliver")
+
+LOCK_WAIT_SECONDS = 120.0
+
+
+def load_duckdb(
+    path: str, table: str, rows: pa.Table | None, partition: Partition, mode: str = "replace_partition"
+) -> int:
+    """Create the table if absent, then replace the partition's rows (or append) in one transaction.
+
+    ``rows`` are the files' rows without partition columns; None means no files (an empty delivery).
+    DuckDB lets one process at a time open a file for writing: parallel deliveries into the same file
+    wait for the lock (up to LOCK_WAIT_SECONDS) and so run one after another.
+    """
+    check_mode(mode)
+    parts = split_table_name(table)
+    if rows is not None:
+        rows = add_partition_columns(rows, partition, table)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with _connect(path) as con:
+        con.begin()
+        try:
+            count = _load(con, parts, table, rows, partition, mode)
+        except Exception:
+            con.rollback()
+            raise
+        con.commit()
+    log.info(
+        "loaded %d row(s) into duckdb %s table %s (%s, %s)", count, path, table, partition.describe(), mode
+    )
+    return count
+
+
+def _connect(path: str, wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    # parallel local fan-out tasks share one file; duckdb lets one process write, so wait our turn
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise DeliveryError(f"duckdb {path}: cannot open for writing: {exc}") from exc
+            time.sleep(0.2)
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    parts: list[str],
+    table: str,
+    rows: pa.Table | None,
+    partition: Partition,
+    mode: str,
+) -> int:
+    name = quote_table(parts)
+    existing = _table_columns(con, parts)
+    if existing is None and rows is None:
+        return 0  # nothing to load and no schema to create the table from
+    if existing is None and rows is not None:
+        _create_table(con, parts, rows)
+    elif rows is not None and existing is not None:
+        check_columns(table, existing, rows.column_names)
+    if mode == "replace_partition":
+        where = " AND ".join(f"{quote_ident(c)} = ?" for c in partition.columns)
+        values = [partition.logical_date, partition.value][: len(partition.columns)]
+        con.execute(f"DELETE FROM {name} WHERE {where}", values)
+    if rows is None or rows.num_rows == 0:
+        return 0
+    # registered views live as long as the connection, which load_duckdb closes
+    con.register("_deliver_rows", rows)
+    try:
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _deliver_rows")
+    except duckdb.Error as exc:
+        raise DeliveryError(f"table {table}: insert failed, nothing changed: {exc}") from exc
+    return int(rows.num_rows)
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, parts: list[str]) -> list[str] | None:
+    schema = parts[-2] if len(parts) > 1 else "main"
+    catalog_filter = "AND table_catalog = ?" if len(parts) == 3 else ""
+    params = [schema, parts[-1]] + ([parts[0]] if len(parts) == 3 else [])
+    found = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        f"{catalog_filter} ORDER BY ordinal_position",
+        params,
+    ).fetchall()
+    return [r[0] for r in found] or None
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, parts: list[str], rows: pa.Table) -> None:
+    if len(parts) > 1:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(parts[:-1])}")
+    con.register("_deliver_schema", rows.schema.empty_table())
+    con.execute(f"CREATE TABLE {quote_table(parts)} AS SELECT * FROM _deliver_schema")

@@ -1,0 +1,43 @@
+"""SQL text helpers shared by the database targets: identifiers, literals, column checks."""
+
+from __future__ import annotations
+
+import re
+
+from dag_factory.deliver.errors import DeliveryError
+
+_NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+def split_table_name(table: str) -> list[str]:
+    """Split ``schema.table`` (or ``db.schema.table``) into plain name parts."""
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 3 or not all(_NAME_PART.match(p) for p in parts):
+        raise DeliveryError(
+            f"table {table!r}: not a valid table name: use letters, digits and _ as [database.][schema.]table"
+        )
+    return parts
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote an identifier, doubling embedded quotes (safe for any column name)."""
+    if not name or "\x00" in name:
+        raise DeliveryError(f"column name {name!r} is empty or holds a NUL byte: rename it in the notebook")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_table(parts: list[str]) -> str:
+    """Quoted dotted table name."""
+    return ".".join(quote_ident(p) for p in parts)
+
+
+def check_columns(table: str, table_columns: list[str], file_columns: list[str]) -> None:
+    """Fail when an existing table and the files (plus partition columns) have different column sets."""
+    missing = [c for c in table_columns if c not in file_columns]
+    extra = [c for c in file_columns if c not in table_columns]
+    if missing or extra:
+        raise DeliveryError(
+            f"table {table}: columns do not match: missing in files: {', '.join(missing) or '-'}; "
+            f"not in table: {', '.join(extra) or '-'} "
+            f"(change the notebook output or migrate the table)"
+        )

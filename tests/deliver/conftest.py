@@ -1,0 +1,43 @@
+"""Helpers for delivery tests: write notebook-like output files and read target tables back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+
+def write_parquet(
+    root: Path, relative: str, rows: list[dict[str, Any]], schema: pa.Schema | None = None
+) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+def write_json(root: Path, relative: str, rows: list[dict[str, Any]], lines: bool = False) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r) + "\n" for r in rows) if lines else json.dumps(rows)
+    path.write_text(text)
+    return path
+
+
+def write_corrupt(root: Path, relative: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PAR1 this is not parquet")
+    return path
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> Path:
+    """An empty item output prefix (a local directory)."""
+    path = tmp_path / "outputs"
+    path.mkdir()
+    return path

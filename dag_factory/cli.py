@@ -147,6 +147,11 @@ def demo(date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = D
     raise typer.Exit(code)
 
 
+# Commands that live in their own modules register themselves here (none imports Airflow at import).
+for _module in ("dag_factory.cli_review", "dag_factory.cli_ops"):
+    __import__(_module, fromlist=["register"]).register(app)
+
+
 def main() -> None:
     """Console entry point: our errors print as messages, never as tracebacks."""
     try:

@@ -1,0 +1,9 @@
+"""Operations commands: gc (orphan sweeper)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `dag-factory` app."""

@@ -131,25 +131,46 @@ def _in_env(found: list[Diagnostic], env: str, overridden: set[Loc]) -> list[Dia
 
 def _platform_rules(doc: YamlDocument, env: str, spec: JobSpec, platform: LoadedPlatform) -> list[Diagnostic]:
     settings = platform.settings.environments[env]
-    allowed = settings.allowed_instance_types
+    if not isinstance(settings, SageMakerEnvironment):
+        return []
+    return [*_instance_type_rule(doc, env, spec, platform), *_duckdb_path_rule(doc, env, spec)]
+
+
+def _located(doc: YamlDocument, env: str, loc: Loc, overridden: bool, message: str, hint: str) -> Diagnostic:
+    if overridden:
+        loc = ("environments", env, *loc)
+    mark = doc.positions.of_value(loc)
+    return Diagnostic(doc.path, mark.line, mark.col, format_loc(loc), message, hint)
+
+
+def _instance_type_rule(
+    doc: YamlDocument, env: str, spec: JobSpec, platform: LoadedPlatform
+) -> list[Diagnostic]:
+    allowed = platform.settings.environments[env].allowed_instance_types
     instance_type = spec.compute.instance_type
-    if not allowed or instance_type in allowed or not isinstance(settings, SageMakerEnvironment):
+    if not allowed or instance_type in allowed:
         return []
     compute = _overrides(doc, env).get("compute")
     from_override = isinstance(compute, dict) and "instance_type" in compute
-    loc: Loc = ("compute", "instance_type")
-    if from_override:
-        loc = ("environments", env, *loc)
-    mark = doc.positions.of_value(loc)
+    message = f"instance type {instance_type!r} is not allowed in environment {env!r}"
+    hint = f"{platform.path.name} allows: {', '.join(allowed)}"
+    return [_located(doc, env, ("compute", "instance_type"), from_override, message, hint)]
+
+
+def _duckdb_path_rule(doc: YamlDocument, env: str, spec: JobSpec) -> list[Diagnostic]:
+    """On SageMaker there is no local warehouse: a duckdb target must name its file."""
+    from_override = "deliver" in _overrides(doc, env)
     return [
-        Diagnostic(
-            doc.path,
-            mark.line,
-            mark.col,
-            format_loc(loc),
-            f"instance type {instance_type!r} is not allowed in environment {env!r}",
-            f"{platform.path.name} allows: {', '.join(allowed)}",
+        _located(
+            doc,
+            env,
+            ("deliver", i, "to"),
+            from_override,
+            f"duckdb target {target.table!r} has no path, and environment {env!r} has no local warehouse",
+            "give it a path, or deliver to postgres or snowflake, which load into duckdb locally",
         )
+        for i, target in enumerate(spec.deliver)
+        if target.to == "duckdb" and not target.path
     ]
 
 

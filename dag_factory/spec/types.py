@@ -62,7 +62,26 @@ def _check_param_value(value: Any) -> Any:
             f"parameter values must be strings, numbers, booleans, null, lists or mappings, got {kind} "
             f"{value!s}; quote it to pass a string"
         )
+    template = next((text for text in _strings(value) if "{{" in text or "{%" in text), None)
+    if template is not None:
+        # Values travel as written (never rendered by Airflow), and a secret passed as a parameter
+        # would be saved in the archived notebook for anyone who can read the output bucket.
+        raise ValueError(
+            f"template {template!r} in a parameter value: parameters are passed as written, never "
+            "rendered, and secrets (var, conn) must not be parameters because executed notebooks are "
+            "archived; read secrets inside the notebook, e.g. from AWS Secrets Manager"
+        )
     return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    return []
 
 
 _PARAM_SCHEMA: dict[str, Any] = {

@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -157,7 +158,7 @@ def api_server(env: Mapping[str, str], *, timeout: float = 120.0) -> Iterator[Ap
     log_path.parent.mkdir(parents=True, exist_ok=True)
     server_env = {**env, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/"}
     started = time.monotonic()
-    with log_path.open("wb") as log:
+    with sigterm_as_exit(), log_path.open("wb") as log:
         proc = subprocess.Popen(
             [_airflow_bin(), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             env=child_env(server_env),
@@ -166,11 +167,28 @@ def api_server(env: Mapping[str, str], *, timeout: float = 120.0) -> Iterator[Ap
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        try:
+            _wait_healthy(proc, url + HEALTH_PATH, log_path, timeout)
+            yield ApiServer(url, proc.pid, log_path, server_env, time.monotonic() - started)
+        finally:
+            stop_process_group(proc)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM raises SystemExit (so ``finally`` clean-ups run); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _raise)
     try:
-        _wait_healthy(proc, url + HEALTH_PATH, log_path, timeout)
-        yield ApiServer(url, proc.pid, log_path, server_env, time.monotonic() - started)
+        yield
     finally:
-        stop_process_group(proc)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], health_url: str, log_path: Path, timeout: float) -> None:

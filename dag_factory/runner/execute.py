@@ -31,11 +31,15 @@ from dag_factory.runner.airflow_home import (
     child_env,
     log_tail,
     metadata_db_path,
+    sigterm_as_exit,
     stop_process_group,
 )
 
 EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+# LocalExecutor.end() can hang for good joining an idle worker that never got its shutdown message
+# (seen on Airflow 3.3.2 under load): once the DAG run is final in the DB, wait this long, then stop.
+FINISHED_RUN_GRACE = 20.0
 
 
 class TaskProgress(NamedTuple):
@@ -145,6 +149,7 @@ def run_dag(
     """
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(sigterm_as_exit())
             timings: dict[str, float] = {}
             if EXECUTION_API_VAR not in env:
                 server = stack.enter_context(api_server(env))
@@ -195,9 +200,10 @@ def _run_child(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    stopped = ""
+    stopped, outcome = "", "exited"
     try:
-        if _watch(proc, db, dag_id, run_id, on_progress, poll_interval, timeout):
+        outcome = _watch(proc, db, dag_id, run_id, on_progress, poll_interval, timeout)
+        if outcome == "timeout":
             stopped = f"run stopped after the {timeout} s timeout"
     except KeyboardInterrupt:
         stopped = "run interrupted (Ctrl-C)"
@@ -212,7 +218,7 @@ def _run_child(
         on_progress([TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end) for t in tis])
     state = "failed" if interrupted else (read_dag_run_state(db, dag_id, run_id) or "failed")
     error = stopped
-    if not error and (proc.returncode != 0 or state != "success"):
+    if not error and ((proc.returncode != 0 and outcome != "lingering") or state != "success"):
         failed = [f"{t.task_id}: {t.error}" for t in tis if t.state == "failed" and t.error]
         error = "\n".join(failed) if failed else log_tail(log_path, 30)
     return RunResult(
@@ -238,20 +244,31 @@ def _watch(
     on_progress: ProgressCallback | None,
     poll_interval: float,
     timeout: float | None,
-) -> bool:
-    """Poll until the child exits; return True when it had to be stopped (timeout)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+) -> str:
+    """Poll until the child exits: ``"exited"``, or ``"timeout"`` / ``"lingering"`` when it must be stopped.
+
+    ``"lingering"``: the DAG run is final in the DB but the child has not exited
+    :data:`FINISHED_RUN_GRACE` seconds later (see there).
+    """
+    now = time.monotonic()
+    deadline = None if timeout is None else now + timeout
+    finished_at: float | None = None
     last: list[TaskProgress] | None = None
     while proc.poll() is None:
-        if deadline is not None and time.monotonic() > deadline:
-            return True
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            return "timeout"
+        if finished_at is None and read_dag_run_state(db, dag_id, run_id) in {"success", "failed"}:
+            finished_at = now
+        elif finished_at is not None and now - finished_at > FINISHED_RUN_GRACE:
+            return "lingering"
         if on_progress is not None:
             rows = read_progress(db, dag_id, run_id)
             if rows != last:
                 on_progress(rows)
                 last = rows
         time.sleep(poll_interval)
-    return False
+    return "exited"
 
 
 @contextlib.contextmanager

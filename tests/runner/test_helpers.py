@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dag_factory.runner.airflow_home import airflow_env, free_port, is_migrated, log_tail, metadata_db_path
+import pytest
+
+from dag_factory.runner import execute
+from dag_factory.runner.airflow_home import (
+    airflow_env,
+    free_port,
+    is_migrated,
+    log_tail,
+    metadata_db_path,
+    stop_process_group,
+)
 from dag_factory.runner.execute import _decode_xcom, parse_db_time, task_error, task_log_path
 
 
@@ -60,3 +74,24 @@ def test_db_values() -> None:
     assert _decode_xcom('"{\\"a\\": 1}"') == '{"a": 1}'  # a JSON-looking string stays a string
     assert _decode_xcom('{"rows": 3}') == {"rows": 3}
     assert _decode_xcom("not json") == "not json"
+
+
+def test_watch_stops_a_child_lingering_after_the_run_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalExecutor.end() can hang after the run is final: the watcher gives up after a grace period."""
+    db = tmp_path / "airflow.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE dag_run (dag_id TEXT, run_id TEXT, state TEXT)")
+        conn.execute("INSERT INTO dag_run VALUES ('d', 'r', 'success')")
+        conn.commit()
+    monkeypatch.setattr(execute, "FINISHED_RUN_GRACE", 0.5)
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        started = time.monotonic()
+        assert execute._watch(proc, db, "d", "r", None, 0.1, None) == "lingering"
+        assert time.monotonic() - started < 5
+        assert execute._watch(proc, db, "d", "other-run", None, 0.1, 0.3) == "timeout"
+    finally:
+        stop_process_group(proc)
+    assert proc.returncode is not None

@@ -22,7 +22,7 @@ schema: install
 	$(BIN)/dag-factory schema --write schemas
 
 golden: install
-	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases -q
+	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/contract tests/review -q
 
 demo: install
 	$(BIN)/dag-factory demo

@@ -1,0 +1,284 @@
+"""`dag-factory plan`: the DAG a spec produces, as plain data and as text, json, markdown or mermaid.
+
+Built from plan.plan_dag (no Airflow). Fan-out groups are identical except for their value and
+per-value parameters, so one group's tasks are shown once, with `<name>` in place of the value, plus
+the list of values and what differs per value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dag_factory.loader import LoadedSpec
+from dag_factory.plan import SHARED_GROUP, DagPlan, GroupPlan, TaskPlan, plan_dag
+from dag_factory.spec.job import JobSpec
+
+Review = dict[str, Any]
+
+
+def duration(seconds: int | None) -> str:
+    if not seconds:
+        return "-"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text
+
+
+def schedule_in_words(schedule: str | None) -> str:
+    if schedule is None:
+        return "manual only (no schedule)"
+    if schedule.startswith("@"):
+        return {"@once": "once", "@continuous": "continuously"}.get(schedule, schedule[1:])
+    try:
+        from cron_descriptor import get_description
+
+        return str(get_description(schedule))
+    except Exception:  # cron-descriptor rejects some croniter-valid forms: show the cron alone
+        return schedule
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+
+
+def _task_detail(task: TaskPlan, spec: JobSpec, code: str, backend: str) -> str:
+    args = task.args
+    if task.kind == "create_instance":
+        if backend == "local":
+            return "local work dir + virtualenv (local backend)"
+        return f"{args['instance_type']}, {args['volume_size_gb']} GB, subnet {args['subnet_id']}"
+    if task.kind == "resolve_ip":
+        return "instance -> network interface -> private ip (xcom)"
+    if task.kind == "prepare":
+        requirements = f" + {spec.runtime.requirements}" if spec.runtime.requirements else ""
+        return f"sync {code}, install papermill=={spec.runtime.papermill_version}{requirements}"
+    if task.kind == "notebook":
+        own = next(nb for nb in spec.notebooks if nb.path == args["notebook"]).parameters
+        extra = f", {_params(own)}" if own else ""
+        return f"{args['notebook']} (kernel {args['kernel']}{extra})"
+    if task.kind == "deliver":
+        target = args["target"]
+        where = target.get("table") or f"{target.get('bucket')}/{target.get('prefix')}"
+        return f"{target['to']} {where} <- {target['files']} ({target['mode']})"
+    return "teardown: always runs (all_done), also after a failure"
+
+
+def _template_tasks(group: GroupPlan, value: str | None) -> list[TaskPlan]:
+    """A shared group holds every value's tasks (`nb_x__de`): keep the first value's as the template."""
+    if group.group_id != SHARED_GROUP or value is None:
+        return list(group.tasks)
+    suffix = f"__{value}"
+    return [t for t in group.tasks if "__" not in t.task_id or t.task_id.endswith(suffix)]
+
+
+def _task_rows(plan: DagPlan, spec: JobSpec, code: str) -> list[dict[str, Any]]:
+    group = plan.groups[0]
+    value = group.values[0] if group.values else None
+    label = f"<{plan.fan_out_name}>" if plan.fan_out_name else ""
+    rows = []
+    for task in _template_tasks(group, value):
+        task_id = task.task_id.replace(f"__{value}", f"__{label}") if value else task.task_id
+        upstream = [u.replace(f"__{value}", f"__{label}") if value else u for u in task.upstream]
+        rows.append(
+            {
+                "task_id": task_id,
+                "kind": task.kind,
+                "after": upstream,
+                "detail": _task_detail(task, spec, code, plan.backend),
+                "timeout": duration(task.args.get("timeout_s")),
+            }
+        )
+    return rows
+
+
+def describe(loaded: LoadedSpec, env: str) -> Review:
+    """Everything a reviewer needs about the DAG of one environment, as plain data."""
+    plan = plan_dag(loaded, env)
+    spec = loaded.for_env(env)
+    assert loaded.platform is not None  # plan_dag checked it
+    settings = loaded.platform.settings.environments[env]
+    code = (
+        f"s3://{settings.buckets.code}/{spec.project}/"
+        if plan.backend == "sagemaker"
+        else f"<local>/{settings.buckets.code}/{spec.project}/"
+    )
+    summary = plan.summary
+    price = settings.instance_prices.get(spec.compute.instance_type)
+    return {
+        "dag_id": plan.dag_id,
+        "env": env,
+        "backend": plan.backend,
+        "owner": plan.owner,
+        "description": plan.description,
+        "schedule": {"cron": plan.schedule, "text": schedule_in_words(plan.schedule)},
+        "start_date": plan.start_date,
+        "catchup": plan.catchup,
+        "retries": plan.retries,
+        "retry_delay": duration(plan.retry_delay_s),
+        "tags": list(plan.tags),
+        "notify": plan.notify,
+        "compute": {
+            "instance_type": spec.compute.instance_type,
+            "volume_size_gb": spec.compute.volume_size_gb,
+            "isolation": spec.compute.isolation,
+            "max_parallel": spec.compute.max_parallel,
+            "timeout": spec.compute.timeout,
+        },
+        "fan_out": {"name": plan.fan_out_name, "values": list(spec.values)} if spec.fan_out else None,
+        "parameters": {
+            "global": dict(spec.parameters),
+            "per_value": {k: dict(v) for k, v in (spec.fan_out.parameters if spec.fan_out else {}).items()},
+            "per_notebook": {nb.stem: dict(nb.parameters) for nb in spec.notebooks if nb.parameters},
+        },
+        "groups": [g.group_id for g in plan.groups],
+        "tasks": _task_rows(plan, spec, code),
+        "deliver": list(summary["deliver"]),
+        "code": code,
+        "estimate": {
+            "instances": summary["instances"],
+            "instance_type": spec.compute.instance_type,
+            "timeout": spec.compute.timeout,
+            "instance_hours_max": summary["instance_hours_max"],
+            "usd_per_hour": price,
+            "cost_max_usd": summary["cost_max_usd"],
+        },
+    }
+
+
+def estimate_text(review: Review) -> str:
+    e = review["estimate"]
+    text = f"{e['instances']} x {e['instance_type']} x {e['timeout']}"
+    text += f" = {e['instance_hours_max']:g} instance-hours"
+    if e["cost_max_usd"] is not None:
+        text += f" x ${e['usd_per_hour']:g}/h = ${e['cost_max_usd']:.2f}"
+    else:
+        text += " (no price for this instance type in the platform file)"
+    return text + " per run at most"
+
+
+def _group_line(review: Review) -> str:
+    fan = review["fan_out"]
+    if not fan:
+        return "one group (no fan-out)"
+    if review["compute"]["isolation"] == "shared":
+        return f"one shared instance runs all {len(fan['values'])} {fan['name']} values, one after another"
+    return f"{len(fan['values'])} groups, one per {fan['name']}; each runs:"
+
+
+def _wrap(words: list[str], indent: str, width: int = 100) -> list[str]:
+    lines, line = [], indent
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent
+        line += word + " "
+    lines.append(line.rstrip())
+    return lines
+
+
+def render_text(review: Review) -> str:
+    c, fan = review["compute"], review["fan_out"]
+    lines = [
+        f"{review['dag_id']} ({review['env']}, {review['backend']} backend)",
+        f"  {review['description']}" if review["description"] else "",
+        f"owner      {review['owner']}",
+        f"schedule   {review['schedule']['cron'] or '-'}: {review['schedule']['text']}",
+        f"start      {review['start_date']}, catchup {'on' if review['catchup'] else 'off'}, "
+        f"retries {review['retries']} (every {review['retry_delay']})",
+        f"compute    {c['instance_type']}, {c['volume_size_gb']} GB, {c['isolation']}, "
+        f"at most {c['max_parallel']} at once, timeout {c['timeout']} per group",
+    ]
+    if fan:
+        lines.append(f"fan-out    {fan['name']}: {len(fan['values'])} values")
+        lines.extend(_wrap(fan["values"], "           "))
+    lines.append(f"code       {review['code']}")
+    failure = review["notify"].get("on_failure") or []
+    if failure:
+        lines.append(f"notify     on failure: {', '.join(failure)}")
+    lines += ["", _group_line(review)]
+    width = max(len(t["task_id"]) for t in review["tasks"]) + 2
+    for task in review["tasks"]:
+        timeout = f"  [timeout {task['timeout']}]" if task["timeout"] != "-" else ""
+        lines.append(f"  {task['task_id']:<{width}}{task['detail']}{timeout}")
+    params = review["parameters"]
+    lines += ["", "parameters"]
+    lines.append(f"  every notebook: {_params(params['global']) or '-'}")
+    for stem, own in params["per_notebook"].items():
+        lines.append(f"  {stem}: {_params(own)}")
+    if fan:
+        lines.append(
+            f"  per {fan['name']}: {fan['name']}=<value>, standard ones (env, logical_date, run_id, ...)"
+        )
+        for value, own in params["per_value"].items():
+            lines.append(f"  only {value}: {_params(own)}")
+    lines += ["", f"deliver    {', '.join(review['deliver']) or '-'}", f"estimate   {estimate_text(review)}"]
+    return "\n".join(line for i, line in enumerate(lines) if line or i > 2)
+
+
+def render_markdown(review: Review) -> str:
+    c, fan = review["compute"], review["fan_out"]
+    lines = [
+        f"### `{review['dag_id']}` in `{review['env']}` ({review['backend']})",
+        "",
+        review["description"] or "",
+        "",
+        f"- **schedule**: `{review['schedule']['cron'] or 'null'}`: {review['schedule']['text']}",
+        f"- **compute**: `{c['instance_type']}`, {c['volume_size_gb']} GB, {c['isolation']}, "
+        f"at most {c['max_parallel']} at once, timeout {c['timeout']}",
+    ]
+    if fan:
+        values = ", ".join(f"`{v}`" for v in fan["values"])
+        lines.append(f"- **fan-out** `{fan['name']}` ({len(fan['values'])}): {values}")
+    lines += [
+        f"- **deliver**: {', '.join(f'`{d}`' for d in review['deliver']) or '-'}",
+        f"- **estimate**: {estimate_text(review)}",
+        "",
+        f"{_group_line(review)}",
+        "",
+        "| task | what | timeout |",
+        "|---|---|---|",
+    ]
+    for task in review["tasks"]:
+        detail = task["detail"].replace("|", "\\|")
+        lines.append(f"| `{task['task_id']}` | {detail} | {task['timeout']} |")
+    params = review["parameters"]
+    lines += [
+        "",
+        "| parameters | |",
+        "|---|---|",
+        f"| every notebook | `{_params(params['global']) or '-'}` |",
+    ]
+    lines += [f"| {stem} | `{_params(own)}` |" for stem, own in params["per_notebook"].items()]
+    lines += [f"| only `{value}` | `{_params(own)}` |" for value, own in params["per_value"].items()]
+    return "\n".join(lines)
+
+
+def _mermaid_id(task_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in task_id)
+
+
+def render_mermaid(review: Review) -> str:
+    fan = review["fan_out"]
+    title = (
+        f"each of {len(fan['values'])} {fan['name']} values: {', '.join(fan['values'])}"
+        if fan
+        else review["dag_id"]
+    )
+    lines = ["flowchart LR", f'  subgraph group["{title}"]']
+    for task in review["tasks"]:
+        lines.append(f'    {_mermaid_id(task["task_id"])}["{task["task_id"]}<br/>{task["timeout"]}"]')
+    for task in review["tasks"]:
+        arrow = "-.->" if task["kind"] in ("stop_instance", "delete_instance") else "-->"
+        for upstream in task["after"]:
+            lines.append(f"    {_mermaid_id(upstream)} {arrow} {_mermaid_id(task['task_id'])}")
+    lines.append("  end")
+    return "\n".join(lines)
+
+
+def render_json(review: Review) -> str:
+    return json.dumps(review, indent=2)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown, "mermaid": render_mermaid}

@@ -1,0 +1,158 @@
+"""plan, diff and graph: golden outputs for the example spec (REGENERATE_GOLDEN=1 rewrites them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dag_factory.cli import app
+from dag_factory.loader import PLATFORM_ENV_VAR
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+GOLDEN = HERE / "golden"
+PLATFORM = "project_configs/platform.yaml"
+SPEC = "project_configs/churn-model.yaml"
+CHANGED = "tests/review/churn-model-changed.yaml"
+REGENERATE = os.environ.get("REGENERATE_GOLDEN", "") not in ("", "0")
+
+
+@pytest.fixture(autouse=True)
+def _from_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def _golden(output: str, name: str) -> None:
+    path = GOLDEN / name
+    if REGENERATE:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(output)
+    assert path.exists(), f"{path.relative_to(REPO)} is missing: run with REGENERATE_GOLDEN=1"
+    assert output == path.read_text()
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("text", "plan-prod.txt"), ("markdown", "plan-prod.md")])
+def test_plan_golden(fmt: str, name: str) -> None:
+    code, output = _run("plan", SPEC, "--env", "prod", "--format", fmt)
+    assert code == 0, output
+    _golden(output, name)
+
+
+def test_plan_json_and_mermaid() -> None:
+    import json
+
+    code, output = _run("plan", SPEC, "--env", "preprod", "--format", "json")
+    assert code == 0, output
+    review = json.loads(output)
+    assert review["compute"]["instance_type"] == "ml.t3.large"
+    assert review["schedule"]["cron"] is None
+    assert len(review["groups"]) == 20
+    assert review["estimate"]["cost_max_usd"] == 8.0
+    code, output = _run("plan", SPEC, "--format", "mermaid")
+    assert code == 0
+    assert output.startswith("flowchart LR")
+    assert "nb_02_train" in output
+
+
+def test_plan_shared_isolation_shows_one_templated_value() -> None:
+    code, output = _run("plan", "tests/cases/valid/fan_out.yaml", "--platform", PLATFORM, "--env", "prod")
+    assert code == 0, output
+
+
+def test_plan_unknown_env_is_a_located_error() -> None:
+    result = CliRunner().invoke(app, ["plan", SPEC, "--env", "prd"])
+    assert result.exit_code != 0
+    assert "did you mean 'prod'?" in str(result.exception)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("markdown", "diff-prod.md"), ("text", "diff-prod.txt")])
+def test_diff_golden(fmt: str, name: str) -> None:
+    code, output = _run("diff", SPEC, CHANGED, "--platform", PLATFORM, "--format", fmt)
+    assert code == 0, output
+    _golden(output, name)
+
+
+def test_diff_of_identical_specs_says_so() -> None:
+    code, output = _run("diff", SPEC, SPEC, "--format", "text")
+    assert code == 0
+    assert "no change to the generated dag" in output
+
+
+def test_diff_against_a_git_revision(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "platform.yaml").write_text((REPO / PLATFORM).read_text())
+    spec = tmp_path / "job.yaml"
+    text = (REPO / SPEC).read_text().replace("../examples/churn-demo", str(REPO / "examples/churn-demo"))
+    spec.write_text(text)
+    git("init", "-q")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "first")
+    spec.write_text(text.replace("max_parallel: 10", "max_parallel: 5").replace(", lu]", "]"))
+    code, output = _run("diff", str(spec), "--git", "HEAD", "--format", "text")
+    assert code == 0, output
+    assert f"{spec}@HEAD -> {spec} (working tree)" in output
+    assert "  - lu" in output
+    assert "~ max parallel: 10 -> 5" in output
+    assert "cost: $18.40 -> $17.48" in output
+    result = CliRunner().invoke(app, ["diff", str(spec), "--git", "no-such-rev"])
+    assert result.exit_code != 0
+    assert "invalid object name 'no-such-rev'" in str(result.exception)
+
+
+def test_diff_needs_two_specs_or_git() -> None:
+    code, output = _run("diff", SPEC)
+    assert code == 2
+    assert "--git" in output
+
+
+def test_graph_svg_names_every_group(tmp_path: Path) -> None:
+    out = tmp_path / "dag.svg"
+    code, output = _run("graph", SPEC, "--env", "prod", "-o", str(out))
+    assert code == 0, output
+    svg = out.read_text()
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    values = ["de", "fr", "nl", "be", "it", "es", "pt", "at", "ch", "pl"]
+    values += ["se", "dk", "no", "fi", "ie", "cz", "hu", "ro", "gr", "lu"]
+    for value in values:
+        assert f">{value}" in svg, value
+    assert "delete_instance" in svg
+
+
+def test_graph_rejects_an_unknown_format(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["graph", SPEC, "-o", str(tmp_path / "dag.gif")])
+    assert result.exit_code != 0
+    assert ".svg" in str(result.exception)
+
+
+def test_review_commands_do_not_import_airflow_or_papermill() -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from typer.testing import CliRunner
+        from dag_factory.cli import app
+
+        for args in (["plan", "{SPEC}"], ["diff", "{SPEC}", "{SPEC}"]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.output
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("airflow", "papermill"))
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

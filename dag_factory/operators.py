@@ -50,7 +50,11 @@ def wait_for_status(client: Any, name: str, wanted: set[str], timeout_s: float, 
 
 
 class _RunScoped:
-    """Mixin: the instance name comes from the run, not from the DAG file."""
+    """Mixin: the instance name comes from the run, not from the DAG file.
+
+    Each operator keeps its own __init__: Airflow's operator metaclass wraps every operator
+    class's __init__, and a plain mixin's __init__ would bypass that wrapping.
+    """
 
     dag_id_for_name: str
     group: str

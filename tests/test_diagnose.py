@@ -12,17 +12,9 @@ from dag_factory.errors import Diagnostic
 from dag_factory.spec.job import JobSpec
 from dag_factory.spec.platform import PlatformSettings
 from dag_factory.yaml_source import parse_yaml
+from tests.specs import MINIMAL_SPEC
 
-BASE = """\
-version: 1
-project: demo
-owner: ds-team
-start_date: 2026-01-05
-compute:
-  instance_type: ml.t3.medium
-notebooks:
-  - path: notebooks/run.ipynb
-"""
+BASE = MINIMAL_SPEC
 
 
 def _diagnose(text: str, model: Any = JobSpec) -> list[Diagnostic]:

@@ -15,6 +15,7 @@ from dag_factory.errors import SpecError
 from dag_factory.schema import SCHEMA_FILES, render_schema
 from dag_factory.spec.job import JobSpec
 from dag_factory.yaml_source import parse_yaml, read_yaml
+from tests.specs import MINIMAL_SPEC
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMAS = REPO / "schemas"
@@ -60,16 +61,7 @@ def test_platform_file_passes_the_json_schema() -> None:
     assert not list(_validator(PLATFORM_SCHEMA).iter_errors(data))
 
 
-BASE = """\
-version: 1
-project: demo
-owner: ds-team
-start_date: 2026-01-05
-compute:
-  instance_type: ml.t3.medium
-notebooks:
-  - path: notebooks/run.ipynb
-"""
+BASE = MINIMAL_SPEC
 
 # Mistakes a JSON Schema can express: both validators must reject them.
 INVALID = {

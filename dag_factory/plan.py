@@ -100,8 +100,8 @@ def _local_layout(env: LocalEnvironment, root: Path, dag_id: str, group: str, pr
     )
 
 
-def _sagemaker_layout(env: SageMakerEnvironment, project: str, spec: JobSpec) -> HostLayout:
-    workdir = env.ssh.workdir
+def _sagemaker_layout(env: SageMakerEnvironment, project: str, spec: JobSpec, group: str) -> HostLayout:
+    workdir = env.ssh.workdir.replace("{group}", group)
     return HostLayout(
         workdir=workdir,
         activate=f"source {env.ssh.conda_activate} {spec.runtime.conda_env}",
@@ -125,7 +125,7 @@ class _Context:
         if isinstance(self.env, LocalEnvironment):
             assert self.root is not None
             return _local_layout(self.env, self.root, self.dag_id, group, self.spec.project)
-        return _sagemaker_layout(self.env, self.spec.project, self.spec)
+        return _sagemaker_layout(self.env, self.spec.project, self.spec, group)
 
     def output_head(self) -> str:
         """Output prefix up to the run id: s3://<output>/<project>/<dag id> or its local twin."""

@@ -32,12 +32,15 @@ class ApiPool(StrictModel):
 
 
 class SshSettings(StrictModel):
-    user: str = "ec2-user"
-    port: int = Field(22, ge=1, le=65535)
+    """What runs on the instance. Login user, port and key belong to the Airflow SSH connection."""
+
     conda_activate: str = Field(
         "/home/ec2-user/anaconda3/bin/activate", description="script sourced with the conda env name"
     )
-    workdir: str = Field("/home/ec2-user/SageMaker/job", description="where the project is synced")
+    workdir: str = Field(
+        "/home/ec2-user/SageMaker/job",
+        description="where the project is synced; {group} is replaced by the task group (fan-out value)",
+    )
 
 
 class _Environment(StrictModel):

@@ -1,0 +1,241 @@
+"""End-to-end harness: the example job through real Airflow on the SageMaker backend.
+
+SageMaker, EC2 and S3 are moto (tests/servers/sagemaker.py gives each notebook instance an ENI whose
+private IP is a loopback address where a real sshd listens); the notebooks run over SSH with papermill
+in the sshd's fake conda env and write to moto's S3; delivery loads into a real PostgreSQL.
+
+One Airflow home and one api-server serve the whole e2e session (``airflow_server``); each test writes
+its own platform file, spec copy and DAG file under its tmp dir (``E2E.job``) and runs it with
+``E2E.run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dag_factory.runner import ApiServer, RunResult, api_server, prepare_airflow_home, run_dag
+from dag_factory.runner.airflow_home import child_env
+from dag_factory.runner.execute import ProgressCallback
+from tests.servers.postgres import PostgresServer
+from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_SPEC = ROOT / "project_configs" / "churn-demo.yaml"
+DEMO_PROJECT = ROOT / "examples" / "churn-demo"
+ENV_NAME = "e2e"
+POSTGRES_CONN_ID = "e2e_postgres"
+POOL = "sagemaker_api"
+DATE = dt.date(2026, 1, 5)
+RUN_TIMEOUT_S = 600.0
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A migrated Airflow home with the `sagemaker_api` pool, and an api-server, for all e2e tests."""
+    home = tmp_path_factory.mktemp("e2e-airflow")
+    env = prepare_airflow_home(home, parallelism=16)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run(
+        [airflow, "pools", "set", POOL, "4", "SageMaker API calls (e2e)"],
+        env=child_env(env), check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    with api_server(env, timeout=120) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class Job:
+    """One spec copy + platform file + DAG file under a test's tmp dir."""
+
+    spec: Path
+    platform: Path
+    dag_file: Path
+    dag_id: str
+    values: tuple[str, ...]
+    output_bucket: str
+    code_bucket: str
+
+
+@dataclass
+class E2E:
+    """The servers of one test and helpers to write, deploy and run a job on them."""
+
+    tmp_path: Path
+    sm: SageMakerEnv
+    pg: PostgresServer
+    server: ApiServer
+
+    # --- writing a job -----------------------------------------------------------------------------
+    def platform_settings(self, **overrides: Any) -> dict[str, Any]:
+        sshd = self.sm.sshd
+        env: dict[str, Any] = {
+            "backend": "sagemaker",
+            "account_id": "123456789012",
+            "region": "eu-west-1",
+            "role_arn": ROLE_ARN,
+            "subnet_id": self.sm.subnet_id,
+            "security_group_ids": self.sm.security_group_ids,
+            "buckets": dict(self.sm.buckets),
+            "connections": {"aws": "aws_default", "ssh": "ssh_default", "postgres": POSTGRES_CONN_ID},
+            "allowed_instance_types": [NOTEBOOK_INSTANCE_TYPE],
+            "api_pool": {"name": POOL, "slots": 4},
+            "ssh": {
+                "conda_activate": str(sshd.activate_script),
+                # one sshd plays every instance: a folder per group keeps parallel values apart
+                "workdir": f"{sshd.home}/SageMaker/job-{uuid.uuid4().hex[:8]}-{{group}}",
+            },
+        }
+        env.update(overrides)
+        return {"version": 1, "environments": {ENV_NAME: env}}
+
+    def job(
+        self,
+        values: list[str],
+        *,
+        notebook_params: dict[str, Any] | None = None,
+        notebooks: list[dict[str, Any]] | None = None,
+        project_dir: Path = DEMO_PROJECT,
+        platform: dict[str, Any] | None = None,
+        project: str | None = None,
+    ) -> Job:
+        """Write the demo spec (or a variant), a platform file and the DAG file; deploy the project."""
+        spec = yaml.safe_load(DEMO_SPEC.read_text())
+        spec["project_dir"] = str(project_dir)
+        spec["project"] = project or spec["project"]
+        spec["compute"]["instance_type"] = NOTEBOOK_INSTANCE_TYPE
+        if notebook_params:
+            spec["notebooks"][1].setdefault("parameters", {}).update(notebook_params)
+        if notebooks is not None:
+            spec["notebooks"] = notebooks
+        settings = platform or self.platform_settings()
+        spec_path, platform_path = self.tmp_path / "churn-demo.yaml", self.tmp_path / "platform.yaml"
+        spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        platform_path.write_text(yaml.safe_dump(settings, sort_keys=False))
+        dags = self.tmp_path / "dags"
+        dags.mkdir(exist_ok=True)
+        dag_file = dags / f"{spec['project'].replace('-', '_')}.py"
+        dag_file.write_text(
+            "# e2e: airflow DAG loader\n"
+            "from dag_factory.build import dag_from_spec\n\n"
+            f"dag = dag_from_spec({str(spec_path)!r}, env={ENV_NAME!r}, "
+            f"platform={str(platform_path)!r}, only={values!r})\n"
+        )
+        buckets = settings["environments"][ENV_NAME]["buckets"]
+        self.deploy(project_dir, buckets["code"], spec["project"])
+        return Job(spec_path, platform_path, dag_file, spec["project"], tuple(values), buckets["output"],
+                   buckets["code"])  # fmt: skip
+
+    def deploy(self, project_dir: Path, bucket: str, project: str) -> None:
+        """What CI's deploy step does: the project folder to s3://<code bucket>/<project>/."""
+        s3 = self.sm.moto.client("s3")
+        for path in sorted(project_dir.rglob("*")):
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts and "__pycache__" not in path.parts:
+                key = f"{project}/{path.relative_to(project_dir).as_posix()}"
+                s3.upload_file(str(path), bucket, key)
+
+    # --- running it --------------------------------------------------------------------------------
+    def run_env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.server.env,
+            f"AIRFLOW_CONN_{POSTGRES_CONN_ID.upper()}": self.pg.uri,
+            **extra,
+        }
+
+    def run(
+        self, job: Job, date: dt.date = DATE, on_progress: ProgressCallback | None = None, **extra_env: str
+    ) -> RunResult:
+        started = time.monotonic()
+        when = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
+        result = run_dag(
+            job.dag_file,
+            job.dag_id,
+            logical_date=when,
+            env=self.run_env(**extra_env),
+            timeout=RUN_TIMEOUT_S,
+            on_progress=on_progress,
+        )
+        print(f"\n{job.dag_id} {job.values}: {result.state} in {time.monotonic() - started:.1f}s")
+        if os.environ.get("E2E_TIMINGS"):
+            first = min((ti.start for ti in result.task_instances if ti.start), default=None)
+            for ti in sorted(
+                result.task_instances,
+                key=lambda t: (t.start or dt.datetime.max.replace(tzinfo=dt.UTC), t.task_id),
+            ):
+                offset = (ti.start - first).total_seconds() if ti.start and first else float("nan")
+                print(f"  {ti.task_id:32} {ti.state or '-':16} start +{offset:5.1f}s took {ti.duration}")
+        return result
+
+    # --- reading state -----------------------------------------------------------------------------
+    def instances(self) -> list[dict[str, Any]]:
+        answer = self.sm.moto.client("sagemaker").list_notebook_instances()
+        return list(answer["NotebookInstances"])
+
+    def executed_notebook(self, job: Job, run_id: str, value: str, notebook: str) -> dict[str, Any]:
+        key = f"{job.dag_id}/{job.dag_id}/{run_id}/{value}/{notebook}"
+        body = self.sm.moto.client("s3").get_object(Bucket=job.output_bucket, Key=key)["Body"].read()
+        loaded: dict[str, Any] = json.loads(body)
+        return loaded
+
+    def rows(self, table: str, date: dt.date = DATE) -> dict[str, int]:
+        """Row count per country for one logical date ({} when the table does not exist)."""
+        with self.pg.connect() as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]
+            if exists is None:
+                return {}
+            found = conn.execute(
+                f"SELECT country, count(*) FROM {table} WHERE logical_date = %s GROUP BY 1 ORDER BY 1",
+                (date,),
+            ).fetchall()
+        return {str(country): int(n) for country, n in found}
+
+
+def injected_source(notebook: dict[str, Any]) -> str:
+    cells = notebook["cells"]
+    injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1, "no injected-parameters cell"
+    source = injected[0]["source"]
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def notebook_errors(notebook: dict[str, Any]) -> list[str]:
+    return [
+        f"{o.get('ename')}: {o.get('evalue')}"
+        for c in notebook["cells"]
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+
+
+def states(result: RunResult, value: str) -> dict[str, str | None]:
+    return {
+        ti.task_id.split(".", 1)[1]: ti.state
+        for ti in result.task_instances
+        if ti.task_id.startswith(value + ".")
+    }
+
+
+def copy_project(target: Path) -> Path:
+    shutil.copytree(DEMO_PROJECT, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return target
+
+
+@pytest.fixture
+def e2e(
+    tmp_path: Path, sagemaker_env: SageMakerEnv, postgres_db: PostgresServer, airflow_server: ApiServer
+) -> E2E:
+    return E2E(tmp_path, sagemaker_env, postgres_db, airflow_server)

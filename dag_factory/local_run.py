@@ -159,9 +159,9 @@ def run_local(job: LocalJob, platform: Path, logical_date: dt.date, keep: bool, 
 
     when = dt.datetime.combine(logical_date, dt.time(), tzinfo=dt.UTC)
     label = job.plan.fan_out_name or "group"
-    with LiveProgress(
-        title=f"{job.plan.dag_id} {logical_date} ({job.env})", group_label=label, console=console
-    ) as live:
+    steps = [task.task_id for task in job.plan.groups[0].tasks]  # columns in the order tasks run
+    title = f"{job.plan.dag_id} {logical_date} ({job.env})"
+    with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
         return run_dag(
             dag_file,
             job.plan.dag_id,

@@ -69,10 +69,12 @@ def _elapsed(row: TaskProgress, now: datetime) -> float | None:
     return ((row.end or now) - row.start).total_seconds()
 
 
-def progress_grid(rows: Sequence[TaskProgress], now: datetime | None = None) -> ProgressGrid:
-    """Arrange task instances into a grid; order of first appearance is kept for groups and steps."""
+def progress_grid(
+    rows: Sequence[TaskProgress], now: datetime | None = None, steps: Sequence[str] = ()
+) -> ProgressGrid:
+    """Arrange task instances into a grid: `steps` first, in their order, then others as they appear."""
     now = now or datetime.now(UTC)
-    grid = ProgressGrid()
+    grid = ProgressGrid(steps=list(steps))
     for row in rows:
         group, step = split_task_id(row.task_id, row.map_index)
         if group not in grid.groups:
@@ -109,8 +111,16 @@ class LiveProgress:
     ...     run_dag(..., on_progress=live)
     """
 
-    def __init__(self, *, title: str = "", group_label: str = "item", console: Console | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        title: str = "",
+        group_label: str = "item",
+        console: Console | None = None,
+        steps: Sequence[str] = (),
+    ) -> None:
         self._rows: list[TaskProgress] = []
+        self._steps = list(steps)
         self._lock = threading.Lock()
         self._title = title
         self._group_label = group_label
@@ -129,7 +139,8 @@ class LiveProgress:
             return list(self._rows)
 
     def _renderable(self) -> Table:
-        return render_progress(progress_grid(self.rows), title=self._title, group_label=self._group_label)
+        grid = progress_grid(self.rows, steps=self._steps)
+        return render_progress(grid, title=self._title, group_label=self._group_label)
 
     def __enter__(self) -> LiveProgress:
         self._live.__enter__()

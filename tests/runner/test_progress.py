@@ -71,3 +71,14 @@ def test_summary_table() -> None:
         )
     )
     assert "12.3s" in text and "500" in text and "forced failure for fr" in text and "country" in text
+
+
+def test_columns_follow_the_given_step_order() -> None:
+    rows = [
+        TaskProgress("de.delete_instance", -1, None, None, None),
+        TaskProgress("de.create_instance", -1, "success", T0, T0 + timedelta(seconds=1)),
+        TaskProgress("de.extra", -1, None, None, None),
+    ]
+    grid = progress_grid(rows, now=T0, steps=["create_instance", "nb_01", "delete_instance"])
+    assert grid.steps == ["create_instance", "nb_01", "delete_instance", "extra"]
+    assert grid.groups == ["de"]

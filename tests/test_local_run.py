@@ -97,3 +97,28 @@ def test_keep_leaves_the_work_directory_for_debugging(tmp_path: Path) -> None:
     assert result.state == "success"
     kept = list((tmp_path / "root" / "work").rglob("nl"))
     assert kept and (kept[0] / "venv" / "bin" / "papermill").exists()
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec, platform = _project(tmp_path)
+    command = [sys.executable, "-m", "dag_factory.cli", "run", str(spec), "--platform", str(platform)]
+    proc = subprocess.Popen(
+        [*command, "--only", "de"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    work = tmp_path / "root" / "work"
+    deadline = time.monotonic() + 300
+    while not any(work.rglob("venv")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert any(work.rglob("venv")), "the run never created its work directory"
+    os.kill(proc.pid, signal.SIGINT)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert b"interrupted" in output
+    assert not any(work.rglob("venv"))

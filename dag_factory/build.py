@@ -214,12 +214,23 @@ def dag_from_spec(
     platform: str | Path | None = None,
     only: list[str] | None = None,
 ) -> DAG:
-    """What a DAG-folder loader file calls: load, validate, plan, build."""
-    from dag_factory.loader import find_platform, load_platform, load_spec
+    """What a DAG-folder loader file calls: load, validate, plan, build.
+
+    The plan comes from dag_factory.parse_cache when the spec, the platform file, the environment and
+    the code are those of an earlier parse (keyed by their content); an invalid spec is never cached.
+    """
+    from dag_factory.loader import find_platform, load_platform_cached, load_spec
+    from dag_factory.parse_cache import cached_plan
     from dag_factory.plan import plan_dag
 
     spec_path = Path(spec_path)
     platform_path = Path(platform) if platform else find_platform(spec_path)
-    loaded_platform = load_platform(platform_path) if platform_path else None
-    loaded = load_spec(spec_path, loaded_platform)
-    return build_dag(plan_dag(loaded, env or current_env(), only=tuple(only or ())))
+    env_name = env or current_env()
+    only_values = tuple(only or ())
+
+    def plan() -> DagPlan:
+        loaded_platform = load_platform_cached(platform_path) if platform_path else None
+        loaded = load_spec(spec_path, loaded_platform)
+        return plan_dag(loaded, env_name, only=only_values)
+
+    return build_dag(cached_plan(spec_path, platform_path, env_name, only_values, plan))

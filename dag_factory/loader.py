@@ -14,7 +14,7 @@ from dag_factory.diagnose import diagnose, suggest
 from dag_factory.errors import Diagnostic, SpecError
 from dag_factory.spec.job import JobSpec
 from dag_factory.spec.platform import PlatformSettings, SageMakerEnvironment
-from dag_factory.yaml_source import Loc, Positions, YamlDocument, format_loc, read_yaml
+from dag_factory.yaml_source import Loc, Positions, YamlDocument, format_loc, parse_yaml, read_yaml
 
 PLATFORM_FILE = "platform.yaml"
 PLATFORM_ENV_VAR = "DAG_FACTORY_PLATFORM"
@@ -62,6 +62,29 @@ def load_platform(path: Path | str) -> LoadedPlatform:
     doc = read_yaml(path)
     settings = _validate(PlatformSettings, doc, doc.data, doc.positions)
     return LoadedPlatform(Path(path), settings)
+
+
+_platforms: dict[tuple[str, bytes], LoadedPlatform] = {}
+
+
+def load_platform_cached(path: Path | str) -> LoadedPlatform:
+    """load_platform, remembered per process by path and content (a DagBag loads one file per spec).
+
+    Only valid platform files are remembered; the result is shared, so it must not be mutated.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return load_platform(path)  # its own, located error
+    key = (str(path), raw)
+    found = _platforms.get(key)
+    if found is None:
+        doc = parse_yaml(str(path), raw)  # as load_platform, from the bytes of the key
+        found = LoadedPlatform(Path(path), _validate(PlatformSettings, doc, doc.data, doc.positions))
+        if len(_platforms) >= 8:
+            _platforms.clear()
+        _platforms[key] = found
+    return found
 
 
 def find_platform(spec_path: Path) -> Path | None:

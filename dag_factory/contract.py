@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ def _accepts(declared: str | None, given: str | None) -> bool:
     if declared is None or given is None or declared == given:
         return True
     return declared == "float" and given == "int"
+
+
+def _undeclared_hint(name: str, declared: Iterable[str], fallback: str) -> str:
+    """did-you-mean from the declared names when one is close, else how to fix it."""
+    hint = suggest(name, declared)
+    return hint if hint.startswith("did you mean") else fallback
 
 
 @dataclass
@@ -175,13 +182,11 @@ class _Check:
                 loc = (*prefix, name)
                 if name not in where:
                     paths = ", ".join(nb.path for nb in self.spec.notebooks)
-                    hint = suggest(name, where) if where else ""
-                    if not hint.startswith("did you mean"):
-                        hint = f"declare {name} = <default> in the parameters cell of a notebook that uses it"
+                    fallback = f"declare {name} = <default> in the parameters cell of a notebook that uses it"
                     self.add(
                         loc,
                         f"parameter {name!r} (for {scope}) is not declared by any notebook ({paths})",
-                        hint,
+                        _undeclared_hint(name, where, fallback),
                         key=True,
                     )
                     continue
@@ -193,13 +198,11 @@ class _Check:
         for name, value in notebook.parameters.items():
             loc: Loc = ("notebooks", i, "parameters", name)
             if name not in declared:
-                hint = suggest(name, declared) if declared else ""
-                if not hint.startswith("did you mean"):
-                    hint = f"declare {name} = <default> in its parameters cell, or remove it here"
+                fallback = f"declare {name} = <default> in its parameters cell, or remove it here"
                 self.add(
                     loc,
                     f"parameter {name!r} is not declared in the parameters cell of {notebook.path}",
-                    hint,
+                    _undeclared_hint(name, declared, fallback),
                     key=True,
                 )
                 continue

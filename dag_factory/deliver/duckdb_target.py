@@ -11,7 +11,12 @@ import pyarrow as pa
 
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
-from dag_factory.deliver.sql import check_columns, quote_ident, quote_table, split_table_name
+from dag_factory.deliver.sql import (
+    check_columns,
+    delete_partition,
+    quote_table,
+    split_table_name,
+)
 
 log = logging.getLogger("dag_factory.deliver")
 
@@ -75,9 +80,7 @@ def _load(
     elif rows is not None and existing is not None:
         check_columns(table, existing, rows.column_names)
     if mode == "replace_partition":
-        where = " AND ".join(f"{quote_ident(c)} = ?" for c in partition.columns)
-        values = [partition.logical_date, partition.value][: len(partition.columns)]
-        con.execute(f"DELETE FROM {name} WHERE {where}", values)
+        con.execute(*delete_partition(name, partition, "?"))
     if rows is None or rows.num_rows == 0:
         return 0
     # registered views live as long as the connection, which load_duckdb closes

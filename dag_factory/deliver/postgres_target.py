@@ -13,7 +13,13 @@ import pyarrow.csv as pacsv
 
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
-from dag_factory.deliver.sql import check_columns, quote_ident, quote_table, split_table_name
+from dag_factory.deliver.sql import (
+    check_columns,
+    delete_partition,
+    quote_ident,
+    quote_table,
+    split_table_name,
+)
 
 log = logging.getLogger("dag_factory.deliver")
 
@@ -88,9 +94,7 @@ def _load(
     elif rows is not None and existing is not None:
         check_columns(table, existing, rows.column_names)
     if mode == "replace_partition":
-        where = " AND ".join(f"{quote_ident(c)} = %s" for c in partition.columns)
-        values = [partition.logical_date, partition.value][: len(partition.columns)]
-        cur.execute(f"DELETE FROM {name} WHERE {where}", values)
+        cur.execute(*delete_partition(name, partition, "%s"))
     if rows is None or rows.num_rows == 0:
         return 0
     columns = ", ".join(quote_ident(c) for c in rows.column_names)

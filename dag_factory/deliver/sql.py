@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from dag_factory.deliver.errors import DeliveryError
+from dag_factory.deliver.partition import Partition
 
 _NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -29,6 +31,15 @@ def quote_ident(name: str) -> str:
 def quote_table(parts: list[str]) -> str:
     """Quoted dotted table name."""
     return ".".join(quote_ident(p) for p in parts)
+
+
+def delete_partition(
+    name: str, partition: Partition, placeholder: str
+) -> tuple[str, list[dt.date | str | None]]:
+    """`DELETE FROM name WHERE <partition columns> = <placeholder>...` and its parameter values."""
+    where = " AND ".join(f"{quote_ident(c)} = {placeholder}" for c in partition.columns)
+    values = [partition.logical_date, partition.value][: len(partition.columns)]
+    return f"DELETE FROM {name} WHERE {where}", values
 
 
 def check_columns(table: str, table_columns: list[str], file_columns: list[str]) -> None:

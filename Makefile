@@ -7,7 +7,7 @@ $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: install
-	$(BIN)/ruff check dag_factory tests
+	$(BIN)/ruff check --no-cache dag_factory tests
 	$(BIN)/mypy
 	$(BIN)/pytest
 
@@ -15,7 +15,7 @@ unit: install
 	$(BIN)/pytest -m "not integration"
 
 lint: install
-	$(BIN)/ruff check dag_factory tests
+	$(BIN)/ruff check --no-cache dag_factory tests
 	$(BIN)/mypy
 
 schema: install

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from dag_factory.review.notebook_info import Declared, inspect_notebook
 
 

@@ -107,7 +107,7 @@ def _local_operator(task: TaskPlan) -> BaseOperator:
 
 
 def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
-    conns = _connections(plan)
+    conns = plan.connections
     if task.kind == "deliver":
         return PythonOperator(
             task_id=task.task_id,
@@ -138,14 +138,6 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
             pool=plan.api_pool["name"] if plan.api_pool else "default_pool",
         )
     return _sagemaker_operator(plan, task, conns)
-
-
-def _connections(plan: DagPlan) -> dict[str, str]:
-    for group in plan.groups:
-        for task in group.tasks:
-            if "connections" in task.args:
-                return dict(task.args["connections"])
-    return {"aws": "aws_default", "ssh": "ssh_default"}
 
 
 def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:

@@ -39,7 +39,7 @@ from dag_factory.plan import DagPlan, GroupPlan, TaskPlan
 
 CACHE_DIR_VAR = "DAG_FACTORY_CACHE_DIR"
 DISABLED = ("off", "0", "false", "no")
-FORMAT = 1  # bump when the entry layout changes
+FORMAT = 2  # bump when the entry layout changes
 MAX_AGE_S = 7 * 24 * 3600  # entries not (re)written for a week are pruned, now and then
 PRUNE_PROBABILITY = 0.02  # per write
 

@@ -73,6 +73,7 @@ class DagPlan:
     api_pool: dict[str, Any] | None
     groups: tuple[GroupPlan, ...]
     fan_out_name: str | None
+    connections: dict[str, str]  # Airflow connection ids of the platform environment
     summary: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
@@ -346,5 +347,6 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         api_pool=api_pool,
         groups=tuple(groups),
         fan_out_name=spec.fan_out.name if spec.fan_out else None,
+        connections=env.connections.model_dump(),
         summary={**summary, "doc_md": _doc_md(spec, env_name, summary)},
     )

@@ -190,3 +190,13 @@ def test_build_is_deterministic_for_the_same_plan() -> None:
     loaded = load_spec(CONFIGS / "churn-demo.yaml", load_platform(CONFIGS / "platform.yaml"))
     one, two = build_dag(plan_dag(loaded, "local")), build_dag(plan_dag(loaded, "local"))
     assert [t.task_id for t in one.tasks] == [t.task_id for t in two.tasks]
+
+
+def test_connection_ids_come_from_the_platform_even_without_delivery(tmp_path: Path) -> None:
+    spec = (CONFIGS / "churn-model.yaml").read_text()
+    spec = spec[: spec.index("deliver:")] + spec[spec.index("notify:") :]
+    (tmp_path / "no-deliver.yaml").write_text(spec.replace("../examples", str(ROOT / "examples")))
+    dag = dag_from_spec(tmp_path / "no-deliver.yaml", env="preprod", platform=CONFIGS / "platform.yaml")
+    assert not [t for t in dag.task_ids if ".deliver_" in t]
+    assert dag.get_task("de.nb_01_features").ssh_conn_id == "sagemaker_ssh"
+    assert dag.get_task("de.create_instance").aws_conn_id == "aws_default"

@@ -20,8 +20,8 @@ from typing import Any
 
 from dag_factory.errors import DagFactoryError
 from dag_factory.naming import FACTORY_TAG
+from dag_factory.tasks import ADAPTIVE_RETRIES  # the same retry policy as the DAG's SageMaker tasks
 
-ADAPTIVE_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
 GONE = "Deleted"
 RUNNING = frozenset({"InService", "Pending", "Updating"})
 

@@ -16,30 +16,15 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerDeleteNotebookOperator,
     SageMakerStopNotebookOperator,
 )
-from botocore.exceptions import ClientError
 
+from dag_factory.gc import GONE, status_of
 from dag_factory.naming import FACTORY_TAG, instance_name
-
-_GONE = "Deleted"
-
-
-def describe_status(client: Any, name: str) -> str:
-    """The instance's status, or 'Deleted' when SageMaker does not know it."""
-    try:
-        return str(client.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"])
-    except ClientError as exc:
-        message = str(exc.response.get("Error", {}).get("Message", ""))
-        if exc.response.get("Error", {}).get("Code") == "ValidationException" and (
-            "RecordNotFound" in message or "does not exist" in message or "not found" in message.lower()
-        ):
-            return _GONE
-        raise
 
 
 def wait_for_status(client: Any, name: str, wanted: set[str], timeout_s: float, poll_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while True:
-        status = describe_status(client, name)
+        status = status_of(client, name)
         if status in wanted:
             return status
         if status == "Failed" and "Failed" not in wanted:
@@ -88,8 +73,8 @@ class CreateNotebookInstanceOperator(_RunScoped, SageMakerCreateNotebookOperator
     def execute(self, context: Any) -> str:
         self.instance_name = self.resolve_name(context)
         client = self.hook.conn
-        status = describe_status(client, self.instance_name)
-        if status == _GONE:
+        status = status_of(client, self.instance_name)
+        if status == GONE:
             tags = {
                 **self.instance_tags,
                 FACTORY_TAG: "true",
@@ -132,12 +117,12 @@ class StopNotebookInstanceOperator(_RunScoped, SageMakerStopNotebookOperator):
     def execute(self, context: Any) -> None:
         self.instance_name = self.resolve_name(context)
         client = self.hook.conn
-        status = describe_status(client, self.instance_name)
+        status = status_of(client, self.instance_name)
         if status == "Pending":  # cannot stop a pending instance: let it settle first
             status = wait_for_status(
                 client,
                 self.instance_name,
-                {"InService", "Failed", _GONE},
+                {"InService", "Failed", GONE},
                 self.wait_timeout_s,
                 self.poll_seconds,
             )
@@ -148,7 +133,7 @@ class StopNotebookInstanceOperator(_RunScoped, SageMakerStopNotebookOperator):
             self.log.info("notebook instance %s is %s: nothing to stop", self.instance_name, status)
             return
         wait_for_status(
-            client, self.instance_name, {"Stopped", "Failed", _GONE}, self.wait_timeout_s, self.poll_seconds
+            client, self.instance_name, {"Stopped", "Failed", GONE}, self.wait_timeout_s, self.poll_seconds
         )
 
 
@@ -173,15 +158,15 @@ class DeleteNotebookInstanceOperator(_RunScoped, SageMakerDeleteNotebookOperator
     def execute(self, context: Any) -> None:
         self.instance_name = self.resolve_name(context)
         client = self.hook.conn
-        status = describe_status(client, self.instance_name)
-        if status == _GONE:
+        status = status_of(client, self.instance_name)
+        if status == GONE:
             self.log.info("notebook instance %s is already gone", self.instance_name)
             return
         if status in ("Pending", "Stopping", "Updating"):
             status = wait_for_status(
                 client,
                 self.instance_name,
-                {"InService", "Stopped", "Failed", _GONE},
+                {"InService", "Stopped", "Failed", GONE},
                 self.wait_timeout_s,
                 self.poll_seconds,
             )
@@ -190,7 +175,7 @@ class DeleteNotebookInstanceOperator(_RunScoped, SageMakerDeleteNotebookOperator
             wait_for_status(
                 client, self.instance_name, {"Stopped", "Failed"}, self.wait_timeout_s, self.poll_seconds
             )
-        if status != _GONE:
+        if status != GONE:
             self.log.info("deleting notebook instance %s", self.instance_name)
             client.delete_notebook_instance(NotebookInstanceName=self.instance_name)
-        wait_for_status(client, self.instance_name, {_GONE}, self.wait_timeout_s, self.poll_seconds)
+        wait_for_status(client, self.instance_name, {GONE}, self.wait_timeout_s, self.poll_seconds)

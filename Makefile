@@ -6,23 +6,22 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
-test: install
-	$(BIN)/ruff check --no-cache dag_factory tests
-	$(BIN)/mypy
+test: lint
 	$(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest -m "not integration"
 
 lint: install
-	$(BIN)/ruff check --no-cache dag_factory tests
+	$(BIN)/ruff check --no-cache dag_factory tests scripts benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 schema: install
 	$(BIN)/dag-factory schema --write schemas
 
 golden: install
-	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/contract tests/review -q
+	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/review -q
 
 demo: install
 	$(BIN)/dag-factory demo

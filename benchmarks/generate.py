@@ -7,7 +7,7 @@
 Variants:
   ours         N copies of project_configs/churn-model.yaml (project churn-model-0001 ...) plus the loader
                files of our package. Plug point: `write_ours_dag_files` (and `validate_ours_specs`).
-               Each run starts with an empty plan cache (dag_factory.parse_cache): a cold parse.
+               Each run starts with an empty plan cache (dag_factory.plan.cache): a cold parse.
   ours_warm    the same files, with the plan cache kept between runs (filled by the warm-up run), as
                in a running Airflow that re-parses unchanged specs.
   handwritten  one hand-written Airflow 3 Python DAG file per spec, same operators/ids/arguments.
@@ -438,7 +438,7 @@ def base_jobs(n: int, base_spec: Path = BASE_SPEC) -> list[Job]:
 
 # Modules the measurement child imports before timing DagBag (reported as import time), like
 # Airflow's dag processor pre-imports the airflow modules a DAG file uses.
-OURS_PRELOAD = ["dag_factory.build"]
+OURS_PRELOAD = ["dag_factory.airflow.build"]
 # Environment for the child processes of the ours variant (the loader files read it at parse time).
 OURS_CHILD_ENV = {"DAG_FACTORY_ENV": ENV}
 
@@ -447,7 +447,7 @@ def write_ours_dag_files(spec_paths: list[Path], dag_dir: Path) -> list[Path]:
     """THE PLUG POINT: write our package's DAG folder for these specs; return the files written.
 
     Uses the real CLI, `dag-factory dags SPEC_DIR --out DAG_DIR` (one loader file per spec calling
-    dag_factory.build.dag_from_spec; the env comes from $DAG_FACTORY_ENV, set via OURS_CHILD_ENV).
+    dag_factory.airflow.build.dag_from_spec; the env comes from $DAG_FACTORY_ENV, set via OURS_CHILD_ENV).
     Raise NotAvailable (-> a "skipped" row) when our build cannot be used.
     """
     cli = REPO / ".venv" / "bin" / "dag-factory"
@@ -461,16 +461,20 @@ def write_ours_dag_files(spec_paths: list[Path], dag_dir: Path) -> list[Path]:
     return sorted(dag_dir.glob("*.py"))
 
 
-OURS_VALIDATE_PRELOAD = ["dag_factory.validate", "dag_factory.contract", "dag_factory.loader"]
+OURS_VALIDATE_PRELOAD = [
+    "dag_factory.validate.check",
+    "dag_factory.validate.contract",
+    "dag_factory.load.specs",
+]
 
 
 def validate_ours_specs(spec_paths: list[Path]) -> int:
     """Validate the specs in-process with our validation API (what `dag-factory validate` runs);
     return how many were valid. Timed by child.py: interpreter start and imports excluded."""
     try:
-        from dag_factory.validate import validate_paths
+        from dag_factory.validate.check import validate_paths
     except ImportError as exc:
-        raise NotAvailable(f"not available yet: dag_factory.validate.validate_paths ({exc})") from exc
+        raise NotAvailable(f"not available yet: dag_factory.validate.check.validate_paths ({exc})") from exc
     return sum(result.valid for result in validate_paths(spec_paths, None, True))
 
 

@@ -43,3 +43,14 @@ class SpecError(DagFactoryError):
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics = sorted(set(diagnostics))
         super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+class UsageError(DagFactoryError):
+    """The command was called wrongly (a missing file, a bad option value): exit code 2."""
+
+
+# Exit codes of every command (README, "Exit codes").
+EXIT_OK = 0  # done, everything valid
+EXIT_INVALID = 1  # invalid input (a spec, a platform file), or the job/run failed
+EXIT_USAGE = 2  # wrong arguments, a file or folder that does not exist
+EXIT_INTERNAL = 3  # a bug in dag-factory: please report it with DAG_FACTORY_DEBUG=1 output

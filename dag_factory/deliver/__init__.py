@@ -4,8 +4,8 @@ Plain Python, no Airflow import at module load (the hooks are imported where use
 task calls ``deliver(...)`` from a PythonOperator with JSON-able arguments.
 """
 
+from dag_factory.deliver.dispatch import deliver
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.partition import Partition
-from dag_factory.deliver.run import deliver
 
 __all__ = ["DeliveryError", "Partition", "deliver"]

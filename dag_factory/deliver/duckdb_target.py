@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -12,8 +13,8 @@ import pyarrow as pa
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
 from dag_factory.deliver.sql import (
-    check_columns,
     delete_partition,
+    prepare_partition,
     quote_table,
     split_table_name,
 )
@@ -72,17 +73,11 @@ def _load(
     mode: str,
 ) -> int:
     name = quote_table(parts)
-    existing = _table_columns(con, parts)
-    if existing is None and rows is None:
-        return 0  # nothing to load and no schema to create the table from
-    if existing is None and rows is not None:
-        _create_table(con, parts, rows)
-    elif rows is not None and existing is not None:
-        check_columns(table, existing, rows.column_names)
-    if mode == "replace_partition":
-        con.execute(*delete_partition(name, partition, "?"))
-    if rows is None or rows.num_rows == 0:
+    create = functools.partial(_create_table, con, parts)
+    delete = functools.partial(con.execute, *delete_partition(name, partition, "?"))
+    if not prepare_partition(table, _table_columns(con, parts), rows, mode, create, delete):
         return 0
+    assert rows is not None
     # registered views live as long as the connection, which load_duckdb closes
     con.register("_deliver_rows", rows)
     try:

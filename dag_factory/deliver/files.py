@@ -1,4 +1,4 @@
-"""Find, fetch and read the files the notebooks wrote under one item's output prefix.
+"""Find, fetch and read the files the notebooks wrote under one fan-out value's output prefix.
 
 A prefix is a local directory or an ``s3://bucket/key/`` URL. ``files`` is a glob relative to the prefix:
 ``*`` and ``?`` stay inside one path segment, ``**`` spans any number of segments

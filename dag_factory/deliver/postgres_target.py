@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -14,8 +15,8 @@ import pyarrow.csv as pacsv
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
 from dag_factory.deliver.sql import (
-    check_columns,
     delete_partition,
+    prepare_partition,
     quote_ident,
     quote_table,
     split_table_name,
@@ -57,7 +58,7 @@ def load_postgres(
 
     ``rows`` are the files' rows without partition columns; None means no files (an empty delivery).
     A transaction-scoped advisory lock on the table name serialises parallel fan-out loads, so two
-    items creating the same new table at once do not collide.
+    values creating the same new table at once do not collide.
     """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -86,17 +87,11 @@ def _load(
 ) -> int:
     name = quote_table(parts)
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (".".join(parts),))
-    existing = _table_columns(cur, parts)
-    if existing is None and rows is None:
+    create = functools.partial(_create_table, cur, parts)
+    delete = functools.partial(cur.execute, *delete_partition(name, partition, "%s"))
+    if not prepare_partition(table, _table_columns(cur, parts), rows, mode, create, delete):
         return 0
-    if existing is None and rows is not None:
-        _create_table(cur, parts, rows.schema)
-    elif rows is not None and existing is not None:
-        check_columns(table, existing, rows.column_names)
-    if mode == "replace_partition":
-        cur.execute(*delete_partition(name, partition, "%s"))
-    if rows is None or rows.num_rows == 0:
-        return 0
+    assert rows is not None
     columns = ", ".join(quote_ident(c) for c in rows.column_names)
     _copy(cur, f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", _to_csv(rows))
     return int(rows.num_rows)
@@ -118,7 +113,8 @@ def _table_columns(cur: Any, parts: list[str]) -> list[str] | None:
     return found or None
 
 
-def _create_table(cur: Any, parts: list[str], schema: pa.Schema) -> None:
+def _create_table(cur: Any, parts: list[str], rows: pa.Table) -> None:
+    schema = rows.schema
     if len(parts) == 2:
         # two new tables in one new schema: lock the schema name too. Only create the schema when
         # missing: CREATE SCHEMA IF NOT EXISTS still needs the privilege

@@ -1,7 +1,7 @@
 """Copy the notebooks' output files to a partitioned S3 prefix.
 
 Layout: ``s3://<bucket>/<prefix>/logical_date=<YYYY-MM-DD>/<column>=<value>/<relative path>``, where the
-relative path is the file's path under the item's output prefix (``predictions/part-0.parquet``). For a
+relative path is the file's path under the value's output prefix (``predictions/part-0.parquet``). For a
 shared job without a fan-out column the ``<column>=<value>/`` level is left out. This is the Hive layout
 that Athena, Spark, DuckDB and Snowflake external tables read as partition columns.
 

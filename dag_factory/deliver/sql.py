@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.partition import Partition
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -52,3 +57,25 @@ def check_columns(table: str, table_columns: list[str], file_columns: list[str])
             f"not in table: {', '.join(extra) or '-'} "
             f"(change the notebook output or migrate the table)"
         )
+
+
+def prepare_partition(
+    table: str,
+    existing: list[str] | None,
+    rows: pa.Table | None,
+    mode: str,
+    create: Callable[[pa.Table], object],
+    delete: Callable[[], object],
+) -> bool:
+    """Inside the load's transaction: create the table from the rows (or check its columns), clear the
+    partition for replace_partition; True when there are rows left to insert."""
+    if existing is None and rows is None:
+        return False  # nothing to load and no schema to create the table from
+    if existing is None:
+        assert rows is not None
+        create(rows)
+    elif rows is not None:
+        check_columns(table, existing, rows.column_names)
+    if mode == "replace_partition":
+        delete()
+    return rows is not None and rows.num_rows > 0

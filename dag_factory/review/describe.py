@@ -8,10 +8,12 @@ the list of values and what differs per value.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from dag_factory.loader import LoadedSpec
-from dag_factory.plan import SHARED_GROUP, DagPlan, GroupPlan, TaskPlan, plan_dag
+from dag_factory.load.specs import LoadedSpec
+from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.planner import SHARED_GROUP, plan_dag
 from dag_factory.spec.job import JobSpec
 
 Review = dict[str, Any]
@@ -104,8 +106,7 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
         if plan.backend == "sagemaker"
         else f"<local>/{settings.buckets.code}/{spec.project}/"
     )
-    summary = plan.summary
-    price = settings.instance_prices.get(spec.compute.instance_type)
+    estimate = plan.estimate
     return {
         "dag_id": plan.dag_id,
         "env": env,
@@ -134,15 +135,15 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
         },
         "groups": [g.group_id for g in plan.groups],
         "tasks": _task_rows(plan, spec, code),
-        "deliver": list(summary["deliver"]),
+        "deliver": [d.label for d in spec.deliver],
         "code": code,
         "estimate": {
-            "instances": summary["instances"],
-            "instance_type": spec.compute.instance_type,
+            "instances": estimate.instances,
+            "instance_type": estimate.instance_type,
             "timeout": spec.compute.timeout,
-            "instance_hours_max": summary["instance_hours_max"],
-            "usd_per_hour": price,
-            "cost_max_usd": summary["cost_max_usd"],
+            "instance_hours_max": estimate.instance_hours_max,
+            "usd_per_hour": estimate.usd_per_hour,
+            "cost_max_usd": estimate.cost_max_usd,
         },
     }
 
@@ -281,4 +282,9 @@ def render_json(review: Review) -> str:
     return json.dumps(review, indent=2)
 
 
-RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown, "mermaid": render_mermaid}
+RENDERERS: dict[str, Callable[[Review], str]] = {
+    "text": render_text,
+    "json": render_json,
+    "markdown": render_markdown,
+    "mermaid": render_mermaid,
+}

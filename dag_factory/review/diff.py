@@ -13,10 +13,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from dag_factory.errors import DagFactoryError, Diagnostic, SpecError
-from dag_factory.loader import LoadedPlatform, LoadedSpec, load_spec
+from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_spec
 from dag_factory.review.describe import Review, describe
 
 _SETTINGS: tuple[tuple[str, Callable[[Review], object]], ...] = (
@@ -201,7 +200,16 @@ def render_markdown(diff: SpecDiff) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"markdown": render_markdown, "text": render_text}
+def render_json(diff: SpecDiff) -> str:
+    return json.dumps(asdict(diff), indent=2)
+
+
+# The first is the default (a PR comment).
+RENDERERS: dict[str, Callable[[SpecDiff], str]] = {
+    "markdown": render_markdown,
+    "text": render_text,
+    "json": render_json,
+}
 
 
 def spec_at_revision(spec: Path, rev: str, platform: LoadedPlatform | None) -> LoadedSpec:
@@ -230,7 +238,3 @@ def _relabel(d: Diagnostic, old: str, new: str) -> Diagnostic:
 
 def diff_specs(old: LoadedSpec, new: LoadedSpec, env: str, old_label: str, new_label: str) -> SpecDiff:
     return compare(describe(old, env), describe(new, env), old_label, new_label)
-
-
-def as_json(diff: SpecDiff) -> dict[str, Any]:
-    return asdict(diff)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory.errors import DagFactoryError
-from dag_factory.loader import LoadedSpec
-from dag_factory.plan import DagPlan, GroupPlan, plan_dag
+from dag_factory.load.specs import LoadedSpec
+from dag_factory.plan.model import DagPlan, GroupPlan
+from dag_factory.plan.planner import plan_dag
 from dag_factory.review.describe import duration, schedule_in_words
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -55,7 +56,7 @@ def build_graph(plan: DagPlan) -> Any:
     title = (
         f"{plan.dag_id} ({plan.env}): {schedule_in_words(plan.schedule)}; "
         f"{len(plan.groups)} group(s), at most {plan.max_parallel} at once; "
-        f"≤ {plan.summary['instance_hours_max']:g} instance-hours per run"
+        f"≤ {plan.estimate.instance_hours_max:g} instance-hours per run"
     )
     attrs = {"rankdir": "LR", "label": title, "labelloc": "t", "fontname": "Helvetica", "nodesep": "0.15"}
     dot = graphviz.Digraph(plan.dag_id, graph_attr=attrs)

@@ -133,6 +133,11 @@ class _Delivery(StrictModel):
     mode: Literal["replace_partition", "append"] = "replace_partition"
     allow_empty: bool = False
 
+    @property
+    def label(self) -> str:
+        """`to:table` or `to:prefix`, as plans and reviews show a target."""
+        return f"{getattr(self, 'to', '')}:{getattr(self, 'table', None) or getattr(self, 'prefix', '')}"
+
 
 class SnowflakeDelivery(_Delivery):
     to: Literal["snowflake"]

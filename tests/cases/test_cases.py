@@ -7,18 +7,19 @@ files after an intended change of wording with `make golden` (REGENERATE_GOLDEN=
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from dag_factory.loader import PLATFORM_ENV_VAR, LoadedSpec, load_platform, load_spec
-from dag_factory.validate import render_text, validate_paths
+from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
+from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from dag_factory.validate.check import validate_paths
+from dag_factory.validate.report import render_text
+from tests.golden import check_golden
 
 CASES = Path(__file__).resolve().parent
 REPO = CASES.parents[1]
 PLATFORM = Path("project_configs/platform.yaml")
-REGENERATE = os.environ.get("REGENERATE_GOLDEN", "") not in ("", "0")
 
 VALID = sorted((CASES / "valid").glob("*.yaml"))
 INVALID = sorted((CASES / "invalid").glob("*.yaml"))
@@ -36,14 +37,6 @@ def _from_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
 
 
-def _check_golden(output: str, expected_file: Path) -> None:
-    if REGENERATE:
-        expected_file.write_text(output)
-        return
-    assert expected_file.exists(), f"{_rel(expected_file)} is missing: run `make golden` and review it"
-    assert output == expected_file.read_text(), f"output differs from {_rel(expected_file)}"
-
-
 @pytest.mark.parametrize("case", VALID, ids=[p.stem for p in VALID])
 def test_valid_case(case: Path) -> None:
     platform = load_platform(PLATFORM)
@@ -59,7 +52,7 @@ def test_valid_case(case: Path) -> None:
 def test_invalid_case(case: Path) -> None:
     results = validate_paths([_rel(case)], platform=PLATFORM, notebooks=False)
     assert not results[0].valid
-    _check_golden(render_text(results) + "\n", case.with_suffix(".expected"))
+    check_golden(render_text(results) + "\n", case.with_suffix(".expected"))
 
 
 @pytest.mark.parametrize("case", INVALID_PLATFORM, ids=[p.parent.name for p in INVALID_PLATFORM])
@@ -67,7 +60,7 @@ def test_invalid_platform_case(case: Path) -> None:
     results = validate_paths([_rel(case)], notebooks=False)
     assert results[0].kind == "platform"
     assert not results[0].valid
-    _check_golden(render_text(results) + "\n", case.parent.with_suffix(".expected"))
+    check_golden(render_text(results) + "\n", case.parent.with_suffix(".expected"))
 
 
 def test_every_golden_file_has_its_case() -> None:

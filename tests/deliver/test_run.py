@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.deliver import DeliveryError, Partition, deliver
-from dag_factory.deliver.run import s3_target_url, stage_ref
+from dag_factory.deliver.dispatch import s3_target_url, stage_ref
 
 
 @pytest.mark.parametrize(
@@ -34,10 +34,10 @@ def test_bad_logical_date(tmp_path: Path) -> None:
         deliver(target, str(tmp_path), "tomorrow", "country", "de")
 
 
-def test_snowflake_needs_a_stage_path_for_local_sources(tmp_path: Path) -> None:
+def test_snowflake_needs_an_s3_source(tmp_path: Path) -> None:
     (tmp_path / "a.parquet").write_bytes(b"")
     target = {"to": "snowflake", "table": "T", "stage": "S", "files": "*.json", "allow_empty": True}
-    with pytest.raises(DeliveryError, match="set stage_path"):
+    with pytest.raises(DeliveryError, match="deliver from an s3 output prefix"):
         deliver(target, str(tmp_path), dt.date(2026, 1, 5), "country", "de")
 
 
@@ -45,18 +45,12 @@ def test_snowflake_needs_a_stage_path_for_local_sources(tmp_path: Path) -> None:
     ("target", "source", "expected"),
     [
         ({"stage": "ML.OUTPUTS"}, "s3://out/churn/run1/de/", "@ML.OUTPUTS/churn/run1/de"),
-        ({"stage": "@ML.OUTPUTS", "stage_root": "churn"}, "s3://out/churn/run1/de", "@ML.OUTPUTS/run1/de"),
-        ({"stage": "S", "stage_root": "churn/"}, "s3://out/churn/", "@S"),
-        ({"stage": "S", "stage_path": "/x/y/"}, "/local/dir", "@S/x/y"),
+        ({"stage": "@ML.OUTPUTS"}, "s3://out/churn/run1/de", "@ML.OUTPUTS/churn/run1/de"),
+        ({"stage": "S"}, "s3://out/", "@S"),
     ],
 )
 def test_stage_ref(target: dict[str, str], source: str, expected: str) -> None:
     assert stage_ref(target, source) == expected
-
-
-def test_stage_root_must_contain_the_source() -> None:
-    with pytest.raises(DeliveryError, match="not under stage_root 'other'"):
-        stage_ref({"stage": "S", "stage_root": "other"}, "s3://out/churn/")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 import snowflake.connector
 
-from dag_factory.deliver import DeliveryError, Partition, deliver
+from dag_factory.deliver import DeliveryError, Partition, deliver, dispatch
 from dag_factory.deliver.snowflake_target import create_table_sql, load_snowflake, load_sql
 from tests.deliver.conftest import write_parquet
 
@@ -92,6 +92,9 @@ def snow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "extra": {"account": "acc", "database": "DB1", "warehouse": "WH"},
     }
     monkeypatch.setenv("AIRFLOW_CONN_SNOW_TEST", json.dumps(conn_json))
+    # fakesnow reads a file:// stage over the local "bucket": the stage path is the value's folder there
+    stage_path = lambda target, source: f"@{target['stage']}/{Path(source).name}"  # noqa: E731
+    monkeypatch.setattr(dispatch, "stage_ref", stage_path)
     with fakesnow.patch():
         conn = snowflake.connector.connect(database="DB1", schema="ML")
         conn.cursor().execute(f"CREATE STAGE OUTPUTS URL = 'file://{bucket}/'")
@@ -110,7 +113,6 @@ def _target(run: str, **extra: Any) -> dict[str, Any]:
         "to": "snowflake",
         "table": "ML.CHURN_SCORES",
         "stage": "OUTPUTS",
-        "stage_path": run,
         "files": "predictions/*.parquet",
         **extra,
     }

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 import yaml
 
-from dag_factory.runner import ApiServer, RunResult, api_server, prepare_airflow_home, run_dag
-from dag_factory.runner.airflow_home import child_env
-from dag_factory.runner.execute import ProgressCallback
+from dag_factory.airflow.dag_files import write_dag_file
+from dag_factory.local.airflow_home import ApiServer, api_server, child_env, prepare_airflow_home
+from dag_factory.local.execute import ProgressCallback, RunResult, run_dag
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
 
@@ -126,14 +126,7 @@ class E2E:
         spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
         platform_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         dags = self.tmp_path / "dags"
-        dags.mkdir(exist_ok=True)
-        dag_file = dags / f"{spec['project'].replace('-', '_')}.py"
-        dag_file.write_text(
-            "# e2e: airflow DAG loader\n"
-            "from dag_factory.build import dag_from_spec\n\n"
-            f"dag = dag_from_spec({str(spec_path)!r}, env={ENV_NAME!r}, "
-            f"platform={str(platform_path)!r}, only={values!r})\n"
-        )
+        dag_file = write_dag_file(spec_path, dags, env=ENV_NAME, platform=platform_path, only=values)
         buckets = settings["environments"][ENV_NAME]["buckets"]
         self.deploy(project_dir, buckets["code"], spec["project"])
         return Job(spec_path, platform_path, dag_file, spec["project"], tuple(values), buckets["output"],
@@ -186,7 +179,7 @@ class E2E:
         return list(answer["NotebookInstances"])
 
     def executed_notebook(self, job: Job, run_id: str, value: str, notebook: str) -> dict[str, Any]:
-        key = f"{job.dag_id}/{job.dag_id}/{run_id}/{value}/{notebook}"
+        key = f"{job.dag_id}/{run_id}/{value}/{notebook}"
         body = self.sm.moto.client("s3").get_object(Bucket=job.output_bucket, Key=key)["Body"].read()
         loaded: dict[str, Any] = json.loads(body)
         return loaded

@@ -10,7 +10,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from dag_factory.runner import RunResult
+from dag_factory.local.execute import RunResult
 from tests.e2e.conftest import E2E, Job, copy_project, notebook_errors, states
 from tests.servers.sagemaker import Throttling
 

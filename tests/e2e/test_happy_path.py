@@ -33,7 +33,7 @@ def test_three_values_run_archive_deliver_clean_up_and_rerun_without_duplicates(
             assert 'aws_account_id = "123456789012"' in source
             assert f'logical_date = "{DATE.isoformat()}"' in source
             assert f'run_id = "{result.run_id}"' in source
-            prefix = f"s3://{job.output_bucket}/{job.dag_id}/{job.dag_id}/{result.run_id}/{value}"
+            prefix = f"s3://{job.output_bucket}/{job.dag_id}/{result.run_id}/{value}"
             assert f'output_prefix = "{prefix}"' in source
     # rows delivered per value and date
     assert e2e.rows("analytics.churn_scores") == {"de": 800, "fr": 500, "nl": 500}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from dag_factory.cli import app
-from dag_factory.naming import FACTORY_TAG
-from dag_factory.runner import TaskProgress
+from dag_factory.cli.app import app
+from dag_factory.compute.naming import FACTORY_TAG
+from dag_factory.local.execute import TaskProgress
 from tests.e2e.conftest import E2E, ENV_NAME
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN
 

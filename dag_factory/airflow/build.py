@@ -1,0 +1,215 @@
+"""Build: a DagPlan -> an Airflow DAG. The only module that imports Airflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, TaskGroup, TriggerRule
+from airflow.sdk.bases.operator import BaseOperator
+
+from dag_factory.airflow import tasks
+from dag_factory.airflow.environment import current_env
+from dag_factory.compute.aws import ADAPTIVE_RETRIES
+from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+
+TEARDOWN_RETRIES = 3
+
+
+def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
+    from dag_factory.airflow.operators import (
+        CreateNotebookInstanceOperator,
+        DeleteNotebookInstanceOperator,
+        StopNotebookInstanceOperator,
+    )
+
+    args = task.args
+    api = {
+        "aws_conn_id": conns["aws"],
+        "botocore_config": ADAPTIVE_RETRIES,
+        "pool": plan.api_pool["name"] if plan.api_pool else "default_pool",
+        "dag_id_for_name": plan.dag_id,
+        "group": args["group"],
+    }
+    if task.kind == "create_instance":
+        network = {"SubnetId": args["subnet_id"], "SecurityGroupIds": args["security_group_ids"]}
+        return CreateNotebookInstanceOperator(
+            task_id=task.task_id,
+            instance_type=args["instance_type"],
+            role_arn=args["role_arn"],
+            volume_size_in_gb=args["volume_size_gb"],
+            lifecycle_config_name=args["lifecycle_config"],
+            create_instance_kwargs=network,
+            tags=args["tags"],
+            execution_timeout=dt.timedelta(seconds=args["timeout_s"]),
+            **api,
+        )
+    cls = StopNotebookInstanceOperator if task.kind == "stop_instance" else DeleteNotebookInstanceOperator
+    return cls(task_id=task.task_id, retries=TEARDOWN_RETRIES, **api)
+
+
+def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
+    from airflow.providers.ssh.operators.ssh import SSHOperator
+
+    timeout = task.args["timeout_s"]
+    return SSHOperator(
+        task_id=task.task_id,
+        ssh_conn_id=conns["ssh"],
+        remote_host=f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.resolve_ip') }}}}",
+        command=task.args["command"],
+        cmd_timeout=timeout,  # the provider's default is 10 s
+        conn_timeout=30,
+        execution_timeout=dt.timedelta(seconds=timeout + 300),
+    )
+
+
+def _local_operator(task: TaskPlan) -> BaseOperator:
+    args = task.args
+    if task.kind == "create_instance":
+        return PythonOperator(
+            task_id=task.task_id,
+            python_callable=tasks.create_workspace,
+            op_kwargs={"workdir": args["workdir"], "python": args["python"]},
+        )
+    if task.kind == "resolve_ip":
+        return PythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)
+    if task.kind == "stop_instance":
+        return EmptyOperator(task_id=task.task_id)  # a work directory has nothing to stop
+    if task.kind == "delete_instance":
+        return PythonOperator(
+            task_id=task.task_id,
+            python_callable=tasks.remove_workspace,
+            op_kwargs={"workdir": args["workdir"]},
+        )
+    return BashOperator(
+        task_id=task.task_id,
+        bash_command=args["command"],
+        execution_timeout=dt.timedelta(seconds=args["timeout_s"]),
+    )
+
+
+def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
+    conns = plan.connections
+    if task.kind == "deliver":
+        return PythonOperator(
+            task_id=task.task_id,
+            python_callable=tasks.deliver_outputs,
+            op_kwargs={
+                "target": task.args["target"],
+                "source_prefix": task.args["source_prefix"],
+                "logical_date": "{{ ds }}",
+                "partition_column": task.args["partition_column"],
+                "partition_value": task.args["partition_value"],
+                "connections": task.args["connections"],
+            },
+        )
+    if plan.backend == "local":
+        return _local_operator(task)
+    if task.kind in ("prepare", "notebook"):
+        return _ssh_operator(plan, group, task, conns)
+    if task.kind == "resolve_ip":
+        return PythonOperator(
+            task_id=task.task_id,
+            python_callable=tasks.resolve_private_ip,
+            op_kwargs={
+                "dag_id": plan.dag_id,
+                "run_id": "{{ run_id }}",
+                "group": group.group_id,
+                "aws_conn_id": conns["aws"],
+            },
+            pool=plan.api_pool["name"] if plan.api_pool else "default_pool",
+        )
+    return _sagemaker_operator(plan, task, conns)
+
+
+def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
+    with TaskGroup(group_id=group.group_id, tooltip=", ".join(group.values) or group.group_id):
+        ops = {task.task_id: _operator(plan, group, task) for task in group.tasks}
+    for task in group.tasks:
+        for upstream in task.upstream:
+            ops[upstream] >> ops[task.task_id]
+    create, stop, delete = ops["create_instance"], ops["stop_instance"], ops["delete_instance"]
+    for teardown in (stop, delete):
+        teardown.as_teardown(setups=create)
+        # ALL_DONE, not the default ALL_DONE_SETUP_SUCCESS: a create that failed after AWS made
+        # the instance must still be cleaned up (the operators treat a missing instance as done).
+        teardown.trigger_rule = TriggerRule.ALL_DONE
+    return ops
+
+
+def _notifier(plan: DagPlan) -> Any:
+    emails = plan.notify.get("on_failure") or []
+    if not emails:
+        return None
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    return SmtpNotifier(
+        to=emails,
+        subject=f"[dag-factory] {plan.dag_id} failed in {plan.env}",
+        html_content="Task {{ ti.task_id }} of {{ dag.dag_id }} failed, run {{ run_id }}: {{ ti.log_url }}",
+    )
+
+
+def build_dag(plan: DagPlan) -> DAG:
+    notifier = _notifier(plan)
+    default_args: dict[str, Any] = {
+        "owner": plan.owner,
+        "retries": plan.retries,
+        "retry_delay": dt.timedelta(seconds=plan.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(hours=1),
+    }
+    if notifier is not None:
+        default_args["on_failure_callback"] = notifier
+    with DAG(
+        dag_id=plan.dag_id,
+        description=plan.description or None,
+        schedule=plan.schedule,
+        start_date=dt.datetime.fromisoformat(plan.start_date).replace(tzinfo=dt.UTC),
+        catchup=plan.catchup,
+        tags=set(plan.tags),
+        max_active_tasks=plan.max_active_tasks,
+        max_active_runs=1,
+        default_args=default_args,
+        doc_md=plan.doc_md,
+    ) as dag:
+        built = {group.group_id: _build_group(plan, group) for group in plan.groups}
+        for group in plan.groups:
+            if group.after_group:  # lanes: at most max_parallel instances at once
+                first = built[group.group_id]["create_instance"]
+                built[group.after_group]["delete_instance"] >> first
+                first.trigger_rule = TriggerRule.ALL_DONE
+    return dag
+
+
+def dag_from_spec(
+    spec_path: str | Path,
+    env: str | None = None,
+    platform: str | Path | None = None,
+    only: list[str] | None = None,
+) -> DAG:
+    """What a DAG file calls: load, validate, plan, build.
+
+    The plan comes from dag_factory.plan.cache when the spec, the platform file, the environment and
+    the code are those of an earlier parse (keyed by their content); an invalid spec is never cached.
+    """
+    from dag_factory.load.files import find_platform
+    from dag_factory.load.specs import load_platform_cached, load_spec
+    from dag_factory.plan.cache import cached_plan
+    from dag_factory.plan.planner import plan_dag
+
+    spec_path = Path(spec_path)
+    platform_path = find_platform(spec_path, Path(platform) if platform else None)
+    env_name = env or current_env()
+    only_values = tuple(only or ())
+
+    def plan() -> DagPlan:
+        loaded_platform = load_platform_cached(platform_path) if platform_path else None
+        loaded = load_spec(spec_path, loaded_platform)
+        return plan_dag(loaded, env_name, only=only_values)
+
+    return build_dag(cached_plan(spec_path, platform_path, env_name, only_values, plan))

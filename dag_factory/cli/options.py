@@ -1,0 +1,78 @@
+"""What every command shares: options, output formats, loading a spec with its platform file."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dag_factory import settings
+from dag_factory.errors import EXIT_INVALID, EXIT_USAGE, DagFactoryError, UsageError
+
+if TYPE_CHECKING:
+    from dag_factory.load.specs import LoadedPlatform, LoadedSpec
+
+PlatformOption = Annotated[
+    Path | None,
+    typer.Option(
+        help=f"platform settings file; default: ${settings.PLATFORM} or the nearest platform.yaml "
+        "(or project_configs/platform.yaml) above the spec"
+    ),
+]
+
+
+def format_option(renderers: Mapping[str, Any], what: str) -> Any:
+    """--format whose choices are exactly the renderers a command's result has (the first is the default)."""
+    choices = list(renderers)
+
+    def check(value: str) -> str:
+        if value not in renderers:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return typer.Option(
+        "--format",
+        callback=check,
+        autocompletion=lambda: choices,
+        help=f"{what}: {', '.join(choices)}",
+    )
+
+
+def load_platform_for(near: Path, explicit: Path | None) -> LoadedPlatform:
+    from dag_factory.load.files import require_platform
+    from dag_factory.load.specs import load_platform
+
+    return load_platform(require_platform(near, explicit))
+
+
+def load_spec_file(spec: Path, explicit_platform: Path | None) -> LoadedSpec:
+    """The spec validated against its platform file; a missing file is a usage error."""
+    from dag_factory.errors import UsageError
+    from dag_factory.load.specs import load_spec
+
+    if not spec.is_file():
+        raise UsageError(f"no such spec file: {spec}")
+    return load_spec(spec, load_platform_for(spec, explicit_platform))
+
+
+def add_commands(app: typer.Typer, *commands: Callable[..., None]) -> None:
+    """Register commands so that our errors exit the same way however the app is invoked (the console
+    script, or Typer's test runner): a usage error exits 2, any other DagFactoryError (an invalid spec
+    or platform file, a failed deploy) exits 1, each with its message on stderr and no traceback."""
+    for command in commands:
+
+        @functools.wraps(command)
+        def guarded(*args: Any, __command: Callable[..., None] = command, **kwargs: Any) -> None:
+            try:
+                __command(*args, **kwargs)
+            except UsageError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(EXIT_USAGE) from None
+            except DagFactoryError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(EXIT_INVALID) from None
+
+        app.command()(guarded)

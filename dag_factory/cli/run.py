@@ -1,0 +1,62 @@
+"""Run commands: run a job locally through real Airflow, and the demo (Airflow runs in a child process)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dag_factory.cli.options import PlatformOption, add_commands
+from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
+
+DEMO_SPEC = Path(__file__).resolve().parents[2] / "project_configs" / "churn-demo.yaml"
+DEMO_DATE = "2026-01-05"
+
+
+def _run(spec: Path, env: str, date: str, only: list[str], keep: bool, platform: Path | None) -> int:
+    from rich.console import Console
+
+    from dag_factory.local.job import prepare_job, run_local, summarize
+    from dag_factory.local.progress import render_summary
+
+    try:
+        logical_date = dt.date.fromisoformat(date)
+    except ValueError:
+        raise UsageError(f"--date {date!r} is not YYYY-MM-DD") from None
+    console = Console()
+    job = prepare_job(spec, env, platform, only)
+    result = run_local(job, logical_date, keep, console)
+    rows = summarize(job, result)
+    label = job.plan.fan_out_name or "group"
+    console.print(render_summary(rows, title=f"{job.plan.dag_id} {date}: {result.state}", value_label=label))
+    if result.interrupted:
+        console.print("[red]interrupted[/red]: the run was stopped and its work directories removed")
+    console.print(f"Airflow log of the run: {result.log_path}")
+    return EXIT_OK if result.succeeded else EXIT_INVALID
+
+
+def run(
+    spec: Annotated[Path, typer.Argument(help="the job spec to run")],
+    env: Annotated[str, typer.Option(help="a local environment of the platform file")] = "local",
+    date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE,
+    only: Annotated[list[str] | None, typer.Option(help="run only these fan-out values")] = None,
+    keep: Annotated[bool, typer.Option(help="keep the work directories for debugging")] = False,
+    platform: PlatformOption = None,
+) -> None:
+    """Run a job end to end on this machine through real Airflow (local backend)."""
+    raise typer.Exit(_run(spec, env, date, only or [], keep, platform))
+
+
+def demo(date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE) -> None:
+    """Run the example job locally, then show where its outputs are and query the warehouse."""
+    code = _run(DEMO_SPEC, "local", date, [], False, None)
+    from dag_factory.local.demo import show_outputs
+
+    show_outputs(DEMO_SPEC, date)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, run, demo)

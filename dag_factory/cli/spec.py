@@ -1,0 +1,64 @@
+"""Spec commands: validate, schema, dags (none imports Airflow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dag_factory.cli.options import PlatformOption, add_commands, format_option
+from dag_factory.errors import EXIT_INVALID, EXIT_OK
+from dag_factory.validate.report import RENDERERS
+
+
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="spec files or folders of specs")],
+    output: Annotated[str, format_option(RENDERERS, "output")] = "text",
+    platform: PlatformOption = None,
+    notebooks: Annotated[bool, typer.Option(help="check the notebook contract too")] = True,
+) -> None:
+    """Validate specs (and platform files): exit 0 all valid, 1 any invalid, 2 usage error."""
+    from dag_factory.validate.check import validate_paths
+
+    results = validate_paths(paths, platform, notebooks)
+    typer.echo(RENDERERS[output](results))
+    raise typer.Exit(EXIT_OK if all(r.valid for r in results) else EXIT_INVALID)
+
+
+def schema(
+    write: Annotated[Path | None, typer.Option(help="folder to write both schema files into")] = None,
+    platform: Annotated[bool, typer.Option("--platform", help="print the platform schema")] = False,
+) -> None:
+    """Print the job-spec JSON Schema, or write both schemas into a folder."""
+    from dag_factory.spec.schema import SCHEMA_FILES, render_schema, write_schemas
+
+    if write is not None:
+        for target in write_schemas(write):
+            typer.echo(f"wrote {target}")
+        return
+    model, title = SCHEMA_FILES["platform.schema.json" if platform else "notebook-job.schema.json"]
+    typer.echo(render_schema(model, title), nl=False)
+
+
+def dags(
+    specs: Annotated[list[Path], typer.Argument(help="spec files or folders")],
+    out: Annotated[Path, typer.Option(help="Airflow DAG folder to write the DAG files into")] = Path("dags"),
+    check: Annotated[bool, typer.Option(help="only check the DAG files are fresh (exit 1 if not)")] = False,
+) -> None:
+    """Write one small DAG file per spec into the Airflow DAG folder."""
+    from dag_factory.airflow.dag_files import stale_dag_files, write_dag_files
+    from dag_factory.load.files import spec_files
+
+    found = spec_files(specs)
+    if check:
+        stale = stale_dag_files(found, out)
+        for path in stale:
+            typer.echo(f"stale: {path} (run dag-factory dags --out {out})")
+        raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
+    for path in write_dag_files(found, out):
+        typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, validate, schema, dags)

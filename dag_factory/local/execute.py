@@ -1,0 +1,407 @@
+"""Run one DAG through real Airflow on this machine, with the fan-out running in parallel.
+
+``dag.test()`` runs tasks one at a time; ``dag.test(use_executor=True)`` hands them to the
+``LocalExecutor``, whose workers talk to an api-server's Execution API. Airflow reads its config
+when it is imported, so the run happens in a child process (``python -m
+dag_factory.local.execute``) that gets the local home's environment and imports the DAG file; this
+process never imports Airflow. It polls the SQLite metadata DB for task-instance states while the
+child runs, and reads the final states and XComs from it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dag_factory.local.airflow_home import (
+    api_server,
+    child_env,
+    log_tail,
+    metadata_db_path,
+    sigterm_as_exit,
+    stop_process_group,
+)
+
+EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
+FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+# LocalExecutor.end() can hang for good joining an idle worker that never got its shutdown message
+# (seen on Airflow 3.3.2 under load): once the DAG run is final in the DB, wait this long, then stop.
+FINISHED_RUN_GRACE = 20.0
+
+
+class TaskProgress(NamedTuple):
+    """One task instance as seen while the run is in flight."""
+
+    task_id: str
+    map_index: int
+    state: str | None
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskInstanceResult:
+    """One task instance after the run."""
+
+    task_id: str
+    map_index: int
+    state: str | None
+    start: datetime | None
+    end: datetime | None
+    try_number: int
+    log_path: Path | None = None
+
+    @property
+    def error(self) -> str:
+        """``"ExcType: message"`` of the last error the task logged (empty when none)."""
+        return task_error(self.log_path) if self.log_path else ""
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class XComEntry:
+    task_id: str
+    map_index: int
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a local run did: the DAG run state, every task instance, every XCom."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    task_instances: list[TaskInstanceResult]
+    xcoms: list[XComEntry]
+    wall_seconds: float
+    log_path: Path
+    returncode: int | None
+    interrupted: bool = False
+    error: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
+
+    def ti(self, task_id: str, map_index: int = -1) -> TaskInstanceResult:
+        for ti in self.task_instances:
+            if ti.task_id == task_id and ti.map_index == map_index:
+                return ti
+        raise KeyError(f"no task instance {task_id!r} (map_index {map_index}) in run {self.run_id}")
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        for entry in self.xcoms:
+            if (entry.task_id, entry.key, entry.map_index) == (task_id, key, map_index):
+                return entry.value
+        raise KeyError(f"no xcom {key!r} from {task_id!r} (map_index {map_index}) in run {self.run_id}")
+
+
+ProgressCallback = Callable[[list[TaskProgress]], None]
+
+
+def run_dag(
+    dag_file: Path,
+    dag_id: str,
+    *,
+    logical_date: datetime,
+    env: Mapping[str, str],
+    on_progress: ProgressCallback | None = None,
+    cleanup: Callable[[], None] | None = None,
+    timeout: float | None = None,
+    poll_interval: float = 0.5,
+) -> RunResult:
+    """Run ``dag_id`` from ``dag_file`` once for ``logical_date`` with the LocalExecutor.
+
+    ``env`` comes from :func:`~dag_factory.local.airflow_home.prepare_airflow_home`; when it has no
+    ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` an api-server is started for this run only (pass the
+    env of a running :func:`~dag_factory.local.airflow_home.api_server` to share one across runs).
+    The DAG file's folder becomes the dags folder: Airflow parses every ``.py`` file in it that
+    mentions "airflow" and "dag" before the run, so keep only DAG files there. Runs on one home
+    must not overlap (one SQLite DB). A naive ``logical_date`` is taken as UTC. For a DAG object:
+    ``run_dag(Path(dag.fileloc), dag.dag_id, ...)``.
+
+    ``on_progress`` gets the task instances every ``poll_interval`` seconds when they changed.
+    ``cleanup`` is always called once the run is over, however it ended (also when Ctrl-C hits
+    while the api-server starts: then the KeyboardInterrupt propagates after it). Ctrl-C during the
+    run (or ``timeout``) stops the run's whole process group and returns a failed result with
+    ``interrupted=True``.
+    """
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(sigterm_as_exit())
+            timings: dict[str, float] = {}
+            if EXECUTION_API_VAR not in env:
+                server = stack.enter_context(api_server(env))
+                env = server.env
+                timings["api_server_start"] = server.startup_seconds
+            return _run_child(
+                dag_file.resolve(), dag_id, logical_date, env, on_progress, timeout, poll_interval, timings
+            )
+        raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow)
+    finally:
+        if cleanup is not None:
+            with _sigint_ignored():
+                cleanup()
+
+
+def _run_child(
+    dag_file: Path,
+    dag_id: str,
+    logical_date: datetime,
+    env: Mapping[str, str],
+    on_progress: ProgressCallback | None,
+    timeout: float | None,
+    poll_interval: float,
+    timings: dict[str, float],
+) -> RunResult:
+    if logical_date.tzinfo is None:
+        logical_date = logical_date.replace(tzinfo=UTC)
+    run_after = datetime.now(UTC)
+    run_id = f"manual__{run_after.isoformat()}"
+    db = metadata_db_path(env)
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "runs" / f"{dag_id}__{run_after:%Y%m%dT%H%M%S%f}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(dag_file.parent)}
+    cmd = [
+        sys.executable, "-m", "dag_factory.airflow.run_child",
+        "--dag-file", str(dag_file),
+        "--dag-id", dag_id,
+        "--logical-date", logical_date.isoformat(),
+        "--run-after", run_after.isoformat(),
+    ]  # fmt: skip
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=child_env(run_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    stopped, outcome = "", "exited"
+    try:
+        outcome = _watch(proc, db, dag_id, run_id, on_progress, poll_interval, timeout)
+        if outcome == "timeout":
+            stopped = f"run stopped after the {timeout} s timeout"
+    except KeyboardInterrupt:
+        stopped = "run interrupted (Ctrl-C)"
+    finally:
+        with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+            stop_process_group(proc)
+    interrupted = bool(stopped)
+    wall = time.monotonic() - started
+    timings["run_wall"] = wall
+    tis = read_task_instances(db, dag_id, run_id, log_folder=Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]))
+    if on_progress is not None and not interrupted:  # after Ctrl-C the caller wants out, not a redraw
+        on_progress([TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end) for t in tis])
+    state = "failed" if interrupted else (read_dag_run_state(db, dag_id, run_id) or "failed")
+    error = stopped
+    if not error and ((proc.returncode != 0 and outcome != "lingering") or state != "success"):
+        failed = [f"{t.task_id}: {t.error}" for t in tis if t.state == "failed" and t.error]
+        error = "\n".join(failed) if failed else log_tail(log_path, 30)
+    return RunResult(
+        dag_id=dag_id,
+        run_id=run_id,
+        state=state,
+        task_instances=tis,
+        xcoms=read_xcoms(db, dag_id, run_id),
+        wall_seconds=wall,
+        log_path=log_path,
+        returncode=proc.returncode,
+        interrupted=interrupted,
+        error=error,
+        timings=timings,
+    )
+
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    db: Path,
+    dag_id: str,
+    run_id: str,
+    on_progress: ProgressCallback | None,
+    poll_interval: float,
+    timeout: float | None,
+) -> str:
+    """Poll until the child exits: ``"exited"``, or ``"timeout"`` / ``"lingering"`` when it must be stopped.
+
+    ``"lingering"``: the DAG run is final in the DB but the child has not exited
+    :data:`FINISHED_RUN_GRACE` seconds later (see there).
+    """
+    now = time.monotonic()
+    deadline = None if timeout is None else now + timeout
+    finished_at: float | None = None
+    last: list[TaskProgress] | None = None
+    while proc.poll() is None:
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            return "timeout"
+        if finished_at is None and read_dag_run_state(db, dag_id, run_id) in {"success", "failed"}:
+            finished_at = now
+        elif finished_at is not None and now - finished_at > FINISHED_RUN_GRACE:
+            return "lingering"
+        if on_progress is not None:
+            rows = read_progress(db, dag_id, run_id)
+            if rows != last:
+                on_progress(rows)
+                last = rows
+        time.sleep(poll_interval)
+    return "exited"
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --- reading the metadata DB (plain sqlite3: no Airflow import, safe while the run writes) -----------
+
+
+@contextlib.contextmanager
+def _connect(db: Path) -> Iterator[sqlite3.Connection | None]:
+    if not db.exists():
+        yield None
+        return
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _query(db: Path, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    for attempt in range(5):
+        try:
+            with _connect(db) as conn:
+                return [] if conn is None else conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:  # locked or not migrated yet
+            if "no such table" in str(exc) or attempt == 4:
+                return []
+            time.sleep(0.1)
+    return []
+
+
+def parse_db_time(value: str | None) -> datetime | None:
+    """A timestamp column as stored by Airflow in SQLite, as an aware UTC datetime."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_TI_SQL = (
+    "SELECT task_id, map_index, state, start_date, end_date, try_number FROM task_instance "
+    "WHERE dag_id = ? AND run_id = ? ORDER BY task_id, map_index"
+)
+
+
+def read_task_instances(
+    db: Path, dag_id: str, run_id: str, *, log_folder: Path | None = None
+) -> list[TaskInstanceResult]:
+    return [
+        TaskInstanceResult(
+            task_id,
+            map_index,
+            state,
+            parse_db_time(start),
+            parse_db_time(end),
+            try_number,
+            None
+            if log_folder is None
+            else task_log_path(log_folder, dag_id, run_id, task_id, map_index, try_number),
+        )
+        for task_id, map_index, state, start, end, try_number in _query(db, _TI_SQL, (dag_id, run_id))
+    ]
+
+
+def task_log_path(
+    log_folder: Path, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
+) -> Path:
+    """Where Airflow's default ``log_filename_template`` puts one attempt's task log."""
+    path = log_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    if map_index >= 0:
+        path = path / f"map_index={map_index}"
+    return path / f"attempt={max(try_number, 1)}.log"
+
+
+def task_error(log_path: Path) -> str:
+    """``"ExcType: message"`` of the last error event in a (JSON lines) task log; empty when none."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get("level") != "error":
+            continue
+        details = event.get("error_detail") or []
+        if details and isinstance(details[-1], dict):
+            return f"{details[-1].get('exc_type', 'Error')}: {details[-1].get('exc_value', '')}".strip()
+        return str(event.get("event", ""))
+    return ""
+
+
+def read_progress(db: Path, dag_id: str, run_id: str) -> list[TaskProgress]:
+    return [
+        TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end)
+        for t in read_task_instances(db, dag_id, run_id)
+    ]
+
+
+def read_dag_run_state(db: Path, dag_id: str, run_id: str) -> str | None:
+    rows = _query(db, "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def read_xcoms(db: Path, dag_id: str, run_id: str) -> list[XComEntry]:
+    rows = _query(
+        db,
+        "SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = ? AND run_id = ? "
+        "ORDER BY task_id, map_index, key",
+        (dag_id, run_id),
+    )
+    return [
+        XComEntry(task_id, map_index, key, _decode_xcom(value)) for task_id, map_index, key, value in rows
+    ]
+
+
+def _decode_xcom(raw: Any) -> Any:
+    """The XCom JSON column holds ``json.dumps(value)`` (Airflow's XComEncoder for other types)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

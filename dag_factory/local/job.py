@@ -1,0 +1,155 @@
+"""`dag-factory run`: validate, deploy to the local code bucket, build and run the DAG through Airflow.
+
+This module never imports Airflow: the run happens in a child process (dag_factory.local.execute).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dag_factory import settings
+from dag_factory.errors import DagFactoryError
+from dag_factory.load.diagnose import suggest
+from dag_factory.load.files import require_platform
+from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
+from dag_factory.local.execute import RunResult
+from dag_factory.local.progress import SummaryRow
+from dag_factory.plan.model import DagPlan
+from dag_factory.plan.planner import plan_dag
+from dag_factory.spec.platform import LocalEnvironment
+
+
+class RunError(DagFactoryError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    loaded: LoadedSpec
+    env: str
+    plan: DagPlan
+    root: Path
+    only: tuple[str, ...]
+
+    @property
+    def platform_path(self) -> Path:
+        assert self.loaded.platform is not None  # prepare_job loads it
+        return self.loaded.platform.path
+
+
+def prepare_job(spec: Path, env: str, platform: Path | None, only: list[str]) -> LocalJob:
+    platform_path = require_platform(spec, platform)
+    loaded = load_spec(spec, load_platform(platform_path))
+    settings = loaded.platform.settings.environments.get(env) if loaded.platform else None
+    if settings is None:
+        known = loaded.platform.settings.environments if loaded.platform else {}
+        raise RunError(f"unknown environment {env!r} ({suggest(env, known)})")
+    if not isinstance(settings, LocalEnvironment):
+        raise RunError(
+            f"environment {env!r} runs on {settings.backend}; `run` executes local environments only"
+        )
+    values = loaded.for_env(env).values
+    unknown = [v for v in only if v not in values]
+    if unknown:
+        raise RunError(f"--only {unknown[0]!r} is not a fan-out value ({suggest(unknown[0], values)})")
+    plan = plan_dag(loaded, env, only=tuple(only))
+    root = (platform_path.parent / settings.root).resolve()
+    return LocalJob(loaded, env, plan, root, tuple(only))
+
+
+def notebook_error(path: Path) -> str:
+    """'cell N: Error: message' for the first cell of an executed notebook that raised."""
+    try:
+        notebook = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    for index, cell in enumerate(notebook.get("cells", [])):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"cell {index}: {output.get('ename')}: {output.get('evalue')}"
+    return ""
+
+
+def _group_rows(result: RunResult, group: str) -> list[Any]:
+    return [ti for ti in result.task_instances if ti.task_id.startswith(group + ".")]
+
+
+def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
+    rows = []
+    for group in job.plan.groups:
+        tis = _group_rows(result, group.group_id)
+        states = {ti.task_id.split(".", 1)[1]: ti.state for ti in tis}
+        work = [t for t in group.tasks if t.kind in ("notebook", "deliver", "prepare", "create_instance")]
+        failed = [t.task_id for t in work if states.get(t.task_id) not in ("success",)]
+        starts = [ti.start for ti in tis if ti.start]
+        ends = [ti.end for ti in tis if ti.end]
+        duration = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+        notebooks = [t for t in group.tasks if t.kind == "notebook"]
+        shown = notebooks[-1]
+        for task in notebooks:  # the first notebook that did not succeed is the one to show
+            if states.get(task.task_id) != "success":
+                shown = task
+                break
+        executed = shown.args["output_notebook"].replace("{{ run_id }}", result.run_id)
+        error = ""
+        if failed:
+            first = failed[0]
+            error = notebook_error(Path(executed)) if first == shown.task_id else ""
+            error = error or f"{first}: {states.get(first) or 'not run'}"
+            error = error or next((ti.error for ti in tis if ti.state == "failed"), "")
+        delivered = [
+            x.value
+            for x in result.xcoms
+            if x.task_id.startswith(group.group_id + ".deliver_") and x.key == "return_value"
+        ]
+        rows.append(
+            SummaryRow(
+                value=group.group_id,
+                status="failed" if failed else "success",
+                duration=duration,
+                executed_notebook=executed,
+                rows_delivered=sum(int(v) for v in delivered) if delivered else None,
+                error=error,
+            )
+        )
+    return rows
+
+
+def run_local(job: LocalJob, logical_date: dt.date, keep: bool, console: Any) -> RunResult:
+    from dag_factory.airflow.dag_files import write_dag_file
+    from dag_factory.local.airflow_home import prepare_airflow_home
+    from dag_factory.local.execute import run_dag
+    from dag_factory.local.progress import LiveProgress
+    from dag_factory.ops.deploy import deploy_project
+
+    deploy_project(job.loaded, job.env)  # the same sync as `dag-factory deploy`, into the local bucket
+    home = job.root / "airflow"
+    env = prepare_airflow_home(home, parallelism=max(4, job.plan.max_active_tasks))
+    env = {**env, settings.ENV: job.env, settings.KEEP_WORKDIRS: "1" if keep else "0"}
+    dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
+    dag_file = write_dag_file(job.loaded.path, dags, env=job.env, platform=job.platform_path, only=job.only)
+    workdirs = job.root / "work" / job.plan.dag_id
+
+    def cleanup() -> None:  # Ctrl-C or a crash: remove the run's work dirs like instances
+        if not keep and workdirs.exists():
+            shutil.rmtree(workdirs, ignore_errors=True)
+
+    when = dt.datetime.combine(logical_date, dt.time(), tzinfo=dt.UTC)
+    label = job.plan.fan_out_name or "group"
+    steps = [task.task_id for task in job.plan.groups[0].tasks]  # columns in the order tasks run
+    title = f"{job.plan.dag_id} {logical_date} ({job.env})"
+    with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
+        return run_dag(
+            dag_file,
+            job.plan.dag_id,
+            logical_date=when,
+            env={**os.environ, **env},
+            on_progress=live,
+            cleanup=cleanup,
+        )

@@ -1,0 +1,69 @@
+"""The plan: plain data describing one DAG (no Airflow), built by dag_factory.plan.planner."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The most one run can cost: every group's instance up for the whole `compute.timeout`."""
+
+    instance_type: str
+    instances: int
+    timeout_s: int
+    instance_hours_max: float
+    usd_per_hour: float | None  # from the platform file's instance_prices; None when not listed
+    cost_max_usd: float | None
+
+
+TaskKind = Literal[
+    "create_instance", "resolve_ip", "prepare", "notebook", "stop_instance", "delete_instance", "deliver"
+]
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    task_id: str  # inside its group
+    kind: TaskKind
+    upstream: tuple[str, ...] = ()  # task ids inside the same group
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    group_id: str
+    values: tuple[str, ...]
+    tasks: tuple[TaskPlan, ...]
+    after_group: str | None = None  # previous group in the same lane
+
+    def task(self, task_id: str) -> TaskPlan:
+        return next(t for t in self.tasks if t.task_id == task_id)
+
+
+@dataclass(frozen=True)
+class DagPlan:
+    dag_id: str
+    env: str
+    backend: str
+    owner: str
+    description: str
+    schedule: str | None
+    start_date: str
+    catchup: bool
+    tags: tuple[str, ...]
+    retries: int
+    retry_delay_s: int
+    max_active_tasks: int
+    max_parallel: int
+    notify: dict[str, list[str]]
+    api_pool: dict[str, Any] | None
+    groups: tuple[GroupPlan, ...]
+    fan_out_name: str | None
+    connections: dict[str, str]  # Airflow connection ids of the platform environment
+    estimate: Estimate
+    doc_md: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,305 @@
+"""Plan: a validated spec + platform environment -> plain data describing the DAG (no Airflow).
+
+Per fan-out value (or one group for `isolation: shared`) the plan holds, in order:
+create_instance -> resolve_ip -> prepare -> nb_<notebook>... -> deliver_*, with stop_instance
+and delete_instance as teardowns of create_instance. Groups are dealt into `max_parallel`
+lanes; a group starts after the previous group of its lane has deleted its instance, so no more
+than `max_parallel` instances exist at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dag_factory.errors import DagFactoryError
+from dag_factory.load.specs import LoadedSpec
+from dag_factory.plan.model import DagPlan, Estimate, GroupPlan, TaskPlan
+from dag_factory.plan.scripts import (
+    HostLayout,
+    notebook_command,
+    output_prefix_template,
+    prepare_command,
+    runtime_parameters_json,
+)
+from dag_factory.spec.job import Delivery, JobSpec, Notebook
+from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.types import parse_duration
+
+SHARED_GROUP = "shared"
+SETUP_TIMEOUT_S = 30 * 60  # create, prepare: generous, the provider's defaults are far lower
+
+
+class PlanError(DagFactoryError):
+    pass
+
+
+def _seconds(duration: str) -> int:
+    return int(parse_duration(duration).total_seconds())
+
+
+def _local_layout(env: LocalEnvironment, root: Path, dag_id: str, group: str, project: str) -> HostLayout:
+    # no ':' from the run id: the venv's bin folder goes on $PATH
+    workdir = f'{root}/work/{dag_id}/{{{{ run_id | replace(":", "_") }}}}/{group}'
+    code = f"{root}/{env.buckets.code}/{project}"
+    install = "uv pip install --quiet" if shutil.which("uv") else "python -m pip install --quiet"
+    return HostLayout(
+        workdir=workdir,
+        activate=f"source '{workdir}/venv/bin/activate'",
+        sync=f"mkdir -p '{workdir}/project' && cp -R '{code}/.' '{workdir}/project/'",
+        install=install,
+    )
+
+
+def _sagemaker_layout(env: SageMakerEnvironment, project: str, spec: JobSpec, group: str) -> HostLayout:
+    workdir = env.ssh.workdir.replace("{group}", group)
+    return HostLayout(
+        workdir=workdir,
+        activate=f"source {env.ssh.conda_activate} {spec.runtime.conda_env}",
+        sync=f"aws s3 sync --delete --only-show-errors s3://{env.buckets.code}/{project}/ {workdir}/project/",
+        install="pip install --quiet",
+    )
+
+
+@dataclass(frozen=True)
+class _Context:
+    spec: JobSpec
+    env_name: str
+    env: LocalEnvironment | SageMakerEnvironment
+    root: Path | None  # local backend only
+
+    @property
+    def dag_id(self) -> str:
+        return self.spec.project
+
+    def layout(self, group: str) -> HostLayout:
+        if isinstance(self.env, LocalEnvironment):
+            assert self.root is not None
+            return _local_layout(self.env, self.root, self.dag_id, group, self.spec.project)
+        return _sagemaker_layout(self.env, self.spec.project, self.spec, group)
+
+    def output_head(self) -> str:
+        """Output prefix up to the run id: s3://<output>/<project> or its local twin."""
+        bucket = self.env.buckets.output
+        if self.root is not None:
+            return f"{self.root}/{bucket}/{self.spec.project}"
+        return f"s3://{bucket}/{self.spec.project}"
+
+
+def _parameters(ctx: _Context, value: str | None, notebook: Notebook) -> dict[str, Any]:
+    """Global, then per value, then per notebook; then the static standard parameters."""
+    spec = ctx.spec
+    merged: dict[str, Any] = dict(spec.parameters)
+    if spec.fan_out and value is not None:
+        merged.update(spec.fan_out.parameters.get(value, {}))
+        merged[spec.fan_out.name] = value
+    merged.update(notebook.parameters)
+    merged["env"] = ctx.env_name
+    merged["aws_account_id"] = ctx.env.account_id
+    return merged
+
+
+def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream: str) -> list[TaskPlan]:
+    spec = ctx.spec
+    tail = value if value is not None else SHARED_GROUP
+    layout = ctx.layout(group)
+    suffix = f"__{value}" if group == SHARED_GROUP and value is not None else ""
+    tasks: list[TaskPlan] = []
+    upstream = first_upstream
+    for notebook in spec.notebooks:
+        task_id = f"nb_{notebook.stem}{suffix}"
+        output_prefix = output_prefix_template(ctx.output_head(), tail)
+        output_notebook = f"{output_prefix}/{Path(notebook.path).name}"
+        timeout = _seconds(notebook.timeout or spec.compute.timeout)
+        command = notebook_command(
+            layout,
+            notebook.path,
+            output_notebook,
+            notebook.kernel or spec.runtime.kernel,
+            _parameters(ctx, value, notebook),
+            runtime_parameters_json(ctx.output_head(), tail),
+        )
+        args = {
+            "command": command,
+            "notebook": notebook.path,
+            "kernel": notebook.kernel or spec.runtime.kernel,
+            "timeout_s": timeout,
+            "output_notebook": output_notebook,
+            "value": value,
+        }
+        tasks.append(TaskPlan(task_id, "notebook", (upstream,), args))
+        upstream = task_id
+    return tasks
+
+
+def _deliver_target(ctx: _Context, target: Delivery) -> dict[str, Any]:
+    """The target as plain data; locally, warehouse targets load into the DuckDB file."""
+    data = {k: v for k, v in target.model_dump().items() if v is not None}
+    if isinstance(ctx.env, LocalEnvironment) and target.to in ("snowflake", "postgres"):
+        assert ctx.root is not None
+        data = {**data, "to": "duckdb", "path": str(ctx.root / ctx.env.warehouse)}
+        data.pop("stage", None)
+    elif target.to == "duckdb" and not data.get("path"):
+        if not isinstance(ctx.env, LocalEnvironment) or ctx.root is None:
+            raise PlanError(f"duckdb target {target.table} needs a path outside the local environment")
+        data["path"] = str(ctx.root / ctx.env.warehouse)
+    elif target.to == "s3":
+        bucket = getattr(ctx.env.buckets, target.bucket)
+        data["bucket"] = f"{ctx.root}/{bucket}" if ctx.root is not None else bucket
+    return data
+
+
+def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) -> list[TaskPlan]:
+    spec = ctx.spec
+    tail = value if value is not None else SHARED_GROUP
+    suffix = f"__{value}" if group == SHARED_GROUP and value is not None else ""
+    tasks = []
+    for i, target in enumerate(spec.deliver):
+        args = {
+            "target": _deliver_target(ctx, target),
+            "source_prefix": output_prefix_template(ctx.output_head(), tail),
+            "partition_column": spec.fan_out.name if spec.fan_out else None,
+            "partition_value": value,
+            "connections": ctx.env.connections.model_dump(),
+        }
+        tasks.append(TaskPlan(f"deliver_{i}_{target.to}{suffix}", "deliver", (upstream,), args))
+    return tasks
+
+
+def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[TaskPlan]]:
+    """Setup (create, resolve, prepare) and teardown (stop, delete) for one instance."""
+    spec, env = ctx.spec, ctx.env
+    common = {"group": group, "dag_id": ctx.dag_id}
+    create: dict[str, Any] = {**common, "timeout_s": SETUP_TIMEOUT_S}
+    if isinstance(env, SageMakerEnvironment):
+        create |= {
+            "instance_type": spec.compute.instance_type,
+            "volume_size_gb": spec.compute.volume_size_gb,
+            "role_arn": env.role_arn,
+            "lifecycle_config": env.lifecycle_config,
+            "subnet_id": env.subnet_id,
+            "security_group_ids": list(env.security_group_ids),
+            "tags": {"project": spec.project, "owner": spec.owner, "env": ctx.env_name},
+        }
+    else:
+        create |= {"workdir": ctx.layout(group).workdir, "python": sys.executable}
+    layout = ctx.layout(group)
+    prepare = {
+        "command": prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements),
+        "timeout_s": SETUP_TIMEOUT_S,
+    }
+    setup = [
+        TaskPlan("create_instance", "create_instance", (), create),
+        TaskPlan("resolve_ip", "resolve_ip", ("create_instance",), dict(common)),
+        TaskPlan("prepare", "prepare", ("resolve_ip",), prepare),
+    ]
+    teardown_args = {**common, "workdir": layout.workdir} if ctx.root is not None else dict(common)
+    teardown = [
+        TaskPlan("stop_instance", "stop_instance", (), teardown_args),
+        TaskPlan("delete_instance", "delete_instance", ("stop_instance",), teardown_args),
+    ]
+    return setup, teardown
+
+
+def _group(ctx: _Context, group: str, values: list[str | None]) -> GroupPlan:
+    setup, teardown = _instance_tasks(ctx, group)
+    work: list[TaskPlan] = []
+    last_notebooks: list[str] = []
+    for value in values:
+        notebooks = _notebook_tasks(ctx, group, value, "prepare")
+        work.extend(notebooks)
+        work.extend(_deliver_tasks(ctx, group, value, notebooks[-1].task_id))
+        last_notebooks.append(notebooks[-1].task_id)
+    stop = TaskPlan("stop_instance", "stop_instance", tuple(last_notebooks), teardown[0].args)
+    real_values = tuple(v for v in values if v is not None)
+    return GroupPlan(group, real_values, (*setup, *work, stop, teardown[1]))
+
+
+def _lanes(groups: list[GroupPlan], max_parallel: int) -> list[GroupPlan]:
+    out = []
+    for i, group in enumerate(groups):
+        previous = groups[i - max_parallel].group_id if i >= max_parallel else None
+        out.append(GroupPlan(group.group_id, group.values, group.tasks, previous))
+    return out
+
+
+def _estimate(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment, groups: int) -> Estimate:
+    timeout_s = _seconds(spec.compute.timeout)
+    hours = groups * timeout_s / 3600
+    price = env.instance_prices.get(spec.compute.instance_type)
+    return Estimate(
+        instance_type=spec.compute.instance_type,
+        instances=groups,
+        timeout_s=timeout_s,
+        instance_hours_max=round(hours, 2),
+        usd_per_hour=price,
+        cost_max_usd=round(hours * price, 2) if price is not None else None,
+    )
+
+
+def _doc_md(spec: JobSpec, env_name: str) -> str:
+    values = ", ".join(spec.values) or "(none)"
+    lines = [
+        f"### {spec.project}",
+        spec.description,
+        "",
+        f"* owner: {spec.owner}; environment: {env_name}",
+        f"* schedule: {spec.schedule or 'manual only'}",
+        f"* fan-out: {spec.fan_out.name if spec.fan_out else '-'} = {values}",
+        f"* notebooks: {', '.join(nb.path for nb in spec.notebooks)}",
+        f"* compute: {spec.compute.instance_type}, {spec.compute.isolation}, max {spec.compute.max_parallel}",
+        f"* deliver: {', '.join(d.label for d in spec.deliver) or '-'}",
+        "",
+        "Generated by dag-factory from the job spec; edit the spec, not this DAG.",
+    ]
+    return "\n".join(lines)
+
+
+def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> DagPlan:
+    """The DAG for one environment; `only` keeps a subset of the fan-out values (local runs)."""
+    spec = loaded.for_env(env_name)
+    if only and spec.fan_out:
+        kept = [v for v in spec.fan_out.values if v in only]
+        spec = spec.model_copy(update={"fan_out": spec.fan_out.model_copy(update={"values": kept})})
+    if loaded.platform is None:
+        raise PlanError(f"{loaded.path}: no platform file; pass --platform or set $DAG_FACTORY_PLATFORM")
+    env = loaded.platform.settings.environments[env_name]
+    root = (loaded.platform.path.parent / env.root).resolve() if isinstance(env, LocalEnvironment) else None
+    if root is not None and "'" in str(root):
+        raise PlanError(f"local root {root} must not contain a single quote")
+    ctx = _Context(spec, env_name, env, root)
+    if spec.compute.isolation == "shared" or not spec.fan_out:
+        values: list[str | None] = list(spec.values) or [None]
+        groups = [_group(ctx, SHARED_GROUP, values)]
+    else:
+        groups = [_group(ctx, value, [value]) for value in spec.values]
+    groups = _lanes(groups, spec.compute.max_parallel)
+    api_pool = env.api_pool.model_dump() if isinstance(env, SageMakerEnvironment) else None
+    notify = spec.notify.model_dump()
+    # tasks of one value run one after another: one slot per lane, plus room for deliver/teardown
+    max_active = max(1, min(spec.compute.max_parallel * 2, 64))
+    return DagPlan(
+        dag_id=spec.project,
+        env=env_name,
+        backend=env.backend,
+        owner=spec.owner,
+        description=spec.description,
+        schedule=spec.schedule,
+        start_date=spec.start_date.isoformat(),
+        catchup=spec.catchup,
+        tags=tuple(dict.fromkeys([*spec.tags, "dag-factory", f"env:{env_name}"])),
+        retries=spec.retries,
+        retry_delay_s=_seconds(spec.retry_delay),
+        max_active_tasks=max_active,
+        max_parallel=spec.compute.max_parallel,
+        notify=notify,
+        api_pool=api_pool,
+        groups=tuple(groups),
+        fan_out_name=spec.fan_out.name if spec.fan_out else None,
+        connections=env.connections.model_dump(),
+        estimate=_estimate(spec, env, len(groups)),
+        doc_md=_doc_md(spec, env_name),
+    )

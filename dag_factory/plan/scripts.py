@@ -1,0 +1,157 @@
+"""Shell commands that run on an instance: one builder for the SSH and the local backend.
+
+What differs between backends is only *where* things are (`HostLayout`); the steps are the
+same text, so what a data scientist runs locally is what production runs.
+
+Parameters never pass through the shell: the static ones travel as base64 of a YAML mapping
+(papermill's `-b`), the run-time ones (run id, logical date, output prefix) as JSON rendered
+by Airflow's Jinja `tojson`, which escapes quotes so single-quoting it is safe. Airflow's
+default `allowed_run_id_pattern` keeps run ids to `[A-Za-z0-9_.~:+-]`, safe in single quotes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+Parameters = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """Where a run lives on one host (a SageMaker instance, or a local work directory)."""
+
+    workdir: str  # the project is synced to <workdir>/project
+    activate: str  # shell line that activates the Python env the notebooks run in
+    sync: str  # shell line that copies the deployed project into <workdir>/project
+    install: str  # installer command prefix, e.g. "pip install --quiet"
+
+    @property
+    def project(self) -> str:
+        return f"{self.workdir}/project"
+
+
+# libyaml's emitter is ~4x faster than PyYAML's pure-Python one (which was ~1/4 of a DAG's plan time) but
+# does not write the same text for everything (folding of long lines with spaces, empty keys, some
+# non-ASCII characters). For the data below the two agree byte for byte (checked against 100,000 random
+# documents; tests/build/test_parse_cache.py), so it takes the fast emitter and anything else the slow one:
+# the command text stays exactly what it always was.
+_CDumper: type[yaml.SafeDumper] | None = getattr(yaml, "CSafeDumper", None)
+_PLAIN_TEXT = re.compile(r"[\x21-\x7e]{1,100}\Z")  # printable ASCII, no whitespace: never folded
+_PLAIN_SCALARS = (int, float, bool, type(None), dt.date, dt.datetime)
+
+
+def _c_emitter_safe(value: Any, depth: int = 0) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _PLAIN_TEXT.match(value) is not None
+    if kind in _PLAIN_SCALARS:
+        return True
+    if depth > 20:
+        return False
+    if kind is list:
+        return all(_c_emitter_safe(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(
+            type(k) is str and _PLAIN_TEXT.match(k) is not None and _c_emitter_safe(v, depth + 1)
+            for k, v in value.items()
+        )
+    return False
+
+
+def _dump(data: Any, dumper: type[yaml.SafeDumper]) -> str:
+    return yaml.dump(data, Dumper=dumper, allow_unicode=True, sort_keys=True, default_flow_style=False)
+
+
+# A block mapping of scalars is its entries' lines one after another, sorted by key; a DAG's notebook
+# tasks share most entries (env, account, global parameters), so each `key: value` line is dumped once.
+_FLAT_SCALARS = (str, int, bool, type(None))  # no floats: -0.0 == 0.0 would share a line
+
+
+@functools.lru_cache(maxsize=4096)
+def _entry(key: str, kind: str, value: Any) -> str:
+    assert _CDumper is not None
+    return _dump({key: value}, _CDumper)
+
+
+def encode_parameters(parameters: Parameters) -> str:
+    """Base64 of a YAML mapping: shell-safe alphabet, exact round trip through papermill's -b."""
+    if _CDumper is not None and parameters and _c_emitter_safe(parameters):
+        if all(type(v) in _FLAT_SCALARS for v in parameters.values()):
+            text = "".join(_entry(k, type(parameters[k]).__name__, parameters[k]) for k in sorted(parameters))
+        else:
+            text = _dump(parameters, _CDumper)
+    else:
+        text = _dump(parameters, yaml.SafeDumper)
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def jinja_literal(text: str) -> str:
+    """A Python/Jinja string literal for text we control (bucket names, paths)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def runtime_parameters_json(output_prefix_head: str, value_tail: str) -> str:
+    """Jinja that renders the run-time parameters as JSON (quotes escaped by tojson)."""
+    prefix = f"{jinja_literal(output_prefix_head + '/')} ~ run_id ~ {jinja_literal('/' + value_tail)}"
+    return f'{{{{ {{"logical_date": (ds or ""), "run_id": run_id, "output_prefix": {prefix}}} | tojson }}}}'
+
+
+def output_prefix_template(output_prefix_head: str, value_tail: str) -> str:
+    """The same output prefix as the parameters carry, as a Jinja template for shell words."""
+    return f"{output_prefix_head}/{{{{ run_id }}}}/{value_tail}"
+
+
+def _script(lines: list[str]) -> str:
+    # "set -euo pipefail" so the first failing step fails the task; no trailing ".sh" (templating).
+    return "\n".join(["set -euo pipefail", *lines, "echo dag-factory: step done"])
+
+
+def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:
+    """Sync the project, activate the env, install the pinned papermill and the requirements."""
+    lines = [
+        f"mkdir -p {shlex.quote(layout.workdir)}",
+        layout.sync,
+        layout.activate,
+        f"{layout.install} {shlex.quote('papermill==' + papermill_version)} ipykernel",
+    ]
+    if requirements:
+        lines.append(f"{layout.install} -r {shlex.quote(layout.project + '/' + requirements)}")
+    return _script(lines)
+
+
+def notebook_command(
+    layout: HostLayout,
+    notebook_path: str,
+    output_notebook: str,
+    kernel: str,
+    parameters: Parameters,
+    runtime_json: str,
+) -> str:
+    """Run one notebook with papermill; `output_notebook` and `runtime_json` may hold Jinja."""
+    words = [
+        "papermill",
+        shlex.quote(f"{layout.project}/{notebook_path}"),
+        f"'{output_notebook}'",
+        "-k",
+        shlex.quote(kernel),
+        "--cwd",
+        shlex.quote(layout.project),
+        "-b",
+        encode_parameters(parameters),
+        "-y",
+        f"'{runtime_json}'",
+        "--log-output",
+        "--no-progress-bar",
+    ]
+    lines = [f"cd {shlex.quote(layout.project)}", layout.activate]
+    if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
+        lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
+    return _script([*lines, " ".join(words)])

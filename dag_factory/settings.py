@@ -1,0 +1,69 @@
+"""Every `DAG_FACTORY_*` environment variable, read in one place with one meaning of "off".
+
+- `DAG_FACTORY_ENV`: the platform environment DAG files build for (dag_factory.airflow.environment);
+- `DAG_FACTORY_PLATFORM`: the platform file, instead of the nearest `platform.yaml`;
+- `DAG_FACTORY_CACHE_DIR`: where the plan and notebook caches live; off (or 0/false/no/empty)
+  disables both;
+- `DAG_FACTORY_KEEP_WORKDIRS`: local backend, keep work directories after the run (`run --keep`);
+- `DAG_FACTORY_DEBUG`: show the traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV = "DAG_FACTORY_ENV"
+PLATFORM = "DAG_FACTORY_PLATFORM"
+CACHE_DIR = "DAG_FACTORY_CACHE_DIR"
+KEEP_WORKDIRS = "DAG_FACTORY_KEEP_WORKDIRS"
+DEBUG = "DAG_FACTORY_DEBUG"
+
+_OFF = ("", "0", "off", "false", "no")
+
+
+def _text(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None else value.strip()
+
+
+def is_on(name: str) -> bool:
+    """A flag: set to anything but off/0/false/no/empty."""
+    value = _text(name)
+    return value is not None and value.lower() not in _OFF
+
+
+def environment() -> str | None:
+    """$DAG_FACTORY_ENV, or None when unset or empty."""
+    return _text(ENV) or None
+
+
+def platform_file() -> Path | None:
+    """$DAG_FACTORY_PLATFORM, or None when unset or empty."""
+    value = _text(PLATFORM)
+    return Path(value) if value else None
+
+
+def cache_root() -> Path | None:
+    """$DAG_FACTORY_CACHE_DIR when set and not off."""
+    value = _text(CACHE_DIR)
+    return None if value is None or value.lower() in _OFF else Path(value)
+
+
+def cache_dir(kind: str, default: Path) -> Path | None:
+    """The folder of one cache (`plans`, `notebooks`): under $DAG_FACTORY_CACHE_DIR when set, None when
+    that is off, else ``default``."""
+    value = _text(CACHE_DIR)
+    if value is None:
+        return default
+    if value.lower() in _OFF:
+        return None
+    return Path(value) / kind
+
+
+def keep_workdirs() -> bool:
+    return is_on(KEEP_WORKDIRS)
+
+
+def debug() -> bool:
+    return is_on(DEBUG)

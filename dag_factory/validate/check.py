@@ -1,0 +1,72 @@
+"""Validate many files at once: one bad file never hides the others' results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dag_factory.errors import Diagnostic, SpecError
+from dag_factory.load.files import PLATFORM_FILE, collect_files, find_platform
+from dag_factory.load.specs import LoadedPlatform, load_platform, load_spec
+
+
+@dataclass
+class FileResult:
+    path: str
+    kind: str  # "spec" or "platform"
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.diagnostics
+
+
+class PlatformCache:
+    """Each platform file is loaded once, however many specs share it."""
+
+    def __init__(self, explicit: Path | None) -> None:
+        self.explicit = explicit
+        self.loaded: dict[Path, LoadedPlatform | SpecError] = {}
+
+    def get(self, path: Path) -> LoadedPlatform | SpecError:
+        key = path.resolve()
+        if key not in self.loaded:
+            try:
+                self.loaded[key] = load_platform(path)
+            except SpecError as exc:
+                self.loaded[key] = exc
+        return self.loaded[key]
+
+    def for_spec(self, spec: Path) -> LoadedPlatform | SpecError | None:
+        path = find_platform(spec, self.explicit)
+        return self.get(path) if path else None
+
+
+def validate_file(path: Path, platforms: PlatformCache, notebooks: bool = True) -> FileResult:
+    if path.name == PLATFORM_FILE:
+        outcome = platforms.get(path)
+        found = outcome.diagnostics if isinstance(outcome, SpecError) else []
+        return FileResult(str(path), "platform", found)
+    platform = platforms.for_spec(path)
+    if isinstance(platform, SpecError):
+        platform_path = find_platform(path, platforms.explicit)
+        message = f"platform file {platform_path} is invalid; run dag-factory validate on it"
+        return FileResult(str(path), "spec", [Diagnostic(str(path), 1, 1, "", message)])
+    try:
+        loaded = load_spec(path, platform)
+    except SpecError as exc:
+        return FileResult(str(path), "spec", list(exc.diagnostics))
+    problems: list[Diagnostic] = []
+    if notebooks:
+        from dag_factory.validate.contract import check_contract
+
+        problems = check_contract(loaded)
+    return FileResult(str(path), "spec", problems)
+
+
+def validate_paths(
+    paths: Iterable[Path], platform: Path | None = None, notebooks: bool = True
+) -> list[FileResult]:
+    platforms = PlatformCache(platform)
+    return [validate_file(p, platforms, notebooks) for p in collect_files(paths)]

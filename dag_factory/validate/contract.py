@@ -1,0 +1,302 @@
+"""Notebook contract: what the spec passes must match what each notebook declares.
+
+Rules (each problem is reported at the spec line that causes it):
+- every notebook exists in the project folder, is valid nbformat and has exactly one cell tagged
+  `parameters`;
+- the factory passes every global parameter (`parameters:`) and every per-value parameter
+  (`fan_out.parameters`) to every notebook, and papermill only warns about names a notebook does
+  not declare; so each of them must be declared by at least one notebook (else it is a typo or dead);
+- a per-notebook parameter (`notebooks[i].parameters`) must be declared by that notebook;
+- the standard parameters (env, aws_account_id, logical_date, run_id, output_prefix and the fan-out
+  name) need not be declared;
+- a parameter declared without a default (`x: int`) must be passed, for every fan-out value;
+- a value whose type clearly differs from the notebook's default (int vs string, list vs scalar,
+  bool vs int, ...) is an error; a float default accepts an int, a None default accepts anything;
+- the kernel the spec names (notebooks[i].kernel, else runtime.kernel) is the notebook's own
+  kernelspec name, when the notebook records one.
+Every environment's effective spec is checked; a problem an override introduces points at the override.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dag_factory.errors import Diagnostic
+from dag_factory.load.diagnose import suggest
+from dag_factory.load.specs import LoadedSpec
+from dag_factory.load.yaml_source import Loc, Mark, YamlDocument, format_loc
+from dag_factory.spec.job import STANDARD_PARAMETERS, JobSpec
+from dag_factory.validate.notebook_info import NotebookInfo, inspect_notebook, kind_of
+
+_ARTICLE = {"int": "an int", "float": "a float", "string": "a string", "bool": "a boolean", "list": "a list"}
+_EXAMPLE = {
+    "int": "6",
+    "float": "0.5",
+    "string": '"text"',
+    "bool": "true",
+    "list": "[a, b]",
+    "dict": "{k: v}",
+}
+
+
+def _kind_text(kind: str) -> str:
+    return _ARTICLE.get(kind, f"a {kind}")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _example(default: str | None, kind: str) -> str:
+    """The notebook's default written as yaml, else a typical value of the kind."""
+    try:
+        return json.dumps(ast.literal_eval(default or ""))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _EXAMPLE.get(kind, "...")
+
+
+def _accepts(declared: str | None, given: str | None) -> bool:
+    if declared is None or given is None or declared == given:
+        return True
+    return declared == "float" and given == "int"
+
+
+def _undeclared_hint(name: str, declared: Iterable[str], fallback: str) -> str:
+    """did-you-mean from the declared names when one is close, else how to fix it."""
+    hint = suggest(name, declared)
+    return hint if hint.startswith("did you mean") else fallback
+
+
+@dataclass
+class _Check:
+    """One environment's effective spec against the inspected notebooks."""
+
+    loaded: LoadedSpec
+    spec: JobSpec
+    env: str | None
+    infos: dict[int, NotebookInfo]
+    found: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def doc(self) -> YamlDocument:
+        return self.loaded.doc
+
+    def _where(self, loc: Loc, key: bool) -> tuple[str, Mark]:
+        """The override's own position when the environment sets this location, else the base file's."""
+        positions = self.doc.positions
+        if self.env is not None:
+            full = ("environments", self.env, *loc)
+            for end in range(len(full), 2, -1):
+                part = full[:end]
+                if part in positions.keys or part in positions.values:
+                    mark = positions.of_key(part) if key and end == len(full) else positions.of_value(part)
+                    return format_loc(full), mark
+        return format_loc(loc), positions.of_key(loc) if key else positions.of_value(loc)
+
+    def add(self, loc: Loc, message: str, hint: str = "", key: bool = False) -> None:
+        shown, mark = self._where(loc, key)
+        self.found.append(Diagnostic(str(self.loaded.path), mark.line, mark.col, shown, message, hint))
+
+    def standard(self) -> set[str]:
+        names = set(STANDARD_PARAMETERS)
+        if self.spec.fan_out:
+            names.add(self.spec.fan_out.name)
+        return names
+
+    def readable(self) -> dict[int, NotebookInfo]:
+        return {
+            i: info for i, info in self.infos.items() if not info.error and len(info.parameter_cells) == 1
+        }
+
+    def run(self) -> list[Diagnostic]:
+        self.check_kernels()
+        readable = self.readable()
+        if len(readable) == len(self.spec.notebooks):  # shared parameters need every notebook read
+            self.check_shared()
+        for i in readable:
+            self.check_own(i)
+            self.check_required(i)
+        return self.found
+
+    def check_kernels(self) -> None:
+        for i, notebook in enumerate(self.spec.notebooks):
+            info = self.infos[i]
+            wanted = notebook.kernel or self.spec.runtime.kernel
+            if info.error or info.kernel is None or info.kernel == wanted:
+                continue
+            if notebook.kernel is not None:
+                loc: Loc = ("notebooks", i, "kernel")
+            elif "runtime" in self.spec.model_fields_set and "kernel" in self.spec.runtime.model_fields_set:
+                loc = ("runtime", "kernel")
+            else:
+                loc = ("notebooks", i, "path")
+            self.add(
+                loc,
+                f"kernel {wanted!r} differs from the kernel {notebook.path} was saved with, {info.kernel!r}",
+                f"set kernel: {info.kernel} on this notebook in the spec, "
+                f"or switch the notebook's kernel to {wanted} in jupyter",
+            )
+
+    def _declared_anywhere(self) -> dict[str, list[int]]:
+        where: dict[str, list[int]] = {}
+        for i, info in self.readable().items():
+            for name in info.parameters:
+                where.setdefault(name, []).append(i)
+        return where
+
+    def _check_value(self, loc: Loc, name: str, value: Any, notebooks: list[int]) -> None:
+        given = kind_of(value)
+        for i in notebooks:
+            declared = self.infos[i].parameters[name]
+            if _accepts(declared.kind, given):
+                continue
+            kind = declared.kind or ""
+            self.add(
+                loc,
+                f"parameter {name!r} is {_shown(value)} ({_kind_text(given or 'null')}) but "
+                f"{self.spec.notebooks[i].path} declares {declared.shown()} ({_kind_text(kind)})",
+                f"pass {_kind_text(kind)}, e.g. {name}: {_example(declared.default, kind)}, "
+                "or change the notebook's default",
+            )
+            return
+
+    def check_shared(self) -> None:
+        """Global and per-value parameters: declared by at least one notebook, of a matching type."""
+        where = self._declared_anywhere()
+        sources: list[tuple[Loc, str, dict[str, Any]]] = [
+            (("parameters",), "every value", self.spec.parameters)
+        ]
+        if self.spec.fan_out:
+            for value, params in self.spec.fan_out.parameters.items():
+                sources.append((("fan_out", "parameters", value), value, params))
+        for prefix, scope, params in sources:
+            for name, value in params.items():
+                loc = (*prefix, name)
+                if name not in where:
+                    paths = ", ".join(nb.path for nb in self.spec.notebooks)
+                    fallback = f"declare {name} = <default> in the parameters cell of a notebook that uses it"
+                    self.add(
+                        loc,
+                        f"parameter {name!r} (for {scope}) is not declared by any notebook ({paths})",
+                        _undeclared_hint(name, where, fallback),
+                        key=True,
+                    )
+                    continue
+                self._check_value(loc, name, value, where[name])
+
+    def check_own(self, i: int) -> None:
+        notebook = self.spec.notebooks[i]
+        declared = self.infos[i].parameters
+        for name, value in notebook.parameters.items():
+            loc: Loc = ("notebooks", i, "parameters", name)
+            if name not in declared:
+                fallback = f"declare {name} = <default> in its parameters cell, or remove it here"
+                self.add(
+                    loc,
+                    f"parameter {name!r} is not declared in the parameters cell of {notebook.path}",
+                    _undeclared_hint(name, declared, fallback),
+                    key=True,
+                )
+                continue
+            self._check_value(loc, name, value, [i])
+
+    def check_required(self, i: int) -> None:
+        notebook = self.spec.notebooks[i]
+        passed = self.standard() | set(self.spec.parameters) | set(notebook.parameters)
+        per_value = self.spec.fan_out.parameters if self.spec.fan_out else {}
+        values = self.spec.values
+        for declared in self.infos[i].parameters.values():
+            if not declared.required or declared.name in passed:
+                continue
+            given_for = [v for v in values if declared.name in per_value.get(v, {})]
+            missing = [v for v in values if v not in given_for]
+            if given_for and not missing:
+                continue
+            passed_text = (
+                f"the spec passes it only for {', '.join(given_for)}, not for {', '.join(missing)}"
+                if given_for
+                else "the spec never passes it"
+            )
+            self.add(
+                ("notebooks", i, "path"),
+                f"{notebook.path} declares {declared.shown()} without a default and {passed_text}",
+                f"pass {declared.name} under parameters or notebooks[{i}].parameters, "
+                f"or give it a default in the notebook: {declared.shown()} = ...",
+            )
+
+
+def _inspect_all(
+    loaded: LoadedSpec, spec: JobSpec, cache: dict[tuple[Path, str], NotebookInfo]
+) -> dict[int, NotebookInfo]:
+    infos = {}
+    for i, notebook in enumerate(spec.notebooks):
+        path = loaded.project_dir / notebook.path
+        kernel = notebook.kernel or spec.runtime.kernel
+        key = (path, kernel)
+        if key not in cache:
+            if not path.is_file():
+                cache[key] = NotebookInfo(error="missing")
+            else:
+                cache[key] = inspect_notebook(path, kernel)
+        infos[i] = cache[key]
+    return infos
+
+
+def _shown_dir(folder: Path) -> str:
+    """The folder relative to the working directory when below it (stable in golden files)."""
+    try:
+        return os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else str(folder)
+    except ValueError:
+        return str(folder)
+
+
+def _file_problems(check: _Check) -> None:
+    """The notebook files themselves: missing, unreadable, not exactly one parameters cell."""
+    for i, notebook in enumerate(check.spec.notebooks):
+        info = check.infos[i]
+        loc: Loc = ("notebooks", i, "path")
+        if info.error == "missing":
+            folder = check.loaded.project_dir
+            present = [p.relative_to(folder).as_posix() for p in folder.rglob("*.ipynb")]
+            hint = suggest(notebook.path, present) if present else ""
+            if not hint.startswith("did you mean"):
+                hint = "check the path, relative to project_dir"
+            check.add(loc, f"notebook {notebook.path!r} not found in {_shown_dir(folder)}", hint)
+        elif info.error:
+            check.add(loc, f"notebook {notebook.path} {info.error}", info.hint)
+        elif not info.parameter_cells:
+            check.add(
+                loc,
+                f"notebook {notebook.path} has no cell tagged 'parameters'",
+                "put the parameter defaults in one cell and tag it 'parameters'; "
+                "in jupyterlab: property inspector, cell tags",
+            )
+        elif len(info.parameter_cells) > 1:
+            cells = ", ".join(str(c + 1) for c in info.parameter_cells)
+            check.add(
+                loc,
+                f"notebook {notebook.path} has {len(info.parameter_cells)} cells tagged 'parameters' "
+                f"(cells {cells})",
+                "papermill only uses the first: merge them into one cell, or untag the others",
+            )
+
+
+def check_contract(loaded: LoadedSpec) -> list[Diagnostic]:
+    """Every notebook the spec names satisfies the contract above, in every environment."""
+    cache: dict[tuple[Path, str], NotebookInfo] = {}
+    envs: list[tuple[str | None, JobSpec]] = [(None, loaded.spec)]
+    envs.extend((name, spec) for name, spec in loaded.per_env.items() if name in loaded.spec.environments)
+    found: set[Diagnostic] = set()
+    for env, spec in envs:
+        check = _Check(loaded, spec, env, _inspect_all(loaded, spec, cache))
+        _file_problems(check)
+        found.update(check.run())
+    return sorted(found)

@@ -1,0 +1,203 @@
+"""Specs -> Airflow DAGs: structure, trigger rules, teardowns, pools, templates, serialization."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dag_factory.airflow.build import build_dag, dag_from_spec
+from dag_factory.airflow.dag_files import stale_dag_files
+from dag_factory.load.files import spec_files
+from dag_factory.load.specs import load_platform, load_spec
+from dag_factory.plan.planner import plan_dag
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "project_configs"
+SPECS = spec_files([CONFIGS])
+ENVS = ["local", "preprod", "prod"]
+
+
+def _dag(spec: str, env: str):  # type: ignore[no-untyped-def]
+    return dag_from_spec(CONFIGS / spec, env=env)
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_every_spec_builds_and_survives_serialization(spec: Path, env: str) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = dag_from_spec(spec, env=env)
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert sorted(back.task_ids) == sorted(dag.task_ids)
+    for task in dag.tasks:
+        twin = back.get_task(task.task_id)
+        assert twin.upstream_task_ids == task.upstream_task_ids
+        assert twin.trigger_rule == task.trigger_rule
+        assert twin.is_teardown == task.is_teardown
+
+
+def test_per_country_example_has_20_groups_of_8_tasks() -> None:
+    dag = _dag("churn-model.yaml", "prod")
+    groups = [g for g in dag.task_group.children.values()]
+    assert len(groups) == 20
+    de = sorted(t.split(".", 1)[1] for t in dag.task_ids if t.startswith("de."))
+    assert de == sorted(
+        [
+            "create_instance",
+            "resolve_ip",
+            "prepare",
+            "nb_01_features",
+            "nb_02_train",
+            "stop_instance",
+            "delete_instance",
+            "deliver_0_snowflake",
+        ]
+    )
+    assert dag.dag_id == "churn-model"
+    assert dag.schedule == "0 4 * * MON" if hasattr(dag, "schedule") else True
+    assert dag.catchup is False
+    assert "growth" in dag.tags and "env:prod" in dag.tags
+
+
+def test_task_order_trigger_rules_and_teardowns() -> None:
+    dag = _dag("churn-model.yaml", "prod")
+    up = {
+        t: dag.get_task(f"de.{t}").upstream_task_ids
+        for t in ["resolve_ip", "prepare", "nb_01_features", "nb_02_train"]
+    }
+    assert up == {
+        "resolve_ip": {"de.create_instance"},
+        "prepare": {"de.resolve_ip"},
+        "nb_01_features": {"de.prepare"},
+        "nb_02_train": {"de.nb_01_features"},
+    }
+    create, stop, delete = (
+        dag.get_task(f"de.{t}") for t in ["create_instance", "stop_instance", "delete_instance"]
+    )
+    assert create.is_setup and stop.is_teardown and delete.is_teardown
+    # ALL_DONE so an instance AWS made before create failed is still removed
+    assert stop.trigger_rule == "all_done" and delete.trigger_rule == "all_done"
+    assert stop.upstream_task_ids == {"de.create_instance", "de.nb_02_train"}
+    assert delete.upstream_task_ids == {"de.create_instance", "de.stop_instance"}
+    deliver = dag.get_task("de.deliver_0_snowflake")
+    assert deliver.upstream_task_ids == {"de.nb_02_train"}
+    assert deliver.trigger_rule == "all_success"
+
+
+def test_lanes_bound_concurrent_instances_by_max_parallel() -> None:
+    dag = _dag("churn-model.yaml", "prod")  # 20 values, max_parallel 10
+    starts = [t for t in dag.tasks if t.task_id.endswith(".create_instance")]
+    chained = {t.task_id: t.upstream_task_ids for t in starts if t.upstream_task_ids}
+    assert len(starts) - len(chained) == 10
+    assert chained["se.create_instance"] == {"de.delete_instance"}
+    assert dag.get_task("se.create_instance").trigger_rule == "all_done"
+
+
+def test_sagemaker_tasks_use_the_api_pool_adaptive_retries_and_network() -> None:
+    dag = _dag("churn-model.yaml", "prod")
+    for name in ["create_instance", "resolve_ip", "stop_instance", "delete_instance"]:
+        assert dag.get_task(f"de.{name}").pool == "sagemaker_api"
+    create = dag.get_task("de.create_instance")
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerCreateNotebookOperator
+
+    assert isinstance(create, SageMakerCreateNotebookOperator)
+    assert create.create_instance_kwargs == {
+        "SubnetId": "subnet-0f1e2d3c4b5a60002",
+        "SecurityGroupIds": ["sg-0f1e2d3c4b5a60002"],
+    }
+    assert create.instance_type == "ml.m5.xlarge" and create.volume_size_in_gb == 30
+    assert create.botocore_config == {"retries": {"mode": "adaptive", "max_attempts": 10}}
+    assert create.instance_tags == {"project": "churn-model", "owner": "growth-data-science", "env": "prod"}
+
+
+def test_ssh_tasks_take_the_resolved_ip_and_spec_timeouts() -> None:
+    dag = _dag("churn-model.yaml", "prod")
+    nb = dag.get_task("fr.nb_02_train")
+    assert type(nb).__name__ == "SSHOperator"
+    assert nb.remote_host == "{{ ti.xcom_pull(task_ids='fr.resolve_ip') }}"
+    assert nb.cmd_timeout == 2 * 3600
+    assert dag.get_task("fr.nb_01_features").cmd_timeout == 3600
+    assert "remote_host" in nb.template_fields and "command" in nb.template_fields
+    assert "papermill /home/ec2-user/SageMaker/job/project/notebooks/02_train.ipynb" in nb.command
+    assert "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'" in nb.command
+    prepare = dag.get_task("fr.prepare")
+    assert (
+        "aws s3 sync --delete --only-show-errors s3://automated-notebook-prod/churn-model/" in prepare.command
+    )
+    assert "pip install --quiet papermill==2.7.0" in prepare.command
+
+
+def test_environment_override_changes_instance_type_and_schedule() -> None:
+    dag = _dag("churn-model.yaml", "preprod")
+    assert dag.get_task("de.create_instance").instance_type == "ml.t3.large"
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert type(_dag("churn-model.yaml", "prod").timetable).__name__ == "CronTriggerTimetable"
+
+
+def test_parameters_merge_global_then_value_then_notebook() -> None:
+    from dag_factory.plan.scripts import decode_parameters
+
+    loaded = load_spec(CONFIGS / "churn-model.yaml", load_platform(CONFIGS / "platform.yaml"))
+    plan = plan_dag(loaded, "prod")
+    de = next(g for g in plan.groups if g.group_id == "de")
+    words = de.task("nb_02_train").args["command"].split()
+    params = decode_parameters(words[words.index("-b") + 1])
+    assert params == {
+        "lookback_days": 90,
+        "n_customers": 2000,
+        "max_depth": 6,
+        "country": "de",
+        "env": "prod",
+        "aws_account_id": "444455556666",
+    }
+
+
+def test_local_backend_builds_same_task_ids_with_local_operators() -> None:
+    prod, local = _dag("churn-model.yaml", "prod"), _dag("churn-model.yaml", "local")
+    assert sorted(prod.task_ids) == sorted(local.task_ids)
+    assert type(local.get_task("de.nb_01_features")).__name__ == "BashOperator"
+    assert type(local.get_task("de.create_instance")).__name__ == "PythonOperator"
+
+
+def test_dag_files_are_fresh() -> None:
+    assert stale_dag_files(SPECS, ROOT / "dags") == [], "run: dag-factory dags project_configs --out dags"
+
+
+def test_dagbag_loads_every_spec_and_isolates_a_broken_one(tmp_path: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    configs = tmp_path / "project_configs"
+    shutil.copytree(CONFIGS, configs)
+    (configs / "broken.yaml").write_text(
+        (CONFIGS / "churn-demo.yaml")
+        .read_text()
+        .replace("project: churn-demo", "project: broken-one")
+        .replace("schedule:", "scheduel:")
+    )
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    from dag_factory.airflow.dag_files import write_dag_files
+
+    write_dag_files(spec_files([configs]), tmp_path / "dags")
+    bag = DagBag(dag_folder=str(tmp_path / "dags"))
+    assert sorted(bag.dag_ids) == ["churn-demo", "churn-model"]
+    assert list(bag.import_errors) == [str(tmp_path / "dags" / "broken.py")]
+    message = next(iter(bag.import_errors.values()))
+    assert "broken.yaml:8:1: scheduel: unknown key 'scheduel' (did you mean 'schedule'?)" in message
+
+
+def test_build_is_deterministic_for_the_same_plan() -> None:
+    loaded = load_spec(CONFIGS / "churn-demo.yaml", load_platform(CONFIGS / "platform.yaml"))
+    one, two = build_dag(plan_dag(loaded, "local")), build_dag(plan_dag(loaded, "local"))
+    assert [t.task_id for t in one.tasks] == [t.task_id for t in two.tasks]
+
+
+def test_connection_ids_come_from_the_platform_even_without_delivery(tmp_path: Path) -> None:
+    spec = (CONFIGS / "churn-model.yaml").read_text()
+    spec = spec[: spec.index("deliver:")] + spec[spec.index("notify:") :]
+    (tmp_path / "no-deliver.yaml").write_text(spec.replace("../examples", str(ROOT / "examples")))
+    dag = dag_from_spec(tmp_path / "no-deliver.yaml", env="preprod", platform=CONFIGS / "platform.yaml")
+    assert not [t for t in dag.task_ids if ".deliver_" in t]
+    assert dag.get_task("de.nb_01_features").ssh_conn_id == "sagemaker_ssh"
+    assert dag.get_task("de.create_instance").aws_conn_id == "aws_default"

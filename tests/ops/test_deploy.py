@@ -1,0 +1,121 @@
+"""deploy: validate, then sync the project to the code bucket (moto S3, or the local code folder)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dag_factory.cli.app import app
+from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.servers.moto import MotoServer
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "automated-notebook-preprod"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the demo project with its spec and platform, plus files deploy must leave out."""
+    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+    monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "churn-demo", root / "churn")
+    platform = (REPO / "project_configs" / "platform.yaml").read_text().replace("../.dag-factory", "local")
+    (root / "platform.yaml").write_text(platform)
+    spec = (REPO / "project_configs" / "churn-model.yaml").read_text().replace("../examples/churn-demo", ".")
+    (root / "churn" / "job.yaml").write_text(spec)
+    for junk in (
+        ".git/HEAD",
+        "outputs/x.parquet",
+        "notebooks/.ipynb_checkpoints/a.ipynb",
+        "__pycache__/m.pyc",
+    ):
+        (root / "churn" / junk).parent.mkdir(parents=True, exist_ok=True)
+        (root / "churn" / junk).write_text("junk")
+    return root / "churn"
+
+
+def _deploy(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["deploy", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def _keys(moto: MotoServer) -> dict[str, str]:
+    listed = moto.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="churn-model/")
+    return {o["Key"]: o["ETag"] for o in listed.get("Contents", [])}
+
+
+EXPECTED = {
+    "churn-model/README.md",
+    "churn-model/job.yaml",
+    "churn-model/requirements.txt",
+    "churn-model/notebooks/01_features.ipynb",
+    "churn-model/notebooks/02_train.ipynb",
+}
+
+
+@pytest.mark.integration
+def test_deploy_to_s3(project: Path, aws_env: MotoServer) -> None:
+    aws_env.client("s3").create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    code, output = _deploy(str(project), "--env", "preprod", "--dry-run")
+    assert code == 0, output
+    assert "5 added, 0 changed, 0 deleted" in output and "nothing changed" in output
+    assert _keys(aws_env) == {}
+
+    code, output = _deploy(str(project), "--env", "preprod")
+    assert code == 0, output
+    assert f"deployed to s3://{BUCKET}/churn-model/: 5 added" in output
+    first = _keys(aws_env)
+    assert set(first) == EXPECTED
+
+    code, output = _deploy(str(project / "job.yaml"), "--env", "preprod")
+    assert code == 0, output
+    assert "0 added, 0 changed, 0 deleted, 5 unchanged" in output
+    assert _keys(aws_env) == first
+
+    (project / "README.md").unlink()
+    (project / "requirements.txt").write_text("pandas==3.1.1\n")
+    code, output = _deploy(str(project), "--env", "preprod", "--dry-run")
+    assert "~ requirements.txt" in output and "- README.md" in output
+    assert _keys(aws_env) == first
+    code, output = _deploy(str(project), "--env", "preprod")
+    assert code == 0, output
+    assert "0 added, 1 changed, 1 deleted" in output
+    after = _keys(aws_env)
+    assert set(after) == EXPECTED - {"churn-model/README.md"}
+    assert after["churn-model/requirements.txt"] != first["churn-model/requirements.txt"]
+
+
+@pytest.mark.integration
+def test_deploy_without_the_bucket_is_an_error(project: Path, aws_env: MotoServer) -> None:
+    result = CliRunner().invoke(app, ["deploy", str(project), "--env", "preprod"])
+    assert result.exit_code != 0
+    assert "does not exist" in result.output
+
+
+def test_deploy_to_the_local_code_folder(project: Path) -> None:
+    target = project.parent / "local" / "code" / "churn-model"
+    code, output = _deploy(str(project), "--env", "local")
+    assert code == 0, output
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == sorted(
+        k.removeprefix("churn-model/") for k in EXPECTED
+    )
+    (project / "README.md").unlink()
+    code, output = _deploy(str(project), "--env", "local")
+    assert "0 added, 0 changed, 1 deleted, 4 unchanged" in output
+    assert not (target / "README.md").exists()
+
+
+def test_an_invalid_project_is_not_deployed(project: Path) -> None:
+    spec = project / "job.yaml"
+    spec.write_text(spec.read_text().replace("max_depth: 6", "max_dept: 6"))
+    code, output = _deploy(str(project), "--env", "local")
+    assert code == 1
+    assert "did you mean 'max_depth'?" in output
+    assert not (project.parent / "local" / "code").exists()

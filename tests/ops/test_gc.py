@@ -1,0 +1,190 @@
+"""The orphan sweeper (dag_factory.ops.gc, `dag-factory gc`) against moto's SageMaker."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dag_factory.cli.app import app
+from dag_factory.compute.naming import FACTORY_TAG, instance_name
+from dag_factory.ops.gc import find_orphans, format_age, sagemaker_client, sweep
+from tests.servers.moto import REGION, MotoServer
+from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
+
+pytestmark = pytest.mark.integration
+
+SIX_HOURS = dt.timedelta(hours=6)
+FACTORY = {FACTORY_TAG: "true", "dag_id": "churn-demo", "group": "de"}
+
+
+def create(moto: MotoServer, name: str, tags: dict[str, str], age: dt.timedelta = dt.timedelta(0)) -> None:
+    """A notebook instance with these tags, created `age` ago (moto's CreationTime is 'now')."""
+    moto.client("sagemaker").create_notebook_instance(
+        NotebookInstanceName=name,
+        InstanceType=NOTEBOOK_INSTANCE_TYPE,
+        RoleArn=ROLE_ARN,
+        Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+    )
+    if age:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.sagemaker.models import sagemaker_backends
+
+        instance = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].notebook_instances[name]
+        instance.creation_time = instance.creation_time - age
+
+
+def live(moto: MotoServer) -> dict[str, str]:
+    answer = moto.client("sagemaker").list_notebook_instances()["NotebookInstances"]
+    return {i["NotebookInstanceName"]: i["NotebookInstanceStatus"] for i in answer}
+
+
+@pytest.fixture
+def instances(aws_env: MotoServer) -> MotoServer:
+    create(aws_env, "old-tagged", FACTORY, age=dt.timedelta(hours=7))
+    create(aws_env, "young-tagged", FACTORY, age=dt.timedelta(hours=1))
+    create(aws_env, "old-untagged", {"owner": "someone"}, age=dt.timedelta(days=3))
+    create(aws_env, "old-tag-false", {FACTORY_TAG: "false"}, age=dt.timedelta(days=3))
+    create(aws_env, "old-stopped", FACTORY, age=dt.timedelta(hours=9))
+    aws_env.client("sagemaker").stop_notebook_instance(NotebookInstanceName="old-stopped")
+    return aws_env
+
+
+def test_only_old_tagged_instances_are_orphans(instances: MotoServer) -> None:
+    orphans = find_orphans(sagemaker_client(REGION), SIX_HOURS)
+    assert [(o.name, o.status) for o in orphans] == [("old-stopped", "Stopped"), ("old-tagged", "InService")]
+    assert orphans[1].tags["dag_id"] == "churn-demo"
+    assert dt.timedelta(hours=7) <= orphans[1].age < dt.timedelta(hours=7, minutes=5)
+    assert orphans[1].describe() == "old-tagged (InService, age 7h0m, dag_id churn-demo, group de)"
+
+
+def test_sweep_stops_and_deletes_orphans_and_nothing_else(instances: MotoServer) -> None:
+    results = sweep(sagemaker_client(REGION), SIX_HOURS, poll_s=0.1)
+    assert {r.orphan.name: r.action for r in results} == {"old-tagged": "deleted", "old-stopped": "deleted"}
+    assert live(instances) == {
+        "young-tagged": "InService",
+        "old-untagged": "InService",
+        "old-tag-false": "InService",
+    }
+
+
+def test_dry_run_changes_nothing(instances: MotoServer) -> None:
+    before = live(instances)
+    results = sweep(sagemaker_client(REGION), SIX_HOURS, dry_run=True)
+    assert sorted(r.orphan.name for r in results) == ["old-stopped", "old-tagged"]
+    assert {r.action for r in results} == {"would delete"}
+    assert live(instances) == before
+
+
+def test_now_is_injectable(aws_env: MotoServer) -> None:
+    create(aws_env, "fresh", FACTORY)
+    client = sagemaker_client(REGION)
+    assert find_orphans(client, SIX_HOURS) == []
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)
+    assert [o.name for o in find_orphans(client, SIX_HOURS, now=later)] == ["fresh"]
+    assert [r.action for r in sweep(client, SIX_HOURS, now=later, poll_s=0.1)] == ["deleted"]
+    assert live(aws_env) == {}
+
+
+def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv) -> None:
+    """The factory's own create operator made it; the worker died before the teardown ran."""
+    from dag_factory.airflow.operators import CreateNotebookInstanceOperator
+
+    run_id = "scheduled__2026-01-05T04:00:00+00:00"
+    operator = CreateNotebookInstanceOperator(
+        task_id="create_instance",
+        dag_id_for_name="churn-demo",
+        group="fr",
+        tags={"project": "churn-demo", "owner": "growth", "env": "e2e"},
+        instance_type=NOTEBOOK_INSTANCE_TYPE,
+        role_arn=ROLE_ARN,
+        create_instance_kwargs=sagemaker_env.create_instance_kwargs(),
+        aws_conn_id="aws_default",
+        poll_seconds=0.1,
+    )
+    name = operator.execute(context={"run_id": run_id})
+    assert name == instance_name("churn-demo", run_id, "fr")
+    create(sagemaker_env.moto, "not-ours", {}, age=dt.timedelta(days=1))
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=6, minutes=1)
+
+    (result,) = sweep(sagemaker_client(REGION), SIX_HOURS, now=later, poll_s=0.1)
+    assert (result.orphan.name, result.action) == (name, "deleted")
+    assert result.orphan.tags["run_id"] == run_id and result.orphan.tags["group"] == "fr"
+    assert live(sagemaker_env.moto) == {"not-ours": "InService"}
+    assert sagemaker_env.eni.assigned == {}  # its ENI went with it
+
+
+def _platform(tmp_path: Path) -> Path:
+    settings: dict[str, Any] = {
+        "version": 1,
+        "environments": {
+            "e2e": {
+                "backend": "sagemaker",
+                "account_id": "123456789012",
+                "region": REGION,
+                "role_arn": ROLE_ARN,
+                "subnet_id": "subnet-0a1b2c3d",
+                "security_group_ids": ["sg-0a1b2c3d"],
+                "buckets": {"code": "code-b", "data": "data-b", "intermediate": "inter-b", "output": "out-b"},
+            },
+            "local": {
+                "backend": "local",
+                "buckets": {"code": "code", "data": "data", "intermediate": "inter", "output": "runs"},
+            },
+        },
+    }
+    path = tmp_path / "platform.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_cli_sweeps_with_zero_age_and_dry_run(instances: MotoServer, tmp_path: Path) -> None:
+    base = ["gc", "--env", "e2e", "--platform", str(_platform(tmp_path))]
+    runner = CliRunner()
+    dry = runner.invoke(app, [*base, "--older-than", "0s", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert dry.output.count("would delete: ") == 3  # young-tagged too, at 0s
+    assert "untagged" not in dry.output and "tag-false" not in dry.output
+    assert len(live(instances)) == 5
+
+    default_age = runner.invoke(app, base)  # --older-than defaults to 6h
+    assert default_age.exit_code == 0, default_age.output
+    assert "deleted: old-tagged (InService, age 7h0m" in default_age.output
+    assert (
+        "2 orphaned instance(s) older than 6h in e2e (eu-west-1): 2 removed, 0 failed" in default_age.output
+    )
+    assert set(live(instances)) == {"young-tagged", "old-untagged", "old-tag-false"}
+
+    swept = runner.invoke(app, [*base, "--older-than", "0s"])
+    assert swept.exit_code == 0, swept.output
+    assert set(live(instances)) == {"old-untagged", "old-tag-false"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "ee2e"], "unknown environment 'ee2e'"),
+        (["--env", "local"], "environment 'local' runs on local"),
+        (["--env", "e2e", "--older-than", "six hours"], "--older-than: invalid duration"),
+    ],
+)
+def test_cli_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["gc", "--platform", str(_platform(tmp_path)), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_cli_without_platform_file_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAG_FACTORY_PLATFORM", raising=False)
+    result = CliRunner().invoke(app, ["gc", "--env", "prod"])
+    assert result.exit_code == 2 and "no platform.yaml found" in result.output
+
+
+def test_age_format() -> None:
+    assert format_age(dt.timedelta(days=2, hours=3, minutes=4, seconds=59)) == "2d3h4m"
+    assert format_age(dt.timedelta(seconds=30)) == "0m"

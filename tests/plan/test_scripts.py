@@ -1,0 +1,147 @@
+"""The command builder: parameters reach papermill byte for byte, whatever they contain."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import nbformat
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dag_factory.plan.scripts import (
+    HostLayout,
+    encode_parameters,
+    notebook_command,
+    output_prefix_template,
+    runtime_parameters_json,
+)
+
+VENV_BIN = Path(sys.executable).parent
+NASTY = [
+    "$(rm -rf /)",
+    "`id`",
+    "it's",
+    'say "hi"',
+    "a\nb",
+    "tab\there",
+    "ünïcødé ✓",
+    "{{ run_id }}",
+    "\\",
+    "%s",
+]
+
+names = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True).filter(
+    lambda n: n not in {"logical_date", "run_id", "output_prefix", "in", "is", "if", "or", "as", "and", "not"}
+)
+scalars = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(NASTY),
+    st.integers(-(10**12), 10**12),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _render(command: str, run_id: str, ds: str) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return env.from_string(command).render(run_id=run_id, ds=ds)
+
+
+def _notebook(path: Path, names: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("\n".join(f"{n} = None" for n in names) or "pass")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell("print('ok')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def _injected(output: Path) -> dict[str, Any]:
+    nb = nbformat.read(output, as_version=4)
+    cell = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    found: dict[str, Any] = {}
+    for node in ast.parse(cell.source).body:
+        assert isinstance(node, ast.Assign)
+        found[node.targets[0].id] = ast.literal_eval(node.value)  # type: ignore[attr-defined]
+    return found
+
+
+def _run(tmp: Path, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    project = tmp / "work" / "project"
+    (project / "nb").mkdir(parents=True, exist_ok=True)
+    _notebook(project / "nb" / "n.ipynb", [*params, "logical_date", "run_id", "output_prefix"])
+    layout = HostLayout(
+        workdir=str(tmp / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
+    )
+    head = str(tmp / "out")
+    out_nb = f"{output_prefix_template(head, 'de')}/n.ipynb"
+    command = notebook_command(
+        layout, "nb/n.ipynb", out_nb, "python3", params, runtime_parameters_json(head, "de")
+    )
+    command = command.replace("--log-output", "--prepare-only")
+    rendered = _render(command, run_id, "2026-01-05")
+    (tmp / "out" / run_id / "de").mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-2000:]
+    return _injected(tmp / "out" / run_id / "de" / "n.ipynb")
+
+
+def test_encode_round_trip_keeps_types() -> None:
+    params = {"a": "$(rm -rf /)", "b": 1, "c": 1.5, "d": None, "e": [True, "x"], "f": {"g": "ü\n"}, "h": "no"}
+    # what papermill's -b does with it: base64, then YAML
+    assert yaml.safe_load(base64.b64decode(encode_parameters(params))) == params
+    assert set(encode_parameters(params)) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+    )
+
+
+def test_runtime_json_renders_to_valid_json_without_single_quotes() -> None:
+    rendered = _render(
+        runtime_parameters_json("s3://b/p/d", "de"), "manual__2026-01-05T00:00:00+00:00", "2026-01-05"
+    )
+    assert "'" not in rendered
+    assert json.loads(rendered) == {
+        "logical_date": "2026-01-05",
+        "run_id": "manual__2026-01-05T00:00:00+00:00",
+        "output_prefix": "s3://b/p/d/manual__2026-01-05T00:00:00+00:00/de",
+    }
+
+
+def test_nasty_values_arrive_in_the_notebook_exactly(tmp_path: Path) -> None:
+    params = {f"p{i}": v for i, v in enumerate(NASTY)} | {
+        "n": 3,
+        "f": 0.25,
+        "l": [1, "a'b"],
+        "d": {"k": None},
+    }
+    injected = _run(tmp_path, params, "manual__2026-01-05T00:00:00+00:00")
+    for name, value in params.items():
+        assert injected[name] == value
+    assert injected["run_id"] == "manual__2026-01-05T00:00:00+00:00"
+    assert injected["logical_date"] == "2026-01-05"
+    assert injected["output_prefix"] == f"{tmp_path}/out/manual__2026-01-05T00:00:00+00:00/de"
+
+
+@pytest.mark.integration
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.dictionaries(names, values, min_size=1, max_size=5))
+def test_any_parameters_round_trip_through_bash_and_papermill(tmp_path: Path, params: dict[str, Any]) -> None:
+    injected = _run(tmp_path, params, "scheduled__2026-01-05T04:00:00+00:00")
+    for name, value in params.items():
+        assert injected[name] == value, name

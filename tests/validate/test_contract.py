@@ -1,0 +1,107 @@
+"""Notebook contract cases: each folder here is a project (spec.yaml + notebooks/) and one test.
+
+<case>/expected.txt is the exact output of `dag-factory validate tests/validate/contract/<case>/spec.yaml`
+(run from the repo root; the platform is tests/validate/contract/platform.yaml, the nearest one). Regenerate
+after an intended change of wording with REGENERATE_GOLDEN=1, then review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dag_factory.cli.app import app
+from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.golden import check_golden
+
+HERE = Path(__file__).resolve().parent / "contract"
+REPO = HERE.parents[2]
+CASES = sorted(p for p in HERE.iterdir() if (p / "spec.yaml").is_file())
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Repo-relative paths; a fresh inspection cache, so papermill really reads every notebook."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+    monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _validate(spec: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["validate", *args, str(spec.relative_to(REPO))])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
+def test_contract_case(case: Path) -> None:
+    code, output = _validate(case / "spec.yaml")
+    check_golden(output, case / "expected.txt")
+    assert code == (0 if case.name == "valid" else 1)
+
+
+def test_enough_cases() -> None:
+    wanted = {
+        "valid",
+        "missing_parameters_cell",
+        "two_parameters_cells",
+        "typo_parameter",
+        "missing_required",
+        "type_mismatch",
+        "kernel_mismatch",
+        "unknown_kernel",
+        "missing_notebook",
+        "corrupt_json",
+        "invalid_nbformat",
+        "override_typo",
+    }
+    assert wanted <= {p.name for p in CASES}
+
+
+def test_no_notebooks_skips_the_contract() -> None:
+    code, output = _validate(HERE / "typo_parameter" / "spec.yaml", "--no-notebooks")
+    assert code == 0, output
+
+
+def test_json_output_carries_the_contract_problems() -> None:
+    import json
+
+    code, output = _validate(HERE / "typo_parameter" / "spec.yaml", "--format", "json")
+    assert code == 1
+    [file] = json.loads(output)["files"]
+    assert {d["loc"] for d in file["diagnostics"]} == {
+        "parameters.lookback_day",
+        "fan_out.parameters.fr.n_customer",
+        "notebooks[1].parameters.max_dept",
+    }
+
+
+def test_a_cached_inspection_does_not_import_papermill(tmp_path: Path) -> None:
+    """The second validate of unchanged notebooks reads the cache: no papermill, no nbformat import."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from dag_factory.validate.check import validate_paths
+
+        [result] = validate_paths([Path("project_configs/churn-model.yaml")])
+        assert result.valid, result.diagnostics
+        print(sorted(m for m in ("papermill", "nbformat") if m in sys.modules))
+        """
+    )
+    env = {**os.environ, "DAG_FACTORY_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop(PLATFORM_ENV_VAR, None)
+    runs = [
+        subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert runs[0].stdout.strip() == "['nbformat', 'papermill']"
+    assert runs[1].stdout.strip() == "[]"

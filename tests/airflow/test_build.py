@@ -137,13 +137,15 @@ def test_environment_override_changes_instance_type_and_schedule() -> None:
 
 
 def test_parameters_merge_global_then_value_then_notebook() -> None:
-    from dag_factory.plan.scripts import decode_parameters
+    import base64
+
+    import yaml
 
     loaded = load_spec(CONFIGS / "churn-model.yaml", load_platform(CONFIGS / "platform.yaml"))
     plan = plan_dag(loaded, "prod")
     de = next(g for g in plan.groups if g.group_id == "de")
     words = de.task("nb_02_train").args["command"].split()
-    params = decode_parameters(words[words.index("-b") + 1])
+    params = yaml.safe_load(base64.b64decode(words[words.index("-b") + 1]))  # as papermill -b reads it
     assert params == {
         "lookback_days": 90,
         "n_customers": 2000,

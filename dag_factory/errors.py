@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +32,15 @@ class Diagnostic:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """A did-you-mean hint, or the list of choices when nothing is close."""
+    options = sorted(set(choices))
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"expected one of: {', '.join(options)}" if options else ""
 
 
 class DagFactoryError(Exception):

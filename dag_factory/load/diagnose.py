@@ -1,9 +1,13 @@
-"""Turn pydantic's validation errors into located, human diagnostics with fixes."""
+"""Turn pydantic's validation errors into located, human diagnostics with fixes.
+
+Every error is placed by its path in the data (pydantic's `loc`; rules over several values raise
+`spec.rules` errors carrying the path of the entry they mean), never by searching the file's text.
+Values are shown as written in the file (`0755`, `on`, `2026-01-05`), from `Positions.written`.
+"""
 
 from __future__ import annotations
 
-import difflib
-import re
+import datetime as dt
 import types
 import typing
 from typing import Any
@@ -11,7 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dag_factory.errors import Diagnostic
+from dag_factory.errors import suggest as suggest  # the one did-you-mean, kept importable here
 from dag_factory.load.yaml_source import Loc, Positions, format_loc
+from dag_factory.spec.rules import KEY, RULE_ERROR
 
 # Hints for pattern errors, by the name of the field that failed.
 PATTERN_HINTS = {
@@ -39,19 +45,10 @@ PATTERN_HINTS = {
     "output": "use an S3 bucket name: lowercase letters, digits, '.' and '-'",
     "allowed_instance_types": "use a SageMaker type such as ml.t3.medium",
 }
+_IDENTIFIER_HINT = "use a python identifier: letters, digits and '_', not starting with a digit or a keyword"
 _DISCRIMINATORS = {"to": "delivery target", "backend": "backend"}
-_YAML_BOOLS = {True: "yes/true/on", False: "no/false/off"}
 _NUMBER_TYPES = {"int_type": int, "float_type": float}
 _DATE_ERRORS = ("date_type", "date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact")
-
-
-def suggest(word: str, choices: typing.Iterable[str]) -> str:
-    """A did-you-mean hint, or the list of choices when nothing is close."""
-    options = sorted(set(choices))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return f"expected one of: {', '.join(options)}" if options else ""
 
 
 def _unwrap(tp: Any) -> list[Any]:
@@ -115,7 +112,9 @@ def data_loc(data: Any, raw_loc: tuple[Any, ...]) -> tuple[Loc, bool]:
     return tuple(loc), False
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, written: str | None = None) -> str:
+    if written is not None:
+        return written
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -124,6 +123,17 @@ def _shown(value: Any) -> str:
         return str(value).lower()
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_as(value: Any) -> str:
+    """What yaml made of a plain scalar that is not a string, in words."""
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    return "a date and time" if isinstance(value, dt.datetime) else "a date"
 
 
 def discriminator_values(root: type[BaseModel], raw_loc: tuple[Any, ...], discriminator: str) -> list[str]:
@@ -147,21 +157,21 @@ def _parses_as(text: str, kind: type) -> bool:
     return True
 
 
-def _describe_shape(kind: str, value: Any, loc: Loc) -> tuple[str, str] | None:
+def _describe_shape(kind: str, value: Any, loc: Loc, written: str | None) -> tuple[str, str] | None:
     """Wrong container or scalar type: what was found and how to write what is expected."""
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         where = "under this key" if loc else "one per line, e.g. version: 1"
         return f"expected a mapping, got {_shown(value)}", f"write key: value pairs {where}"
     if kind == "list_type":
         return f"expected a list, got {_shown(value)}", "write items as '- item' lines or [a, b]"
-    if kind == "string_type" and isinstance(value, bool):
-        spelled = _YAML_BOOLS[value]
-        return (
-            f"expected a string, got boolean {_shown(value)}",
-            f"yaml reads unquoted {spelled} as a boolean; quote it, e.g. \"no\"",
+    if kind == "string_type" and written is not None:  # a plain scalar yaml read as something else
+        reads = _read_as(value)
+        got = (
+            reads if reads.endswith(f" {written}") else f"{written or 'nothing'}, which yaml reads as {reads}"
         )
-    if kind == "string_type" and isinstance(value, int | float):
-        return f"expected a string, got number {value!r}", f'quote it: "{value}"'
+        return f"expected a string, got {got}", f'quote it: "{written}"' if written else "write a value"
+    if kind == "string_type" and isinstance(value, int | float | bool | dt.date):
+        return f"expected a string, got {_read_as(value)}", f'quote it: "{value}"'
     number = _NUMBER_TYPES.get(kind)
     if number is not None and isinstance(value, str) and _parses_as(value, number):
         return f"expected a number, got the string {_shown(value)}", "remove the quotes"
@@ -180,11 +190,13 @@ def _describe_size(kind: str, ctx: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _describe(error: Any, root: type[BaseModel], loc: Loc) -> tuple[str, str]:
+def _describe(error: Any, root: type[BaseModel], loc: Loc, written: str | None) -> tuple[str, str]:
     kind = error["type"]
     value = error.get("input")
     ctx = error.get("ctx") or {}
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if kind == RULE_ERROR:
+        return str(ctx["message"]), str(ctx.get("hint", ""))
     if kind == "missing":
         return f"missing required key {loc[-1]!r}", f"add {loc[-1]}: to this mapping"
     if kind == "extra_forbidden":
@@ -199,20 +211,20 @@ def _describe(error: Any, root: type[BaseModel], loc: Loc) -> tuple[str, str]:
         return f"missing required key {key!r}", f"add {key}: with one of: {', '.join(tags)}" if tags else ""
     if kind == "literal_error":
         options = [o.strip(" '") for o in str(ctx.get("expected", "")).replace(" or ", ",").split(",")]
-        return f"invalid value {_shown(value)}", suggest(str(value), [o for o in options if o])
-    shape = _describe_shape(kind, value, loc) or _describe_size(kind, ctx)
+        return f"invalid value {_shown(value, written)}", suggest(str(value), [o for o in options if o])
+    shape = _describe_shape(kind, value, loc, written) or _describe_size(kind, ctx)
     if shape is not None:
         return shape
     if kind == "string_pattern_mismatch":
         return f"invalid value {_shown(value)}", PATTERN_HINTS.get(field, f"must match {ctx.get('pattern')}")
     if kind in _DATE_ERRORS:
-        return f"invalid date {_shown(value)}", "use YYYY-MM-DD"
+        return f"invalid date {_shown(value, written)}", "use YYYY-MM-DD"
     message = str(error["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     message = message[:1].lower() + message[1:]
     scalar = not isinstance(value, dict | list)
     if scalar and (kind != "value_error" or str(value) not in message):
-        message += f", got {_shown(value)}"
+        message += f", got {_shown(value, written)}"
     return message, PATTERN_HINTS.get(field, "") if kind == "value_error" and "duration" in message else ""
 
 
@@ -229,41 +241,6 @@ def _value_at_or_none(data: Any, loc: Loc) -> Any:
         return None
 
 
-def _entries(data: Any, loc: Loc, depth: int = 0) -> typing.Iterator[tuple[Loc, str, bool, int]]:
-    """(loc, text, is_key, depth) of every key and string value under data, depth relative to it."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield (*loc, key), key, True, depth + 1
-            yield from _entries(value, (*loc, key), depth + 1)
-    elif isinstance(data, list):
-        for i, item in enumerate(data):
-            yield from _entries(item, (*loc, i), depth + 1)
-    elif isinstance(data, str) and depth > 0:
-        yield loc, data, False, depth
-
-
-def mentioned_entry(data: Any, loc: Loc, message: str, positions: Positions) -> tuple[Loc, bool] | None:
-    """For a rule over a whole mapping or list (names that clash, duplicates), the entry it names.
-
-    Keys at least two levels down and string values inside loc count when the message names them;
-    of each name's last occurrence, the first in the file wins. True when the entry is a key.
-    """
-    subtree = _value_at_or_none(data, loc)
-    if not isinstance(subtree, dict | list):
-        return None
-    words = set(re.split(r"[\s,;:'\"()]+", message))
-    last: dict[str, tuple[Loc, bool]] = {}
-    for entry_loc, text, is_key, depth in _entries(subtree, loc):
-        if text in words and len(text) > 1 and (depth >= 2 or not is_key):
-            last[text] = (entry_loc, is_key)
-
-    def where(item: tuple[Loc, bool]) -> tuple[int, int]:
-        mark = positions.of_key(item[0]) if item[1] else positions.of_value(item[0])
-        return mark.line, mark.col
-
-    return min(last.values(), key=where) if last else None
-
-
 def diagnose(
     exc: ValidationError,
     root: type[BaseModel],
@@ -276,16 +253,14 @@ def diagnose(
     found = []
     for error in exc.errors():
         loc, on_key = data_loc(data, error["loc"])
-        message, hint = _describe(error, root, loc if not on_key else (*loc, "[key]"))
+        written = None if on_key else positions.written.get(loc)
+        message, hint = _describe(error, root, loc if not on_key else (*loc, KEY), written)
         if on_key:
             bad_key = error.get("input")
             if isinstance(bad_key, str) and loc[-1:] != (bad_key,):
                 loc = (*loc, bad_key)
-            message = f"invalid name {_shown(bad_key)}"
-            hint = "use a python identifier: letters, digits and '_', not starting with a digit or a keyword"
-        entry = mentioned_entry(data, loc, message, positions) if error["type"] == "value_error" else None
-        if entry is not None:
-            loc, on_key = entry
+            if error["type"] != RULE_ERROR:  # pydantic's own check of the key type: a parameter name
+                message, hint = f"invalid name {_shown(bad_key)}", _IDENTIFIER_HINT
         tag_key = str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
         if error["type"] == "union_tag_invalid" and isinstance(_value_at_or_none(data, loc), dict):
             loc = (*loc, tag_key)  # point at the bad tag itself, e.g. `to: snowflak`

@@ -96,14 +96,32 @@ def _merge(base: Any, override: Any) -> Any:
 def _env_positions(doc: YamlDocument, env: str) -> tuple[Positions, set[Loc]]:
     """Positions for a merged spec: the override's own lines win over the base file's."""
     own = ("environments", env)
-    merged = Positions(dict(doc.positions.keys), dict(doc.positions.values))
+    base, overrides = doc.positions, _overrides(doc, env)
+    merged = Positions(
+        dict(base.keys),
+        dict(base.values),
+        {loc: text for loc, text in base.written.items() if not _replaced(overrides, loc)},
+        {loc: seen for loc, seen in base.yaml12.items() if not _replaced(overrides, loc)},
+    )
     overridden: set[Loc] = set()
-    for source, target in ((doc.positions.keys, merged.keys), (doc.positions.values, merged.values)):
-        for loc, mark in source.items():
+    for name in ("keys", "values", "written", "yaml12"):
+        target = getattr(merged, name)
+        for loc, mark in getattr(base, name).items():
             if loc[:2] == own and len(loc) > 2:
                 target[loc[2:]] = mark
                 overridden.add(loc[2:])
     return merged, overridden
+
+
+def _replaced(overrides: Any, loc: Loc) -> bool:
+    """The base file's value at loc is not in the merged spec: an override replaced it or a parent."""
+    for part in loc:
+        if not isinstance(overrides, dict) or part not in overrides:
+            return False
+        overrides = overrides[part]
+        if not isinstance(overrides, dict):
+            return True
+    return False
 
 
 def _overrides(doc: YamlDocument, env: str) -> dict[str, Any]:

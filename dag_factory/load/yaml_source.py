@@ -2,11 +2,20 @@
 
 libyaml's C parser composes the node tree (fast, no objects constructed); we then turn nodes
 into dicts/lists/scalars ourselves so that unsafe tags, duplicate keys, non-string keys and
-alias bombs become located diagnostics instead of surprises.
+alias bombs become located diagnostics instead of surprises. Before composing, one pass over the
+parser's events checks depth and size: libyaml's composer recurses in C (tens of thousands of
+nested brackets overflow the stack and kill the process) and its time grows with the square of
+the depth, while the event pass can stop at the first level too deep.
+
+The loader reads YAML 1.1 (PyYAML); editors read YAML 1.2. For plain scalars that are not plain
+strings to both, `Positions` keeps the text as written, so hints quote it and `yaml_versions` can
+flag the ones the two versions read differently.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,9 @@ MAX_NODES = 50_000
 MAX_BYTES = 2_000_000
 # Nesting deeper than this is not a job spec (and would exhaust Python's recursion limit).
 MAX_DEPTH = 100
+_OPEN_EVENTS = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE_EVENTS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.AliasEvent, *_OPEN_EVENTS)
 
 _SAFE_SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -31,6 +43,7 @@ _SAFE_SCALAR_TAGS = {
     "tag:yaml.org,2002:null",
     "tag:yaml.org,2002:timestamp",
 }
+_VALUE_TAG = "tag:yaml.org,2002:value"  # YAML 1.1's plain `=`: a string to YAML 1.2 and to us
 _MAP_TAG = "tag:yaml.org,2002:map"
 _STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
 _TAG_HINT = "remove the tag: yaml tags can build objects, so none are allowed"
@@ -46,12 +59,49 @@ class Mark:
     col: int  # 1-based
 
 
+# YAML 1.2's core schema: the plain scalars that are not strings, and what they are.
+_CORE_12: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"(?:null|Null|NULL|~|)\Z"), lambda text: None),
+    (re.compile(r"(?:true|True|TRUE)\Z"), lambda text: True),
+    (re.compile(r"(?:false|False|FALSE)\Z"), lambda text: False),
+    (re.compile(r"[-+]?[0-9]+\Z"), lambda text: int(text, 10)),
+    (re.compile(r"0o[0-7]+\Z"), lambda text: int(text[2:], 8)),
+    (re.compile(r"0x[0-9a-fA-F]+\Z"), lambda text: int(text[2:], 16)),
+    (re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z"), float),
+    (re.compile(r"[-+]?\.(?:inf|Inf|INF)\Z"), lambda text: -math.inf if text[0] == "-" else math.inf),
+    (re.compile(r"\.(?:nan|NaN|NAN)\Z"), lambda text: math.nan),
+)
+_CORE_12_FIRST = set("0123456789+-.~nNtTfF")
+
+
+def yaml12_value(text: str) -> Any:
+    """What YAML 1.2 (editors, yaml-language-server) reads a plain scalar as."""
+    if text and text[0] not in _CORE_12_FIRST:
+        return text
+    for pattern, convert in _CORE_12:
+        if pattern.match(text):
+            return convert(text)
+    return text
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
 @dataclass
 class Positions:
-    """Where each key (`keys`) and each value (`values`) sits, by its location in the data."""
+    """Where each key (`keys`) and each value (`values`) sits, by its location in the data.
+
+    `written`: the source text of plain scalars yaml did not read as a string (`0755`, `on`, dates);
+    `yaml12`: plain scalars YAML 1.2 reads otherwise than this loader, with their text and 1.2 value.
+    """
 
     keys: dict[Loc, Mark] = field(default_factory=dict)
     values: dict[Loc, Mark] = field(default_factory=dict)
+    written: dict[Loc, str] = field(default_factory=dict)
+    yaml12: dict[Loc, tuple[str, Any]] = field(default_factory=dict)
 
     def of_value(self, loc: Loc) -> Mark:
         """The value at loc, else the nearest enclosing one that has a position."""
@@ -88,6 +138,7 @@ class _Converter:
         self.problems: list[Diagnostic] = []
         self.budget = MAX_NODES
         self.scalars = yaml.constructor.SafeConstructor()
+        self.resolver = yaml.resolver.Resolver()
         self.open: set[int] = set()  # collections being converted: an alias to one of them is a cycle
 
     def problem(self, node: yaml.Node, loc: Loc, message: str, hint: str = "") -> None:
@@ -98,10 +149,8 @@ class _Converter:
         self.budget -= 1
         if self.budget < 0:
             raise SpecError([_too_big(self.path, node)])
-        if len(loc) > MAX_DEPTH:
-            mark = _mark(node)
-            message = f"nesting is deeper than {MAX_DEPTH} levels"
-            raise SpecError([Diagnostic(self.path, mark.line, mark.col, "", message, "flatten the data")])
+        if len(loc) > MAX_DEPTH:  # through aliases: the event pass counts what is written
+            raise SpecError([_too_deep(self.path, node.start_mark)])
         self.positions.values.setdefault(loc, _mark(node))
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, loc)
@@ -118,15 +167,33 @@ class _Converter:
         finally:
             self.open.discard(id(node))
 
-    def scalar(self, node: yaml.Node, loc: Loc) -> Any:
+    def scalar(self, node: yaml.ScalarNode, loc: Loc, remember: bool = True) -> Any:
+        if node.tag == _VALUE_TAG:
+            return node.value
         if node.tag not in _SAFE_SCALAR_TAGS:
             self.problem(node, loc, f"unsupported yaml tag {_short_tag(node.tag)}", _TAG_HINT)
             return None
         try:
-            return self.scalars.construct_object(node, deep=True)
+            value = self.scalars.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError):
             # e.g. 2026-13-05: keep the text; validation then says what the field expects
             return node.value
+        if remember and not node.style and self._implicit(node):  # C parser: "" for plain
+            self.remember_text(node.value, value, loc)  # plain and untagged: read as its yaml version says
+        return value
+
+    def _implicit(self, node: yaml.ScalarNode) -> bool:
+        resolved: str = self.resolver.resolve(yaml.ScalarNode, node.value, (True, False))  # type: ignore[no-untyped-call]
+        return resolved == node.tag
+
+    def remember_text(self, text: str, value: Any, loc: Loc) -> None:
+        if not isinstance(value, str):
+            self.positions.written[loc] = text
+        elif text[:1] not in _CORE_12_FIRST:  # a plain string to both versions: the common case
+            return
+        other = yaml12_value(text)
+        if not _same(value, other):
+            self.positions.yaml12[loc] = (text, other)
 
     def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
@@ -140,7 +207,7 @@ class _Converter:
                 message = "keys must be strings, got a collection"
                 self.problem(key_node, loc, message, "use a plain name as the key")
                 continue
-            key = self.scalar(key_node, loc)
+            key = self.scalar(key_node, loc, remember=False)
             if not isinstance(key, str):
                 if key_node.tag in _SAFE_SCALAR_TAGS:  # an unsafe tag was reported by scalar()
                     shown = key_node.value
@@ -198,6 +265,39 @@ def _too_big(path: str, node: yaml.Node) -> Diagnostic:
     )
 
 
+def _too_deep(path: str, mark: Any) -> Diagnostic:
+    message = f"nesting is deeper than {MAX_DEPTH} levels"
+    return Diagnostic(path, mark.line + 1, mark.column + 1, "", message, "flatten the data")
+
+
+def _check_shape(path: str, text: str) -> None:
+    """Depth and size, from the parser's events before anything is composed (milliseconds: it stops
+    at the first collection too deep or the first node too many)."""
+    parser = _Loader(text)
+    try:
+        depth = nodes = 0
+        while (event := parser.get_event()) is not None:
+            if isinstance(event, _NODE_EVENTS):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise SpecError([_too_many(path, event.start_mark)])
+            if isinstance(event, _OPEN_EVENTS):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError([_too_deep(path, event.start_mark)])
+            elif isinstance(event, _CLOSE_EVENTS):
+                depth -= 1
+    finally:
+        parser.dispose()
+
+
+def _too_many(path: str, mark: Any) -> Diagnostic:
+    message = f"document has more than {MAX_NODES} values"
+    return Diagnostic(
+        path, mark.line + 1, mark.column + 1, "", message, "a job spec is far smaller: split it"
+    )
+
+
 def format_loc(loc: Loc) -> str:
     text = ""
     for part in loc:
@@ -228,6 +328,15 @@ def _char_at(text: str, line: int, col: int) -> str:
     return ""
 
 
+# Errors the parser notices after the line that caused them: (message at the opening, problem text).
+_OPENED = {
+    "while parsing a flow sequence": ("the {char!r} opened here is not closed", "did not find expected"),
+    "while parsing a flow mapping": ("the {char!r} opened here is not closed", "did not find expected"),
+    "while scanning a quoted scalar": ("the {char} quote opened here is not closed", "unexpected end"),
+    "while scanning a simple key": ("no ':' after this key", "could not find expected ':'"),
+}
+
+
 def _syntax_error(path: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -238,8 +347,14 @@ def _syntax_error(path: str, text: str, exc: yaml.MarkedYAMLError) -> Diagnostic
     if _char_at(text, line, col) == "\t" or "tab" in problem:
         message = "yaml syntax error: tab character"
         return Diagnostic(path, line, col, "", message, "indent with spaces, not tabs")
-    hint = ""
     context = exc.context_mark
+    opened = _OPENED.get(str(exc.context))
+    if opened and context is not None and context.line != line - 1 and opened[1] in problem:
+        # the line to fix is where the bracket, quote or key started; the parser noticed later
+        what = opened[0].format(char=_char_at(text, context.line + 1, context.column + 1))
+        hint = f"parsing stopped at line {line}, col {col}: {problem}"
+        return Diagnostic(path, context.line + 1, context.column + 1, "", f"yaml syntax error: {what}", hint)
+    hint = ""
     if exc.context and context is not None and (context.line, context.column) != (line - 1, col - 1):
         hint = f"{exc.context} started at line {context.line + 1}, col {context.column + 1}"
     elif exc.context:
@@ -263,6 +378,7 @@ def parse_yaml(path: str, raw: bytes) -> YamlDocument:
     if not text.strip():
         raise SpecError([Diagnostic(path, 1, 1, "", "file is empty", _START_HINT)])
     try:
+        _check_shape(path, text)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         raise SpecError([_syntax_error(path, text, exc)]) from None

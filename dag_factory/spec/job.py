@@ -9,7 +9,10 @@ from typing import Annotated, Any, Literal
 from croniter import croniter
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from dag_factory.spec.types import Duration, Identifier, Parameters, StrictModel
+from dag_factory.errors import suggest
+from dag_factory.spec.rules import Violation, raise_violations, rule_error
+from dag_factory.spec.text import FREE, PROSE
+from dag_factory.spec.types import Duration, Identifier, Parameters, SchemaExtra, StrictModel, TagValue
 
 # Airflow 3's schedule presets (and null for manual-only DAGs).
 SCHEDULE_PRESETS = (
@@ -26,6 +29,14 @@ SCHEDULE_PRESETS = (
 
 # Parameters every notebook receives; a spec may not redefine them.
 STANDARD_PARAMETERS = ("env", "aws_account_id", "logical_date", "run_id", "output_prefix")
+SpecParameters = Annotated[
+    Parameters, SchemaExtra.of(propertyNames={"not": {"enum": list(STANDARD_PARAMETERS)}})
+]
+# What the JSON Schema can say of the rules below (validators give the messages).
+_CRON_SCHEMA = {"pattern": "^\\s*[^@\\s]\\S*(\\s+\\S+){4}\\s*$"}
+_RELATIVE = "^(?![/~])(?!(.*/)?\\.\\.(/|$))"  # not absolute, no '..' segment
+_NOTEBOOK_SCHEMA = SchemaExtra.of(pattern=_RELATIVE + "[^\\\\]*\\.ipynb$")
+_RELATIVE_SCHEMA = SchemaExtra.of(pattern=_RELATIVE + "[^\\\\]+$")
 
 
 def _check_schedule(value: str | None) -> str | None:
@@ -40,30 +51,54 @@ def _check_schedule(value: str | None) -> str | None:
 
 def _check_notebook_path(value: str) -> str:
     path = PurePosixPath(value)
-    if "\\" in value or path.is_absolute() or value.startswith("~"):
-        raise ValueError(f"notebook path {value!r} must be relative to the project folder")
+    if "\\" in value:
+        shown = value.replace("\\", "/")
+        raise rule_error(f"notebook path {value!r} uses '\\'", f"separate folders with '/': {shown}")
+    if path.is_absolute() or value.startswith("~"):
+        raise rule_error(f"notebook path {value!r} must be relative to the project folder")
     if ".." in path.parts:
-        raise ValueError(f"notebook path {value!r} must stay inside the project folder (no '..')")
+        raise rule_error(f"notebook path {value!r} must stay inside the project folder (no '..')")
     if path.suffix != ".ipynb":
-        raise ValueError(f"notebook path {value!r} must end in .ipynb")
+        raise rule_error(f"notebook path {value!r} must end in .ipynb")
     return value
 
 
 def _check_relative_file(value: str) -> str:
     path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"path {value!r} must be relative and stay inside the project folder")
+    if path.is_absolute() or value.startswith("~") or ".." in path.parts:
+        raise rule_error(f"path {value!r} must be relative and stay inside the project folder")
     return value
 
 
-Schedule = Annotated[str | None, AfterValidator(_check_schedule)]
+def _check_prefix(value: str) -> str:
+    if any(part in (".", "..") for part in value.split("/")):
+        raise rule_error(
+            f"prefix {value!r} must stay inside the bucket's folders (no '.' or '..')",
+            "write the folders below the bucket, e.g. exports/scores",
+        )
+    return value
+
+
+Schedule = Annotated[
+    str | None,
+    AfterValidator(_check_schedule),
+    SchemaExtra.of(
+        anyOf=[{"enum": list(SCHEDULE_PRESETS)}, {"type": "string", **_CRON_SCHEMA}, {"type": "null"}]
+    ),
+]
 ProjectName = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
 FanOutValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,30}[A-Za-z0-9])?$")]
-NotebookPath = Annotated[str, AfterValidator(_check_notebook_path)]
-RelativeFile = Annotated[str, Field(min_length=1), AfterValidator(_check_relative_file)]
+NotebookPath = Annotated[str, AfterValidator(_check_notebook_path), _NOTEBOOK_SCHEMA]
+RelativeFile = Annotated[str, Field(min_length=1), AfterValidator(_check_relative_file), _RELATIVE_SCHEMA]
 InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Glob = Annotated[str, Field(min_length=1), AfterValidator(_check_relative_file)]
+Glob = RelativeFile
+S3Prefix = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$"),
+    AfterValidator(_check_prefix),
+    SchemaExtra.of(allOf=[{"not": {"pattern": "(^|/)\\.\\.?(/|$)"}}]),
+]
 TableName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")]
 
 
@@ -88,8 +123,10 @@ class Compute(StrictModel):
 
 class FanOut(StrictModel):
     name: Identifier = Field(description="parameter name the value is passed under, e.g. country")
-    values: list[FanOutValue] = Field(min_length=1, max_length=500)
-    parameters: dict[str, Parameters] = Field(
+    values: Annotated[list[FanOutValue], SchemaExtra.of(uniqueItems=True)] = Field(
+        min_length=1, max_length=500
+    )
+    parameters: Annotated[dict[str, SpecParameters], FREE] = Field(
         default_factory=dict, description="per-value parameter overrides"
     )
 
@@ -103,23 +140,41 @@ class FanOut(StrictModel):
     @field_validator("values")
     @classmethod
     def _unique(cls, values: list[str]) -> list[str]:
-        seen: set[str] = set()
-        dupes = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
-        if dupes:
-            raise ValueError(f"duplicate values: {', '.join(sorted(set(dupes)))}")
+        first: dict[str, int] = {}
+        repeats = []
+        for i, value in enumerate(values):
+            if value in first:
+                repeats.append(
+                    Violation(
+                        (i,), f"duplicate value {value!r}, already values[{first[value]}]", "remove it", value
+                    )
+                )
+            first.setdefault(value, i)
+        raise_violations("FanOut", repeats)
         return values
 
     @model_validator(mode="after")
     def _known_values(self) -> FanOut:
-        unknown = sorted(set(self.parameters) - set(self.values))
-        if unknown:
-            raise ValueError(f"parameters given for values not in values: {', '.join(unknown)}")
+        raise_violations(
+            "FanOut",
+            (
+                Violation(
+                    ("parameters", name),
+                    f"parameters for {name!r}, which is not one of the fan-out values",
+                    suggest(name, self.values),
+                    name,
+                    key=True,
+                )
+                for name in self.parameters
+                if name not in self.values
+            ),
+        )
         return self
 
 
 class Notebook(StrictModel):
     path: NotebookPath
-    parameters: Parameters = Field(default_factory=dict)
+    parameters: SpecParameters = Field(default_factory=dict)
     timeout: Duration | None = Field(None, description="defaults to compute.timeout")
     kernel: str | None = Field(None, min_length=1, description="defaults to runtime.kernel")
 
@@ -152,7 +207,7 @@ class PostgresDelivery(_Delivery):
 
 class S3Delivery(_Delivery):
     to: Literal["s3"]
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")]
+    prefix: S3Prefix
     bucket: Literal["output", "data", "intermediate"] = Field(
         "output", description="which platform bucket receives the copy"
     )
@@ -193,7 +248,13 @@ OVERRIDABLE = (
 
 
 class EnvironmentOverride(StrictModel):
-    """Per-environment replacement values; mappings merge key by key, everything else replaces."""
+    """Per-environment replacement values; mappings merge key by key, everything else replaces.
+
+    The values are validated once merged, as the spec of that environment (so the string rule waits
+    too); the JSON Schema types them after JobSpec's fields (`spec.schema`).
+    """
+
+    string_rule = FREE
 
     description: Any = None
     schedule: Any = None
@@ -216,8 +277,8 @@ class JobSpec(StrictModel):
 
     version: Literal[1]
     project: ProjectName = Field(description="dag id and S3 prefix: lowercase letters, digits and '-'")
-    owner: str = Field(min_length=1)
-    description: str = ""
+    owner: TagValue = Field(description="team or person; also the instances' owner tag")
+    description: Annotated[str, PROSE] = ""
     project_dir: str = Field(".", description="folder with the notebooks, relative to this file")
     schedule: Schedule = Field(None, description="cron, an Airflow preset, or null for manual only")
     start_date: dt.date
@@ -228,28 +289,52 @@ class JobSpec(StrictModel):
     runtime: Runtime = Field(default_factory=Runtime)
     compute: Compute
     fan_out: FanOut | None = None
-    parameters: Parameters = Field(default_factory=dict, description="every notebook, every value")
+    parameters: SpecParameters = Field(default_factory=dict, description="every notebook, every value")
     notebooks: list[Notebook] = Field(min_length=1, description="run in this order")
     deliver: list[Delivery] = Field(default_factory=list)
     notify: Notify = Field(default_factory=Notify)
     environments: dict[Identifier, EnvironmentOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _parameter_names_free(self) -> JobSpec:
-        reserved = set(STANDARD_PARAMETERS) | ({self.fan_out.name} if self.fan_out else set())
-        sources: list[dict[str, Any]] = [self.parameters, *(nb.parameters for nb in self.notebooks)]
-        if self.fan_out:
-            sources.extend(self.fan_out.parameters.values())
-        clashes = sorted({name for params in sources for name in params if name in reserved})
-        if clashes:
-            raise ValueError(
-                f"parameter names {', '.join(clashes)} are set by the factory; rename them"
-            )
-        paths = [nb.path for nb in self.notebooks]
-        stems = [nb.stem for nb in self.notebooks]
-        if len(set(stems)) != len(stems):
-            raise ValueError(f"notebook names must be unique: {', '.join(paths)}")
+    def _names_free(self) -> JobSpec:
+        raise_violations("JobSpec", [*self._parameter_clashes(), *self._notebook_name_repeats()])
         return self
+
+    def _parameter_clashes(self) -> list[Violation]:
+        """Each parameter named like a standard parameter or the fan-out, at its own key."""
+        fan_out = self.fan_out.name if self.fan_out else None
+        sources: list[tuple[tuple[str | int, ...], dict[str, Any]]] = [(("parameters",), self.parameters)]
+        sources += [(("notebooks", i, "parameters"), nb.parameters) for i, nb in enumerate(self.notebooks)]
+        if self.fan_out:
+            sources += [(("fan_out", "parameters", v), p) for v, p in self.fan_out.parameters.items()]
+        found = []
+        for loc, params in sources:
+            for name in params:
+                if name == fan_out:
+                    message = (
+                        f"parameter {name!r} is the fan-out name: the factory passes each value as {name}"
+                    )
+                    found.append(
+                        Violation((*loc, name), message, "remove it, or rename the parameter", name, True)
+                    )
+                elif name in STANDARD_PARAMETERS:
+                    message = f"parameter {name!r} is a standard parameter, set by the factory"
+                    found.append(Violation((*loc, name), message, "rename it", name, True))
+        return found
+
+    def _notebook_name_repeats(self) -> list[Violation]:
+        """A notebook whose file name an earlier one already has (names become task ids)."""
+        first: dict[str, int] = {}
+        found = []
+        for i, notebook in enumerate(self.notebooks):
+            if notebook.stem in first:
+                j = first[notebook.stem]
+                earlier = f"notebooks[{j}], {self.notebooks[j].path}"
+                message = f"notebook name {notebook.stem!r} is already used by {earlier}"
+                hint = "task ids are nb_<file name>: rename one of the files"
+                found.append(Violation(("notebooks", i, "path"), message, hint, notebook.path))
+            first.setdefault(notebook.stem, i)
+        return found
 
     @property
     def values(self) -> list[str]:

@@ -2,28 +2,83 @@
 
 from __future__ import annotations
 
+import copy
 import keyword
 import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainValidator,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from dag_factory.spec import text
+from dag_factory.spec.rules import raise_violations, rule_error
+from dag_factory.spec.text import FREE, NAME, StringRule
+
+
+@dataclass(frozen=True)
+class SchemaExtra:
+    """Annotated metadata: JSON Schema keywords pydantic cannot derive from a validator (a pattern
+    with lookahead, uniqueItems, reserved names), so editors and CI validators know the rule too."""
+
+    keywords: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def of(cls, **keywords: Any) -> SchemaExtra:
+        return cls(tuple(keywords.items()))
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        schema.update(copy.deepcopy(dict(self.keywords)))
+        return schema
+
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_NOT_STRINGS = (BaseModel, bool, int, float, type(None))
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; values are not silently coerced between types."""
+    """Unknown keys are errors; values are not silently coerced between types; every string follows
+    the string rule (`spec.text`): NAME unless the field's annotation, or the class, says otherwise."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    string_rule: ClassVar[StringRule] = NAME
+
+    @classmethod
+    def rule_of(cls, name: str) -> StringRule:
+        found = (m for m in cls.model_fields[name].metadata if isinstance(m, StringRule))
+        return next(found, cls.string_rule)
+
+    @field_validator("*")
+    @classmethod
+    def _follow_the_string_rule(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, _NOT_STRINGS) and info.field_name is not None:
+            raise_violations(cls.__name__, text.violations(value, cls.rule_of(info.field_name)))
+        return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core)
+        target = handler.resolve_ref_schema(schema)
+        rules = {name: cls.rule_of(name) for name in cls.model_fields}
+        text.constrain_schema(target.get("properties", {}), rules)
+        return schema
 
 
 def parse_duration(text: str) -> timedelta:
@@ -55,6 +110,31 @@ def _check_identifier(name: str) -> str:
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_check_identifier)]
 
+# SageMaker tag values: letters, digits, spaces (any script) and _ . : / = + - @, at most 256.
+MAX_TAG_VALUE = 256
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+TAG_VALUE_HINT = "it becomes a SageMaker tag value: use letters, digits, spaces and _ . : / = + - @"
+_TAG_SCHEMA_PATTERN = "^[^!\"#$%&'()*,;<>?\\[\\\\\\]^`{|}~\\u0000-\\u001f\\u007f]*$"
+
+
+def _check_tag_value(value: str) -> str:
+    bad = next(
+        (c for c in value if c not in _TAG_PUNCTUATION and unicodedata.category(c)[0] not in "LNZ"), None
+    )
+    if bad is not None:
+        raise rule_error(
+            f"{text.shown(value)} holds {bad!r}, which AWS does not allow in a tag", TAG_VALUE_HINT
+        )
+    return value
+
+
+TagValue = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_TAG_VALUE, json_schema_extra={"pattern": _TAG_SCHEMA_PATTERN}),
+    AfterValidator(_check_tag_value),
+]
+
+
 def _check_param_value(value: Any) -> Any:
     if not json_like(value):
         kind = type(value).__name__
@@ -84,20 +164,26 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-_PARAM_SCHEMA: dict[str, Any] = {
+# A parameter value in the JSON Schema is recursive, so it lives in $defs; pydantic cannot emit a $ref
+# to a definition it did not make, so the field says DEF_MARKER and spec.schema links it.
+DEF_MARKER = "x-dag-factory-def"
+PARAMETER_VALUE_DEF = "ParameterValue"
+PARAMETER_VALUE_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "string"},
+        {"type": "string", "not": {"pattern": text.SCHEMA_NO_TEMPLATE}},
         {"type": "number"},
         {"type": "boolean"},
         {"type": "null"},
-        {"type": "array"},
-        {"type": "object"},
+        {"type": "array", "items": {"$ref": f"#/$defs/{PARAMETER_VALUE_DEF}"}},
+        {"type": "object", "additionalProperties": {"$ref": f"#/$defs/{PARAMETER_VALUE_DEF}"}},
     ]
 }
+_PARAM_SCHEMA = {DEF_MARKER: PARAMETER_VALUE_DEF}
+
 
 # What a notebook parameter may hold: what YAML and papermill both carry faithfully.
 ParamValue = Annotated[Any, PlainValidator(_check_param_value), WithJsonSchema(_PARAM_SCHEMA)]
-Parameters = dict[Identifier, ParamValue]
+Parameters = Annotated[dict[Identifier, ParamValue], FREE]
 
 
 def json_like(value: Any) -> bool:

@@ -104,8 +104,8 @@ def test_missing_tag_lists_the_choices() -> None:
 
 def test_norway_problem_hint() -> None:
     [d] = _diagnose(BASE + "fan_out:\n  name: country\n  values: [de, no]\n")
-    assert d.message == "expected a string, got boolean false"
-    assert 'quote it, e.g. "no"' in d.hint
+    assert d.message == "expected a string, got no, which yaml reads as the boolean false"
+    assert d.hint == 'quote it: "no"'
 
 
 def test_quoted_number_hint() -> None:
@@ -115,7 +115,7 @@ def test_quoted_number_hint() -> None:
 
 def test_number_for_string_hint() -> None:
     [d] = _diagnose(BASE.replace("owner: ds-team", "owner: 42"))
-    assert (d.message, d.hint) == ("expected a string, got number 42", 'quote it: "42"')
+    assert (d.message, d.hint) == ("expected a string, got the number 42", 'quote it: "42"')
 
 
 def test_model_level_rule_points_at_the_entry_it_names() -> None:

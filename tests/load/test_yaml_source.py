@@ -152,8 +152,9 @@ def test_multiple_documents() -> None:
 
 def test_unclosed_bracket_points_at_where_it_opened() -> None:
     found = _one("tags: [a, b\nowner: x\n")
-    assert found.message.startswith("yaml syntax error:")
-    assert "line 1, col 7" in found.hint
+    assert (found.line, found.col) == (1, 7)
+    assert found.message == "yaml syntax error: the '[' opened here is not closed"
+    assert found.hint == "parsing stopped at line 2, col 6: did not find expected ',' or ']'"
 
 
 def test_syntax_error_undefined_alias() -> None:

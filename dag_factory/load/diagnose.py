@@ -61,7 +61,8 @@ def _unwrap(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _step(candidates: list[Any], part: str | int) -> list[Any]:
+def step_types(candidates: list[Any], part: str | int) -> list[Any]:
+    """The types one step further into the data: a model's field, a list's items, a dict's values."""
     out: list[Any] = []
     models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
     tagged = [
@@ -86,7 +87,7 @@ def allowed_keys(root: type[BaseModel], raw_loc: tuple[Any, ...]) -> list[str]:
     """Field names of the model that holds the last element of raw_loc."""
     candidates: list[Any] = [root]
     for part in raw_loc[:-1]:
-        candidates = _step(candidates, part)
+        candidates = step_types(candidates, part)
     keys: set[str] = set()
     for tp in candidates:
         if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -140,7 +141,7 @@ def discriminator_values(root: type[BaseModel], raw_loc: tuple[Any, ...], discri
     """The tags a discriminated union at raw_loc accepts, e.g. the delivery targets for `to`."""
     candidates: list[Any] = [root]
     for part in raw_loc:
-        candidates = _step(candidates, part)
+        candidates = step_types(candidates, part)
     tags: set[str] = set()
     for tp in candidates:
         if isinstance(tp, type) and issubclass(tp, BaseModel) and discriminator in tp.model_fields:
@@ -195,6 +196,11 @@ def _describe(error: Any, root: type[BaseModel], loc: Loc, written: str | None) 
     value = error.get("input")
     ctx = error.get("ctx") or {}
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    if kind == RULE_ERROR and ctx.get("quote") and written:
+        return (
+            f"{ctx['message']}, got {written}, which yaml reads as {_read_as(value)}",
+            f'quote it: "{written}"',
+        )
     if kind == RULE_ERROR:
         return str(ctx["message"]), str(ctx.get("hint", ""))
     if kind == "missing":

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from dag_factory.errors import Diagnostic, SpecError
 from dag_factory.load.diagnose import diagnose, suggest
 from dag_factory.load.yaml_source import Loc, Positions, YamlDocument, format_loc, parse_yaml, read_yaml
+from dag_factory.load.yaml_versions import version_problems
 from dag_factory.spec.job import JobSpec
 from dag_factory.spec.platform import PlatformSettings, SageMakerEnvironment
 
@@ -45,18 +46,21 @@ class LoadedSpec:
         )
 
 
-def _validate(
-    model: type[BaseModel], doc: YamlDocument, data: Any, positions: Positions, prefix: Loc = ()
-) -> Any:
+def _validate(model: type[BaseModel], doc: YamlDocument) -> Any:
+    """The model of a whole file, and every problem in it: the model's, and YAML 1.1 vs 1.2."""
+    found = version_problems(doc, model)
     try:
-        return model.model_validate(data)
+        validated = model.model_validate(doc.data)
     except ValidationError as exc:
-        raise SpecError(diagnose(exc, model, data, doc.path, positions, prefix)) from None
+        found.extend(diagnose(exc, model, doc.data, doc.path, doc.positions))
+    if found:
+        raise SpecError(found)
+    return validated
 
 
 def load_platform(path: Path | str) -> LoadedPlatform:
     doc = read_yaml(path)
-    settings = _validate(PlatformSettings, doc, doc.data, doc.positions)
+    settings = _validate(PlatformSettings, doc)
     return LoadedPlatform(Path(path), settings)
 
 
@@ -76,7 +80,7 @@ def load_platform_cached(path: Path | str) -> LoadedPlatform:
     found = _platforms.get(key)
     if found is None:
         doc = parse_yaml(str(path), raw)  # as load_platform, from the bytes of the key
-        found = LoadedPlatform(Path(path), _validate(PlatformSettings, doc, doc.data, doc.positions))
+        found = LoadedPlatform(Path(path), _validate(PlatformSettings, doc))
         if len(_platforms) >= 8:
             _platforms.clear()
         _platforms[key] = found
@@ -109,7 +113,8 @@ def _env_positions(doc: YamlDocument, env: str) -> tuple[Positions, set[Loc]]:
         for loc, mark in getattr(base, name).items():
             if loc[:2] == own and len(loc) > 2:
                 target[loc[2:]] = mark
-                overridden.add(loc[2:])
+                if _replaced(overrides, loc[2:]):  # not a mapping merged into: its own value
+                    overridden.add(loc[2:])
     return merged, overridden
 
 
@@ -239,7 +244,7 @@ def load_spec(path: Path | str, platform: LoadedPlatform | None = None) -> Loade
     """Validate one spec file, and its effective spec for every platform environment."""
     doc = read_yaml(path)
     try:
-        spec: JobSpec = _validate(JobSpec, doc, doc.data, doc.positions)
+        spec: JobSpec = _validate(JobSpec, doc)
     except SpecError as exc:
         names = _unknown_env_names(doc, platform) if platform and isinstance(doc.data, dict) else []
         raise SpecError([*exc.diagnostics, *names, *_override_problems(doc, platform)]) from None

@@ -14,6 +14,7 @@ flag the ones the two versions read differently.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
@@ -190,6 +191,8 @@ class _Converter:
         if not isinstance(value, str):
             self.positions.written[loc] = text
         elif text[:1] not in _CORE_12_FIRST:  # a plain string to both versions: the common case
+            return
+        if isinstance(value, dt.date):  # a string to 1.2, where the JSON Schema asks for a date string
             return
         other = yaml12_value(text)
         if not _same(value, other):

@@ -30,18 +30,19 @@ class Violation:
     hint: str = ""
     value: Any = None
     key: bool = False  # the key at loc is wrong, not its value
+    quote: bool = False  # a plain scalar yaml read as another type: show it as written, suggest quotes
 
 
-def rule_error(message: str, hint: str = "") -> PydanticCustomError:
+def rule_error(message: str, hint: str = "", quote: bool = False) -> PydanticCustomError:
     # The message travels in ctx, not in the template: pydantic would substitute "{...}" in it.
-    return PydanticCustomError(RULE_ERROR, "{message}", {"message": message, "hint": hint})
+    return PydanticCustomError(RULE_ERROR, "{message}", {"message": message, "hint": hint, "quote": quote})
 
 
 def violations_error(title: str, violations: Iterable[Violation]) -> ValidationError | None:
     """A ValidationError with one error per violation, or None when there are none."""
     details: list[InitErrorDetails] = [
         {
-            "type": rule_error(v.message, v.hint),
+            "type": rule_error(v.message, v.hint, v.quote),
             "loc": (*v.loc, KEY) if v.key else v.loc,
             "input": v.value,
         }

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from dag_factory.spec.rules import Path, Violation
 
 TEMPLATE_OPENERS = ("{{", "{%", "{#")
-_TEMPLATE = re.compile(r"\{[{%#]")
+TEMPLATE = re.compile(r"\{[{%#]")
 _SHELL = re.compile(r"['\"`$\\\x00-\x1f\x7f]")
 _BAD_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}  # controls, format (bidi, zero-width), line breaks
 _NAMED = {
@@ -89,7 +89,7 @@ def text_problem(text: str, rule: StringRule) -> tuple[str, str] | None:
     """(message, hint) when text breaks the rule, else None."""
     if rule is FREE:
         return None
-    template = _TEMPLATE.search(text)
+    template = TEMPLATE.search(text)
     if template:
         return f"{shown(text)} holds template syntax {template.group()!r}", TEMPLATE_HINT
     if rule is PROSE:

@@ -6,6 +6,7 @@ import copy
 import keyword
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar
@@ -26,7 +27,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from dag_factory.spec import text
-from dag_factory.spec.rules import raise_violations, rule_error
+from dag_factory.spec.rules import Violation, raise_violations, rule_error
 from dag_factory.spec.text import FREE, NAME, StringRule
 
 
@@ -135,33 +136,34 @@ TagValue = Annotated[
 ]
 
 
-def _check_param_value(value: Any) -> Any:
-    if not json_like(value):
-        kind = type(value).__name__
-        raise ValueError(
-            f"parameter values must be strings, numbers, booleans, null, lists or mappings, got {kind} "
-            f"{value!s}; quote it to pass a string"
-        )
-    template = next((text for text in _strings(value) if "{{" in text or "{%" in text), None)
-    if template is not None:
-        # Values travel as written (never rendered by Airflow), and a secret passed as a parameter
-        # would be saved in the archived notebook for anyone who can read the output bucket.
-        raise ValueError(
-            f"template {template!r} in a parameter value: parameters are passed as written, never "
-            "rendered, and secrets (var, conn) must not be parameters because executed notebooks are "
-            "archived; read secrets inside the notebook, e.g. from AWS Secrets Manager"
-        )
-    return value
+# Parameter values travel as written (base64, never rendered by Airflow), and a secret passed as a
+# parameter would be saved in the archived notebook for anyone who can read the output bucket.
+SECRETS_HINT = (
+    "parameters are passed as written, never rendered, and executed notebooks are archived: "
+    "read secrets (var, conn) inside the notebook, e.g. from AWS Secrets Manager"
+)
 
 
-def _strings(value: Any) -> list[str]:
+def _param_problems(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[Violation]:
+    """What YAML and papermill both carry faithfully, without templates; each problem at its place."""
     if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [s for item in value for s in _strings(item)]
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in _strings(item)]
-    return []
+        template = text.TEMPLATE.search(value)
+        if template:
+            yield Violation(loc, f"template {text.shown(value)} in a parameter value", SECRETS_HINT, value)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _param_problems(item, (*loc, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _param_problems(item, (*loc, key))
+    elif not (value is None or isinstance(value, bool | int | float)):
+        message = "expected a string, number, boolean, null, list or mapping"
+        yield Violation(loc, message, "quote it to pass it as a string", value, quote=True)
+
+
+def _check_param_value(value: Any) -> Any:
+    raise_violations("parameter", _param_problems(value))
+    return value
 
 
 # A parameter value in the JSON Schema is recursive, so it lives in $defs; pydantic cannot emit a $ref
@@ -184,13 +186,3 @@ _PARAM_SCHEMA = {DEF_MARKER: PARAMETER_VALUE_DEF}
 # What a notebook parameter may hold: what YAML and papermill both carry faithfully.
 ParamValue = Annotated[Any, PlainValidator(_check_param_value), WithJsonSchema(_PARAM_SCHEMA)]
 Parameters = Annotated[dict[Identifier, ParamValue], FREE]
-
-
-def json_like(value: Any) -> bool:
-    if value is None or isinstance(value, str | bool | int | float):
-        return True
-    if isinstance(value, list):
-        return all(json_like(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and json_like(v) for k, v in value.items())
-    return False

@@ -5,31 +5,59 @@ to `s3://<code bucket>/<project>/` (sagemaker environments, boto3; `AWS_ENDPOINT
 or to `<root>/<code bucket>/<project>/` (local environments: `dag-factory run` deploys there first).
 Files are compared by MD5 (the S3 ETag of a single-part upload): only changed files are uploaded,
 and remote files no longer in the project are deleted. `--dry-run` only lists the changes.
+
+The project folder must lie inside the spec's repository (`load.project`). Never uploaded, and
+listed as skipped with the reason: files that look like secrets (`.env`, keys, ssh and cloud
+credentials), version control data, run outputs and caches, and links that lead out of the
+repository (links to folders are not followed).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dag_factory.compute import aws
-from dag_factory.errors import DagFactoryError
+from dag_factory.errors import DagFactoryError, SpecError
 from dag_factory.load.files import PLATFORM_FILE
+from dag_factory.load.project import inside, project_dir_problems, repository_root
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
 
-IGNORED = (
-    ".git",
-    "outputs",
-    ".ipynb_checkpoints",
-    "__pycache__",
-    ".venv",
-    ".dag-factory",
-    "*.pyc",
-    ".DS_Store",
+_SECRET = "may hold secrets"
+_KEY = "a private key or certificate"
+# (pattern of a file or folder name, why it is never uploaded); a folder's whole content is skipped.
+SKIPPED = (
+    (".env", _SECRET),
+    (".env.*", _SECRET),
+    ("*.env", _SECRET),
+    ("*.pem", _KEY),
+    ("*.key", _KEY),
+    ("*.p12", _KEY),
+    ("*.pfx", _KEY),
+    ("*.jks", _KEY),
+    ("id_rsa*", "an ssh key"),
+    ("id_dsa*", "an ssh key"),
+    ("id_ecdsa*", "an ssh key"),
+    ("id_ed25519*", "an ssh key"),
+    (".ssh", "ssh keys"),
+    (".aws", "cloud credentials"),
+    (".netrc", "credentials"),
+    (".pgpass", "credentials"),
+    (".git-credentials", "credentials"),
+    (".pypirc", "credentials"),
+    (".git", "version control data"),
+    ("outputs", "run outputs"),
+    (".ipynb_checkpoints", "editor checkpoints"),
+    ("__pycache__", "python caches"),
+    ("*.pyc", "python caches"),
+    (".venv", "a virtualenv"),
+    (".dag-factory", "local run data"),
+    (".DS_Store", "editor files"),
 )
 
 
@@ -44,6 +72,15 @@ class Sync:
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # path in the project (folders end in /): why
+
+
+@dataclass
+class ProjectFiles:
+    """What a deploy uploads (key -> file) and what it leaves out (path -> reason)."""
+
+    files: dict[str, Path]
+    skipped: dict[str, str]
 
 
 def find_spec(target: Path) -> Path:
@@ -63,8 +100,8 @@ def find_spec(target: Path) -> Path:
     return found[0]
 
 
-def _ignored(parts: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in IGNORED)
+def _skip_reason(name: str) -> str | None:
+    return next((reason for pattern, reason in SKIPPED if fnmatch.fnmatch(name, pattern)), None)
 
 
 def _md5(path: Path) -> str:
@@ -75,20 +112,47 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def local_files(loaded: LoadedSpec) -> dict[str, Path]:
-    """Relative key -> file: the project folder without ignored parts, plus the spec itself."""
-    root = loaded.project_dir
-    files = {
-        p.relative_to(root).as_posix(): p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not _ignored(p.relative_to(root).parts)
-    }
+def project_files(loaded: LoadedSpec) -> ProjectFiles:
+    """The project folder without what SKIPPED names, nor links out of the repository, plus the spec.
+
+    Raises SpecError when the project folder is missing or outside the spec's repository.
+    """
+    problems = project_dir_problems(loaded)
+    if problems:
+        raise SpecError(problems)
+    root, repository = loaded.project_dir, repository_root(loaded.path)
+    files: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for folder, dirs, names in os.walk(root):  # links to folders are listed, never walked into
+        here = Path(folder)
+        prefix = "/".join((*here.relative_to(root).parts, ""))
+        dirs.sort()
+        for name in list(dirs):
+            path = here / name
+            reason = _skip_reason(name)
+            if reason is None and path.is_symlink():
+                out = not inside(path.resolve(), repository)
+                reason = (
+                    "a link that leads out of the repository" if out else "a link to a folder (not followed)"
+                )
+            if reason is not None:
+                skipped[f"{prefix}{name}/"] = reason
+                dirs.remove(name)
+        for name in sorted(names):
+            path = here / name
+            reason = _skip_reason(name)
+            if reason is None and path.is_symlink() and not inside(path.resolve(), repository):
+                reason = "a link that leads out of the repository"
+            if reason is not None:
+                skipped[prefix + name] = reason
+            elif path.is_file():
+                files[prefix + name] = path
     files.setdefault(loaded.path.name, loaded.path)
-    return files
+    return ProjectFiles(dict(sorted(files.items())), dict(sorted(skipped.items())))
 
 
-def _diff(local: dict[str, Path], remote: dict[str, str], destination: str) -> Sync:
-    sync = Sync(destination)
+def _diff(local: dict[str, Path], remote: dict[str, str], destination: str, skipped: dict[str, str]) -> Sync:
+    sync = Sync(destination, skipped=skipped)
     for key, path in local.items():
         if key not in remote:
             sync.added.append(key)
@@ -110,8 +174,9 @@ def _s3_sync(loaded: LoadedSpec, env: SageMakerEnvironment, dry_run: bool) -> Sy
                 remote[item["Key"][len(prefix) :]] = item["ETag"].strip('"')
     except client.exceptions.NoSuchBucket:
         raise DeployError(f"code bucket s3://{bucket} does not exist (platform file, buckets.code)") from None
-    local = local_files(loaded)
-    sync = _diff(local, remote, f"s3://{bucket}/{prefix}")
+    project = project_files(loaded)
+    local = project.files
+    sync = _diff(local, remote, f"s3://{bucket}/{prefix}", project.skipped)
     if dry_run:
         return sync
     for key in [*sync.added, *sync.changed]:
@@ -132,8 +197,9 @@ def _local_sync(loaded: LoadedSpec, env: LocalEnvironment, dry_run: bool) -> Syn
         if target.is_dir()
         else {}
     )
-    local = local_files(loaded)
-    sync = _diff(local, remote, str(target) + "/")
+    project = project_files(loaded)
+    local = project.files
+    sync = _diff(local, remote, str(target) + "/", project.skipped)
     if dry_run:
         return sync
     for key in [*sync.added, *sync.changed]:
@@ -155,11 +221,12 @@ def deploy_project(loaded: LoadedSpec, env: str, dry_run: bool = False) -> Sync:
 
 def render_sync(sync: Sync, dry_run: bool) -> str:
     verb = "would" if dry_run else ""
-    lines = (
+    lines = [f"  skipped {path}: {reason}" for path, reason in sync.skipped.items()]
+    lines += (
         [f"+ {k}" for k in sync.added] + [f"~ {k}" for k in sync.changed] + [f"- {k}" for k in sync.deleted]
     )
     counts = f"{len(sync.added)} added, {len(sync.changed)} changed, {len(sync.deleted)} deleted"
-    counts += f", {sync.unchanged} unchanged"
+    counts += f", {sync.unchanged} unchanged, {len(sync.skipped)} skipped"
     if dry_run:
         lines.append(f"dry run: {verb} sync {sync.destination}: {counts}; nothing changed")
     else:

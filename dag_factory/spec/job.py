@@ -53,7 +53,7 @@ def _check_notebook_path(value: str) -> str:
     path = PurePosixPath(value)
     if "\\" in value:
         shown = value.replace("\\", "/")
-        raise rule_error(f"notebook path {value!r} uses '\\'", f"separate folders with '/': {shown}")
+        raise rule_error(f"notebook path '{value}' uses a backslash", f"separate folders with '/': {shown}")
     if path.is_absolute() or value.startswith("~"):
         raise rule_error(f"notebook path {value!r} must be relative to the project folder")
     if ".." in path.parts:

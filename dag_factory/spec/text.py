@@ -41,11 +41,8 @@ _NAMED = {
     "\t": "a tab",
 }
 
-TEMPLATE_HINT = (
-    "spec values are used as written and never rendered: write the value itself "
-    "(secrets are read inside the notebook, never passed through the spec)"
-)
-NAME_HINT = "names and paths reach shell commands: use letters, digits, spaces and . _ - / : @ + = , * ?"
+TEMPLATE_HINT = "spec values are used as written, never rendered: write the value itself"
+NAME_HINT = "names, paths and globs reach shell commands: no quotes, '$', backticks, backslashes or controls"
 
 # The same rule for JSON Schema validators and editors (ECMA-262 regular expressions).
 SCHEMA_NO_TEMPLATE = "\\{[{%#]"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dag_factory.errors import Diagnostic, SpecError
 from dag_factory.load.files import PLATFORM_FILE, collect_files, find_platform
+from dag_factory.load.project import project_dir_problems
 from dag_factory.load.specs import LoadedPlatform, load_platform, load_spec
 
 
@@ -57,8 +58,8 @@ def validate_file(path: Path, platforms: PlatformCache, notebooks: bool = True) 
         loaded = load_spec(path, platform)
     except SpecError as exc:
         return FileResult(str(path), "spec", list(exc.diagnostics))
-    problems: list[Diagnostic] = []
-    if notebooks:
+    problems = project_dir_problems(loaded)  # the notebooks are read only from a folder that is fine
+    if notebooks and not problems:
         from dag_factory.validate.contract import check_contract
 
         problems = check_contract(loaded)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,8 @@ def _project(tmp_path: Path, notebook_params: dict[str, object] | None = None) -
     platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     spec = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
-    spec["project_dir"] = str(ROOT / "examples" / "churn-demo")
+    shutil.copytree(ROOT / "examples" / "churn-demo", tmp_path / "churn-demo")  # project_dir stays
+    spec["project_dir"] = "churn-demo"  # inside the spec's repository (here: tmp_path)
     if notebook_params:
         spec["notebooks"][1]["parameters"].update(notebook_params)
     (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
+from dag_factory.errors import SpecError
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from tests.servers.moto import MotoServer
 
@@ -119,3 +120,121 @@ def test_an_invalid_project_is_not_deployed(project: Path) -> None:
     assert code == 1
     assert "did you mean 'max_depth'?" in output
     assert not (project.parent / "local" / "code").exists()
+
+
+SECRETS = {
+    ".env": "may hold secrets",
+    ".env.local": "may hold secrets",
+    "prod.env": "may hold secrets",
+    "certs/server.pem": "a private key or certificate",
+    "certs/server.key": "a private key or certificate",
+    "id_rsa": "an ssh key",
+    "id_ed25519.pub": "an ssh key",
+    ".ssh/config": "ssh keys",
+    ".aws/credentials": "cloud credentials",
+    ".netrc": "credentials",
+    ".pgpass": "credentials",
+}
+# what the output names for each (a folder once, with a trailing '/')
+SKIPPED_LINES = [
+    "  skipped .aws/: cloud credentials",
+    "  skipped .env: may hold secrets",
+    "  skipped .env.local: may hold secrets",
+    "  skipped .git/: version control data",
+    "  skipped .netrc: credentials",
+    "  skipped .pgpass: credentials",
+    "  skipped .ssh/: ssh keys",
+    "  skipped __pycache__/: python caches",
+    "  skipped certs/server.key: a private key or certificate",
+    "  skipped certs/server.pem: a private key or certificate",
+    "  skipped home-link: a link that leads out of the repository",
+    "  skipped id_ed25519.pub: an ssh key",
+    "  skipped id_rsa: an ssh key",
+    "  skipped notebooks/.ipynb_checkpoints/: editor checkpoints",
+    "  skipped outputs/: run outputs",
+    "  skipped prod.env: may hold secrets",
+    "  skipped shared/: a link to a folder (not followed)",
+]
+
+
+@pytest.fixture
+def project_with_secrets(project: Path, tmp_path: Path) -> Path:
+    """The demo project holding secrets-looking files and links: none may leave the machine."""
+    for name in SECRETS:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("SECRET=1\n")
+    outside = tmp_path / "home" / "me" / ".aws-token"  # not in the repository (tmp_path/repo)
+    outside.parent.mkdir(parents=True)
+    outside.write_text("token\n")
+    (project / "home-link").symlink_to(outside)
+    (project / "shared").symlink_to(project / "notebooks", target_is_directory=True)
+    return project
+
+
+@pytest.mark.integration
+def test_deploy_never_uploads_secrets_and_says_what_it_skipped(
+    project_with_secrets: Path, aws_env: MotoServer
+) -> None:
+    s3 = aws_env.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket=BUCKET, Key="churn-model/.env", Body=b"SECRET=old\n")  # an older deploy's
+    code, output = _deploy(str(project_with_secrets), "--env", "preprod")
+    assert code == 0, output
+    assert set(_keys(aws_env)) == EXPECTED  # the old .env is gone, no new secret arrived
+    lines = output.splitlines()
+    assert [line for line in lines if line.startswith("  skipped ")] == SKIPPED_LINES
+    assert "- .env" in lines
+    assert lines[-1] == (
+        f"deployed to s3://{BUCKET}/churn-model/: 5 added, 0 changed, 1 deleted, 0 unchanged, 17 skipped"
+    )
+
+
+def test_deploy_to_the_local_code_folder_skips_secrets_too(project_with_secrets: Path) -> None:
+    target = project_with_secrets.parent / "local" / "code" / "churn-model"
+    code, output = _deploy(str(project_with_secrets), "--env", "local", "--dry-run")
+    assert code == 0, output
+    assert [line for line in output.splitlines() if line.startswith("  skipped ")] == SKIPPED_LINES
+    assert not target.exists()
+    code, output = _deploy(str(project_with_secrets), "--env", "local")
+    assert code == 0, output
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == sorted(
+        ["notebooks", *(k.removeprefix("churn-model/") for k in EXPECTED)]
+    )
+
+
+@pytest.mark.integration
+def test_deploy_refuses_a_project_dir_outside_the_repository(project: Path, aws_env: MotoServer) -> None:
+    """The repository is the folder holding .git (tmp_path/repo); the notebooks here sit beside it."""
+    aws_env.client("s3").create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    repo = project.parent
+    shutil.rmtree(project / ".git")  # the fixture's junk: here the repository is one level up
+    (repo / ".git").mkdir()
+    elsewhere = repo.parent / "elsewhere"
+    shutil.copytree(project, elsewhere)
+    spec = project / "job.yaml"
+    spec.write_text(spec.read_text().replace("project_dir: .", "project_dir: ../../elsewhere"))
+    code, output = _deploy(str(project), "--env", "preprod")
+    assert code == 1
+    assert output.splitlines()[0] == (
+        f"{spec}:7:14: project_dir: project_dir '../../elsewhere' is {elsewhere}/, outside the spec's "
+        f"repository {repo}/ (keep the notebooks inside the repository: the nearest folder above the "
+        "spec holding .git (without git: the folder holding project_configs/, else the spec's own folder))"
+    )
+    assert _keys(aws_env) == {}
+
+
+def test_deploy_project_refuses_the_outside_folder_without_validate(project: Path) -> None:
+    """`dag-factory run` deploys without the validate step: the sync itself refuses too."""
+    from dag_factory.load.specs import load_platform, load_spec
+    from dag_factory.ops.deploy import deploy_project
+
+    spec = project / "job.yaml"
+    spec.write_text(spec.read_text().replace("project_dir: .", "project_dir: .."))
+    assert (project / ".git").is_dir()  # the project folder is a repository of its own: .. leaves it
+    loaded = load_spec(spec, load_platform(project.parent / "platform.yaml"))
+    with pytest.raises(SpecError) as info:
+        deploy_project(loaded, "local")
+    assert "outside the spec's repository" in str(info.value)
+    assert not (project.parent / "local").exists()

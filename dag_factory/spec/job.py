@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import keyword
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,8 @@ SCHEDULE_PRESETS = (
 # Parameters every notebook receives; a spec may not redefine them.
 STANDARD_PARAMETERS = ("env", "aws_account_id", "logical_date", "run_id", "output_prefix")
 SpecParameters = Annotated[
-    Parameters, SchemaExtra.of(propertyNames={"not": {"enum": list(STANDARD_PARAMETERS)}})
+    Parameters,
+    SchemaExtra.of(propertyNames={"not": {"enum": [*STANDARD_PARAMETERS, *sorted(keyword.kwlist)]}}),
 ]
 # What the JSON Schema can say of the rules below (validators give the messages).
 _CRON_SCHEMA = {"pattern": "^\\s*[^@\\s]\\S*(\\s+\\S+){4}\\s*$"}
@@ -122,7 +124,9 @@ class Compute(StrictModel):
 
 
 class FanOut(StrictModel):
-    name: Identifier = Field(description="parameter name the value is passed under, e.g. country")
+    name: Annotated[Identifier, SchemaExtra.of(allOf=[{"not": {"enum": list(STANDARD_PARAMETERS)}}])] = Field(
+        description="parameter name the value is passed under, e.g. country"
+    )
     values: Annotated[list[FanOutValue], SchemaExtra.of(uniqueItems=True)] = Field(
         min_length=1, max_length=500
     )

@@ -109,7 +109,12 @@ def _check_identifier(name: str) -> str:
     return name
 
 
-Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"), AfterValidator(_check_identifier)]
+Identifier = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    AfterValidator(_check_identifier),
+    SchemaExtra.of(**{"not": {"enum": sorted(keyword.kwlist)}}),
+]
 
 # SageMaker tag values: letters, digits, spaces (any script) and _ . : / = + - @, at most 256.
 MAX_TAG_VALUE = 256

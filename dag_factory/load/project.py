@@ -21,8 +21,10 @@ from dag_factory.errors import Diagnostic
 from dag_factory.load.files import CONFIG_FOLDER
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.load.yaml_source import format_loc
+from dag_factory.spec import text
 
 _LOC = ("project_dir",)
+_FOLDER_HINT = "the folder holding the notebooks, relative to this file"
 _OUTSIDE_HINT = (
     "keep the notebooks inside the repository: the nearest folder above the spec holding .git "
     f"(without git: the folder holding {CONFIG_FOLDER}/, else the spec's own folder)"
@@ -58,19 +60,23 @@ def project_dir_problems(loaded: LoadedSpec) -> list[Diagnostic]:
     """The project folder is missing, not a folder, or outside the spec's repository: one diagnostic
     at `project_dir` (the notebooks are not looked at then)."""
     written = loaded.spec.project_dir
-    folder = loaded.project_dir
-    repository = repository_root(loaded.path)
-    if not inside(folder, repository):
-        where = f"{shown_folder(folder)}, outside the spec's repository {shown_folder(repository)}"
-        message = f"project_dir {written!r} is {where}"
-        hint = _OUTSIDE_HINT
-    elif not folder.exists():
-        message = f"project_dir {written!r}: no such folder {shown_folder(folder)}"
-        hint = "the folder holding the notebooks, relative to this file"
-    elif not folder.is_dir():
-        message = f"project_dir {written!r} is a file, not a folder"
-        hint = "the folder holding the notebooks, relative to this file"
-    else:
+    try:
+        problem = _problem(written, loaded.project_dir, repository_root(loaded.path))
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        problem = f"project_dir {text.shown(written)} cannot be read: {exc.strerror}", _FOLDER_HINT
+    if problem is None:
         return []
     mark = loaded.doc.positions.of_value(_LOC)
-    return [Diagnostic(str(loaded.path), mark.line, mark.col, format_loc(_LOC), message, hint)]
+    return [Diagnostic(str(loaded.path), mark.line, mark.col, format_loc(_LOC), *problem)]
+
+
+def _problem(written: str, folder: Path, repository: Path) -> tuple[str, str] | None:
+    shown = text.shown(written)
+    if not inside(folder, repository):
+        where = f"{shown_folder(folder)}, outside the spec's repository {shown_folder(repository)}"
+        return f"project_dir {shown} is {where}", _OUTSIDE_HINT
+    if not folder.exists():
+        return f"project_dir {shown}: no such folder {shown_folder(folder)}", _FOLDER_HINT
+    if not folder.is_dir():
+        return f"project_dir {shown} is a file, not a folder", _FOLDER_HINT
+    return None

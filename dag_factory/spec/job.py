@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import keyword
+import re
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -37,7 +38,8 @@ SpecParameters = Annotated[
 # What the JSON Schema can say of the rules below (validators give the messages).
 _CRON_SCHEMA = {"pattern": "^\\s*[^@\\s]\\S*(\\s+\\S+){4}\\s*$"}
 _RELATIVE = "^(?![/~])(?!(.*/)?\\.\\.(/|$))"  # not absolute, no '..' segment
-_NOTEBOOK_SCHEMA = SchemaExtra.of(pattern=_RELATIVE + "[^\\\\]*\\.ipynb$")
+# the file name (the task id's part): no ASCII character Airflow's [\w.-] refuses
+_NOTEBOOK_SCHEMA = SchemaExtra.of(pattern=_RELATIVE + r"(?:[^\\]*/)?[^/\\\s!-,:-@\[\]^`{-~]+\.ipynb$")
 _RELATIVE_SCHEMA = SchemaExtra.of(pattern=_RELATIVE + "[^\\\\]+$")
 
 
@@ -51,6 +53,9 @@ def _check_schedule(value: str | None) -> str | None:
     return value
 
 
+_TASK_ID_PART = re.compile(r"[\w.-]{1,200}")  # Airflow's task id rule, ^[\w.-]+$, and room for a prefix
+
+
 def _check_notebook_path(value: str) -> str:
     path = PurePosixPath(value)
     if "\\" in value:
@@ -62,6 +67,11 @@ def _check_notebook_path(value: str) -> str:
         raise rule_error(f"notebook path {value!r} must stay inside the project folder (no '..')")
     if path.suffix != ".ipynb":
         raise rule_error(f"notebook path {value!r} must end in .ipynb")
+    if not _TASK_ID_PART.fullmatch(path.stem):
+        raise rule_error(
+            f"notebook file name {path.stem!r} cannot be part of a task id (nb_<file name>)",
+            "name the file with letters, digits, '_', '-' and '.', as Airflow task ids allow",
+        )
     return value
 
 
@@ -220,7 +230,9 @@ class S3Delivery(_Delivery):
 class DuckDBDelivery(_Delivery):
     to: Literal["duckdb"]
     table: TableName
-    path: str | None = Field(None, description="database file; defaults to the platform's warehouse")
+    path: str | None = Field(
+        None, min_length=1, description="database file; defaults to the platform's warehouse"
+    )
 
 
 Delivery = Annotated[
@@ -283,7 +295,9 @@ class JobSpec(StrictModel):
     project: ProjectName = Field(description="dag id and S3 prefix: lowercase letters, digits and '-'")
     owner: TagValue = Field(description="team or person; also the instances' owner tag")
     description: Annotated[str, PROSE] = ""
-    project_dir: str = Field(".", description="folder with the notebooks, relative to this file")
+    project_dir: str = Field(
+        ".", min_length=1, description="folder with the notebooks, relative to this file"
+    )
     schedule: Schedule = Field(None, description="cron, an Airflow preset, or null for manual only")
     start_date: dt.date
     catchup: bool = False

@@ -1,0 +1,428 @@
+"""Property: any string in any string field of a spec is either refused by `validate`, at that field,
+or reaches the task that uses it byte for byte, never evaluated (not by Jinja, not by a shell).
+
+Hostile strings (Jinja, `$()`, backticks, quotes, newlines, unicode controls and plain unicode) go
+into every string field of a spec that has them all (`harness.BASE`); the spec is validated as
+`dag-factory validate` does; an accepted one is planned for a local and a SageMaker environment, its
+tasks rendered with Jinja as Airflow renders templated fields (and, for fixed strings, by Airflow
+itself through build_dag), and its commands run through bash with recording stand-ins for papermill,
+pip and the others, so each argument is compared with what the spec says.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from dag_factory.load.yaml_source import format_loc, read_yaml
+from dag_factory.spec.job import EnvironmentOverride, JobSpec
+from dag_factory.spec.types import parse_duration
+from dag_factory.validate.check import validate_paths
+from tests.security import harness
+from tests.security.harness import Calls, Rendered, World
+
+Sink = Callable[["Reach", str], None]
+
+
+@dataclass
+class Reach:
+    """One accepted spec in one environment: its plan, the rendered tasks of one group, their calls."""
+
+    env: str
+    spec: Path
+    plan: harness.DagPlan
+    group: harness.GroupPlan
+    rendered: Rendered
+    calls: Calls
+
+    @property
+    def project_on_host(self) -> str:
+        return self.calls.papermill(".ipynb")["cwd"]  # the same for every notebook
+
+
+@dataclass(frozen=True)
+class StringField:
+    path: tuple[str | int, ...]  # where in harness.BASE
+    model_field: str  # Model.field, for the coverage check
+    sink: Sink
+    wrap: Callable[[str], str] = lambda s: s  # e.g. a notebook path must end in .ipynb
+    group: str = "de"  # the fan-out group whose tasks are looked at
+    sample: str | None = None  # a raw string that makes the base spec's value (default: it as is)
+
+    def base_raw(self) -> str:
+        target: Any = harness.BASE
+        for part in self.path:
+            target = target[part]
+        return self.sample if self.sample is not None else target
+
+    @property
+    def loc(self) -> str:
+        return format_loc(self.path)
+
+    def __str__(self) -> str:
+        return self.loc
+
+
+# --- where each field must arrive ---------------------------------------------------------------------
+
+
+def _kernel_of(notebook: str, envs: tuple[str, ...] = harness.ENVS) -> Sink:
+    def check(r: Reach, value: str) -> None:
+        if r.env in envs:
+            assert r.calls.papermill(notebook)["kernel"] == value
+
+    return check
+
+
+def _notebook_path(r: Reach, value: str) -> None:
+    call = r.calls.papermill(PurePosixPath(value).name)
+    assert call["input"] == f"{r.project_on_host}/{value}"
+    assert call["output"] == f"{call['runtime']['output_prefix']}/{PurePosixPath(value).name}"
+
+
+def _requirements(r: Reach, value: str) -> None:
+    assert ["-r", f"{r.project_on_host}/{value}"] in [argv[-2:] for argv in r.calls.installs()]
+
+
+def _papermill_version(r: Reach, value: str) -> None:
+    assert any(f"papermill=={value}" in argv for argv in r.calls.installs())
+
+
+def _conda_env(r: Reach, value: str) -> None:
+    if r.env == "prod":  # the local backend activates its own virtualenv
+        assert r.calls.of("activate-args") and all(argv == [value] for argv in r.calls.of("activate-args"))
+
+
+def _parameter(name: str, notebook: str = "first.ipynb") -> Sink:
+    def check(r: Reach, value: str) -> None:
+        assert r.calls.papermill(notebook)["parameters"][name] == value
+
+    return check
+
+
+def _fan_out_value(r: Reach, value: str) -> None:
+    assert r.group.group_id == value
+    assert r.calls.papermill("first.ipynb")["parameters"]["country"] == value
+    assert r.calls.papermill("first.ipynb")["runtime"]["output_prefix"].endswith(f"/{value}")
+
+
+def _deliver(index: int, key: str, envs: tuple[str, ...] = harness.ENVS) -> Sink:
+    def check(r: Reach, value: str) -> None:
+        if r.env in envs:
+            [task] = [t for t in r.rendered.deliver if t.startswith(f"deliver_{index}_")]
+            assert r.rendered.deliver[task]["target"][key] == value
+
+    return check
+
+
+def _owner(r: Reach, value: str) -> None:
+    assert r.plan.owner == value
+    if r.env == "prod":
+        assert r.rendered.create["tags"]["owner"] == value
+
+
+def _description(r: Reach, value: str) -> None:
+    if r.env != "prod":  # prod has its own description (environments.prod)
+        assert r.plan.description == value
+        assert f"\n{value}\n" in r.plan.doc_md
+
+
+def _prod_description(r: Reach, value: str) -> None:
+    if r.env == "prod":
+        assert r.plan.description == value
+
+
+def _prod_kernel(r: Reach, value: str) -> None:
+    if r.env == "prod":
+        assert r.calls.papermill("first.ipynb")["kernel"] == value
+
+
+def _plan_attr(name: str, convert: Callable[[str], Any] = lambda s: s) -> Sink:
+    def check(r: Reach, value: str) -> None:
+        found = getattr(r.plan, name)
+        expected = convert(value)
+        assert found == expected or (isinstance(found, tuple) and expected in found), (found, expected)
+
+    return check
+
+
+def _seconds(value: str) -> int:
+    return int(parse_duration(value).total_seconds())
+
+
+def _create_arg(key: str) -> Sink:
+    def check(r: Reach, value: str) -> None:
+        if r.env == "prod":
+            [create] = [t for t in r.group.tasks if t.kind == "create_instance"]
+            assert create.args[key] == value
+
+    return check
+
+
+def _notebook_timeout(r: Reach, value: str) -> None:
+    [task] = [t for t in r.group.tasks if t.task_id == "nb_second"]
+    assert task.args["timeout_s"] == _seconds(value)
+
+
+def _compute_timeout(r: Reach, value: str) -> None:
+    assert r.plan.estimate.timeout_s == _seconds(value)
+
+
+def _notify(key: str) -> Sink:
+    def check(r: Reach, value: str) -> None:
+        assert r.plan.notify[key] == [value]
+
+    return check
+
+
+def _project_dir(r: Reach, value: str) -> None:
+    """A folder validate and deploy read, never part of a task: it must exist inside the repository."""
+    folder = (r.spec.parent / value).resolve()
+    assert folder.is_dir() and folder.is_relative_to(r.spec.parent.resolve())
+
+
+def _literal(r: Reach, value: str) -> None:
+    raise AssertionError(f"{value!r} is not one of the choices, yet it was accepted")
+
+
+FIELDS = [
+    StringField(("project",), "JobSpec.project", _plan_attr("dag_id")),
+    StringField(("owner",), "JobSpec.owner", _owner),
+    StringField(("description",), "JobSpec.description", _description),
+    StringField(("project_dir",), "JobSpec.project_dir", _project_dir),
+    StringField(("schedule",), "JobSpec.schedule", _plan_attr("schedule")),
+    StringField(("tags", 0), "JobSpec.tags", _plan_attr("tags")),
+    StringField(("retry_delay",), "JobSpec.retry_delay", _plan_attr("retry_delay_s", _seconds)),
+    # prod overrides runtime.kernel (environments.prod below)
+    StringField(("runtime", "kernel"), "Runtime.kernel", _kernel_of("first.ipynb", ("local",))),
+    StringField(("runtime", "conda_env"), "Runtime.conda_env", _conda_env),
+    StringField(("runtime", "requirements"), "Runtime.requirements", _requirements),
+    StringField(("runtime", "papermill_version"), "Runtime.papermill_version", _papermill_version),
+    StringField(("compute", "instance_type"), "Compute.instance_type", _create_arg("instance_type")),
+    StringField(("compute", "isolation"), "Compute.isolation", _literal),
+    StringField(("compute", "timeout"), "Compute.timeout", _compute_timeout),
+    StringField(("fan_out", "name"), "FanOut.name", _plan_attr("fan_out_name")),
+    StringField(("fan_out", "values", 0), "FanOut.values", _fan_out_value, group=""),
+    StringField(("fan_out", "parameters", "de", "per_value"), "ParamValue", _parameter("per_value")),
+    StringField(("parameters", "everywhere"), "ParamValue", _parameter("everywhere")),
+    StringField(
+        ("notebooks", 0, "path"), "Notebook.path", _notebook_path, lambda s: f"nb/{s}.ipynb", sample="first"
+    ),
+    StringField(("notebooks", 1, "kernel"), "Notebook.kernel", _kernel_of("second.ipynb")),
+    StringField(("notebooks", 1, "timeout"), "Notebook.timeout", _notebook_timeout),
+    StringField(
+        ("notebooks", 1, "parameters", "only_here"), "ParamValue", _parameter("only_here", "second.ipynb")
+    ),
+    StringField(("deliver", 0, "to"), "SnowflakeDelivery.to", _literal),
+    StringField(
+        ("deliver", 0, "files"),
+        "_Delivery.files",
+        _deliver(0, "files"),
+        lambda s: f"{s}/*.parquet",
+        sample="a",
+    ),
+    StringField(("deliver", 0, "mode"), "_Delivery.mode", _literal),
+    StringField(("deliver", 0, "table"), "SnowflakeDelivery.table", _deliver(0, "table")),
+    StringField(("deliver", 0, "stage"), "SnowflakeDelivery.stage", _deliver(0, "stage", ("prod",))),
+    StringField(("deliver", 1, "to"), "PostgresDelivery.to", _literal),
+    StringField(("deliver", 1, "table"), "PostgresDelivery.table", _deliver(1, "table")),
+    StringField(("deliver", 1, "files"), "_Delivery.files", _deliver(1, "files")),
+    StringField(("deliver", 2, "prefix"), "S3Delivery.prefix", _deliver(2, "prefix")),
+    StringField(("deliver", 2, "to"), "S3Delivery.to", _literal),
+    StringField(("deliver", 2, "bucket"), "S3Delivery.bucket", _literal),
+    StringField(("deliver", 3, "to"), "DuckDBDelivery.to", _literal),
+    StringField(("deliver", 3, "table"), "DuckDBDelivery.table", _deliver(3, "table")),
+    StringField(("deliver", 3, "path"), "DuckDBDelivery.path", _deliver(3, "path", ("prod",))),
+    StringField(("notify", "on_failure", 0), "Notify.on_failure", _notify("on_failure")),
+    StringField(("notify", "on_retry", 0), "Notify.on_retry", _notify("on_retry")),
+    # overrides are validated as the merged spec of their environment: two of them, through the merge
+    StringField(("environments", "prod", "description"), "EnvironmentOverride", _prod_description),
+    StringField(("environments", "prod", "runtime", "kernel"), "EnvironmentOverride", _prod_kernel),
+]
+
+# Strings that mean something to Jinja, a shell, YAML or a terminal, and plain unicode.
+FIXED = [
+    '{{ "\x27; echo PWNED; #" }}',  # the issue's own: a Jinja expression that writes a shell quote
+    "{{ conn.warehouse.password }}",
+    "{{ 7 * 7 }}",
+    "{% if true %}x{% endif %}",
+    "{# note #}",
+    "{{",
+    "x}}y",
+    "{x}",
+    "$(touch /tmp/pwned)",
+    "${HOME}",
+    "`id`",
+    "it's",
+    'say "hi"',
+    "a;b|c&d",
+    "a\nb",
+    "tab\there",
+    "back\\slash",
+    "rtl\u202eoverride",
+    "zero\u200bwidth",
+    "line\u2028separator",
+    "ünïcødé ✓ 中文",
+    "x" * 300,
+    " spaced out ",
+    "-rf",
+    "~root",
+    "a*b?[c]",
+    "%s %(x)s",
+    "null",
+]
+
+hostile = st.one_of(
+    st.sampled_from(FIXED),
+    st.text(st.sampled_from([*"{}%#$`'\"\\;|&<>()*?[]~!\n\t ", "\u202e", "\u2028", "ü", "✓"]), max_size=12),
+    st.builds(lambda a, b: a + b, st.sampled_from(["{{", "{%", "{#", "$(", "`", "'"]), st.text(max_size=10)),
+    st.text(max_size=20),
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return World.create(tmp_path_factory.mktemp("hostile"))
+
+
+def _spec_for(field: StringField, raw: str) -> dict[str, Any]:
+    spec = harness.with_value(field.path, field.wrap(raw))
+    if field.path == ("fan_out", "values", 0):  # the per-value parameters name this value
+        spec["fan_out"]["parameters"] = {field.wrap(raw): spec["fan_out"]["parameters"]["de"]}
+    return spec
+
+
+def check_string(
+    world: World, field: StringField, raw: str, render: harness.Renderer = harness.render_with_jinja
+) -> bool:
+    """Refused at the field, or reaches its task as written. True when it was accepted."""
+    value = field.wrap(raw)
+    world.write_spec(_spec_for(field, raw))
+    doc = read_yaml(world.spec)  # the file says exactly this value (yaml escapes what it must)
+    target: Any = doc.data
+    for part in field.path:
+        target = target[part]
+    assert target == value
+    [result] = validate_paths([world.spec], platform=world.platform, notebooks=False)
+    if not result.valid:
+        located = [d for d in result.diagnostics if d.loc == field.loc or d.loc.startswith(field.loc + ".")]
+        assert located, (field.loc, [d.render() for d in result.diagnostics])
+        assert all(d.line >= 1 and d.col >= 1 for d in located)
+        return False
+    loaded = world.load()
+    for env, plan in harness.plans(loaded).items():
+        group = (
+            plan.groups[0] if not field.group else next(g for g in plan.groups if g.group_id == field.group)
+        )
+        rendered = render(plan, group)
+        calls = harness.run_group(world, plan, group, rendered, world.root)
+        field.sink(Reach(env, world.spec, plan, group, rendered, calls), value)
+    return True
+
+
+def _leaf_types(annotation: Any) -> list[Any]:
+    """The types a field's values end in, through Annotated, unions, lists and dict values."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _leaf_types(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _leaf_types(arg)]
+    if origin is list:
+        return _leaf_types(typing.get_args(annotation)[0])
+    if origin is dict:
+        return _leaf_types(typing.get_args(annotation)[1])
+    return [annotation]
+
+
+def _string_fields(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
+    """Model.field for every field of every model under JobSpec that holds strings (ParamValue for
+    parameter values, which may be any YAML data)."""
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    found: set[str] = set()
+    for name, info in model.model_fields.items():
+        for kind in _leaf_types(info.annotation):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= _string_fields(kind, seen)
+            elif kind is str or str in map(type, typing.get_args(kind)):  # str, or a Literal of strings
+                owner = next(m for m in model.__mro__ if name in getattr(m, "__annotations__", {}))
+                found.add(f"{owner.__name__}.{name}")
+            elif kind is Any and model is not EnvironmentOverride:  # overrides: checked once merged
+                found.add("ParamValue")
+    return found
+
+
+def test_every_string_field_of_the_spec_is_tried() -> None:
+    tried = {f.model_field for f in FIELDS}
+    assert _string_fields(JobSpec) <= tried, sorted(_string_fields(JobSpec) - tried)
+
+
+def test_every_sink_holds_for_the_base_spec(world: World) -> None:
+    """Each field's own value in the base spec is accepted and found where its sink looks, so a sink
+    cannot pass by looking at the wrong place (literal fields accept no hostile string)."""
+    for field in FIELDS:
+        if field.sink is not _literal:
+            assert check_string(world, field, field.base_raw()), field
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=str)
+def test_fixed_hostile_strings_are_refused_or_arrive_as_written(world: World, field: StringField) -> None:
+    accepted = [raw for raw in FIXED if check_string(world, field, raw)]
+    # the rule: nothing that holds template syntax passes, wherever it is
+    assert not [raw for raw in accepted if any(o in field.wrap(raw) for o in ("{{", "{%", "{#"))]
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=str)
+@settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(raw=hostile)
+def test_any_string_is_refused_or_arrives_as_written(world: World, field: StringField, raw: str) -> None:
+    check_string(world, field, raw)
+
+
+ACCEPTED_BY_SOME_FIELD = [
+    "it's",
+    "a;b|c&d",
+    "ünïcødé ✓ 中文",
+    "x}}y",
+    "{x}",
+    "a*b?[c]",
+    "%s %(x)s",
+    " spaced out ",
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("field", [f for f in FIELDS if f.sink is not _literal], ids=str)
+def test_airflow_renders_accepted_strings_as_written(world: World, field: StringField) -> None:
+    """The same, with the DAG built by build_dag and each task's templated fields rendered by Airflow."""
+    for raw in ACCEPTED_BY_SOME_FIELD:
+        check_string(world, field, raw, harness.render_with_airflow)
+
+
+def test_validate_refuses_template_syntax_in_every_string_field(world: World) -> None:
+    """Done-when of issue 12: `dag-factory validate` rejects `{{ ... }}` in kernel or any string field,
+    with file:line:col at that field."""
+    for field in FIELDS:
+        assert not check_string(world, field, "{{ conn.x.password }}"), field
+        [result] = validate_paths([world.spec], platform=world.platform, notebooks=False)
+        assert any(d.loc.startswith(field.loc) and d.path == str(world.spec) for d in result.diagnostics)
+
+
+def test_hostile_strings_never_ran(world: World) -> None:
+    assert not Path("/tmp/pwned").exists()

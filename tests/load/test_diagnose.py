@@ -137,3 +137,40 @@ def test_every_error_is_reported() -> None:
     found = _diagnose(BASE.replace("version: 1", "version: 2").replace("demo", "Demo") + "retries: -1\n")
     assert [d.loc for d in found] == ["version", "project", "retries"]
     assert all(d.message[0].islower() for d in found)
+
+
+def test_a_rule_over_several_values_points_at_each_entry_it_means() -> None:
+    """Located by the path the rule names, never by words of the message: fan-out values such as
+    `be` or `by` appear in the message yet are not where the error is."""
+    found = _diagnose(
+        BASE
+        + "fan_out:\n  name: country\n  values: [be, by, in]\n  parameters:\n    by: {country: x}\n"
+        + "parameters:\n  country: be\n"
+    )
+    assert sorted((d.line, d.col, d.loc) for d in found) == [
+        (13, 10, "fan_out.parameters.by.country"),
+        (15, 3, "parameters.country"),
+    ]
+    message = "parameter 'country' is the fan-out name: the factory passes each value as country"
+    assert all(d.message == message for d in found)
+
+
+def test_a_name_that_occurs_twice_points_at_the_second() -> None:
+    [d] = _diagnose(BASE + "  - path: other/run.ipynb\n")
+    assert (d.line, d.col, d.loc) == (9, 11, "notebooks[1].path")
+    assert d.message == "notebook name 'run' is already used by notebooks[0], notebooks/run.ipynb"
+
+
+def test_an_unknown_key_of_a_rule_is_the_key() -> None:
+    [d] = _diagnose(BASE + "fan_out:\n  name: country\n  values: [de]\n  parameters:\n    fr: {x: 1}\n")
+    assert (d.line, d.col, d.loc) == (13, 5, "fan_out.parameters.fr")
+    assert (d.message, d.hint) == (
+        "parameters for 'fr', which is not one of the fan-out values",
+        "expected one of: de",
+    )
+
+
+def test_the_text_search_is_gone() -> None:
+    import dag_factory.load.diagnose as diagnose_module
+
+    assert not hasattr(diagnose_module, "mentioned_entry")

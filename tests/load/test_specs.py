@@ -154,3 +154,23 @@ def test_find_platform_nearest_then_env_var(tmp_path: Path, monkeypatch: pytest.
 def test_project_dir_is_relative_to_the_spec(tmp_path: Path) -> None:
     loaded = load_spec(_write(tmp_path, BASE + "project_dir: sub\n"))
     assert loaded.project_dir == (tmp_path / "sub").resolve()
+
+
+def test_an_override_that_merges_into_a_mapping_does_not_claim_its_other_keys(
+    tmp_path: Path, platform: LoadedPlatform
+) -> None:
+    """prod overrides runtime.kernel only: the base file's bad conda_env is the base file's error, once."""
+    text = BASE + "runtime:\n  conda_env: 0755\nenvironments:\n  prod:\n    runtime: {kernel: ir}\n"
+    assert _problems(_write(tmp_path, text), platform) == [
+        "11:14: runtime.conda_env: expected a string, got 0755, which yaml reads as the number 493 "
+        '(quote it: "0755")'
+    ]
+
+
+def test_an_override_error_quotes_the_override_not_the_base(tmp_path: Path, platform: LoadedPlatform) -> None:
+    text = BASE + "catchup: false\nenvironments:\n  prod:\n    start_date: 2026-13-01\n    catchup: 'no'\n"
+    problems = _problems(_write(tmp_path, text), platform)
+    assert problems == [
+        "13:17: environments.prod.start_date: invalid date '2026-13-01' (use YYYY-MM-DD)",
+        "14:14: environments.prod.catchup: input should be a valid boolean, got 'no'",
+    ]

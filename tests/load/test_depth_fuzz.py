@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dag_factory.errors import SpecError
-from dag_factory.load.yaml_source import MAX_DEPTH, MAX_NODES, parse_yaml
+from dag_factory.load.yaml_source import MAX_BYTES, MAX_DEPTH, MAX_NODES, parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TOO_DEEP = f"nesting is deeper than {MAX_DEPTH} levels"
@@ -83,6 +83,10 @@ depths = st.one_of(
     width=st.integers(0, 3),
     closed=st.booleans(),
 )
+@example(style="seq", depth=100_000, width=0, closed=True)
+@example(style="map", depth=100_000, width=3, closed=False)  # over 2 MB: refused before parsing
+@example(style="block", depth=100_000, width=0, closed=False)
+@example(style="mixed", depth=MAX_DEPTH - 1, width=1, closed=True)  # the deepest a spec may be
 def test_any_depth_is_an_answer_never_a_crash(style: str, depth: int, width: int, closed: bool) -> None:
     nested = _nested(style, depth, width, closed)
     raw = (nested.text + "\n").encode()
@@ -96,7 +100,9 @@ def test_any_depth_is_an_answer_never_a_crash(style: str, depth: int, width: int
         assert doc.data is not None
     for d in found:
         assert d.line >= 1 and d.col >= 1 and d.message
-    if len(nested.opened) > MAX_DEPTH:
+    if len(raw) > MAX_BYTES:  # refused before it is even parsed
+        assert [d.message for d in found] == [f"file is larger than {MAX_BYTES} bytes"]
+    elif len(nested.opened) > MAX_DEPTH:
         [d] = found
         assert (d.line, d.col, d.message) == (1, nested.opened[MAX_DEPTH], TOO_DEEP)
     else:

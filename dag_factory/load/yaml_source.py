@@ -179,8 +179,13 @@ class _Converter:
         except (yaml.YAMLError, ValueError):
             # e.g. 2026-13-05: keep the text; validation then says what the field expects
             return node.value
-        if remember and not node.style and self._implicit(node):  # C parser: "" for plain
-            self.remember_text(node.value, value, loc)  # plain and untagged: read as its yaml version says
+        plain = remember and not node.style  # the C parser says "" for plain scalars
+        if (
+            plain
+            and (not isinstance(value, str) or node.value[:1] in _CORE_12_FIRST)
+            and self._implicit(node)
+        ):
+            self.remember_text(node.value, value, loc)  # untagged: read as its yaml version says
         return value
 
     def _implicit(self, node: yaml.ScalarNode) -> bool:
@@ -190,8 +195,6 @@ class _Converter:
     def remember_text(self, text: str, value: Any, loc: Loc) -> None:
         if not isinstance(value, str):
             self.positions.written[loc] = text
-        elif text[:1] not in _CORE_12_FIRST:  # a plain string to both versions: the common case
-            return
         if isinstance(value, dt.date):  # a string to 1.2, where the JSON Schema asks for a date string
             return
         other = yaml12_value(text)

@@ -97,6 +97,21 @@ def text_problem(text: str, rule: StringRule) -> tuple[str, str] | None:
     return None
 
 
+# Nothing a rule refuses: no '{', no shell character, ASCII only (most values: a quick first look).
+_SURELY_FINE = re.compile(r"[^{'\"`$\\\x00-\x1f\x7f-\U0010ffff]*\Z")
+
+
+def may_break_a_rule(value: Any) -> bool:
+    """False when value certainly holds nothing any rule refuses (fast: one regex per string)."""
+    if isinstance(value, str):
+        return _SURELY_FINE.match(value) is None
+    if isinstance(value, list | tuple):
+        return any(map(may_break_a_rule, value))
+    if isinstance(value, dict):
+        return any(map(may_break_a_rule, value)) or any(map(may_break_a_rule, value.values()))
+    return False
+
+
 def violations(value: Any, rule: StringRule, loc: Path = ()) -> Iterator[Violation]:
     """Every string in value (through lists and mappings, keys included) that breaks the rule."""
     if isinstance(value, str):

@@ -60,17 +60,26 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     string_rule: ClassVar[StringRule] = NAME
+    _string_rules: ClassVar[dict[str, StringRule]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._string_rules = {
+            name: next((m for m in field.metadata if isinstance(m, StringRule)), cls.string_rule)
+            for name, field in cls.model_fields.items()
+        }
 
     @classmethod
     def rule_of(cls, name: str) -> StringRule:
-        found = (m for m in cls.model_fields[name].metadata if isinstance(m, StringRule))
-        return next(found, cls.string_rule)
+        return cls._string_rules[name]
 
     @field_validator("*")
     @classmethod
     def _follow_the_string_rule(cls, value: Any, info: ValidationInfo) -> Any:
-        if not isinstance(value, _NOT_STRINGS) and info.field_name is not None:
-            raise_violations(cls.__name__, text.violations(value, cls.rule_of(info.field_name)))
+        if isinstance(value, _NOT_STRINGS) or not text.may_break_a_rule(value):
+            return value
+        raise_violations(cls.__name__, text.violations(value, cls._string_rules[info.field_name or ""]))
         return value
 
     @classmethod

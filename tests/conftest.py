@@ -10,7 +10,6 @@ _HOME = tempfile.mkdtemp(prefix="dag-factory-test-airflow-")
 os.environ.setdefault("AIRFLOW_HOME", _HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
-os.environ.setdefault("DAG_FACTORY_ENV", "local")
 
 pytest_plugins = [
     "tests.servers.postgres",

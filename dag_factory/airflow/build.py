@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from airflow.sdk import DAG, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
 
 from dag_factory.airflow import tasks
-from dag_factory.airflow.environment import current_env
+from dag_factory.airflow.environment import check_environment, current_env
 from dag_factory.compute.aws import ADAPTIVE_RETRIES
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
 
@@ -162,6 +163,8 @@ def build_dag(plan: DagPlan) -> DAG:
         "retry_delay": dt.timedelta(seconds=plan.retry_delay_s),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(hours=1),
+        # on the worker, before each task: is this worker configured for the DAG's environment?
+        "pre_execute": functools.partial(check_environment, plan.env),
     }
     if notifier is not None:
         default_args["on_failure_callback"] = notifier

@@ -75,27 +75,28 @@ def write_dag_file(
     return path
 
 
-def expected_dag_files(specs: list[Path], dags_dir: Path) -> dict[Path, str]:
-    return {dags_dir / dag_file_name(spec): dag_file_source(spec, dags_dir) for spec in specs}
+def expected_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> dict[Path, str]:
+    return {dags_dir / dag_file_name(spec): dag_file_source(spec, dags_dir, env=env) for spec in specs}
 
 
 def _generated(path: Path) -> bool:
     return path.read_text().startswith(HEADER)
 
 
-def write_dag_files(specs: list[Path], dags_dir: Path) -> list[Path]:
-    """Write a DAG file per spec and remove generated DAG files whose spec is gone."""
-    wanted = expected_dag_files(specs, dags_dir)
+def write_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> list[Path]:
+    """Write a DAG file per spec (pinned to ``env`` when given) and remove generated DAG files whose
+    spec is gone."""
+    wanted = expected_dag_files(specs, dags_dir, env)
     if dags_dir.is_dir():
         for stale in dags_dir.glob("*.py"):
             if stale not in wanted and _generated(stale):
                 stale.unlink()
-    return sorted(write_dag_file(spec, dags_dir) for spec in specs)
+    return sorted(write_dag_file(spec, dags_dir, env=env) for spec in specs)
 
 
-def stale_dag_files(specs: list[Path], dags_dir: Path) -> list[Path]:
+def stale_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> list[Path]:
     """DAG files that are missing, out of date, or left over from a removed spec."""
-    wanted = expected_dag_files(specs, dags_dir)
+    wanted = expected_dag_files(specs, dags_dir, env)
     stale = [p for p, src in wanted.items() if not p.exists() or p.read_text() != src]
     extra = [p for p in dags_dir.glob("*.py") if p not in wanted and _generated(p)]
     return sorted(stale + extra)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dag_factory.cli.options import PlatformOption, add_commands, format_option
-from dag_factory.errors import EXIT_INVALID, EXIT_OK
+from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
 from dag_factory.validate.report import RENDERERS
 
 
@@ -45,19 +45,42 @@ def dags(
     specs: Annotated[list[Path], typer.Argument(help="spec files or folders")],
     out: Annotated[Path, typer.Option(help="Airflow DAG folder to write the DAG files into")] = Path("dags"),
     check: Annotated[bool, typer.Option(help="only check the DAG files are fresh (exit 1 if not)")] = False,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            help="pin the DAG files to this environment; without it each Airflow component resolves "
+            "$DAG_FACTORY_ENV or the Variable dag_factory_env when it parses them"
+        ),
+    ] = None,
 ) -> None:
     """Write one small DAG file per spec into the Airflow DAG folder."""
     from dag_factory.airflow.dag_files import stale_dag_files, write_dag_files
     from dag_factory.load.files import spec_files
 
     found = spec_files(specs)
+    if env is not None:
+        _check_pinned_env(found, env)
     if check:
-        stale = stale_dag_files(found, out)
+        stale = stale_dag_files(found, out, env)
         for path in stale:
             typer.echo(f"stale: {path} (run dag-factory dags --out {out})")
         raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
-    for path in write_dag_files(found, out):
+    for path in write_dag_files(found, out, env):
         typer.echo(f"wrote {path}")
+
+
+def _check_pinned_env(specs: list[Path], env: str) -> None:
+    """A pinned environment must exist in every spec's platform file."""
+    from dag_factory.load.diagnose import suggest
+    from dag_factory.load.files import require_platform
+    from dag_factory.load.specs import load_platform_cached
+
+    for spec in specs:
+        platform = load_platform_cached(require_platform(spec))
+        known = platform.settings.environments
+        if env not in known:
+            hint = suggest(env, known)
+            raise UsageError(f"--env {env!r} is not an environment of {platform.path} ({hint})")
 
 
 def register(app: typer.Typer) -> None:

@@ -167,9 +167,12 @@ def test_dag_files_are_fresh() -> None:
     assert stale_dag_files(SPECS, ROOT / "dags") == [], "run: dag-factory dags project_configs --out dags"
 
 
-def test_dagbag_loads_every_spec_and_isolates_a_broken_one(tmp_path: Path) -> None:
+def test_dagbag_loads_every_spec_and_isolates_a_broken_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    monkeypatch.setenv("DAG_FACTORY_ENV", "prod")
     configs = tmp_path / "project_configs"
     shutil.copytree(CONFIGS, configs)
     (configs / "broken.yaml").write_text(

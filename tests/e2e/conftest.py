@@ -146,6 +146,7 @@ class E2E:
             **os.environ,
             **self.server.env,
             f"AIRFLOW_CONN_{POSTGRES_CONN_ID.upper()}": self.pg.uri,
+            "DAG_FACTORY_ENV": ENV_NAME,  # the workers' environment, as the DAG files pin it
             **extra,
         }
 

@@ -128,3 +128,16 @@ def test_a_worker_of_another_environment_runs_nothing(server: object, tmp_path: 
     assert "built for environment 'local', but this worker is configured for 'preprod'" in create.error
     assert not (tmp_path / "root" / "work").exists(), "a task ran anyway"
     print(f"mismatched run took {time.monotonic() - started:.0f}s")
+
+
+def test_dags_command_pins_a_known_environment(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dag_factory.cli.app import app
+
+    typo = CliRunner().invoke(app, ["dags", str(CONFIGS), "--out", str(tmp_path), "--env", "prood"])
+    assert typo.exit_code == 2 and "(did you mean 'prod'?)" in typo.output
+    assert not list(tmp_path.glob("*.py"))
+    pinned = CliRunner().invoke(app, ["dags", str(CONFIGS), "--out", str(tmp_path), "--env", "prod"])
+    assert pinned.exit_code == 0, pinned.output
+    assert (tmp_path / "churn_demo.py").read_text().endswith('churn-demo.yaml", env=\'prod\')\n')

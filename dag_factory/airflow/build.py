@@ -17,6 +17,7 @@ from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import check_environment, current_env
 from dag_factory.compute.aws import ADAPTIVE_RETRIES
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.scripts import JOB_DATE_TEMPLATE
 
 TEARDOWN_RETRIES = 3
 
@@ -102,7 +103,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
             op_kwargs={
                 "target": task.args["target"],
                 "source_prefix": task.args["source_prefix"],
-                "logical_date": "{{ ds }}",
+                "logical_date": JOB_DATE_TEMPLATE,
                 "partition_column": task.args["partition_column"],
                 "partition_value": task.args["partition_value"],
                 "connections": task.args["connections"],

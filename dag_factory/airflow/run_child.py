@@ -17,11 +17,16 @@ from datetime import datetime
 from pathlib import Path
 
 
+def _logical_date(value: str) -> datetime | None:
+    return None if value == "none" else datetime.fromisoformat(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dag_factory.airflow.run_child")
     parser.add_argument("--dag-file", required=True, type=Path)
     parser.add_argument("--dag-id", required=True)
-    parser.add_argument("--logical-date", required=True, type=datetime.fromisoformat)
+    # "none": a run without a logical date, as the REST API and asset triggers can create
+    parser.add_argument("--logical-date", required=True, type=_logical_date)
     parser.add_argument("--run-after", required=True, type=datetime.fromisoformat)
     args = parser.parse_args(argv)
 

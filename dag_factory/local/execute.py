@@ -122,7 +122,7 @@ def run_dag(
     dag_file: Path,
     dag_id: str,
     *,
-    logical_date: datetime,
+    logical_date: datetime | None,
     env: Mapping[str, str],
     on_progress: ProgressCallback | None = None,
     cleanup: Callable[[], None] | None = None,
@@ -166,18 +166,18 @@ def run_dag(
 def _run_child(
     dag_file: Path,
     dag_id: str,
-    logical_date: datetime,
+    logical_date: datetime | None,
     env: Mapping[str, str],
     on_progress: ProgressCallback | None,
     timeout: float | None,
     poll_interval: float,
     timings: dict[str, float],
 ) -> RunResult:
-    if logical_date.tzinfo is None:
+    if logical_date is not None and logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)
     run_after = datetime.now(UTC)
-    run_id = f"manual__{run_after.isoformat()}"
     db = metadata_db_path(env)
+    run = RunId(db, dag_id, f"manual__{run_after.isoformat()}", exact=logical_date is not None)
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "runs" / f"{dag_id}__{run_after:%Y%m%dT%H%M%S%f}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(dag_file.parent)}
@@ -185,7 +185,7 @@ def _run_child(
         sys.executable, "-m", "dag_factory.airflow.run_child",
         "--dag-file", str(dag_file),
         "--dag-id", dag_id,
-        "--logical-date", logical_date.isoformat(),
+        "--logical-date", logical_date.isoformat() if logical_date else "none",
         "--run-after", run_after.isoformat(),
     ]  # fmt: skip
     started = time.monotonic()
@@ -200,7 +200,7 @@ def _run_child(
         )
     stopped, outcome = "", "exited"
     try:
-        outcome = _watch(proc, db, dag_id, run_id, on_progress, poll_interval, timeout)
+        outcome = _watch(proc, db, dag_id, run, on_progress, poll_interval, timeout)
         if outcome == "timeout":
             stopped = f"run stopped after the {timeout} s timeout"
     except KeyboardInterrupt:
@@ -211,6 +211,7 @@ def _run_child(
     interrupted = bool(stopped)
     wall = time.monotonic() - started
     timings["run_wall"] = wall
+    run_id = run.found()
     tis = read_task_instances(db, dag_id, run_id, log_folder=Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]))
     if on_progress is not None and not interrupted:  # after Ctrl-C the caller wants out, not a redraw
         on_progress([TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end) for t in tis])
@@ -234,11 +235,30 @@ def _run_child(
     )
 
 
+class RunId:
+    """The run id of the child's run. With a logical date it is ``manual__<run_after>``; a run without
+    one gets a random suffix from Airflow, so it is looked up in the DB once the child created it."""
+
+    def __init__(self, db: Path, dag_id: str, prefix: str, *, exact: bool) -> None:
+        self.db, self.dag_id, self.prefix = db, dag_id, prefix
+        self.known: str | None = prefix if exact else None
+
+    def found(self) -> str:
+        if self.known is None:
+            rows = _query(
+                self.db,
+                "SELECT run_id FROM dag_run WHERE dag_id = ? AND substr(run_id, 1, ?) = ?",
+                (self.dag_id, len(self.prefix) + 1, self.prefix + "_"),
+            )
+            self.known = str(rows[0][0]) if rows else None
+        return self.known or self.prefix
+
+
 def _watch(
     proc: subprocess.Popen[bytes],
     db: Path,
     dag_id: str,
-    run_id: str,
+    run_id: RunId,
     on_progress: ProgressCallback | None,
     poll_interval: float,
     timeout: float | None,
@@ -256,12 +276,12 @@ def _watch(
         now = time.monotonic()
         if deadline is not None and now > deadline:
             return "timeout"
-        if finished_at is None and read_dag_run_state(db, dag_id, run_id) in {"success", "failed"}:
+        if finished_at is None and read_dag_run_state(db, dag_id, run_id.found()) in {"success", "failed"}:
             finished_at = now
         elif finished_at is not None and now - finished_at > FINISHED_RUN_GRACE:
             return "lingering"
         if on_progress is not None:
-            rows = read_progress(db, dag_id, run_id)
+            rows = read_progress(db, dag_id, run_id.found())
             if rows != last:
                 on_progress(rows)
                 last = rows

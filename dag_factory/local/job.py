@@ -121,7 +121,9 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
     return rows
 
 
-def run_local(job: LocalJob, logical_date: dt.date, keep: bool, console: Any) -> RunResult:
+def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any) -> RunResult:
+    """Run the job through Airflow; ``logical_date`` None makes a run without one (its date is the day
+    it runs, as for runs the REST API or an asset triggers with a null logical date)."""
     from dag_factory.airflow.dag_files import write_dag_file
     from dag_factory.local.airflow_home import prepare_airflow_home
     from dag_factory.local.execute import run_dag
@@ -140,10 +142,10 @@ def run_local(job: LocalJob, logical_date: dt.date, keep: bool, console: Any) ->
         if not keep and workdirs.exists():
             shutil.rmtree(workdirs, ignore_errors=True)
 
-    when = dt.datetime.combine(logical_date, dt.time(), tzinfo=dt.UTC)
+    when = dt.datetime.combine(logical_date, dt.time(), tzinfo=dt.UTC) if logical_date else None
     label = job.plan.fan_out_name or "group"
     steps = [task.task_id for task in job.plan.groups[0].tasks]  # columns in the order tasks run
-    title = f"{job.plan.dag_id} {logical_date} ({job.env})"
+    title = f"{job.plan.dag_id} {logical_date or 'no logical date'} ({job.env})"
     with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
         return run_dag(
             dag_file,

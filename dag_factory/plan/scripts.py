@@ -98,10 +98,16 @@ def jinja_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# The job's date (YYYY-MM-DD): the run's logical date, or, for a run without one (Airflow 3 allows
+# triggering with "logical_date": null, and asset-triggered runs have none), the date of its run_after.
+JOB_DATE = "(ds if ds is defined else dag_run.run_after | ds)"
+JOB_DATE_TEMPLATE = "{{ " + JOB_DATE + " }}"
+
+
 def runtime_parameters_json(output_prefix_head: str, value_tail: str) -> str:
     """Jinja that renders the run-time parameters as JSON (quotes escaped by tojson)."""
     prefix = f"{jinja_literal(output_prefix_head + '/')} ~ run_id ~ {jinja_literal('/' + value_tail)}"
-    return f'{{{{ {{"logical_date": (ds or ""), "run_id": run_id, "output_prefix": {prefix}}} | tojson }}}}'
+    return f'{{{{ {{"logical_date": {JOB_DATE}, "run_id": run_id, "output_prefix": {prefix}}} | tojson }}}}'
 
 
 def output_prefix_template(output_prefix_head: str, value_tail: str) -> str:

@@ -49,8 +49,27 @@ def file_format(name: str) -> str:
 
 
 def match_glob(relative: str, pattern: str) -> bool:
-    """True if a slash-separated relative path matches the glob, segment by segment."""
+    """True if a slash-separated relative path matches the glob, segment by segment.
+
+    A path with empty, `.` or `..` segments never matches: it is not a file under the prefix.
+    """
+    if not safe_relative(relative):
+        return False
     return _match_parts(relative.split("/"), pattern.strip("/").split("/"))
+
+
+def safe_relative(relative: str) -> bool:
+    """A plain relative path: no leading '/', no empty, '.' or '..' segments, no NUL."""
+    if not relative or "\0" in relative:
+        return False
+    return all(part not in ("", ".", "..") for part in relative.split("/"))
+
+
+def escaping_key_error(key: str, prefix: str) -> DeliveryError:
+    return DeliveryError(
+        f"object key {key!r} under {prefix} has '..', '.' or empty path segments, so it would be written "
+        "outside the delivery's folder: refused; write output files under plain relative names"
+    )
 
 
 def _match_parts(parts: list[str], pats: list[str]) -> bool:
@@ -77,9 +96,15 @@ def list_local(prefix: str, pattern: str) -> list[SourceFile]:
     if not root.is_dir():
         return []
     found = []
+    inside = root.resolve()
     for path in root.rglob("*"):
         relative = path.relative_to(root).as_posix()
         if path.is_file() and match_glob(relative, pattern):
+            if not path.resolve().is_relative_to(inside):  # a symlink out of the prefix
+                raise DeliveryError(
+                    f"{relative} under {prefix} is a link to {path.resolve()}, outside the output prefix: "
+                    "refused; write the file itself, not a link"
+                )
             found.append(SourceFile(path, relative))
     return sorted(found, key=lambda f: f.relative)
 
@@ -93,7 +118,12 @@ def list_s3_keys(client: Any, url: str, pattern: str) -> list[tuple[str, str]]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
         for obj in page.get("Contents", []):
             relative = obj["Key"][len(key_prefix) :]
-            if relative and match_glob(relative, pattern):
+            if not relative:
+                continue
+            if not safe_relative(relative):
+                # a key such as 'run/de/../../etc/x' must never become a path on the worker
+                raise escaping_key_error(obj["Key"], url)
+            if match_glob(relative, pattern):
                 found.append((obj["Key"], relative))
     return sorted(found, key=lambda kr: kr[1])
 
@@ -118,8 +148,11 @@ def fetch_files(prefix: str, pattern: str, s3_client: Any | None = None) -> Iter
     bucket, _ = split_s3_url(prefix)
     with tempfile.TemporaryDirectory(prefix="dag-factory-deliver-") as tmp:
         files = []
+        root = Path(tmp).resolve()
         for key, relative in list_s3_keys(s3_client, prefix, pattern):
-            local = Path(tmp, relative)
+            local = (root / relative).resolve()
+            if not local.is_relative_to(root):  # belt and braces: list_s3_keys refused such keys
+                raise escaping_key_error(key, prefix)
             local.parent.mkdir(parents=True, exist_ok=True)
             s3_client.download_file(bucket, key, str(local))
             files.append(SourceFile(local, relative))

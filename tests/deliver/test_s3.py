@@ -132,3 +132,40 @@ def test_missing_s3_source_names_the_prefix(s3: Any, tmp_path: Path) -> None:
     target = {"to": "duckdb", "path": str(tmp_path / "w.duckdb"), "table": "t", "files": "*.parquet"}
     with pytest.raises(DeliveryError, match=r"no files match '\*.parquet' under s3://outputs/nothing/"):
         deliver(target, "s3://outputs/nothing/", DAY, "country", "de")
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "../../../tmp/dag-factory-escape/dags/x.json",
+        "predictions/../../x.json",
+        "predictions//x.json",
+        "./x.json",
+    ],
+)
+def test_a_key_that_escapes_the_prefix_is_refused(s3: Any, tmp_path: Path, relative: str) -> None:
+    """Notebook code writes object keys; a key with '..' must never become a path outside the temp
+    folder on the worker (a glob's `**` and `*` match such segments)."""
+    escape = Path("/tmp/dag-factory-escape")
+    s3.put_object(Bucket="outputs", Key="churn/run1/de/predictions/good.json", Body=b'[{"v": 1}]')
+    s3.put_object(Bucket="outputs", Key=f"churn/run1/de/{relative}", Body=b'[{"v": 2}]')
+    target = {"to": "duckdb", "path": str(tmp_path / "w.duckdb"), "table": "t", "files": "**/*.json"}
+    with pytest.raises(DeliveryError) as info:
+        deliver(target, "s3://outputs/churn/run1/de/", DAY, "country", "de")
+    assert str(info.value) == (
+        f"object key 'churn/run1/de/{relative}' under s3://outputs/churn/run1/de/ has '..', '.' or empty "
+        "path segments, so it would be written outside the delivery's folder: refused; write output files "
+        "under plain relative names"
+    )
+    assert not escape.exists()
+    assert not (tmp_path / "w.duckdb").exists(), "nothing loaded"
+
+
+def test_a_link_out_of_a_local_prefix_is_refused(outputs: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('[{"v": 1}]')
+    (outputs / "predictions").mkdir()
+    (outputs / "predictions" / "x.json").symlink_to(secret)
+    target = {"to": "duckdb", "path": str(tmp_path / "w.duckdb"), "table": "t", "files": "**/*.json"}
+    with pytest.raises(DeliveryError, match=r"is a link to .*secret\.json, outside the output prefix"):
+        deliver(target, str(outputs), DAY, "country", "de")

@@ -15,6 +15,7 @@ from airflow.sdk.bases.operator import BaseOperator
 
 from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import check_environment, current_env
+from dag_factory.airflow.tasks import HOST_KEY_XCOM
 from dag_factory.compute.aws import ADAPTIVE_RETRIES
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE
@@ -55,10 +56,17 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
 
 
 def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
-    from airflow.providers.ssh.operators.ssh import SSHOperator
+    from dag_factory.airflow.ssh import InstanceSSHOperator
 
     timeout = task.args["timeout_s"]
-    return SSHOperator(
+    policy = plan.host_keys or "accept-new"
+    # which earlier task of the group knows the instance's host key: the one that read the published
+    # key (pinned), or the first SSH task, which recorded what the new instance showed (accept-new)
+    source = {"pinned": "resolve_ip", "accept-new": "prepare"}.get(policy)
+    host_key = None
+    if source is not None and task.task_id != source:
+        host_key = f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.{source}', key='{HOST_KEY_XCOM}') }}}}"
+    return InstanceSSHOperator(
         task_id=task.task_id,
         ssh_conn_id=conns["ssh"],
         remote_host=f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.resolve_ip') }}}}",
@@ -66,6 +74,8 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
         cmd_timeout=timeout,  # the provider's default is 10 s
         conn_timeout=30,
         execution_timeout=dt.timedelta(seconds=timeout + 300),
+        host_keys=policy,
+        host_key=host_key,
     )
 
 
@@ -122,6 +132,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "run_id": "{{ run_id }}",
                 "group": group.group_id,
                 "aws_conn_id": conns["aws"],
+                "host_key_bucket": task.args.get("host_key_bucket"),
             },
             pool=plan.api_pool["name"] if plan.api_pool else "default_pool",
         )

@@ -10,10 +10,12 @@ from typing import Any
 
 from dag_factory.compute import aws
 from dag_factory.compute.naming import instance_name
-from dag_factory.compute.sagemaker import private_ip
+from dag_factory.compute.sagemaker import private_ip, published_host_key
 from dag_factory.compute.workspace import create_workspace, remove_workspace
 
 log = logging.getLogger("dag_factory.airflow.tasks")
+
+HOST_KEY_XCOM = "host_key"  # the instance's ssh host key, `<type> <base64>`
 
 # the local backend's instance life cycle runs as tasks too
 __all__ = [
@@ -25,15 +27,31 @@ __all__ = [
 ]
 
 
-def resolve_private_ip(dag_id: str, run_id: str, group: str, aws_conn_id: str) -> str:
-    """Notebook instance -> its network interface -> private IP (returned into XCom)."""
+def resolve_private_ip(
+    dag_id: str,
+    run_id: str,
+    group: str,
+    aws_conn_id: str,
+    host_key_bucket: str | None = None,
+    ti: Any = None,
+) -> str:
+    """Notebook instance -> its network interface -> private IP (returned into XCom). With
+    ``host_key_bucket`` (ssh.host_keys: pinned) also the host key the instance published (XCom
+    `host_key`), which every SSH task of the group then requires."""
     from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
     config = aws.retry_config()
+    name = instance_name(dag_id, run_id, group)
     sagemaker = SageMakerHook(aws_conn_id=aws_conn_id, config=config).conn  # type: ignore[no-untyped-call]
     ec2 = EC2Hook(aws_conn_id=aws_conn_id, api_type="client_type", config=config).conn
-    return private_ip(sagemaker, ec2, instance_name(dag_id, run_id, group))
+    ip = private_ip(sagemaker, ec2, name)
+    if host_key_bucket:
+        host_key = published_host_key(S3Hook(aws_conn_id=aws_conn_id).get_conn(), host_key_bucket, name)
+        log.info("notebook instance %s published ssh host key %s", name, host_key)
+        ti.xcom_push(key=HOST_KEY_XCOM, value=host_key)
+    return ip
 
 
 def resolve_local_ip() -> str:

@@ -137,3 +137,47 @@ def private_ip(sagemaker: Any, ec2: Any, name: str) -> str:
     ip = str(interfaces[0]["PrivateIpAddress"])
     log.info("notebook instance %s: interface %s, private ip %s", name, eni, ip)
     return ip
+
+
+# Where an instance's lifecycle configuration publishes its SSH host key (ssh.host_keys: pinned).
+HOST_KEY_FOLDER = "_host_keys"
+
+
+def host_key_object(name: str) -> str:
+    return f"{HOST_KEY_FOLDER}/{name}.pub"
+
+
+def published_host_key(
+    s3: Any,
+    bucket: str,
+    name: str,
+    *,
+    timeout_s: float = 300,
+    poll_s: float = 5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """The host key `<type> <base64>` the instance published to s3://<bucket>/_host_keys/<name>.pub.
+
+    Its lifecycle configuration writes it when the instance starts, so it may lag InService a little.
+    """
+    from botocore.exceptions import ClientError
+
+    key = host_key_object(name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("ascii", "replace")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+        else:
+            words = text.split()
+            if len(words) < 2:
+                raise InstanceError(f"s3://{bucket}/{key} holds no ssh host key ('<type> <base64>')")
+            return f"{words[0]} {words[1]}"
+        if time.monotonic() > deadline:
+            raise InstanceError(
+                f"notebook instance {name} published no ssh host key to s3://{bucket}/{key} within "
+                f"{timeout_s:.0f}s: check its lifecycle configuration (ssh.host_keys: pinned)"
+            )
+        sleep(poll_s)

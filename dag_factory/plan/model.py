@@ -62,6 +62,7 @@ class DagPlan:
     groups: tuple[GroupPlan, ...]
     fan_out_name: str | None
     connections: dict[str, str]  # Airflow connection ids of the platform environment
+    host_keys: str | None  # the SSH host-key policy (platform ssh.host_keys); None: no SSH (local)
     estimate: Estimate
     doc_md: str
 

@@ -187,13 +187,16 @@ def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[Tas
     else:
         create |= {"workdir": ctx.layout(group).workdir, "python": sys.executable}
     layout = ctx.layout(group)
+    resolve = dict(common)
+    if isinstance(env, SageMakerEnvironment) and env.ssh.host_keys == "pinned":
+        resolve["host_key_bucket"] = env.buckets.code  # where the lifecycle configuration publishes it
     prepare = {
         "command": prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements),
         "timeout_s": SETUP_TIMEOUT_S,
     }
     setup = [
         TaskPlan("create_instance", "create_instance", (), create),
-        TaskPlan("resolve_ip", "resolve_ip", ("create_instance",), dict(common)),
+        TaskPlan("resolve_ip", "resolve_ip", ("create_instance",), resolve),
         TaskPlan("prepare", "prepare", ("resolve_ip",), prepare),
     ]
     teardown_args = {**common, "workdir": layout.workdir} if ctx.root is not None else dict(common)
@@ -300,6 +303,7 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         groups=tuple(groups),
         fan_out_name=spec.fan_out.name if spec.fan_out else None,
         connections=env.connections.model_dump(),
+        host_keys=env.ssh.host_keys if isinstance(env, SageMakerEnvironment) else None,
         estimate=_estimate(spec, env, len(groups)),
         doc_md=_doc_md(spec, env_name),
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dag_factory.spec.job import InstanceType
+from dag_factory.spec.rules import Violation, raise_violations
 from dag_factory.spec.types import Identifier, StrictModel
 
 BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
@@ -41,6 +42,12 @@ class SshSettings(StrictModel):
         "/home/ec2-user/SageMaker/job",
         description="where the project is synced; {group} is replaced by the task group (fan-out value)",
     )
+    host_keys: Literal["accept-new", "pinned", "off"] = Field(
+        "accept-new",
+        description="accept-new: trust the key a new instance shows first, then pin it for the run; "
+        "pinned: the key the instance's lifecycle configuration published to "
+        "s3://<code bucket>/_host_keys/<instance>.pub; off: no check",
+    )
 
 
 class _Environment(StrictModel):
@@ -64,6 +71,22 @@ class SageMakerEnvironment(_Environment):
     lifecycle_config: str | None = None
     api_pool: ApiPool = Field(default_factory=ApiPool)
     ssh: SshSettings = Field(default_factory=SshSettings)
+
+    @model_validator(mode="after")
+    def _pinned_keys_need_a_publisher(self) -> SageMakerEnvironment:
+        if self.ssh.host_keys == "pinned" and not self.lifecycle_config:
+            raise_violations(
+                "SageMakerEnvironment",
+                [
+                    Violation(
+                        ("ssh", "host_keys"),
+                        "'pinned' needs a lifecycle_config that publishes each instance's host key",
+                        "set lifecycle_config (docs/deploy.md has the script), or use accept-new",
+                        "pinned",
+                    )
+                ],
+            )
+        return self
 
 
 class LocalEnvironment(_Environment):

@@ -115,7 +115,9 @@ def test_sagemaker_tasks_use_the_api_pool_adaptive_retries_and_network() -> None
 def test_ssh_tasks_take_the_resolved_ip_and_spec_timeouts() -> None:
     dag = _dag("churn-model.yaml", "prod")
     nb = dag.get_task("fr.nb_02_train")
-    assert type(nb).__name__ == "SSHOperator"
+    assert type(nb).__name__ == "InstanceSSHOperator"
+    assert (nb.host_keys, dag.get_task("fr.prepare").host_key) == ("accept-new", None)
+    assert nb.host_key == "{{ ti.xcom_pull(task_ids='fr.prepare', key='host_key') }}"
     assert nb.remote_host == "{{ ti.xcom_pull(task_ids='fr.resolve_ip') }}"
     assert nb.cmd_timeout == 2 * 3600
     assert dag.get_task("fr.nb_01_features").cmd_timeout == 3600

@@ -89,9 +89,23 @@ def test_watch_stops_a_child_lingering_after_the_run_finished(
     proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         started = time.monotonic()
-        assert execute._watch(proc, db, "d", "r", None, 0.1, None) == "lingering"
+        run = execute.RunId(db, "d", "r", exact=True)
+        assert execute._watch(proc, db, "d", run, None, 0.1, None) == "lingering"
         assert time.monotonic() - started < 5
-        assert execute._watch(proc, db, "d", "other-run", None, 0.1, 0.3) == "timeout"
+        other = execute.RunId(db, "d", "other-run", exact=True)
+        assert execute._watch(proc, db, "d", other, None, 0.1, 0.3) == "timeout"
     finally:
         stop_process_group(proc)
     assert proc.returncode is not None
+
+
+def test_run_id_of_a_run_without_a_logical_date_is_found_by_its_prefix(tmp_path: Path) -> None:
+    db = tmp_path / "airflow.db"
+    run = execute.RunId(db, "d", "manual__2026-01-05T00:00:00+00:00", exact=False)
+    assert run.found() == "manual__2026-01-05T00:00:00+00:00"  # not created yet
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE dag_run (dag_id TEXT, run_id TEXT, state TEXT)")
+        row = ("d", "manual__2026-01-05T00:00:00+00:00_AbC12xYz", "running")
+        conn.execute("INSERT INTO dag_run VALUES (?, ?, ?)", row)
+        conn.commit()
+    assert run.found() == "manual__2026-01-05T00:00:00+00:00_AbC12xYz"

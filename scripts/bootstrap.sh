@@ -8,6 +8,7 @@ need_apt=()
 [ -x /usr/bin/ssh ] || need_apt+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v dot >/dev/null || need_apt+=(graphviz)
+[ -x /usr/bin/redis-server ] || need_apt+=(redis-server)  # the Celery broker of tests/distributed
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -16,6 +17,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # Debian's packages start services we do not want; the tests start their own on loopback.
   service ssh stop >/dev/null 2>&1 || true
   service postgresql stop >/dev/null 2>&1 || true
+  service redis-server stop >/dev/null 2>&1 || true
 fi
 
 PYTHON=${PYTHON:-python3.11}

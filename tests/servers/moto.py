@@ -7,6 +7,7 @@ A server that cannot start fails the test: there is no skip, in CI or anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -59,9 +60,9 @@ class MotoServer:
         )
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    """A moto server for the whole session, on 127.0.0.1 and a free port."""
+@contextlib.contextmanager
+def running_moto() -> Iterator[MotoServer]:
+    """A moto server in this process on 127.0.0.1 and a free port, stopped on exit."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -73,6 +74,13 @@ def moto_server() -> Iterator[MotoServer]:
         yield moto
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """A moto server for the whole session, on 127.0.0.1 and a free port."""
+    with running_moto() as moto:
+        yield moto
 
 
 @pytest.fixture

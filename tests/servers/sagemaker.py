@@ -307,17 +307,26 @@ def sagemaker_env(
     ``@pytest.mark.parametrize("sagemaker_env", [{"output": "other"}], indirect=True)``.
     """
     buckets = {**DEFAULT_BUCKETS, **(getattr(request, "param", None) or {})}
-    network = seed_network(aws_env.client("ec2"))
-    seed_buckets(aws_env.client("s3"), buckets.values())
-    pool = tuple(a for a in sshd_server.addresses if a != sshd_server.host) or (sshd_server.host,)
-    eni = NotebookEniPatch(addresses=pool, default_subnet_id=network.subnet_id).install(monkeypatch)
-    sshd_server.set_login_env(login_aws_env(aws_env.endpoint_url))
+    env = prepare_sagemaker(aws_env, sshd_server, monkeypatch, buckets)
     monkeypatch.setenv("AIRFLOW_CONN_SSH_DEFAULT", sshd_server.airflow_conn_json())
     try:
-        yield SageMakerEnv(
-            vpc_id=network.vpc_id, subnet_id=network.subnet_id, security_group_id=network.security_group_id,
-            buckets=buckets, ip=pool[0], addresses=pool, endpoint_url=aws_env.endpoint_url, eni=eni,
-            sshd=sshd_server, moto=aws_env,
-        )  # fmt: skip
+        yield env
     finally:
         sshd_server.clear_login_env()
+
+
+def prepare_sagemaker(
+    moto: MotoServer, sshd: SshdServer, monkeypatch: pytest.MonkeyPatch, buckets: dict[str, str]
+) -> SageMakerEnv:
+    """Network, buckets, the ENI patch and sshd logins pointed at moto (undo: ``monkeypatch.undo()``,
+    ``sshd.clear_login_env()``); also for the benchmarks, with a ``pytest.MonkeyPatch()`` of their own."""
+    network = seed_network(moto.client("ec2"))
+    seed_buckets(moto.client("s3"), buckets.values())
+    pool = tuple(a for a in sshd.addresses if a != sshd.host) or (sshd.host,)
+    eni = NotebookEniPatch(addresses=pool, default_subnet_id=network.subnet_id).install(monkeypatch)
+    sshd.set_login_env(login_aws_env(moto.endpoint_url))
+    return SageMakerEnv(
+        vpc_id=network.vpc_id, subnet_id=network.subnet_id, security_group_id=network.security_group_id,
+        buckets=buckets, ip=pool[0], addresses=pool, endpoint_url=moto.endpoint_url, eni=eni,
+        sshd=sshd, moto=moto,
+    )  # fmt: skip

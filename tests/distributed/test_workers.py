@@ -1,0 +1,85 @@
+"""Workers that differ, die or take over: what a distributed deployment adds to a run (trivial notebooks)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import psutil
+import pytest
+
+from tests.distributed.deployment import Deployment
+
+pytestmark = pytest.mark.integration
+
+
+def remote_processes(run_id: str) -> list[psutil.Process]:
+    """Processes on the "instance" (the sshd's children) working for ``run_id``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(run_id in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+    return found
+
+
+def test_worker_without_environment_setting_runs_nothing_under_another_backend(
+    deployment: Deployment,
+) -> None:
+    """(c) a worker started without DAG_FACTORY_ENV parses the DAG file on its own: it must not run the
+    sagemaker DAG's tasks as the local backend's (a work directory on the worker, rows in DuckDB)."""
+    cluster = deployment.cluster
+    (job,) = deployment.deploy([deployment.tick_spec("tick-noenv", ["de"], retries=0)])
+    cluster.start_worker("worker-noenv", factory_env=None)
+    try:
+        with deployment.only_worker("worker-noenv"):
+            run_id = deployment.run(job)
+    finally:
+        cluster.stop_worker("worker-noenv")
+
+    tries = deployment.tries(job, run_id)
+    assert {t.hostname for t in tries if t.hostname} == {"worker-noenv"}, tries
+    assert cluster.run_state(job.dag_id, run_id) == "failed"
+    states = deployment.states(job, run_id)
+    assert states["de.create_instance"] == "failed", states
+    assert "success" not in states.values(), states
+    # nothing ran as the local backend: no work directory, no local bucket, no instance either
+    assert not (deployment.tmp_path / "local-backend").exists()
+    assert deployment.e2e.instances() == []
+    log = deployment.task_log(job, run_id, "de.create_instance", 1, "worker-noenv")
+    assert "DAG_FACTORY_ENV" in log, log[-3000:]
+
+
+def test_worker_killed_mid_notebook_task_retried_on_the_other_worker(deployment: Deployment) -> None:
+    """(d) SIGKILL worker-1's whole process tree while its notebook task runs: Airflow fails the task
+    (heartbeat timeout) and retries it on worker-2, the teardowns run there, nothing is left behind and
+    the rows are delivered once."""
+    cluster = deployment.cluster
+    spec = deployment.tick_spec("tick-killed", ["de"], params={"seconds": 900, "sleep_once": True},
+                                retries=1, retry_delay="5s")  # fmt: skip
+    (job,) = deployment.deploy([spec])
+    marker = deployment.sm.sshd.home / ".tick-{run_id}-de"
+    with deployment.only_worker("worker-1"):  # the next test's deployment fixture restarts it
+        run_id = deployment.run(job, wait=False)
+        started = marker.with_name(marker.name.format(run_id=run_id))
+        deployment.wait_for("the notebook sleeping on the instance", started.exists)
+        cluster.consume("worker-2", True)
+        cluster.components["worker-1"].kill()
+        state = cluster.wait_run(job.dag_id, run_id)
+    print(deployment.timeline(job, run_id))
+    leftover = remote_processes(run_id)
+
+    tries = deployment.tries(job, run_id)
+    assert state == "success", (tries, cluster.logs())
+    notebook = [(t.try_number, t.hostname, t.state) for t in tries if t.task_id == "de.nb_tick"]
+    assert [(n, host) for n, host, _ in notebook] == [(1, "worker-1"), (2, "worker-2")], notebook
+    assert notebook[-1][2] == "success"
+    teardowns = {t.task_id: (t.hostname, t.state) for t in tries if t.task_id.endswith("_instance")}
+    assert teardowns["de.stop_instance"] == teardowns["de.delete_instance"] == ("worker-2", "success")
+    assert deployment.e2e.instances() == []
+    assert deployment.sm.eni.assigned == {}
+    assert deployment.e2e.rows("analytics.tick_metrics") == {"de": 1}
+    if leftover:  # issue 13 item 8: the killed task's remote process is not stopped yet
+        for proc in leftover:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        pytest.xfail(f"remote process of the killed task left running: {[p.pid for p in leftover]}")

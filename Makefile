@@ -1,4 +1,4 @@
-.PHONY: install test unit lint schema demo bench golden clean
+.PHONY: install test unit lint schema demo bench bench-cluster golden clean
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -28,6 +28,10 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/cluster.py
+
+bench-cluster: install
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .dag-factory

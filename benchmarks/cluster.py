@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import sys
@@ -35,7 +36,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-cluster-air
 import pytest  # noqa: E402  (a MonkeyPatch for the moto ENI patch, as the tests use)
 import yaml  # noqa: E402
 
-from tests.distributed.deployment import Deployment, Job, configure  # noqa: E402
+from tests.distributed.deployment import POOL, POOL_SLOTS, TICK_NOTEBOOKS, Deployment, Job, configure  # noqa: E402
 from tests.servers.airflow_cluster import AirflowCluster, running_cluster  # noqa: E402
 from tests.servers.moto import running_moto  # noqa: E402
 from tests.servers.postgres import run_postgres  # noqa: E402
@@ -52,6 +53,17 @@ def countries(n: int) -> list[str]:
     if n > len(values):
         raise SystemExit(f"--values at most {len(values)} (the churn-model spec's countries)")
     return values[:n]
+
+
+def churn_shaped(deployment: Deployment, values: list[str]) -> dict[str, Any]:
+    """The churn example's DAG (two notebooks, two deliveries: 9 tasks per country), trivial notebooks."""
+    spec = deployment.tick_spec("churn-bench", values)
+    spec["notebooks"] = [{"path": f"notebooks/{name}", "timeout": "10m"} for name in TICK_NOTEBOOKS]
+    spec["deliver"] = [
+        {"to": "postgres", "table": f"analytics.bench_{table}", "files": "metrics/*.json"}
+        for table in ("scores", "metrics")
+    ]
+    return spec
 
 
 def measure(cluster: AirflowCluster, job: Job, run_id: str) -> dict[str, Any]:
@@ -112,17 +124,23 @@ def bench_deployment(concurrency: int) -> Iterator[Deployment]:
 
 
 def main() -> int:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--values", type=int, default=20, help="countries (fan-out values), default 20")
     parser.add_argument("--concurrency", type=int, default=4, help="task slots per Celery worker")
+    parser.add_argument("--pool-slots", type=int, default=POOL_SLOTS, help="the SageMaker API pool's slots")
     parser.add_argument("--smoke", action="store_true", help="2 countries: a quick check of the harness")
     parser.add_argument("--json", type=Path, default=OUT)
     args = parser.parse_args()
     values = countries(2 if args.smoke else args.values)
     with bench_deployment(args.concurrency) as deployment:
-        (job,) = deployment.deploy([deployment.tick_spec("churn-bench", values)])
+        if args.pool_slots != POOL_SLOTS:
+            deployment.cluster.request(
+                "PATCH", f"/api/v2/pools/{POOL}", {"pool": POOL, "slots": args.pool_slots}
+            )
+        (job,) = deployment.deploy([churn_shaped(deployment, values)])
         runs = [
             run_once(deployment, job, 1, dt.date(2026, 1, 5)),
             run_once(deployment, job, 2, dt.date(2026, 1, 6)),
@@ -132,6 +150,7 @@ def main() -> int:
         "values": len(values),
         "tasks_per_run": one["tasks"],
         "concurrency_per_worker": args.concurrency,
+        "pool_slots": args.pool_slots,
         "runs": runs,
         "wall_ratio_1_over_2": round(one["wall_s"] / two["wall_s"], 2),
         "throughput_ratio_2_over_1": round(two["tasks_per_min"] / one["tasks_per_min"], 2),
@@ -145,7 +164,8 @@ def main() -> int:
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nchurn example, {report['values']} countries, {report['tasks_per_run']} tasks, "
-          f"{report['concurrency_per_worker']} slots per worker")  # fmt: skip
+          f"{report['concurrency_per_worker']} slots per worker, "
+          f"{report['pool_slots']} API pool slots")  # fmt: skip
     print("| Celery workers | wall s (trigger -> final) | tasks/min | tasks per worker |")
     print("| ---: | ---: | ---: | --- |")
     for run in report["runs"]:

@@ -37,6 +37,7 @@ CLUSTER_ENV = "cluster"
 AWS_CONN, SSH_CONN, POSTGRES_CONN = "aws_default", "sagemaker_ssh", "warehouse_postgres"
 POOL, POOL_SLOTS = "sagemaker_api", 4
 DATE = dt.date(2026, 1, 5)
+TICK_NOTEBOOKS = ("tick.ipynb", "tock.ipynb")
 DAG_FACTORY = str(Path(sys.executable).with_name("dag-factory"))
 
 
@@ -85,8 +86,10 @@ def tick_notebook() -> str:
 
 
 def write_tick_project(target: Path) -> Path:
+    """A project of two trivial notebooks (``tick``, ``tock``: the same cell) and no requirements."""
     (target / "notebooks").mkdir(parents=True, exist_ok=True)
-    (target / "notebooks" / "tick.ipynb").write_text(tick_notebook())
+    for name in TICK_NOTEBOOKS:
+        (target / "notebooks" / name).write_text(tick_notebook())
     (target / "requirements.txt").write_text("")
     return target
 
@@ -147,6 +150,7 @@ class Deployment:
 
     def tick_spec(self, project: str, values: list[str], params: dict[str, Any] | None = None,
                   **fields: Any) -> dict[str, Any]:  # fmt: skip
+        """The demo spec with the tick notebook: one notebook, one delivery (7 tasks per value)."""
         spec = self.spec(project, values, **fields)
         spec["fan_out"].pop("parameters", None)
         spec["parameters"] = params or {}
@@ -164,7 +168,7 @@ class Deployment:
         jobs = []
         for spec in specs:
             project = self.bundle / "projects" / spec["project"]
-            if spec["notebooks"][0]["path"] == "notebooks/tick.ipynb":
+            if spec["notebooks"][0]["path"] == f"notebooks/{TICK_NOTEBOOKS[0]}":
                 write_tick_project(project)
             else:
                 shutil.copytree(DEMO_PROJECT, project, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))

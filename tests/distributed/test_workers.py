@@ -12,16 +12,25 @@ from tests.distributed.deployment import Deployment
 pytestmark = pytest.mark.integration
 
 
-def remote_processes(run_id: str) -> list[psutil.Process]:
-    """Processes on the "instance" (the sshd's children) working for ``run_id``."""
+def stop_remote_processes(run_id: str) -> list[psutil.Process]:
+    """Kill the processes on the "instance" (the sshd's children) still working for ``run_id``; returns
+    them (none once the run is over, unless a task's remote work outlived it)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
             if any(run_id in part for part in proc.info["cmdline"] or []):
                 found.append(proc)
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
     return found
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 item 1 not on main yet: a worker without DAG_FACTORY_ENV falls back to the local "
+    "backend and runs create_instance as a local work directory; remove this mark when it lands",
+)
 def test_worker_without_environment_setting_runs_nothing_under_another_backend(
     deployment: Deployment,
 ) -> None:
@@ -58,15 +67,18 @@ def test_worker_killed_mid_notebook_task_retried_on_the_other_worker(deployment:
                                 retries=1, retry_delay="5s")  # fmt: skip
     (job,) = deployment.deploy([spec])
     marker = deployment.sm.sshd.home / ".tick-{run_id}-de"
-    with deployment.only_worker("worker-1"):  # the next test's deployment fixture restarts it
-        run_id = deployment.run(job, wait=False)
-        started = marker.with_name(marker.name.format(run_id=run_id))
-        deployment.wait_for("the notebook sleeping on the instance", started.exists)
-        cluster.consume("worker-2", True)
-        cluster.components["worker-1"].kill()
-        state = cluster.wait_run(job.dag_id, run_id)
-    print(deployment.timeline(job, run_id))
-    leftover = remote_processes(run_id)
+    run_id, leftover = "", []
+    try:
+        with deployment.only_worker("worker-1"):  # the next test's deployment fixture restarts it
+            run_id = deployment.run(job, wait=False)
+            started = marker.with_name(marker.name.format(run_id=run_id))
+            deployment.wait_for("the notebook sleeping on the instance", started.exists)
+            cluster.consume("worker-2", True)
+            cluster.components["worker-1"].kill()
+            state = cluster.wait_run(job.dag_id, run_id)
+        print(deployment.timeline(job, run_id))
+    finally:
+        leftover = [p.pid for p in stop_remote_processes(run_id)] if run_id else []
 
     tries = deployment.tries(job, run_id)
     assert state == "success", (tries, cluster.logs())
@@ -78,8 +90,5 @@ def test_worker_killed_mid_notebook_task_retried_on_the_other_worker(deployment:
     assert deployment.e2e.instances() == []
     assert deployment.sm.eni.assigned == {}
     assert deployment.e2e.rows("analytics.tick_metrics") == {"de": 1}
-    if leftover:  # issue 13 item 8: the killed task's remote process is not stopped yet
-        for proc in leftover:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        pytest.xfail(f"remote process of the killed task left running: {[p.pid for p in leftover]}")
+    if leftover:  # issue 13 item 8 (remote work dies with its task) has not landed yet
+        pytest.xfail(f"the killed task's remote processes were still running: {leftover}")

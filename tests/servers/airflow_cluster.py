@@ -158,7 +158,6 @@ class AirflowCluster:
     concurrency: int = 2
     default_workers: tuple[str, ...] = ()
     components: dict[str, Component] = field(default_factory=dict)
-    _database: PostgresServer | None = None
 
     # --- operating it ------------------------------------------------------------------------------
     def airflow(self, *args: str, timeout: float = 180) -> str:
@@ -392,8 +391,10 @@ def running_cluster(
         for name in ("scheduler", "dag-processor", "triggerer"):
             component_home = root / name
             component_home.mkdir()
+            # the triggerer's log server would take the fixed port 8794: another cluster may run beside
+            argv = [AIRFLOW, name, *(["--skip-serve-logs"] if name == "triggerer" else [])]
             component = Component(
-                name, [AIRFLOW, name],
+                name, argv,
                 {**component_env(component_home, bundle=component_home / "bundle", database=metadata,
                                  broker=redis.url, factory_env=factory_env), **cluster._shared_env()},
                 component_home,

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 from dag_factory.local.airflow_home import ApiServer
 from tests.e2e.conftest import DEMO_PROJECT, DEMO_SPEC, E2E
+from tests.notebooks import code_notebook
 from tests.servers.airflow_cluster import AirflowCluster
 from tests.servers.moto import MotoServer
 from tests.servers.postgres import PostgresServer
@@ -63,14 +63,9 @@ def configure(cluster: AirflowCluster, moto: MotoServer, sshd: SshdServer, wareh
 def tick_notebook() -> str:
     """A trivial notebook: sleeps ``seconds`` (once per run and value when ``sleep_once``), writes one
     metrics row to the output prefix with boto3."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell(
+    return code_notebook(
         'env = ""\naws_account_id = ""\nlogical_date = ""\nrun_id = ""\ncountry = "de"\n'
-        'output_prefix = ""\nseconds = 0\nsleep_once = False'
-    )
-    params.metadata["tags"] = ["parameters"]
-    body = nbformat.v4.new_code_cell(
+        'output_prefix = ""\nseconds = 0\nsleep_once = False',
         "import json, os, time\nimport boto3\n"
         "marker = os.path.expanduser(f'~/.tick-{run_id}-{country}'.replace(':', '_'))\n"
         "if not (sleep_once and os.path.exists(marker)):\n"
@@ -79,10 +74,8 @@ def tick_notebook() -> str:
         "bucket, _, key = output_prefix.removeprefix('s3://').partition('/')\n"
         "row = [{'country': country, 'n_rows': 1}]\n"
         "s3 = boto3.client('s3')\n"
-        "s3.put_object(Bucket=bucket, Key=f'{key}/metrics/metrics.json', Body=json.dumps(row))"
+        "s3.put_object(Bucket=bucket, Key=f'{key}/metrics/metrics.json', Body=json.dumps(row))",
     )
-    nb.cells = [params, body]
-    return str(nbformat.writes(nb))
 
 
 def write_tick_project(target: Path) -> Path:

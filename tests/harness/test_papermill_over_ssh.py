@@ -10,25 +10,21 @@ import nbformat
 import pytest
 import yaml
 
+from tests.notebooks import code_notebook
 from tests.servers.sagemaker import SageMakerEnv
 
 pytestmark = pytest.mark.integration
 
 
 def tiny_notebook() -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell('country = "xx"\nlookback_days = 1')
-    params.metadata["tags"] = ["parameters"]
-    work = nbformat.v4.new_code_cell(
+    return code_notebook(
+        'country = "xx"\nlookback_days = 1',
         "import os, boto3\n"
         'print(f"result={country}-{lookback_days * 2}")\n'
         'print("endpoint=" + os.environ["AWS_ENDPOINT_URL"])\n'
         'names = sorted(b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"])\n'
-        'print("buckets=" + ",".join(names))'
+        'print("buckets=" + ",".join(names))',
     )
-    nb.cells = [params, work]
-    return str(nbformat.writes(nb))
 
 
 def test_papermill_over_ssh_writes_the_executed_notebook_to_moto(sagemaker_env: SageMakerEnv) -> None:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dag_factory.local.airflow_home import stop_process_group
+
 REDIS_SERVER = "/usr/bin/redis-server"
 APT_PACKAGE = "redis-server"
 START_TIMEOUT_S = 30.0
@@ -103,9 +105,4 @@ def running_redis(root: Path) -> Iterator[RedisServer]:
             time.sleep(0.1)
         yield RedisServer("127.0.0.1", port, proc, log_file)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process_group(proc)

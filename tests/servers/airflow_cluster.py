@@ -55,7 +55,13 @@ API_SECRET_KEY = "cluster-test-api-secret-key"
 
 
 def component_env(
-    home: Path, *, bundle: Path, database: PostgresServer, broker: str, factory_env: str | None
+    home: Path,
+    *,
+    bundle: Path,
+    database: PostgresServer,
+    broker: str,
+    factory_env: str | None,
+    parallelism: int = 8,
 ) -> dict[str, str]:
     """The environment of one component: the settings docs/deploy.md lists, for a home on loopback."""
     sql = f"postgresql+psycopg2://{database.user}:{database.password}@{database.host}:{database.port}"
@@ -68,7 +74,9 @@ def component_env(
         "AIRFLOW__CORE__DAGS_FOLDER": str(bundle),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__PARALLELISM": "64",
+        # no more tasks queued than the workers have slots: a task waiting in the broker counts
+        # against [scheduler] task_queued_timeout (600 s) and is failed when it passes
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
@@ -77,11 +85,9 @@ def component_env(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # a new DAG file shows up within seconds (default 5 min)
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
-        # a dead worker's task is failed (and retried) after 30 s, not 5 min; a task stuck in queued
-        # (its message was on a dead worker) is re-queued after 2 min, not 10
+        # a dead worker's task is failed (and retried) after 30 s, not 5 min
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
         "PYTHONPATH": str(REPO),  # tests.servers.worker_identity
         "PYTHONUNBUFFERED": "1",
     }
@@ -371,7 +377,8 @@ def _wait_healthy(cluster: AirflowCluster, timeout: float = START_TIMEOUT_S) -> 
 def running_cluster(
     root: Path, postgres: PostgresServer, *, factory_env: str, workers: int = 2, concurrency: int = 2
 ) -> Iterator[AirflowCluster]:
-    """Start the whole deployment under ``root``; stop every process and drop its database on exit."""
+    """Start the whole deployment under ``root``; stop every process and drop its database on exit.
+    The scheduler's parallelism is the workers' slots (``workers`` x ``concurrency``)."""
     source = root / "bundle-source"
     source.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -396,7 +403,8 @@ def running_cluster(
             component = Component(
                 name, argv,
                 {**component_env(component_home, bundle=component_home / "bundle", database=metadata,
-                                 broker=redis.url, factory_env=factory_env), **cluster._shared_env()},
+                                 broker=redis.url, factory_env=factory_env,
+                                 parallelism=workers * concurrency), **cluster._shared_env()},
                 component_home,
             )  # fmt: skip
             cluster.components[name] = component

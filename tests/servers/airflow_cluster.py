@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -85,6 +86,8 @@ def component_env(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # a new DAG file shows up within seconds (default 5 min)
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "3",
+        # tasks call the api-server's Execution API; on a loaded 2-core machine answers took > 5 s
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         # a dead worker's task is failed (and retried) after 30 s, not 5 min
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
@@ -177,15 +180,22 @@ class AirflowCluster:
             raise RuntimeError(f"airflow {command} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """A REST API call (the simple auth manager signs it: no Authorization header)."""
+    def request(self, method: str, path: str, body: Any = None, attempts: int = 3) -> Any:
+        """A REST API call (the simple auth manager signs it: no Authorization header). A GET that
+        times out is asked again: a loaded 2-core machine left the api-server silent for > 30 s."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             f"{self.api.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            raw = answer.read()
-        return json.loads(raw) if raw else None
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    raw = answer.read()
+                return json.loads(raw) if raw else None
+            except (TimeoutError, urllib.error.URLError) as exc:
+                if method != "GET" or attempt == attempts or isinstance(exc, urllib.error.HTTPError):
+                    raise
+        raise AssertionError("unreachable")
 
     def add_connection(self, conn_id: str, conn: Mapping[str, Any]) -> None:
         """POST /api/v2/connections (``conn`` as Airflow's JSON form; extra a dict)."""
@@ -320,7 +330,28 @@ class AirflowCluster:
 def stop_components(
     components: list[Component], sig: signal.Signals = signal.SIGTERM, grace: float = 5.0
 ) -> None:
-    """Signal every process tree at once, SIGKILL what is left after ``grace`` seconds, reap them."""
+    """Signal every process tree at once, SIGKILL what is left after ``grace`` seconds, reap them.
+    A second Ctrl-C meanwhile would leave processes behind: SIGINT waits until they are gone."""
+    with _sigint_deferred():
+        _stop_trees(components, sig, grace)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+def _stop_trees(components: list[Component], sig: signal.Signals, grace: float) -> None:
     started = [c.process for c in components if c.process is not None]
     trees = [proc for popen in started for proc in process_tree(popen.pid)]
     for proc in trees:

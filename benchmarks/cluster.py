@@ -1,6 +1,6 @@
 """The churn example at 20 countries on a distributed Airflow: 1 vs 2 Celery workers.
 
-    .venv/bin/python benchmarks/cluster.py                  # 20 countries, 4 slots per worker (~15 min)
+    .venv/bin/python benchmarks/cluster.py                  # 20 countries, 4 slots per worker (~35 min)
     .venv/bin/python benchmarks/cluster.py --smoke          # 2 countries: checks the harness (~4 min)
     .venv/bin/python benchmarks/cluster.py --values 10 --concurrency 2
 

@@ -225,11 +225,16 @@ class AirflowCluster:
             time.sleep(1)
         raise TimeoutError(f"DAG {dag_id} not parsed within {timeout:.0f} s\n{self.logs('dag-processor')}")
 
-    def trigger(self, dag_id: str, logical_date: dt.date, run_id: str) -> str:
-        """``airflow dags trigger`` as an operator would; returns the run id."""
-        when = dt.datetime.combine(logical_date, dt.time(), tzinfo=dt.UTC).isoformat()
-        self.airflow("dags", "trigger", dag_id, "--run-id", run_id, "--logical-date", when)
-        return run_id
+    def trigger(self, dag_id: str, logical_date: dt.date | None, run_id: str) -> str:
+        """``POST /api/v2/dags/{dag_id}/dagRuns`` as an operator's tooling would; ``logical_date`` None
+        triggers a run without one. Returns the run id."""
+        when = None
+        if logical_date is not None:
+            when = dt.datetime.combine(logical_date, dt.time(), tzinfo=dt.UTC).isoformat()
+        answer = self.request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": when}
+        )
+        return str(answer["dag_run_id"])
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
         deadline = time.monotonic() + timeout

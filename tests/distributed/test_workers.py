@@ -26,11 +26,6 @@ def stop_remote_processes(run_id: str) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 1 not on main yet: a worker without DAG_FACTORY_ENV falls back to the local "
-    "backend and runs create_instance as a local work directory; remove this mark when it lands",
-)
 def test_worker_without_environment_setting_runs_nothing_under_another_backend(
     deployment: Deployment,
 ) -> None:
@@ -41,20 +36,30 @@ def test_worker_without_environment_setting_runs_nothing_under_another_backend(
     cluster.start_worker("worker-noenv", factory_env=None)
     try:
         with deployment.only_worker("worker-noenv"):
-            run_id = deployment.run(job)
+            run_id = deployment.run(job, wait=False)
+            deployment.wait_for(
+                "create_instance failed on the worker without the setting",
+                lambda: deployment.states(job, run_id).get("de.create_instance") == "failed",
+                timeout=600,
+            )
+        log = deployment.task_log(job, run_id, "de.create_instance", 1, "worker-noenv")
+        # the configured workers take over, so the teardowns can run and the run end
+        for worker in cluster.workers():
+            cluster.consume(worker, worker != "worker-noenv")
+        assert cluster.wait_run(job.dag_id, run_id) == "failed"
     finally:
         cluster.stop_worker("worker-noenv")
 
     tries = deployment.tries(job, run_id)
-    assert {t.hostname for t in tries if t.hostname} == {"worker-noenv"}, tries
-    assert cluster.run_state(job.dag_id, run_id) == "failed"
+    create = [t for t in tries if t.task_id == "de.create_instance"]
+    assert [(t.hostname, t.state) for t in create] == [("worker-noenv", "failed")], tries
     states = deployment.states(job, run_id)
-    assert states["de.create_instance"] == "failed", states
-    assert "success" not in states.values(), states
+    assert states["de.prepare"] == "upstream_failed" and "de.nb_tick" not in [
+        task for task, state in states.items() if state == "success"
+    ], states
     # nothing ran as the local backend: no work directory, no local bucket, no instance either
     assert not (deployment.tmp_path / "local-backend").exists()
     assert deployment.e2e.instances() == []
-    log = deployment.task_log(job, run_id, "de.create_instance", 1, "worker-noenv")
     assert "DAG_FACTORY_ENV" in log, log[-3000:]
 
 

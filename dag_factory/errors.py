@@ -5,11 +5,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
-    """One problem in one file, at a 1-based line and column."""
+    """One problem in one file, at a 1-based line and column.
+
+    A warning (`severity="warning"`) is shown but does not make the file invalid: something the
+    checks could not decide, or a likely mistake that is still a valid spec.
+    """
 
     path: str
     line: int
@@ -17,9 +22,16 @@ class Diagnostic:
     loc: str
     message: str
     hint: str = ""
+    severity: Literal["error", "warning"] = "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def render(self) -> str:
         where = f"{self.path}:{self.line}:{self.col}"
+        if self.severity != "error":
+            where += f": {self.severity}"
         text = f"{where}: {self.loc}: {self.message}" if self.loc else f"{where}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
@@ -31,6 +43,7 @@ class Diagnostic:
             "loc": self.loc,
             "message": self.message,
             "hint": self.hint,
+            "severity": self.severity,
         }
 
 

@@ -16,11 +16,20 @@ from dag_factory.load.specs import LoadedPlatform, load_platform, load_spec
 class FileResult:
     path: str
     kind: str  # "spec" or "platform"
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # errors and warnings
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if not d.is_error]
 
     @property
     def valid(self) -> bool:
-        return not self.diagnostics
+        """No errors; warnings do not make a file invalid."""
+        return not self.errors
 
 
 class PlatformCache:

@@ -13,28 +13,51 @@ Rules (each problem is reported at the spec line that causes it):
 - a value whose type clearly differs from the notebook's default (int vs string, list vs scalar,
   bool vs int, ...) is an error; a float default accepts an int, a None default accepts anything;
 - the kernel the spec names (notebooks[i].kernel, else runtime.kernel) is the notebook's own
-  kernelspec name, when the notebook records one.
+  kernelspec name, when the notebook records one;
+- the parameters cell compiles, and papermill's translator for the notebook can write every value
+  passed to it (bash has no dicts, C# no nulls).
+Warnings, which never make a spec invalid: what the notebook's reader could not read (a name the
+spec passes that is not found is then a warning, not an error: it may be declared there), and a
+top-level `sys.exit()` that papermill would take for success.
 Every environment's effective spec is checked; a problem an override introduces points at the override.
 """
 
 from __future__ import annotations
 
-import ast
-import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dag_factory.errors import Diagnostic
 from dag_factory.load.diagnose import suggest
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.load.yaml_source import Loc, Mark, YamlDocument, format_loc
 from dag_factory.spec.job import STANDARD_PARAMETERS, JobSpec
-from dag_factory.validate.notebook_info import NotebookInfo, inspect_notebook, kind_of
+from dag_factory.validate.declared import Declared, kind_of
+from dag_factory.validate.notebook_info import NotebookInfo, inspect_notebook
 
-_ARTICLE = {"int": "an int", "float": "a float", "string": "a string", "bool": "a boolean", "list": "a list"}
+_ARTICLE = {
+    "null": "a null",
+    "int": "an int",
+    "float": "a float",
+    "number": "a number",
+    "string": "a string",
+    "bool": "a boolean",
+    "list": "a list",
+}
+_PLURAL = {
+    "string": "strings",
+    "int": "ints",
+    "float": "floats",
+    "bool": "booleans",
+    "list": "lists",
+    "dict": "dicts",
+    "null": "nulls",
+}
+_LANGUAGES = {"r": "an R", "csharp": "a C#", "fsharp": "an F#", "powershell": "a PowerShell"}
 _EXAMPLE = {
     "int": "6",
     "float": "0.5",
@@ -42,7 +65,11 @@ _EXAMPLE = {
     "bool": "true",
     "list": "[a, b]",
     "dict": "{k: v}",
+    "number": "0.5",
 }
+# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent: 6.02e23 and 1e-3 are strings
+_EXPONENT_WITHOUT_SIGN = re.compile(r"[-+]?(\d[\d_]*)(\.\d*)?[eE]\d+\Z")
+_EXPONENT = re.compile(r"[-+]?(\.\d+|\d[\d_]*(\.\d*)?)[eE][-+]?\d+\Z")
 
 
 def _kind_text(kind: str) -> str:
@@ -55,24 +82,54 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _example(default: str | None, kind: str) -> str:
-    """The notebook's default written as yaml, else a typical value of the kind."""
-    try:
-        return json.dumps(ast.literal_eval(default or ""))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _EXAMPLE.get(kind, "...")
+def _language(info: NotebookInfo) -> str:
+    name = info.language or "python"
+    return _LANGUAGES.get(name, f"a {name.capitalize() if name != 'matlab' else 'Matlab'}")
 
 
 def _accepts(declared: str | None, given: str | None) -> bool:
     if declared is None or given is None or declared == given:
         return True
+    if declared == "number":  # an R or Matlab double
+        return given in ("int", "float")
     return declared == "float" and given == "int"
 
 
+def _kinds_in(value: Any) -> set[str]:
+    """The kinds of a value and of everything inside it (null as 'null')."""
+    found = {kind_of(value) or "null"}
+    if isinstance(value, dict):
+        for item in value.values():
+            found |= _kinds_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found |= _kinds_in(item)
+    return found
+
+
+def _yaml_number_hint(value: Any, kind: str) -> str:
+    """A string that was meant as a number: YAML 1.1 needs 6.02e+23, not 6.02e23."""
+    if kind not in ("float", "number") or not isinstance(value, str) or not _EXPONENT.match(value):
+        return ""
+    if _EXPONENT_WITHOUT_SIGN.match(value):
+        mantissa, exponent = re.split("[eE]", value)
+        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+        return (
+            f"YAML reads {value} as a string; write {mantissa}e+{exponent} or {mantissa}E+{exponent}, "
+            "with a dot and a signed exponent"
+        )
+    mantissa, exponent = re.split("[eE]", value)
+    return f"YAML reads {value} as a string; write {mantissa}.0e{exponent}, with a dot"
+
+
 def _undeclared_hint(name: str, declared: Iterable[str], fallback: str) -> str:
-    """did-you-mean from the declared names when one is close, else how to fix it."""
-    hint = suggest(name, declared)
-    return hint if hint.startswith("did you mean") else fallback
+    """did-you-mean from the declared names when one is close (or the only one it begins), else the fix."""
+    names = list(declared)
+    hint = suggest(name, names)
+    if hint.startswith("did you mean"):
+        return hint
+    begun = [n for n in names if n.startswith(name) or name.startswith(n)]
+    return f"did you mean {begun[0]!r}?" if len(begun) == 1 else fallback
 
 
 @dataclass
@@ -101,9 +158,11 @@ class _Check:
                     return format_loc(full), mark
         return format_loc(loc), positions.of_key(loc) if key else positions.of_value(loc)
 
-    def add(self, loc: Loc, message: str, hint: str = "", key: bool = False) -> None:
+    def add(self, loc: Loc, message: str, hint: str = "", key: bool = False, warning: bool = False) -> None:
         shown, mark = self._where(loc, key)
-        self.found.append(Diagnostic(str(self.loaded.path), mark.line, mark.col, shown, message, hint))
+        severity: Literal["error", "warning"] = "warning" if warning else "error"
+        path = str(self.loaded.path)
+        self.found.append(Diagnostic(path, mark.line, mark.col, shown, message, hint, severity))
 
     def standard(self) -> set[str]:
         names = set(STANDARD_PARAMETERS)
@@ -152,25 +211,44 @@ class _Check:
                 where.setdefault(name, []).append(i)
         return where
 
-    def _check_value(self, loc: Loc, name: str, value: Any, notebooks: list[int]) -> None:
+    def _check_value(self, loc: Loc, name: str, value: Any, notebooks: Iterable[int]) -> None:
+        """`value` reaches these notebooks: each can take it (translator) and, if it declares it, its type."""
         given = kind_of(value)
         for i in notebooks:
-            declared = self.infos[i].parameters[name]
-            if _accepts(declared.kind, given):
+            info = self.infos[i]
+            cannot = sorted(_kinds_in(value) & set(info.uninjectable))
+            if cannot:
+                allowed = [_PLURAL[k] for k in _PLURAL if k not in info.uninjectable]
+                self.add(
+                    loc,
+                    f"parameter {name!r} holds {_kind_text(cannot[0])}, which papermill cannot write "
+                    f"into {self.spec.notebooks[i].path} ({_language(info)} notebook)",
+                    f"papermill writes {', '.join(allowed[:-1])} and {allowed[-1]} into it",
+                )
+                return
+            declared = info.parameters.get(name)
+            if declared is None or _accepts(declared.kind, given):
                 continue
-            kind = declared.kind or ""
-            self.add(
-                loc,
-                f"parameter {name!r} is {_shown(value)} ({_kind_text(given or 'null')}) but "
-                f"{self.spec.notebooks[i].path} declares {declared.shown()} ({_kind_text(kind)})",
-                f"pass {_kind_text(kind)}, e.g. {name}: {_example(declared.default, kind)}, "
-                "or change the notebook's default",
-            )
+            self._mismatch(loc, name, value, i, declared)
             return
+
+    def _mismatch(self, loc: Loc, name: str, value: Any, i: int, declared: Declared) -> None:
+        kind = declared.kind or ""
+        example = declared.example() or _EXAMPLE.get(kind, "...")
+        hint = _yaml_number_hint(value, kind) or (
+            f"pass {_kind_text(kind)}, e.g. {name}: {example}, or change the notebook's default"
+        )
+        self.add(
+            loc,
+            f"parameter {name!r} is {_shown(value)} ({_kind_text(kind_of(value) or 'null')}) but "
+            f"{self.spec.notebooks[i].path} declares {declared.shown()} ({_kind_text(kind)})",
+            hint,
+        )
 
     def check_shared(self) -> None:
         """Global and per-value parameters: declared by at least one notebook, of a matching type."""
         where = self._declared_anywhere()
+        unread = [self.spec.notebooks[i].path for i, info in self.infos.items() if info.unread]
         sources: list[tuple[Loc, str, dict[str, Any]]] = [
             (("parameters",), "every value", self.spec.parameters)
         ]
@@ -183,29 +261,24 @@ class _Check:
                 if name not in where:
                     paths = ", ".join(nb.path for nb in self.spec.notebooks)
                     fallback = f"declare {name} = <default> in the parameters cell of a notebook that uses it"
-                    self.add(
-                        loc,
-                        f"parameter {name!r} (for {scope}) is not declared by any notebook ({paths})",
-                        _undeclared_hint(name, where, fallback),
-                        key=True,
-                    )
-                    continue
-                self._check_value(loc, name, value, where[name])
+                    message = f"parameter {name!r} (for {scope}) is not declared by any notebook ({paths})"
+                    if unread:  # it may be declared in what could not be read: say so, do not fail
+                        message += f"; the parameters cell of {', '.join(unread)} was not read in full"
+                    hint = _undeclared_hint(name, where, fallback)
+                    self.add(loc, message, hint, key=True, warning=bool(unread))
+                self._check_value(loc, name, value, self.infos)
 
     def check_own(self, i: int) -> None:
-        notebook = self.spec.notebooks[i]
-        declared = self.infos[i].parameters
+        notebook, info = self.spec.notebooks[i], self.infos[i]
         for name, value in notebook.parameters.items():
             loc: Loc = ("notebooks", i, "parameters", name)
-            if name not in declared:
+            if name not in info.parameters:
                 fallback = f"declare {name} = <default> in its parameters cell, or remove it here"
-                self.add(
-                    loc,
-                    f"parameter {name!r} is not declared in the parameters cell of {notebook.path}",
-                    _undeclared_hint(name, declared, fallback),
-                    key=True,
-                )
-                continue
+                message = f"parameter {name!r} is not declared in the parameters cell of {notebook.path}"
+                if info.unread:  # it may be declared in what could not be read: say so, do not fail
+                    message += " (as far as it could be read)"
+                hint = _undeclared_hint(name, info.parameters, fallback)
+                self.add(loc, message, hint, key=True, warning=info.unread)
             self._check_value(loc, name, value, [i])
 
     def check_required(self, i: int) -> None:
@@ -259,7 +332,7 @@ def _shown_dir(folder: Path) -> str:
 
 
 def _file_problems(check: _Check) -> None:
-    """The notebook files themselves: missing, unreadable, not exactly one parameters cell."""
+    """The notebook files themselves: missing, unreadable, not exactly one parameters cell; their notes."""
     for i, notebook in enumerate(check.spec.notebooks):
         info = check.infos[i]
         loc: Loc = ("notebooks", i, "path")
@@ -287,6 +360,9 @@ def _file_problems(check: _Check) -> None:
                 f"(cells {cells})",
                 "papermill only uses the first: merge them into one cell, or untag the others",
             )
+        for note in info.notes:
+            where = f"notebook {notebook.path}, cell {note.cell}, line {note.line}"
+            check.add(loc, f"{where}: {note.message}", note.hint, warning=True)
 
 
 def check_contract(loaded: LoadedSpec) -> list[Diagnostic]:

@@ -1,89 +1,69 @@
-"""What a notebook declares: its parameters cell read by papermill's own inspection, cached by content.
+"""What a notebook declares: its kernel, language and parameters cell, cached by content.
+
+The parameters cell is read as the kernel's language (`python_cell` with Python's parser,
+`assignments` for the other languages papermill injects into); which language that is, and which
+values can be injected at all, papermill's own translators decide, as they do at run time: the
+translator of the kernel the run uses (`-k`), else of the notebook's language.
 
 Importing papermill takes about a second, far more than validating a spec, so the result of an
 inspection is cached on disk per notebook content hash (and papermill version): a notebook is only
 inspected again when its bytes change. `$DAG_FACTORY_CACHE_DIR` moves the cache (default
 `$XDG_CACHE_HOME/dag-factory` or `~/.cache/dag-factory`); `DAG_FACTORY_CACHE_DIR=off` disables it
 (dag_factory.settings).
-
-papermill's regex-based inspection does not know annotation-only declarations (`x: int`, a
-parameter without a default): it glues them onto the previous definition. Those lines are taken
-out before papermill reads the cell and reported as required parameters.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dag_factory import settings
+from dag_factory.errors import DagFactoryError
+from dag_factory.validate.assignments import SYNTAXES, read_assignments
+from dag_factory.validate.declared import CellReading, Declared, kind_of
+from dag_factory.validate.python_cell import early_exits, read_python_cell
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 PARAMETERS_TAG = "parameters"
-_ANNOTATION_ONLY = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<type>[^=#]+?)\s*(#\s*(?P<help>.*))?$")
-_KINDS = {"int": "int", "float": "float", "str": "string", "bool": "bool", "list": "list", "dict": "dict"}
+# papermill's translator classes -> our reader of that language ("python" or a key of SYNTAXES)
+_READERS = {
+    "PythonTranslator": "python",
+    "RTranslator": "r",
+    "JuliaTranslator": "julia",
+    "ScalaTranslator": "scala",
+    "MatlabTranslator": "matlab",
+    "CSharpTranslator": "csharp",
+    "FSharpTranslator": "fsharp",
+    "PowershellTranslator": "powershell",
+    "BashTranslator": "bash",
+}
+_SAMPLES: list[Any] = [None, "text", True, 1, 1.5, [1], {"k": 1}]
+_READER_MODULES = ("notebook_info.py", "python_cell.py", "assignments.py", "declared.py")
 
 
 @dataclass(frozen=True)
-class Declared:
-    """One parameter of a notebook's parameters cell."""
+class Note:
+    """Something about a notebook that is worth a warning, at a cell (1-based) and a line in it."""
 
-    name: str
-    type_name: str  # papermill's inferred_type_name: the annotation or type comment, 'None' if absent
-    default: str | None  # source text; None: declared without a default (`x: int`)
-    help: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is None
-
-    @property
-    def kind(self) -> str | None:
-        """int, float, string, bool, list, dict; None when the type is not clear."""
-        if self.default is not None:
-            try:
-                value = ast.literal_eval(self.default)
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                value = _Unknown
-            if value is not _Unknown and value is not None:
-                return kind_of(value)
-        base = self.type_name.split("[", 1)[0].strip()
-        return _KINDS.get(base)
-
-    def shown(self) -> str:
-        annotation = f": {self.type_name}" if self.type_name not in ("None", "") else ""
-        return f"{self.name}{annotation}" + (f" = {self.default}" if self.default is not None else "")
-
-
-class _Unknown:
-    pass
-
-
-def kind_of(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
-    return None
+    cell: int
+    line: int
+    message: str
+    hint: str = ""
 
 
 @dataclass
 class NotebookInfo:
-    """An inspected notebook; `error` (and `hint`) set when it cannot be read as a notebook."""
+    """An inspected notebook; `error` (and `hint`) set when it cannot be read or run as a notebook.
+
+    `language` is the language whose reader read the parameters cell (python, r, julia, ...);
+    `unread`: the parameters cell holds statements the reader could not read, so a name it does not
+    find may still be declared there; `uninjectable`: kinds of values papermill's translator for
+    this notebook cannot write (a dict for bash, null for C#).
+    """
 
     error: str = ""
     hint: str = ""
@@ -91,6 +71,9 @@ class NotebookInfo:
     kernel: str | None = None
     language: str | None = None
     parameters: dict[str, Declared] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    unread: bool = False
+    uninjectable: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,7 +83,12 @@ class NotebookInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NotebookInfo:
         declared = [Declared(**p) for p in data.pop("parameters")]
-        return cls(**data, parameters={p.name: p for p in declared})
+        notes = [Note(**n) for n in data.pop("notes")]
+        return cls(**data, notes=notes, parameters={p.name: p for p in declared})
+
+
+class NotebookUnreadable(DagFactoryError):
+    """A notebook whose parameters cannot be read (not a notebook, no parameters cell, ...)."""
 
 
 def _cache_dir() -> Path | None:
@@ -121,8 +109,9 @@ def _cache_file(raw: bytes, fallback_kernel: str) -> Path | None:
     folder = _cache_dir()
     if folder is None:
         return None
-    code = Path(__file__).read_bytes()  # a change of this module's reading invalidates the cache
-    digest = hashlib.sha256(b"\0".join([raw, fallback_kernel.encode(), code])).hexdigest()
+    here = Path(__file__).parent  # a change of how notebooks are read invalidates the cache
+    code = [(here / name).read_bytes() for name in _READER_MODULES]
+    digest = hashlib.sha256(b"\0".join([raw, fallback_kernel.encode(), *code])).hexdigest()
     return folder / f"notebooks-v{CACHE_VERSION}-pm{_papermill_version()}" / f"{digest}.json"
 
 
@@ -147,49 +136,116 @@ def _write_cache(path: Path | None, info: NotebookInfo) -> None:
         pass  # a read-only home only costs speed
 
 
-def _split_annotation_only(source: str) -> tuple[str, list[Declared]]:
-    """Annotation-only lines (`x: int`) out of the cell source, as required parameters."""
-    kept, required = [], []
-    for line in source.splitlines():
-        match = _ANNOTATION_ONLY.match(line.strip()) if not line[:1].isspace() else None
-        if match and not line.strip().startswith("#"):
-            help_text = (match.group("help") or "").strip()
-            required.append(Declared(match.group("name"), match.group("type").strip(), None, help_text))
-            kept.append("")
-        else:
-            kept.append(line)
-    return "\n".join(kept), required
-
-
-def _inspect_node(nb: Any, fallback_kernel: str) -> NotebookInfo:
-    import nbformat
+def _translator(kernel: str, language: str) -> Any:
+    """papermill's translator for a run with `-k kernel` of a notebook in `language` (None: none)."""
     from papermill.exceptions import PapermillException
-    from papermill.inspection import _infer_parameters
+    from papermill.translators import papermill_translators
 
+    try:
+        return papermill_translators.find_translator(kernel, language)
+    except PapermillException:
+        return None
+
+
+def _reader_of(translator: Any) -> str | None:
+    for cls in translator.__mro__:
+        if cls.__name__ in _READERS:
+            return _READERS[cls.__name__]
+    return None
+
+
+def _uninjectable(translator: Any) -> list[str]:
+    """The kinds of values the translator has no form for: papermill would fail the run."""
+    missing = []
+    for sample in _SAMPLES:
+        try:
+            translator.translate(sample)
+        except NotImplementedError:
+            missing.append(kind_of(sample) or "null")
+    return missing
+
+
+def _read_cell(source: str, reader: str) -> CellReading:
+    return read_python_cell(source) if reader == "python" else read_assignments(source, SYNTAXES[reader])
+
+
+def _read_parameters(info: NotebookInfo, source: str, cell: int, reader: str) -> None:
+    reading = _read_cell(source, reader)
+    if reading.syntax_error:
+        bad = reading.syntax_error
+        info.error = (
+            f"has a parameters cell (cell {cell}) that does not compile: "
+            f"{bad.reason} at line {bad.line}: {bad.text}"
+        )
+        info.hint = "fix the cell in jupyter: papermill would fail every run at this cell"
+        return
+    info.parameters = {}
+    for declared in reading.parameters:  # in first-seen order; the last assignment's default counts
+        info.parameters[declared.name] = declared
+    info.unread = bool(reading.unread)
+    for unread in reading.unread:
+        info.notes.append(
+            Note(
+                cell,
+                unread.line,
+                f"parameters cell not read here ({unread.reason}): {unread.text}",
+                "write each parameter as a plain top-level assignment, name = value; "
+                "the contract cannot check what it cannot read",
+            )
+        )
+
+
+def _exit_notes(nb: Any) -> list[Note]:
+    notes = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for line, text in early_exits(cell.source):
+            notes.append(
+                Note(
+                    index + 1,
+                    line,
+                    f"{text} stops papermill at this cell and the run reports success; "
+                    "the cells after it never run",
+                    "raise an exception to fail the run, or put the cells' remaining work under an if",
+                )
+            )
+    return notes
+
+
+def _inspect_node(nb: Any, kernel: str) -> NotebookInfo:
     cells = [i for i, cell in enumerate(nb.cells) if PARAMETERS_TAG in cell.metadata.get("tags", [])]
     kernelspec = nb.metadata.get("kernelspec", {})
     info = NotebookInfo(parameter_cells=cells, kernel=kernelspec.get("name") or None)
-    info.language = nb.metadata.get("language_info", {}).get("name") or kernelspec.get("language") or None
+    language = nb.metadata.get("language_info", {}).get("name") or kernelspec.get("language") or None
+    if language is None:  # papermill's own rule (utils.nb_language): it then fails every run
+        info.error = "records no language (metadata language_info.name or kernelspec.language)"
+        info.hint = "papermill needs it to write the parameters: save the notebook again from jupyter"
+        return info
+    translator = _translator(kernel, language)
+    if translator is None:
+        info.error = (
+            "cannot be parameterized by papermill: "
+            f"no translator for kernel {kernel!r} or language {language!r}"
+        )
+        info.hint = (
+            "papermill parameterizes python, r, julia, scala, matlab, c#, f#, powershell and bash kernels"
+        )
+        return info
+    reader = _reader_of(translator)
+    info.language = reader
+    info.uninjectable = _uninjectable(translator)
+    if reader == "python":
+        info.notes.extend(_exit_notes(nb))
     if len(cells) != 1:
         return info
-    cell = nb.cells[cells[0]]
-    source, required = _split_annotation_only(cell.source)
-    single = nbformat.v4.new_notebook(metadata=nb.metadata)  # type: ignore[no-untyped-call]
-    single.cells.append(
-        nbformat.v4.new_code_cell(source, metadata={"tags": [PARAMETERS_TAG]})  # type: ignore[no-untyped-call]
-    )
-    try:
-        kernel, language = info.kernel or fallback_kernel, info.language or "python"
-        found = _infer_parameters(single, name=kernel, language=language)
-    except (PapermillException, ValueError):
-        info.error = f"cannot be parameterized by papermill: no translator for kernel {kernel!r} ({language})"
-        info.hint = "papermill parameterizes python, r, julia, scala, matlab, c#, f# and powershell kernels"
+    if reader is None:
+        info.unread = True
+        info.notes.append(
+            Note(cells[0] + 1, 1, f"the contract cannot read parameters cells of {language} notebooks")
+        )
         return info
-    declared = [Declared(p.name, p.inferred_type_name, p.default, p.help) for p in found]
-    lines = [line.split("=", 1)[0].split(":", 1)[0].strip() for line in cell.source.splitlines()]
-    order = {name: i for i, name in reversed(list(enumerate(lines)))}
-    ordered = sorted([*declared, *required], key=lambda p: order.get(p.name, len(lines)))
-    info.parameters = {p.name: p for p in ordered}
+    _read_parameters(info, nb.cells[cells[0]].source, cells[0] + 1, reader)
     return info
 
 
@@ -207,7 +263,7 @@ def _schema_problem(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _read(raw: bytes, fallback_kernel: str) -> NotebookInfo:
+def _read(raw: bytes, kernel: str | None) -> NotebookInfo:
     import nbformat
 
     try:
@@ -228,19 +284,34 @@ def _read(raw: bytes, fallback_kernel: str) -> NotebookInfo:
             error=f"is not a valid notebook (nbformat): {_schema_problem(exc)}",
             hint="save the notebook again from jupyter",
         )
-    return _inspect_node(nb, fallback_kernel)
+    own = nb.metadata.get("kernelspec", {}).get("name") or ""
+    return _inspect_node(nb, kernel or own)
 
 
-def inspect_notebook(path: Path, fallback_kernel: str = "python3") -> NotebookInfo:
-    """The notebook's kernel, language and parameters cell(s); `error` set when unreadable."""
+def inspect_notebook(path: Path, kernel: str | None = None) -> NotebookInfo:
+    """The notebook's kernel, language and parameters cell(s) for a run with kernel `kernel` (None:
+    the notebook's own); `error` set when unreadable."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         return NotebookInfo(error=f"cannot be read: {exc.strerror or exc}".lower())
-    cache = _cache_file(raw, fallback_kernel)
+    cache = _cache_file(raw, kernel or "")
     cached = _read_cache(cache)
     if cached is not None:
         return cached
-    info = _read(raw, fallback_kernel)
+    info = _read(raw, kernel)
     _write_cache(cache, info)
     return info
+
+
+def declared_parameters(path: Path, kernel: str | None = None) -> list[Declared]:
+    """The parameters a notebook declares, in the order of its parameters cell: name, default as
+    written, type where clear, line in the cell. Raises NotebookUnreadable with the reason when the
+    notebook cannot be read, has not exactly one parameters cell, or that cell does not compile."""
+    info = inspect_notebook(path, kernel)
+    problem = info.error
+    if not problem and len(info.parameter_cells) != 1:
+        problem = f"has {len(info.parameter_cells)} cells tagged {PARAMETERS_TAG!r}, not one"
+    if problem:
+        raise NotebookUnreadable(f"{path}: {problem}" + (f" ({info.hint})" if info.hint else ""))
+    return list(info.parameters.values())

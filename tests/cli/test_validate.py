@@ -108,6 +108,7 @@ def test_json_format() -> None:
         "loc": "scheduel",
         "message": "unknown key 'scheduel'",
         "hint": "did you mean 'schedule'?",
+        "severity": "error",
     }
 
 

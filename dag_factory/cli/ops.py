@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from dag_factory.cli.options import PlatformOption, add_commands, load_platform_for, load_spec_file
+from dag_factory.cli.options import (
+    PlatformOption,
+    add_commands,
+    load_platform_for,
+    load_spec_file,
+    require_valid,
+)
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
@@ -21,15 +27,9 @@ def deploy(
 ) -> None:
     """Validate (spec + notebook contract), then sync the project to the environment's code bucket."""
     from dag_factory.ops.deploy import deploy_project, find_spec, render_sync
-    from dag_factory.validate.check import PlatformCache, validate_file
-    from dag_factory.validate.report import render_text
 
     spec = find_spec(target)
-    result = validate_file(spec, PlatformCache(platform), notebooks=True)
-    if not result.valid:
-        typer.echo(render_text([result]))
-        typer.echo("not deployed: fix the problems above first", err=True)
-        raise typer.Exit(EXIT_INVALID)
+    require_valid(spec, platform, "not deployed")
     loaded = load_spec_file(spec, platform)
     loaded.for_env(env)
     typer.echo(render_sync(deploy_project(loaded, env, dry_run=dry_run), dry_run))

@@ -58,6 +58,22 @@ def load_spec_file(spec: Path, explicit_platform: Path | None) -> LoadedSpec:
     return load_spec(spec, load_platform_for(spec, explicit_platform))
 
 
+def require_valid(spec: Path, explicit_platform: Path | None, refused: str) -> None:
+    """Validate the spec and its notebook contract before acting on it (deploy, run): on problems print
+    them and exit 1, saying what did not happen (`refused`); warnings go to stderr and the command
+    goes on."""
+    from dag_factory.validate.check import PlatformCache, validate_file
+    from dag_factory.validate.report import render_text, render_warnings
+
+    result = validate_file(spec, PlatformCache(explicit_platform), notebooks=True)
+    if not result.valid:
+        typer.echo(render_text([result]))
+        typer.echo(f"{refused}: fix the problems above first", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    if result.warnings:
+        typer.echo(render_warnings([result]), err=True)
+
+
 def add_commands(app: typer.Typer, *commands: Callable[..., None]) -> None:
     """Register commands so that our errors exit the same way however the app is invoked (the console
     script, or Typer's test runner): a usage error exits 2, any other DagFactoryError (an invalid spec

@@ -8,14 +8,22 @@ from typing import Annotated
 
 import typer
 
-from dag_factory.cli.options import PlatformOption, add_commands
+from dag_factory.cli.options import PlatformOption, add_commands, require_valid
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "project_configs" / "churn-demo.yaml"
 DEMO_DATE = "2026-01-05"
 
 
-def _run(spec: Path, env: str, date: str, only: list[str], keep: bool, platform: Path | None) -> int:
+def _run(
+    spec: Path,
+    env: str,
+    date: str,
+    only: list[str],
+    keep: bool,
+    platform: Path | None,
+    notebooks: bool = True,
+) -> int:
     from rich.console import Console
 
     from dag_factory.local.job import prepare_job, run_local, summarize
@@ -25,6 +33,8 @@ def _run(spec: Path, env: str, date: str, only: list[str], keep: bool, platform:
         logical_date = dt.date.fromisoformat(date)
     except ValueError:
         raise UsageError(f"--date {date!r} is not YYYY-MM-DD") from None
+    if notebooks:  # a doomed run fails here in a second, not after minutes of setting up
+        require_valid(spec, platform, "not run")
     console = Console()
     job = prepare_job(spec, env, platform, only)
     result = run_local(job, logical_date, keep, console)
@@ -44,9 +54,10 @@ def run(
     only: Annotated[list[str] | None, typer.Option(help="run only these fan-out values")] = None,
     keep: Annotated[bool, typer.Option(help="keep the work directories for debugging")] = False,
     platform: PlatformOption = None,
+    notebooks: Annotated[bool, typer.Option(help="check the notebook contract first")] = True,
 ) -> None:
     """Run a job end to end on this machine through real Airflow (local backend)."""
-    raise typer.Exit(_run(spec, env, date, only or [], keep, platform))
+    raise typer.Exit(_run(spec, env, date, only or [], keep, platform, notebooks))
 
 
 def demo(date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE) -> None:

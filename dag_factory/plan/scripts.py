@@ -67,10 +67,11 @@ def _c_emitter_safe(value: Any, depth: int = 0) -> bool:
 
 
 def _dump(data: Any, dumper: type[yaml.SafeDumper]) -> str:
-    return yaml.dump(data, Dumper=dumper, allow_unicode=True, sort_keys=True, default_flow_style=False)
+    # sort_keys=False: mappings keep the order they were written in, as papermill's own -y/-f keep it
+    return yaml.dump(data, Dumper=dumper, allow_unicode=True, sort_keys=False, default_flow_style=False)
 
 
-# A block mapping of scalars is its entries' lines one after another, sorted by key; a DAG's notebook
+# A block mapping of scalars is its entries' lines one after another, in order; a DAG's notebook
 # tasks share most entries (env, account, global parameters), so each `key: value` line is dumped once.
 _FLAT_SCALARS = (str, int, bool, type(None))  # no floats: -0.0 == 0.0 would share a line
 
@@ -85,7 +86,7 @@ def encode_parameters(parameters: Parameters) -> str:
     """Base64 of a YAML mapping: shell-safe alphabet, exact round trip through papermill's -b."""
     if _CDumper is not None and parameters and _c_emitter_safe(parameters):
         if all(type(v) in _FLAT_SCALARS for v in parameters.values()):
-            text = "".join(_entry(k, type(parameters[k]).__name__, parameters[k]) for k in sorted(parameters))
+            text = "".join(_entry(k, type(v).__name__, v) for k, v in parameters.items())
         else:
             text = _dump(parameters, _CDumper)
     else:

@@ -41,8 +41,13 @@ def schedule_in_words(schedule: str | None) -> str:
         return schedule
 
 
+def value_text(value: Any) -> str:
+    """A parameter value as JSON, non-ASCII text as it is written (välue, not v\\u00e4lue)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={value_text(v)}" for k, v in params.items())
 
 
 def _task_detail(task: TaskPlan, spec: JobSpec, code: str, backend: str) -> str:
@@ -279,7 +284,7 @@ def render_mermaid(review: Review) -> str:
 
 
 def render_json(review: Review) -> str:
-    return json.dumps(review, indent=2)
+    return json.dumps(review, indent=2, ensure_ascii=False)
 
 
 RENDERERS: dict[str, Callable[[Review], str]] = {

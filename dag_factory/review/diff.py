@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dag_factory.errors import DagFactoryError, Diagnostic, SpecError
 from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_spec
-from dag_factory.review.describe import Review, describe
+from dag_factory.review.describe import Review, describe, value_text
 
 _SETTINGS: tuple[tuple[str, Callable[[Review], object]], ...] = (
     ("owner", lambda r: r["owner"]),
@@ -93,11 +93,11 @@ def _task_map(review: Review) -> dict[str, str]:
 
 def _param_map(review: Review) -> dict[str, str]:
     params = review["parameters"]
-    out = {f"every notebook: {k}": json.dumps(v) for k, v in params["global"].items()}
+    out = {f"every notebook: {k}": value_text(v) for k, v in params["global"].items()}
     for stem, own in params["per_notebook"].items():
-        out.update({f"{stem}: {k}": json.dumps(v) for k, v in own.items()})
+        out.update({f"{stem}: {k}": value_text(v) for k, v in own.items()})
     for value, own in params["per_value"].items():
-        out.update({f"only {value}: {k}": json.dumps(v) for k, v in own.items()})
+        out.update({f"only {value}: {k}": value_text(v) for k, v in own.items()})
     return out
 
 

@@ -238,3 +238,18 @@ def test_deploy_project_refuses_the_outside_folder_without_validate(project: Pat
         deploy_project(loaded, "local")
     assert "outside the spec's repository" in str(info.value)
     assert not (project.parent / "local").exists()
+
+
+def test_warnings_are_shown_but_do_not_stop_a_deploy(project: Path) -> None:
+    import nbformat
+
+    path = project / "notebooks" / "02_train.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nsys.exit()"))
+    nbformat.write(nb, path)
+    code, output = _deploy(str(project), "--env", "local")
+    assert code == 0, output
+    where = f"notebook notebooks/02_train.ipynb, cell {len(nb.cells)}, line 2"
+    assert f"warning: notebooks[1].path: {where}: " in output
+    assert "sys.exit() stops papermill at this cell" in output
+    assert (project.parent / "local" / "code" / "churn-model" / "notebooks" / "02_train.ipynb").is_file()

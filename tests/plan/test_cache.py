@@ -244,7 +244,7 @@ def _value(rng: random.Random, depth: int = 0) -> Any:
 
 
 def _python_emitter(parameters: dict[str, Any]) -> str:
-    text = yaml.safe_dump(parameters, allow_unicode=True, sort_keys=True, default_flow_style=False)
+    text = yaml.safe_dump(parameters, allow_unicode=True, sort_keys=False, default_flow_style=False)
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 

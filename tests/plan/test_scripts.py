@@ -145,3 +145,18 @@ def test_any_parameters_round_trip_through_bash_and_papermill(tmp_path: Path, pa
     injected = _run(tmp_path, params, "scheduled__2026-01-05T04:00:00+00:00")
     for name, value in params.items():
         assert injected[name] == value, name
+
+
+def test_mapping_key_order_arrives_as_written(tmp_path: Path) -> None:
+    """No reordering on the way: {second: 2, first: 1} stays in that order, like papermill's own -y."""
+    params = {
+        "zeta": 1,
+        "config": {"second": 2, "first": 1, "nested": {"b": [2, 1], "a": None}},
+        "alpha": "x",
+    }
+    encoded = base64.b64decode(encode_parameters(params)).decode()
+    assert encoded.index("second") < encoded.index("first") and encoded.index("zeta") < encoded.index("alpha")
+    injected = _run(tmp_path, params, "manual__2026-01-05T00:00:00+00:00")
+    assert list(injected)[:3] == ["zeta", "config", "alpha"]
+    assert list(injected["config"]) == ["second", "first", "nested"]
+    assert list(injected["config"]["nested"]) == ["b", "a"]

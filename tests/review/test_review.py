@@ -125,3 +125,15 @@ def test_graph_rejects_an_unknown_format(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["graph", SPEC, "-o", str(tmp_path / "dag.gif")])
     assert result.exit_code != 0
     assert ".svg" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_plan_shows_non_ascii_values_as_text(tmp_path: Path, fmt: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        (REPO / SPEC).read_text().replace("lookback_days: 90", "lookback_days: 90\n  label: välue ✓")
+    )
+    code, output = _run("plan", str(spec), "--platform", PLATFORM, "--env", "prod", "--format", fmt)
+    assert code == 0, output
+    assert "välue ✓" in output
+    assert "\\u00e4" not in output

@@ -1,0 +1,45 @@
+"""`dag-factory run` checks the notebook contract before it starts anything."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dag_factory.cli.app import app
+from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+
+CASES = Path(__file__).resolve().parents[1] / "validate" / "contract"
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The typo_parameter contract case, with a platform whose local root is under tmp_path."""
+    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+    monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(CASES / "typo_parameter", tmp_path / "project")
+    platform = yaml.safe_load((CASES / "platform.yaml").read_text())
+    platform["environments"]["local"]["root"] = str(tmp_path / "root")
+    (tmp_path / "project" / "platform.yaml").write_text(yaml.safe_dump(platform))
+    return tmp_path / "project" / "spec.yaml"
+
+
+def test_run_refuses_a_spec_that_breaks_the_contract(project: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(project)])
+    assert result.exit_code == 1, result.output
+    assert "parameters.lookback_day: parameter 'lookback_day' (for every value) is not" in result.output
+    assert "did you mean 'lookback_days'?" in result.output
+    assert result.output.splitlines()[-1] == "not run: fix the problems above first"
+    assert not (tmp_path / "root").exists(), "nothing was set up for a doomed run"
+
+
+def test_no_notebooks_skips_the_contract(project: Path) -> None:
+    """With --no-notebooks the run goes on to its own checks (here: an unknown environment)."""
+    result = CliRunner().invoke(app, ["run", str(project), "--no-notebooks", "--env", "nowhere"])
+    assert result.exit_code == 1
+    assert "is not declared" not in result.output
+    assert "unknown environment 'nowhere'" in result.output

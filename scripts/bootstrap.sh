@@ -9,6 +9,9 @@ need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v dot >/dev/null || need_apt+=(graphviz)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)  # the Celery broker of tests/distributed
+# R notebooks: R and its Jupyter kernel "ir" (tests run an R notebook end to end; no Julia on Debian)
+command -v R >/dev/null || need_apt+=(r-base-core)
+[ -d /usr/lib/R/site-library/IRkernel ] || need_apt+=(r-cran-irkernel)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,4 +27,10 @@ PYTHON=${PYTHON:-python3.11}
 command -v uv >/dev/null || "$PYTHON" -m pip install -q uv==0.13.8
 [ -x .venv/bin/python ] || uv venv -q -p "$PYTHON" .venv
 uv pip install -q --compile-bytecode -p .venv/bin/python -e ".[test]"
+# papermill finds kernels on Jupyter's data path, which every venv shares in /usr/share/jupyter and
+# /usr/local/share/jupyter (the local backend runs notebooks from a fresh venv per run): Debian's
+# r-cran-irkernel puts "ir" in the first; register it in the second where it did not.
+if [ ! -f /usr/share/jupyter/kernels/ir/kernel.json ] && [ ! -f /usr/local/share/jupyter/kernels/ir/kernel.json ]; then
+  PATH="$PWD/.venv/bin:$PATH" R --quiet --no-save -e "IRkernel::installspec(user = FALSE, prefix = '/usr/local')" >/dev/null
+fi
 touch .venv/.installed

@@ -371,18 +371,27 @@ def task_log_path(
     return path / f"attempt={max(try_number, 1)}.log"
 
 
-def task_error(log_path: Path) -> str:
-    """``"ExcType: message"`` of the last error event in a (JSON lines) task log; empty when none."""
+def log_events(log_path: Path) -> list[dict[str, Any]]:
+    """The events of a (JSON lines) task log, oldest first; [] when it cannot be read."""
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
-        return ""
-    for line in reversed(lines):
+        return []
+    events = []
+    for line in lines:
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(event, dict) or event.get("level") != "error":
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def task_error(log_path: Path) -> str:
+    """``"ExcType: message"`` of the last error event in a (JSON lines) task log; empty when none."""
+    for event in reversed(log_events(log_path)):
+        if event.get("level") != "error":
             continue
         details = event.get("error_detail") or []
         if details and isinstance(details[-1], dict):

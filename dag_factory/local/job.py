@@ -6,7 +6,6 @@ This module never imports Airflow: the run happens in a child process (dag_facto
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from dag_factory.load.diagnose import suggest
 from dag_factory.load.files import require_platform
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.local.execute import RunResult
+from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.plan.model import DagPlan
 from dag_factory.plan.planner import plan_dag
@@ -63,19 +63,6 @@ def prepare_job(spec: Path, env: str, platform: Path | None, only: list[str]) ->
     return LocalJob(loaded, env, plan, root, tuple(only))
 
 
-def notebook_error(path: Path) -> str:
-    """'cell N: Error: message' for the first cell of an executed notebook that raised."""
-    try:
-        notebook = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return ""
-    for index, cell in enumerate(notebook.get("cells", [])):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                return f"cell {index}: {output.get('ename')}: {output.get('evalue')}"
-    return ""
-
-
 def _group_rows(result: RunResult, group: str) -> list[Any]:
     return [ti for ti in result.task_instances if ti.task_id.startswith(group + ".")]
 
@@ -97,12 +84,7 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
                 shown = task
                 break
         executed = shown.args["output_notebook"].replace("{{ run_id }}", result.run_id)
-        error = ""
-        if failed:
-            first = failed[0]
-            error = notebook_error(Path(executed)) if first == shown.task_id else ""
-            error = error or f"{first}: {states.get(first) or 'not run'}"
-            error = error or next((ti.error for ti in tis if ti.state == "failed"), "")
+        error = group_failure(group, tis, result.run_id) if failed else ""  # the real reason, never "failed"
         delivered = [
             x.value
             for x in result.xcoms

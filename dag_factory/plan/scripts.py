@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from dag_factory.plan.notebook_failure import explain_command
+
 Parameters = dict[str, Any]
 
 
@@ -161,4 +163,6 @@ def notebook_command(
     lines = [f"cd {shlex.quote(layout.project)}", layout.activate]
     if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
         lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
-    return _script([*lines, " ".join(words)])
+    # when papermill fails, the task log says why in the notebook's own terms; the exit code stays papermill's
+    explain = explain_command(output_notebook, notebook_path)
+    return _script([*lines, f"{' '.join(words)} || {{ status=$?; {explain} || true; exit $status; }}"])

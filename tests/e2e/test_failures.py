@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 
-from dag_factory.local.execute import RunResult
-from tests.e2e.conftest import E2E, Job, copy_project, notebook_errors, states
+from dag_factory.local.execute import RunResult, log_events
+from dag_factory.local.failures import group_failure
+from dag_factory.plan.notebook_failure import MARKER
+from tests.e2e.conftest import E2E, ENV_NAME, Job, copy_project, notebook_errors, states
 from tests.servers.sagemaker import Throttling
 
 pytestmark = pytest.mark.integration
@@ -23,6 +26,17 @@ def assert_nothing_left(e2e: E2E, result: RunResult, values: list[str]) -> None:
     for value in values:
         got = states(result, value)
         assert got["stop_instance"] == "success" and got["delete_instance"] == "success", got
+
+
+def failure_reason(job: Job, result: RunResult, value: str) -> str:
+    """What `dag-factory run`'s summary would say for this value (the same code reads the task logs)."""
+    from dag_factory.load.specs import load_platform, load_spec
+    from dag_factory.plan.planner import plan_dag
+
+    plan = plan_dag(load_spec(job.spec, load_platform(job.platform)), ENV_NAME, only=job.values)
+    group = next(g for g in plan.groups if g.group_id == value)
+    tis = [ti for ti in result.task_instances if ti.task_id.startswith(f"{value}.")]
+    return group_failure(group, tis, result.run_id)
 
 
 def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2E) -> None:
@@ -37,6 +51,14 @@ def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2
     # the executed notebook, error included, is archived for debugging
     executed = e2e.executed_notebook(job, result.run_id, "fr", "02_train.ipynb")
     assert notebook_errors(executed) == ["RuntimeError: forced failure for fr"]
+    # the task log over SSH says why in the notebook's own terms (the helper run after papermill failed)
+    explained = (
+        "in notebooks/02_train.ipynb cell 3, line 3 "
+        '`raise RuntimeError(f"forced failure for {country}")`: RuntimeError: forced failure for fr'
+    )
+    logged = [str(e.get("event")) for e in log_events(result.ti("fr.nb_02_train").log_path or Path())]
+    assert f"{MARKER} {explained}" in logged
+    assert failure_reason(job, result, "fr") == f"nb_02_train: notebook error {explained}"
     assert_nothing_left(e2e, result, ["de", "fr"])
     assert e2e.rows("analytics.churn_scores") == {"de": 800}
     assert e2e.rows("analytics.churn_metrics") == {"de": 1}
@@ -57,6 +79,7 @@ class Fault:
     failed_task: str
     error: str  # in the failed task's error
     created: bool  # whether SageMaker made an instance before the failure
+    reason: str  # how the run summary starts its explanation
     arrange: Callable[[E2E, pytest.MonkeyPatch], tuple[Job, dict[str, str]]]
 
 
@@ -93,11 +116,13 @@ def _hangs(e2e: E2E, _: pytest.MonkeyPatch) -> tuple[Job, dict[str, str]]:
     return e2e.job(["de"], project_dir=project, notebooks=notebooks), {}
 
 
+INFRA = "infrastructure error: "
+TIMED_OUT = "nb_00_sleep: timed out after 5s"
 FAULTS = [
-    Fault("create_fails", "create_instance", "subnet-0000dead", False, _bad_subnet),
-    Fault("resolve_ip_fails", "resolve_ip", "has no network interface", True, _no_eni),
-    Fault("ssh_unreachable", "prepare", "Unable to connect to port", True, _unreachable),
-    Fault("ssh_command_times_out", "nb_00_sleep", "SSH command timed out", True, _hangs),
+    Fault("create_fails", "create_instance", "subnet-0000dead", False, f"create_instance: {INFRA}"),
+    Fault("resolve_ip_fails", "resolve_ip", "has no network interface", True, f"resolve_ip: {INFRA}"),
+    Fault("ssh_unreachable", "prepare", "Unable to connect to port", True, f"prepare: {INFRA}"),
+    Fault("ssh_command_times_out", "nb_00_sleep", "SSH command timed out", True, TIMED_OUT),
 ]
 
 
@@ -113,6 +138,9 @@ def test_fault_fails_the_run_and_leaves_no_instance(
     assert got.get(fault.failed_task) == "failed", (got, result.error, result.log_path)
     failed = result.ti(f"de.{fault.failed_task}")
     assert fault.error in failed.error, failed.error
+    reason = failure_reason(job, result, "de")
+    assert reason.startswith(fault.reason), reason
+    assert fault.error in reason or "timed out" in fault.reason, reason
     assert_nothing_left(e2e, result, ["de"])
     if fault.created:
         name = result.xcom("de.create_instance")

@@ -160,3 +160,28 @@ def test_mapping_key_order_arrives_as_written(tmp_path: Path) -> None:
     assert list(injected)[:3] == ["zeta", "config", "alpha"]
     assert list(injected["config"]) == ["second", "first", "nested"]
     assert list(injected["config"]["nested"]) == ["b", "a"]
+
+
+def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Path) -> None:
+    project = tmp_path / "work" / "project"
+    (project / "nb").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("rows = 10")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("total = rows * 2\nassert total < 5, f'{total} rows'")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, project / "nb" / "n.ipynb")
+    layout = HostLayout(
+        workdir=str(tmp_path / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
+    )
+    head = str(tmp_path / "out")
+    out_nb = f"{output_prefix_template(head, 'de')}/n.ipynb"
+    runtime = runtime_parameters_json(head, "de")
+    command = notebook_command(layout, "nb/n.ipynb", out_nb, "python3", {}, runtime)
+    rendered = _render(command, "manual__1", "2026-01-05")
+    result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 1, result.stdout + result.stderr  # papermill's, not the helper's
+    explained = "notebook error in nb/n.ipynb cell 2, line 2 `assert total < 5, f'{total} rows'`: "
+    assert f"dag-factory: {explained}" in result.stdout
+    assert "AssertionError: 20 rows" in result.stdout
+    assert "dag-factory: step done" not in result.stdout

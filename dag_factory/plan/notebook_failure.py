@@ -1,0 +1,123 @@
+"""Why a notebook failed, in the data scientist's terms: the cell as numbered in their notebook (not
+in papermill's output, which adds an injected-parameters cell and error banners), the failing line
+and the exception with its message.
+
+This module is read in two places: by `dag-factory run`'s summary, and on the instance itself, where
+`explain_command` runs it after papermill failed so that the task log says why (dag_factory is not
+installed there: keep this module to the standard library).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import functools
+import re
+import shlex
+import zlib
+from pathlib import Path
+from typing import Any
+
+MARKER = "dag-factory: notebook error"  # the line the helper prints, found again in task logs
+ADDED_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# IPython: "Cell In[3], line 4"; older: "Input In [3], in <cell line: 4>()", "<ipython-input-3-...> in ..."
+_PYTHON_LINE = re.compile(r"(?:Cell In\[\d*\]|Input In \[\d*\]), (?:line (\d+)|in <cell line: (\d+)>)")
+_R_CALL = re.compile(r"^\s*1\.\s+(\S.*)$", re.MULTILINE)  # IRkernel: "1. stop("boom")"
+_LIMIT = 300
+
+
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else str(source or "")
+
+
+def source_cell_number(notebook: dict[str, Any], output_index: int) -> int:
+    """The 1-based number, in the notebook the data scientist wrote, of the executed notebook's cell
+    at `output_index` (0-based): the cells papermill added before it do not count."""
+    cells = notebook.get("cells", [])[: output_index + 1]
+    added = sum(1 for c in cells if ADDED_TAGS & set(c.get("metadata", {}).get("tags", [])))
+    return len(cells) - added
+
+
+def _failing_line(traceback: str, source: list[str]) -> int | None:
+    match = _PYTHON_LINE.search(traceback)  # the first frame is the cell's own
+    if match:
+        line = int(match.group(1) or match.group(2))
+        return line if 0 < line <= len(source) else None
+    call = _R_CALL.search(traceback)
+    if call:
+        wanted = call.group(1).strip().splitlines()[0].strip()
+        for number, text in enumerate(source, start=1):
+            if wanted and wanted in text:
+                return number
+    return None
+
+
+def _exception(output: dict[str, Any]) -> str:
+    name = str(output.get("ename") or "Error")
+    lines = [line.strip() for line in str(output.get("evalue") or "").splitlines() if line.strip()]
+    message = " ".join(lines)
+    if not message:
+        return name
+    text = message if name.upper() == "ERROR" else f"{name}: {message}"  # IRkernel: ename "ERROR"
+    return text if len(text) <= _LIMIT else text[: _LIMIT - 3] + "..."
+
+
+def explain_notebook_error(notebook: dict[str, Any]) -> str:
+    """`cell N, line L `code`: Exception: message` for the first cell of an executed notebook that
+    raised ('' when none did): N counts the cells of the source notebook, L the lines of that cell."""
+    for index, cell in enumerate(notebook.get("cells", [])):
+        for output in cell.get("outputs") or []:
+            if output.get("output_type") != "error":
+                continue
+            source = _text(cell.get("source")).splitlines()
+            traceback = _ANSI.sub("", "\n".join(_text(t) for t in output.get("traceback") or []))
+            line = _failing_line(traceback, source)
+            where = f"cell {source_cell_number(notebook, index)}"
+            if line is not None:
+                where += f", line {line} `{source[line - 1].strip()}`"
+            return f"{where}: {_exception(output)}"
+    return ""
+
+
+# The program's entry point on the instance: papermill (installed there, unlike dag_factory) reads the
+# executed notebook, local or s3://; with no executed notebook (papermill failed before writing it)
+# there is nothing to explain.
+_ON_THE_INSTANCE = """
+import sys
+
+try:
+    from papermill.iorw import load_notebook_node
+    _explained = explain_notebook_error(load_notebook_node(sys.argv[1]))
+except Exception:
+    _explained = ""
+if _explained:
+    print(f"{MARKER} in {sys.argv[2]} {_explained}", flush=True)
+"""
+
+
+@functools.cache
+def _program() -> str:
+    """This module without its docstrings and comments, then the entry point: compressed, base64."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module | ast.FunctionDef) and body and _is_docstring(body[0]):
+            node.body = body[1:] or [ast.Pass()]
+    code = ast.unparse(tree) + _ON_THE_INSTANCE
+    return base64.b64encode(zlib.compress(code.encode("utf-8"), 9)).decode("ascii")
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def explain_command(output_notebook: str, notebook_path: str) -> str:
+    """Shell words that print the explanation of a failed run (this module, shipped compressed:
+    the base64 alphabet needs no quoting and holds nothing Jinja would render)."""
+    loader = f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{_program()}')))"
+    return f"python -c \"{loader}\" '{output_notebook}' {shlex.quote(notebook_path)}"

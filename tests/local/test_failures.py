@@ -1,0 +1,67 @@
+"""Why a task failed, from the task logs and executed notebooks of real failed runs.
+
+Each folder in failures/ is one failed task as a local run left it (paths shortened to /tmp/run):
+task.log (the last attempt's Airflow task log), executed.ipynb when papermill wrote one, task.json
+(what the plan knows of the task) and expected.txt, the exact reason the run summary shows
+(REGENERATE_GOLDEN=1 rewrites it). The runs themselves: tests/local/test_job.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dag_factory.local.execute import TaskInstanceResult
+from dag_factory.local.failures import Failure, explain_failure, group_failure
+from dag_factory.plan.model import GroupPlan, TaskPlan
+from tests.golden import check_golden
+
+HERE = Path(__file__).resolve().parent / "failures"
+CASES = sorted(p for p in HERE.iterdir() if (p / "task.json").is_file())
+
+
+def _case(case: Path) -> tuple[TaskPlan, TaskInstanceResult, Path | None]:
+    meta = json.loads((case / "task.json").read_text())
+    task = TaskPlan(
+        meta["task_id"], meta["kind"], args={"timeout_s": meta["timeout_s"], "notebook": meta["notebook"]}
+    )
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    ti = TaskInstanceResult(f"de.{meta['task_id']}", -1, "failed", now, now, 2, case / "task.log")
+    executed = case / "executed.ipynb"
+    return task, ti, executed if executed.is_file() else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_failure_case(case: Path) -> None:
+    task, ti, executed = _case(case)
+    check_golden(explain_failure(task, ti, executed).text(task.task_id) + "\n", case / "expected.txt")
+
+
+def test_every_failure_kind_has_a_case() -> None:
+    kinds = {explain_failure(*_case(case)).kind for case in CASES}
+    assert {"notebook error", "timed out", "kernel died", "install failure", "infrastructure error"} <= kinds
+
+
+def test_tasks_that_did_not_fail_say_their_state() -> None:
+    task = TaskPlan("nb_x", "notebook")
+    assert explain_failure(task, None) == Failure("not run")
+    skipped = TaskInstanceResult("de.nb_x", -1, "upstream_failed", None, None, 0)
+    assert explain_failure(task, skipped).text("nb_x") == "nb_x: upstream_failed"
+
+
+def test_the_group_shows_its_first_failed_task_not_the_teardown(tmp_path: Path) -> None:
+    case = HERE / "install_failure"
+    prepare, failed, _ = _case(case)
+    later = TaskPlan("nb_work", "notebook", args={"output_notebook": str(tmp_path / "none.ipynb")})
+    delete = TaskPlan("delete_instance", "delete_instance")
+    group = GroupPlan("de", ("de",), (prepare, later, delete))
+    tis = [
+        failed,
+        TaskInstanceResult("de.nb_work", -1, "upstream_failed", None, None, 0),
+        TaskInstanceResult("de.delete_instance", -1, "failed", None, None, 1, case / "task.log"),
+    ]
+    reason = group_failure(group, tis, "manual__1")
+    assert reason == (HERE / "install_failure" / "expected.txt").read_text().strip()

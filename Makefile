@@ -21,7 +21,7 @@ schema: install
 	$(BIN)/dag-factory schema --write schemas
 
 golden: install
-	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/review -q
+	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/review tests/local/test_failures.py -q
 
 demo: install
 	$(BIN)/dag-factory demo

@@ -23,7 +23,8 @@ ADDED_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # IPython: "Cell In[3], line 4"; older: "Input In [3], in <cell line: 4>()", "<ipython-input-3-...> in ..."
 _PYTHON_LINE = re.compile(r"(?:Cell In\[\d*\]|Input In \[\d*\]), (?:line (\d+)|in <cell line: (\d+)>)")
-_R_CALL = re.compile(r"^\s*1\.\s+(\S.*)$", re.MULTILINE)  # IRkernel: "1. stop("boom")"
+# IRkernel: "1. stop("boom")", with "   # at line 2 of file <text>" when R kept the source reference
+_R_CALL = re.compile(r"^\s*1\.\s+(\S.*?)(?:\s+# at line (\d+) of file <text>)?$", re.MULTILINE)
 _LIMIT = 300
 
 
@@ -45,8 +46,11 @@ def _failing_line(traceback: str, source: list[str]) -> int | None:
         line = int(match.group(1) or match.group(2))
         return line if 0 < line <= len(source) else None
     call = _R_CALL.search(traceback)
+    if call and call.group(2):
+        line = int(call.group(2))
+        return line if 0 < line <= len(source) else None
     if call:
-        wanted = call.group(1).strip().splitlines()[0].strip()
+        wanted = call.group(1).strip()
         for number, text in enumerate(source, start=1):
             if wanted and wanted in text:
                 return number

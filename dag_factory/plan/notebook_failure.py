@@ -100,24 +100,50 @@ if _explained:
 """
 
 
+def _definitions(tree: ast.Module) -> dict[str, ast.stmt]:
+    """The module's top-level imports, assignments and functions by the name they bind."""
+    found: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            found[getattr(target, "id", "")] = node
+        elif isinstance(node, ast.Import):
+            found.update({alias.name: node for alias in node.names})
+    return found
+
+
+def _strip(node: ast.stmt) -> ast.stmt:
+    """Without docstring and annotations: they do nothing on the instance but cost bytes per task."""
+    if isinstance(node, ast.FunctionDef):
+        body = node.body
+        if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            node.body = body[1:] or [ast.Pass()]
+        node.returns = None
+        for arg in node.args.args:
+            arg.annotation = None
+    if isinstance(node, ast.AnnAssign) and node.value is not None:
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+    return node
+
+
 @functools.cache
 def _program() -> str:
-    """This module without its docstrings and comments, then the entry point: compressed, base64."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(node, ast.Module | ast.FunctionDef) and body and _is_docstring(body[0]):
-            node.body = body[1:] or [ast.Pass()]
-    code = ast.unparse(tree) + _ON_THE_INSTANCE
+    """What explain_notebook_error needs of this module, then the entry point: compressed, base64.
+    (Every notebook task carries it, so only the definitions the entry point reaches go.)"""
+    definitions = _definitions(ast.parse(Path(__file__).read_text(encoding="utf-8")))
+    wanted, queue = set(), ["explain_notebook_error", "MARKER"]
+    while queue:
+        name = queue.pop()
+        if name in wanted or name not in definitions:
+            continue
+        wanted.add(name)
+        queue.extend(n.id for n in ast.walk(definitions[name]) if isinstance(n, ast.Name))
+    kept = [node for node in definitions.values() if any(definitions.get(n) is node for n in wanted)]
+    module = ast.Module(body=[_strip(node) for node in dict.fromkeys(kept)], type_ignores=[])
+    code = ast.unparse(ast.fix_missing_locations(module)) + _ON_THE_INSTANCE
     return base64.b64encode(zlib.compress(code.encode("utf-8"), 9)).decode("ascii")
-
-
-def _is_docstring(statement: ast.stmt) -> bool:
-    return (
-        isinstance(statement, ast.Expr)
-        and isinstance(statement.value, ast.Constant)
-        and isinstance(statement.value.value, str)
-    )
 
 
 def explain_command(output_notebook: str, notebook_path: str) -> str:

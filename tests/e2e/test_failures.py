@@ -79,7 +79,7 @@ class Fault:
     failed_task: str
     error: str  # in the failed task's error
     created: bool  # whether SageMaker made an instance before the failure
-    reason: str  # how the run summary starts its explanation
+    reason: str  # what the run summary says after the task id
     arrange: Callable[[E2E, pytest.MonkeyPatch], tuple[Job, dict[str, str]]]
 
 
@@ -116,13 +116,12 @@ def _hangs(e2e: E2E, _: pytest.MonkeyPatch) -> tuple[Job, dict[str, str]]:
     return e2e.job(["de"], project_dir=project, notebooks=notebooks), {}
 
 
-INFRA = "infrastructure error: "
-TIMED_OUT = "nb_00_sleep: timed out after 5s"
+INFRA, TIMED_OUT = "infrastructure error", "timed out after 5s"
 FAULTS = [
-    Fault("create_fails", "create_instance", "subnet-0000dead", False, f"create_instance: {INFRA}"),
-    Fault("resolve_ip_fails", "resolve_ip", "has no network interface", True, f"resolve_ip: {INFRA}"),
-    Fault("ssh_unreachable", "prepare", "Unable to connect to port", True, f"prepare: {INFRA}"),
-    Fault("ssh_command_times_out", "nb_00_sleep", "SSH command timed out", True, TIMED_OUT),
+    Fault("create_fails", "create_instance", "subnet-0000dead", False, INFRA, _bad_subnet),
+    Fault("resolve_ip_fails", "resolve_ip", "has no network interface", True, INFRA, _no_eni),
+    Fault("ssh_unreachable", "prepare", "Unable to connect to port", True, INFRA, _unreachable),
+    Fault("ssh_command_times_out", "nb_00_sleep", "SSH command timed out", True, TIMED_OUT, _hangs),
 ]
 
 
@@ -139,8 +138,8 @@ def test_fault_fails_the_run_and_leaves_no_instance(
     failed = result.ti(f"de.{fault.failed_task}")
     assert fault.error in failed.error, failed.error
     reason = failure_reason(job, result, "de")
-    assert reason.startswith(fault.reason), reason
-    assert fault.error in reason or "timed out" in fault.reason, reason
+    assert reason.startswith(f"{fault.failed_task}: {fault.reason}"), reason
+    assert fault.error in reason or fault.reason.startswith("timed out"), reason
     assert_nothing_left(e2e, result, ["de"])
     if fault.created:
         name = result.xcom("de.create_instance")

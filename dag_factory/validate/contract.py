@@ -123,12 +123,13 @@ def _yaml_number_hint(value: Any, kind: str) -> str:
 
 
 def _undeclared_hint(name: str, declared: Iterable[str], fallback: str) -> str:
-    """did-you-mean from the declared names when one is close (or the only one it begins), else the fix."""
+    """did-you-mean from the declared names when one is close (or the only one that begins with the
+    name: `m` for `msg`), else the fix."""
     names = list(declared)
     hint = suggest(name, names)
     if hint.startswith("did you mean"):
         return hint
-    begun = [n for n in names if n.startswith(name) or name.startswith(n)]
+    begun = [n for n in names if n.startswith(name)]
     return f"did you mean {begun[0]!r}?" if len(begun) == 1 else fallback
 
 

@@ -67,7 +67,7 @@ _EXAMPLE = {
     "dict": "{k: v}",
     "number": "0.5",
 }
-# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent: 6.02e23 and 1e-3 are strings
+# YAML 1.1 (PyYAML) reads a float only with a dot and a signed exponent (6.02e+23): 6.02e23, 1e-3 are strings
 _EXPONENT_WITHOUT_SIGN = re.compile(r"[-+]?(\d[\d_]*)(\.\d*)?[eE]\d+\Z")
 _EXPONENT = re.compile(r"[-+]?(\.\d+|\d[\d_]*(\.\d*)?)[eE][-+]?\d+\Z")
 
@@ -108,18 +108,15 @@ def _kinds_in(value: Any) -> set[str]:
 
 
 def _yaml_number_hint(value: Any, kind: str) -> str:
-    """A string that was meant as a number: YAML 1.1 needs 6.02e+23, not 6.02e23."""
+    """A string that looks like a number, for a float: 6.02e23 is a string in YAML 1.1 (the number
+    needs a dot and a signed exponent, 6.02e+23); unquoted, load already says so, quoted it lands here."""
     if kind not in ("float", "number") or not isinstance(value, str) or not _EXPONENT.match(value):
         return ""
-    if _EXPONENT_WITHOUT_SIGN.match(value):
-        mantissa, exponent = re.split("[eE]", value)
-        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
-        return (
-            f"YAML reads {value} as a string; write {mantissa}e+{exponent} or {mantissa}E+{exponent}, "
-            "with a dot and a signed exponent"
-        )
     mantissa, exponent = re.split("[eE]", value)
-    return f"YAML reads {value} as a string; write {mantissa}.0e{exponent}, with a dot"
+    mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+    if _EXPONENT_WITHOUT_SIGN.match(value):
+        return f"pass the number unquoted, written {mantissa}e+{exponent} or {mantissa}E+{exponent}"
+    return f"pass the number unquoted, written {mantissa}e{exponent}"
 
 
 def _undeclared_hint(name: str, declared: Iterable[str], fallback: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, TaskGroup, TriggerRule
+from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
 
 from dag_factory.airflow import tasks
@@ -118,6 +118,8 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "partition_value": task.args["partition_value"],
                 "connections": task.args["connections"],
             },
+            # the table or prefix it loads: other DAGs can be scheduled on it (spec: schedule.assets)
+            outlets=[Asset(task.args["asset"])] if task.args.get("asset") else [],
         )
     if plan.backend == "local":
         return _local_operator(task)
@@ -183,7 +185,7 @@ def build_dag(plan: DagPlan) -> DAG:
     with DAG(
         dag_id=plan.dag_id,
         description=plan.description or None,
-        schedule=plan.schedule,
+        schedule=[Asset(uri) for uri in plan.schedule_assets] or plan.schedule,
         start_date=dt.datetime.fromisoformat(plan.start_date).replace(tzinfo=dt.UTC),
         catchup=plan.catchup,
         tags=set(plan.tags),

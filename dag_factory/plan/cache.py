@@ -156,7 +156,8 @@ def plan_from_json(data: dict[str, Any]) -> DagPlan:
         for g in data["groups"]
     )
     estimate = Estimate(**data["estimate"])
-    return DagPlan(**{**data, "tags": tuple(data["tags"]), "groups": groups, "estimate": estimate})
+    lists = {"tags": tuple(data["tags"]), "schedule_assets": tuple(data.get("schedule_assets", ()))}
+    return DagPlan(**{**data, **lists, "groups": groups, "estimate": estimate})
 
 
 # ---- the cache ------------------------------------------------------------------------------------------

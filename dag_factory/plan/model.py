@@ -49,7 +49,7 @@ class DagPlan:
     backend: str
     owner: str
     description: str
-    schedule: str | None
+    schedule: str | None  # cron or preset; None: manual, or on assets
     start_date: str
     catchup: bool
     tags: tuple[str, ...]
@@ -65,6 +65,7 @@ class DagPlan:
     host_keys: str | None  # the SSH host-key policy (platform ssh.host_keys); None: no SSH (local)
     estimate: Estimate
     doc_md: str
+    schedule_assets: tuple[str, ...] = ()  # run when all of these asset URIs were updated
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ from typing import Any
 
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
+from dag_factory.plan.assets import delivery_asset
 from dag_factory.plan.model import DagPlan, Estimate, GroupPlan, TaskPlan
 from dag_factory.plan.scripts import (
     HostLayout,
@@ -25,7 +26,7 @@ from dag_factory.plan.scripts import (
     prepare_command,
     runtime_parameters_json,
 )
-from dag_factory.spec.job import Delivery, JobSpec, Notebook
+from dag_factory.spec.job import AssetSchedule, Delivery, JobSpec, Notebook
 from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
 from dag_factory.spec.types import parse_duration
 
@@ -158,8 +159,10 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
     suffix = f"__{value}" if group == SHARED_GROUP and value is not None else ""
     tasks = []
     for i, target in enumerate(spec.deliver):
+        planned = _deliver_target(ctx, target)
         args = {
-            "target": _deliver_target(ctx, target),
+            "target": planned,
+            "asset": delivery_asset(planned, ctx.env),
             "source_prefix": output_prefix_template(ctx.output_head(), tail),
             "partition_column": spec.fan_out.name if spec.fan_out else None,
             "partition_value": value,
@@ -243,6 +246,12 @@ def _estimate(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment, group
     )
 
 
+def _schedule_text(spec: JobSpec) -> str:
+    if isinstance(spec.schedule, AssetSchedule):
+        return "when updated: " + ", ".join(spec.schedule.assets)
+    return spec.schedule or "manual only"
+
+
 def _doc_md(spec: JobSpec, env_name: str) -> str:
     values = ", ".join(spec.values) or "(none)"
     lines = [
@@ -250,7 +259,7 @@ def _doc_md(spec: JobSpec, env_name: str) -> str:
         spec.description,
         "",
         f"* owner: {spec.owner}; environment: {env_name}",
-        f"* schedule: {spec.schedule or 'manual only'}",
+        f"* schedule: {_schedule_text(spec)}",
         f"* fan-out: {spec.fan_out.name if spec.fan_out else '-'} = {values}",
         f"* notebooks: {', '.join(nb.path for nb in spec.notebooks)}",
         f"* compute: {spec.compute.instance_type}, {spec.compute.isolation}, max {spec.compute.max_parallel}",
@@ -290,7 +299,7 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         backend=env.backend,
         owner=spec.owner,
         description=spec.description,
-        schedule=spec.schedule,
+        schedule=None if isinstance(spec.schedule, AssetSchedule) else spec.schedule,
         start_date=spec.start_date.isoformat(),
         catchup=spec.catchup,
         tags=tuple(dict.fromkeys([*spec.tags, "dag-factory", f"env:{env_name}"])),
@@ -306,4 +315,5 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         host_keys=env.ssh.host_keys if isinstance(env, SageMakerEnvironment) else None,
         estimate=_estimate(spec, env, len(groups)),
         doc_md=_doc_md(spec, env_name),
+        schedule_assets=tuple(spec.schedule.assets) if isinstance(spec.schedule, AssetSchedule) else (),
     )

@@ -46,6 +46,13 @@ def value_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def schedule_of(plan: DagPlan) -> dict[str, Any]:
+    if plan.schedule_assets:
+        words = "when all of these assets were updated: " + ", ".join(plan.schedule_assets)
+        return {"cron": None, "assets": list(plan.schedule_assets), "text": words}
+    return {"cron": plan.schedule, "assets": [], "text": schedule_in_words(plan.schedule)}
+
+
 def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={value_text(v)}" for k, v in params.items())
 
@@ -68,7 +75,8 @@ def _task_detail(task: TaskPlan, spec: JobSpec, code: str, backend: str) -> str:
     if task.kind == "deliver":
         target = args["target"]
         where = target.get("table") or f"{target.get('bucket')}/{target.get('prefix')}"
-        return f"{target['to']} {where} <- {target['files']} ({target['mode']})"
+        asset = f", asset {args['asset']}" if args.get("asset") else ""
+        return f"{target['to']} {where} <- {target['files']} ({target['mode']}{asset})"
     return "teardown: always runs (all_done), also after a failure"
 
 
@@ -118,7 +126,7 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
         "backend": plan.backend,
         "owner": plan.owner,
         "description": plan.description,
-        "schedule": {"cron": plan.schedule, "text": schedule_in_words(plan.schedule)},
+        "schedule": schedule_of(plan),
         "start_date": plan.start_date,
         "catchup": plan.catchup,
         "retries": plan.retries,

@@ -14,7 +14,7 @@ from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.model import DagPlan, GroupPlan
 from dag_factory.plan.planner import plan_dag
-from dag_factory.review.describe import duration, schedule_in_words
+from dag_factory.review.describe import duration, schedule_of
 
 FORMATS = ("svg", "png", "pdf", "dot")
 TEARDOWN = ("stop_instance", "delete_instance")
@@ -54,7 +54,7 @@ def build_graph(plan: DagPlan) -> Any:
     import graphviz
 
     title = (
-        f"{plan.dag_id} ({plan.env}): {schedule_in_words(plan.schedule)}; "
+        f"{plan.dag_id} ({plan.env}): {schedule_of(plan)['text']}; "
         f"{len(plan.groups)} group(s), at most {plan.max_parallel} at once; "
         f"≤ {plan.estimate.instance_hours_max:g} instance-hours per run"
     )

@@ -9,9 +9,20 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    GetJsonSchemaHandler,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from dag_factory.errors import suggest
+from dag_factory.spec.assets import ASSET_URI_PATTERN, check_asset_uri
 from dag_factory.spec.rules import Violation, raise_violations, rule_error
 from dag_factory.spec.text import FREE, PROSE
 from dag_factory.spec.types import Duration, Identifier, Parameters, SchemaExtra, StrictModel, TagValue
@@ -91,13 +102,42 @@ def _check_prefix(value: str) -> str:
     return value
 
 
-Schedule = Annotated[
-    str | None,
-    AfterValidator(_check_schedule),
-    SchemaExtra.of(
-        anyOf=[{"enum": list(SCHEDULE_PRESETS)}, {"type": "string", **_CRON_SCHEMA}, {"type": "null"}]
-    ),
-]
+AssetUri = Annotated[str, AfterValidator(check_asset_uri), SchemaExtra.of(pattern=ASSET_URI_PATTERN)]
+
+
+class AssetSchedule(StrictModel):
+    """Run when every one of these assets was updated since the last run (Airflow asset scheduling)."""
+
+    assets: Annotated[list[AssetUri], SchemaExtra.of(uniqueItems=True)] = Field(
+        min_length=1,
+        description="URIs of deliveries, as `dag-factory plan` shows them, e.g. postgres://host:5432/db/schema/table",
+    )
+
+
+def _one_kind_of_schedule(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A mapping is an asset schedule, a string a cron or preset; errors of the other kind stay out."""
+    if isinstance(value, dict):
+        return AssetSchedule.model_validate(value)
+    if value is None or isinstance(value, str):
+        return _check_schedule(handler(value))
+    raise rule_error(
+        "a schedule is a cron expression, a preset, null, or a mapping {assets: [...]}",
+        "e.g. '0 4 * * MON', '@daily' or {assets: [postgres://host:5432/db/schema/table]}",
+    )
+
+
+class _ScheduleSchema:
+    """The schedule's JSON Schema: presets, a cron-shaped string, null or the asset mapping."""
+
+    @staticmethod
+    def __get_pydantic_json_schema__(core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core)
+        others = [option for option in schema["anyOf"] if option.get("type") != "string"]
+        schema["anyOf"] = [{"enum": list(SCHEDULE_PRESETS)}, {"type": "string", **_CRON_SCHEMA}, *others]
+        return schema
+
+
+Schedule = Annotated[str | AssetSchedule | None, WrapValidator(_one_kind_of_schedule), _ScheduleSchema]
 ProjectName = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")]
 FanOutValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,30}[A-Za-z0-9])?$")]
 NotebookPath = Annotated[str, AfterValidator(_check_notebook_path), _NOTEBOOK_SCHEMA]
@@ -298,7 +338,10 @@ class JobSpec(StrictModel):
     project_dir: str = Field(
         ".", min_length=1, description="folder with the notebooks, relative to this file"
     )
-    schedule: Schedule = Field(None, description="cron, an Airflow preset, or null for manual only")
+    schedule: Schedule = Field(
+        None,
+        description="cron, an Airflow preset, {assets: [...]} to run on deliveries, or null for manual only",
+    )
     start_date: dt.date
     catchup: bool = False
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)

@@ -50,6 +50,27 @@ class SshSettings(StrictModel):
     )
 
 
+class PostgresLocation(StrictModel):
+    host: str = Field(min_length=1, description="the host the postgres connection points at")
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = Field(min_length=1)
+    default_schema: str = Field("public", min_length=1, description="for tables named without a schema")
+
+
+class SnowflakeLocation(StrictModel):
+    account: str = Field(min_length=1, description="account identifier, e.g. xy12345.eu-west-1")
+    database: str = Field(min_length=1, description="for tables named without a database")
+    default_schema: str = Field("PUBLIC", min_length=1, description="for tables named without a schema")
+
+
+class Warehouses(StrictModel):
+    """Where the connections point, as the deliveries' Airflow asset URIs name them (the plan is
+    built without Airflow, so it cannot ask the connections). A target without one has no asset."""
+
+    postgres: PostgresLocation | None = None
+    snowflake: SnowflakeLocation | None = None
+
+
 class _Environment(StrictModel):
     buckets: Buckets
     connections: Connections = Field(default_factory=Connections)
@@ -59,6 +80,7 @@ class _Environment(StrictModel):
     instance_prices: dict[InstanceType, float] = Field(
         default_factory=dict, description="USD per instance-hour, for plan estimates"
     )
+    warehouses: Warehouses = Field(default_factory=Warehouses)
 
 
 class SageMakerEnvironment(_Environment):

@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Each family registers its commands; none imports Airflow when the CLI starts.
-COMMAND_MODULES = ("spec", "run", "review", "ops")
+COMMAND_MODULES = ("spec", "init", "run", "review", "ops")
 for _name in COMMAND_MODULES:
     import_module(f"dag_factory.cli.{_name}").register(app)
 

@@ -1,0 +1,78 @@
+"""`dag-factory init`: scaffold a job spec for a folder of notebooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dag_factory.cli.options import add_commands
+from dag_factory.errors import UsageError
+
+
+def _owner() -> str:
+    """The login name, as a tag value may hold it."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        name = ""
+    return re.sub(r"[^\w .:/=+@-]", "-", name, flags=re.ASCII) or "unknown-owner"
+
+
+def _confirmed_order(found: list[str]) -> list[str]:
+    """Ask whether to run the notebooks in file order; otherwise ask for the order until it is valid."""
+    from dag_factory.validate.scaffold import ScaffoldError, parse_order
+
+    typer.echo("notebooks, in file order:")
+    for i, path in enumerate(found, 1):
+        typer.echo(f"  {i}. {path}")
+    if typer.confirm("Run them in this order?", default=True):
+        return found
+    while True:
+        answer = typer.prompt("Order to run them in (numbers, e.g. 2,1; leave one out to skip it)")
+        try:
+            return parse_order(answer, found)
+        except ScaffoldError as exc:
+            typer.echo(str(exc), err=True)
+
+
+def init(
+    project_dir: Annotated[Path, typer.Argument(help="folder with the notebooks")] = Path("."),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="spec file to write; default <PROJECT_DIR>/<project>.yaml"),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="ask nothing: notebooks in file order")] = False,
+    force: Annotated[bool, typer.Option(help="overwrite an existing spec file")] = False,
+    owner: Annotated[str | None, typer.Option(help="team or person; default: your login name")] = None,
+    start_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: today")] = None,
+) -> None:
+    """Write a job spec for a folder of notebooks: their order and their parameters' defaults."""
+    from dag_factory.validate.scaffold import find_notebooks, project_name, render_spec, scaffold, write_spec
+
+    try:
+        start = dt.date.fromisoformat(start_date) if start_date else dt.date.today()
+    except ValueError as exc:
+        raise UsageError(f"--start-date {start_date!r}: use YYYY-MM-DD ({exc})") from exc
+    spec_path = output or project_dir / f"{project_name(project_dir)}.yaml"
+    if spec_path.exists() and not force:  # before any question
+        raise UsageError(f"{spec_path} exists: pass --force to overwrite it")
+    order = None
+    if not yes and project_dir.is_dir() and (found := find_notebooks(project_dir)):
+        order = _confirmed_order(found)
+    draft = scaffold(project_dir, order)
+    text = render_spec(
+        draft, owner=owner or _owner(), start_date=start, spec_path=spec_path, project_dir=project_dir
+    )
+    write_spec(text, spec_path, force)
+    typer.echo(
+        f"wrote {spec_path} ({len(draft.notebooks)} notebook(s)); check it: dag-factory validate {spec_path}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, init)

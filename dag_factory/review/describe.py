@@ -48,7 +48,7 @@ def value_text(value: Any) -> str:
 
 def schedule_of(plan: DagPlan) -> dict[str, Any]:
     if plan.schedule_assets:
-        words = "when all of these assets were updated: " + ", ".join(plan.schedule_assets)
+        words = "when all of these were updated: " + ", ".join(plan.schedule_assets)
         return {"cron": None, "assets": list(plan.schedule_assets), "text": words}
     return {"cron": plan.schedule, "assets": [], "text": schedule_in_words(plan.schedule)}
 
@@ -192,13 +192,18 @@ def _wrap(words: list[str], indent: str, width: int = 100) -> list[str]:
     return lines
 
 
+def schedule_head(review: Review, none: str) -> str:
+    """The cron or preset, `assets` for an asset schedule, else `none`."""
+    return str(review["schedule"]["cron"] or ("assets" if review["schedule"]["assets"] else none))
+
+
 def render_text(review: Review) -> str:
     c, fan = review["compute"], review["fan_out"]
     lines = [
         f"{review['dag_id']} ({review['env']}, {review['backend']} backend)",
         f"  {review['description']}" if review["description"] else "",
         f"owner      {review['owner']}",
-        f"schedule   {review['schedule']['cron'] or '-'}: {review['schedule']['text']}",
+        f"schedule   {schedule_head(review, '-')}: {review['schedule']['text']}",
         f"start      {review['start_date']}, catchup {'on' if review['catchup'] else 'off'}, "
         f"retries {review['retries']} (every {review['retry_delay']})",
         f"compute    {c['instance_type']}, {c['volume_size_gb']} GB, {c['isolation']}, "
@@ -238,7 +243,7 @@ def render_markdown(review: Review) -> str:
         "",
         review["description"] or "",
         "",
-        f"- **schedule**: `{review['schedule']['cron'] or 'null'}`: {review['schedule']['text']}",
+        f"- **schedule**: `{schedule_head(review, 'null')}`: {review['schedule']['text']}",
         f"- **compute**: `{c['instance_type']}`, {c['volume_size_gb']} GB, {c['isolation']}, "
         f"at most {c['max_parallel']} at once, timeout {c['timeout']}",
     ]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dag_factory.errors import DagFactoryError, Diagnostic, SpecError
 from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_spec
-from dag_factory.review.describe import Review, describe, value_text
+from dag_factory.review.describe import Review, describe, schedule_head, value_text
 
 _SETTINGS: tuple[tuple[str, Callable[[Review], object]], ...] = (
     ("owner", lambda r: r["owner"]),
@@ -113,7 +113,7 @@ def compare(old: Review, new: Review, old_label: str, new_label: str) -> SpecDif
     diff.groups_removed = [g for g in old_groups if g not in new_groups]
     diff.tasks = _pairs(_task_map(old), _task_map(new))
     if old["schedule"] != new["schedule"]:
-        shown = [f"{r['schedule']['cron'] or 'null'} ({r['schedule']['text']})" for r in (old, new)]
+        shown = [f"{schedule_head(r, 'null')} ({r['schedule']['text']})" for r in (old, new)]
         diff.schedule = Change("schedule", shown[0], shown[1])
     settings_old = {name: str(get(old)) for name, get in _SETTINGS}
     settings_new = {name: str(get(new)) for name, get in _SETTINGS}

@@ -18,6 +18,7 @@ GOLDEN = HERE / "golden"
 PLATFORM = "project_configs/platform.yaml"
 SPEC = "project_configs/churn-model.yaml"
 CHANGED = "tests/review/churn-model-changed.yaml"
+ASSET_SCHEDULED = "tests/cases/valid/asset_schedule.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +36,13 @@ def _run(*args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(("fmt", "name"), [("text", "plan-prod.txt"), ("markdown", "plan-prod.md")])
 def test_plan_golden(fmt: str, name: str) -> None:
     code, output = _run("plan", SPEC, "--env", "prod", "--format", fmt)
+    assert code == 0, output
+    check_golden(output, GOLDEN / name)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("text", "plan-assets.txt"), ("markdown", "plan-assets.md")])
+def test_plan_of_a_spec_scheduled_on_assets_golden(fmt: str, name: str) -> None:
+    code, output = _run("plan", ASSET_SCHEDULED, "--env", "prod", "--format", fmt, "--platform", PLATFORM)
     assert code == 0, output
     check_golden(output, GOLDEN / name)
 

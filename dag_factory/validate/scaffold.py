@@ -77,6 +77,11 @@ def draft_notebook(project_dir: Path, relative: str) -> NotebookDraft:
         raise ScaffoldError(f"{project_dir / relative}: {info.error}{hint}")
     parameters: dict[str, Any] = {}
     not_written = []
+    if info.parameter_cells and (info.language or "python").lower() != "python":
+        # main's reader is papermill's inspection; the contract's declared_parameters reads R too
+        not_written.append(
+            f"parameters not read: papermill inspects Python parameters cells, not {info.language}"
+        )
     for declared in info.parameters.values():
         if declared.name in STANDARD_PARAMETERS:
             continue

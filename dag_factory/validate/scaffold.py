@@ -9,8 +9,8 @@ meant to pass `dag-factory validate` as written.
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,7 +25,6 @@ from dag_factory.validate.notebook_info import inspect_notebook
 
 DEFAULT_INSTANCE_TYPE = "ml.t3.medium"
 DEFAULT_KERNEL = "python3"
-_NOT_A_LITERAL = object()
 
 
 class ScaffoldError(DagFactoryError):
@@ -62,34 +61,25 @@ def project_name(project_dir: Path) -> str:
     return name or "notebook-job"
 
 
-def _literal(source: str) -> Any:
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return _NOT_A_LITERAL
-
-
 def draft_notebook(project_dir: Path, relative: str) -> NotebookDraft:
     """One notebook's kernel and parameters (the standard ones left out: the factory sets them)."""
-    info = inspect_notebook(project_dir / relative, DEFAULT_KERNEL)
+    # the notebook's own kernel: its parameters cell is read in its language (R, Julia, ...)
+    info = inspect_notebook(project_dir / relative, None)
     if info.error:
         hint = f" ({info.hint})" if info.hint else ""
         raise ScaffoldError(f"{project_dir / relative}: {info.error}{hint}")
     parameters: dict[str, Any] = {}
     not_written = []
-    if info.parameter_cells and (info.language or "python").lower() != "python":
-        # main's reader is papermill's inspection; the contract's declared_parameters reads R too
-        not_written.append(
-            f"parameters not read: papermill inspects Python parameters cells, not {info.language}"
-        )
+    if info.unread:
+        not_written.append("the parameters cell has statements init could not read; check them")
     for declared in info.parameters.values():
         if declared.name in STANDARD_PARAMETERS:
             continue
         if declared.default is None:
             not_written.append(f"{declared.name}: no default in the notebook; set it under parameters")
             continue
-        value = _literal(declared.default)
-        if value is _NOT_A_LITERAL or value is None:
+        value = json.loads(declared.value) if declared.value is not None else None
+        if value is None:
             not_written.append(f"{declared.name}: default {declared.default} is left to the notebook")
             continue
         parameters[declared.name] = value

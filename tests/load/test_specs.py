@@ -10,22 +10,16 @@ from dag_factory.errors import SpecError
 from dag_factory.load.files import find_platform
 from dag_factory.load.specs import LoadedPlatform, load_platform, load_spec
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.specs import MINIMAL_SPEC
 
 REPO = Path(__file__).resolve().parents[2]
 PLATFORM = REPO / "project_configs" / "platform.yaml"
 EXAMPLE = REPO / "project_configs" / "churn-model.yaml"
 
-BASE = """\
-version: 1
-project: demo
-owner: ds-team
-start_date: 2026-01-05
-compute:
-  instance_type: ml.t3.medium
-  timeout: 2h
-notebooks:
-  - path: notebooks/run.ipynb
-"""
+# the minimal spec with a compute timeout (line numbers below count on it)
+BASE = MINIMAL_SPEC.replace(
+    "  instance_type: ml.t3.medium\n", "  instance_type: ml.t3.medium\n  timeout: 2h\n"
+)
 
 
 @pytest.fixture

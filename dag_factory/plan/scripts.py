@@ -123,13 +123,31 @@ def _script(lines: list[str]) -> str:
     return "\n".join(["set -euo pipefail", *lines, "echo dag-factory: step done"])
 
 
+NBCONVERT = "nbconvert==7.17.2"  # renders each executed notebook as HTML, next to it
+
+# Reads the executed notebook and writes its HTML through papermill's I/O, so the same line works for
+# a local path and for s3:// (papermill's boto3 handler). No single quotes (it is single-quoted) and
+# no double braces (the command is a Jinja template).
+_RENDER_HTML = (
+    "import sys, nbformat; from nbconvert import HTMLExporter; from papermill.iorw import papermill_io; "
+    "notebook = nbformat.reads(papermill_io.read(sys.argv[1]), as_version=4); "
+    'papermill_io.write(HTMLExporter().from_notebook_node(notebook)[0], sys.argv[2], extensions=[".html"])'
+)
+
+
+def html_path(output_notebook: str) -> str:
+    """Where the HTML rendering of an executed notebook goes: beside it, `.ipynb` -> `.html`."""
+    stem = output_notebook[: -len(".ipynb")] if output_notebook.endswith(".ipynb") else output_notebook
+    return stem + ".html"
+
+
 def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:
     """Sync the project, activate the env, install the pinned papermill and the requirements."""
     lines = [
         f"mkdir -p {shlex.quote(layout.workdir)}",
         layout.sync,
         layout.activate,
-        f"{layout.install} {shlex.quote('papermill==' + papermill_version)} ipykernel",
+        f"{layout.install} {shlex.quote('papermill==' + papermill_version)} ipykernel {NBCONVERT}",
     ]
     if requirements:
         lines.append(f"{layout.install} -r {shlex.quote(layout.project + '/' + requirements)}")
@@ -163,6 +181,17 @@ def notebook_command(
     lines = [f"cd {shlex.quote(layout.project)}", layout.activate]
     if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
         lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
-    # when papermill fails, the task log says why in the notebook's own terms; the exit code stays papermill's
+    # papermill writes the executed notebook also when a cell fails: render it (a rendering problem is
+    # reported but never hides the notebook's result); on a failure the task log says why in the
+    # notebook's own terms; the exit code stays papermill's
+    render = f"python -c '{_RENDER_HTML}' '{output_notebook}' '{html_path(output_notebook)}'"
     explain = explain_command(output_notebook, notebook_path)
-    return _script([*lines, f"{' '.join(words)} || {{ status=$?; {explain} || true; exit $status; }}"])
+    return _script(
+        [
+            *lines,
+            "status=0",
+            " ".join(words) + " || status=$?",
+            f'{render} || echo "dag-factory: could not render the executed notebook as HTML" >&2',
+            f'if [ "$status" -ne 0 ]; then {explain} || true; exit "$status"; fi',
+        ]
+    )

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from dag_factory.plan.scripts import (
     HostLayout,
     encode_parameters,
+    html_path,
     notebook_command,
     output_prefix_template,
     runtime_parameters_json,
@@ -185,3 +186,58 @@ def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Pa
     assert f"dag-factory: {explained}" in result.stdout
     assert "AssertionError: 20 rows" in result.stdout
     assert "dag-factory: step done" not in result.stdout
+
+
+def _executed_with_html(tmp: Path, second_cell: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    project = tmp / "work" / "project"
+    (project / "nb").mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('first cell ran')"), nbformat.v4.new_code_cell(second_cell)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, project / "nb" / "n.ipynb")
+    layout = HostLayout(
+        workdir=str(tmp / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
+    )
+    head = str(tmp / "out")
+    out_nb = f"{output_prefix_template(head, 'de')}/n.ipynb"
+    command = notebook_command(
+        layout, "nb/n.ipynb", out_nb, "python3", {}, runtime_parameters_json(head, "de")
+    )
+    rendered = _render(command, "manual__1", "2026-01-05")
+    result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
+    return result, tmp / "out" / "manual__1" / "de"
+
+
+def _html_text(path: Path) -> str:
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts: list[str] = []
+
+        def handle_data(self, data: str) -> None:
+            self.parts.append(data)
+
+    parser = Text()
+    parser.feed(path.read_text())
+    return " ".join(parser.parts)
+
+
+def test_executed_notebook_is_rendered_as_html_beside_it(tmp_path: Path) -> None:
+    result, out = _executed_with_html(tmp_path, "print('second cell says ' + 'hello')")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert html_path(str(out / "n.ipynb")) == str(out / "n.html")
+    text = _html_text(out / "n.html")
+    assert "first cell ran" in text
+    assert "second cell says hello" in text
+
+
+def test_failed_notebook_is_rendered_and_the_step_still_fails(tmp_path: Path) -> None:
+    result, out = _executed_with_html(tmp_path, "raise ValueError('no rows for de')")
+    assert result.returncode != 0
+    assert "dag-factory: step done" not in result.stdout
+    assert (out / "n.ipynb").exists()
+    text = _html_text(out / "n.html")
+    assert "first cell ran" in text
+    assert "ValueError" in text and "no rows for de" in text

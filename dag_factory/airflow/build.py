@@ -18,6 +18,7 @@ from dag_factory.airflow.environment import check_environment, current_env
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
 from dag_factory.compute.aws import ADAPTIVE_RETRIES
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.report import REPORT_TASK, report_inputs
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE
 
 TEARDOWN_RETRIES = 3
@@ -84,7 +85,7 @@ def _local_operator(task: TaskPlan) -> BaseOperator:
     if task.kind == "create_instance":
         return PythonOperator(
             task_id=task.task_id,
-            python_callable=tasks.create_workspace,
+            python_callable=tasks.create_local_instance,
             op_kwargs={"workdir": args["workdir"], "python": args["python"]},
         )
     if task.kind == "resolve_ip":
@@ -94,7 +95,7 @@ def _local_operator(task: TaskPlan) -> BaseOperator:
     if task.kind == "delete_instance":
         return PythonOperator(
             task_id=task.task_id,
-            python_callable=tasks.remove_workspace,
+            python_callable=tasks.remove_local_instance,
             op_kwargs={"workdir": args["workdir"]},
         )
     return BashOperator(
@@ -200,7 +201,31 @@ def build_dag(plan: DagPlan) -> DAG:
                 first = built[group.group_id]["create_instance"]
                 built[group.after_group]["delete_instance"] >> first
                 first.trigger_rule = TriggerRule.ALL_DONE
+        _report_task(plan, built)
     return dag
+
+
+def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> BaseOperator:
+    """Last task of every run, also after failures: report.json/html beside the run's outputs."""
+    report = PythonOperator(
+        task_id=REPORT_TASK,
+        python_callable=tasks.write_run_report,
+        op_kwargs={
+            "inputs": report_inputs(plan),
+            "run_id": "{{ run_id }}",
+            "aws_conn_id": plan.connections["aws"],
+        },
+        retries=0,
+    )
+    # a teardown, so that the run's state stays that of its work (Airflow ignores teardowns there),
+    # with ALL_DONE so that it runs whatever failed
+    report.as_teardown()
+    report.trigger_rule = TriggerRule.ALL_DONE
+    for ops in built.values():
+        for op in ops.values():
+            if not op.downstream_list:  # the group's last tasks: delete_instance and the deliveries
+                op >> report
+    return report
 
 
 def dag_from_spec(

@@ -5,13 +5,24 @@ No closures: any executor (Celery, Kubernetes) imports them by name.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from dag_factory.compute import aws
 from dag_factory.compute.naming import instance_name
 from dag_factory.compute.sagemaker import private_ip, published_host_key
 from dag_factory.compute.workspace import create_workspace, remove_workspace
+from dag_factory.plan.report import (
+    CREATED_XCOM,
+    DELETED_XCOM,
+    REPORT_HTML,
+    REPORT_JSON,
+    build_report,
+    render_html,
+)
 
 log = logging.getLogger("dag_factory.airflow.tasks")
 
@@ -19,9 +30,9 @@ HOST_KEY_XCOM = "host_key"  # the instance's ssh host key, `<type> <base64>`
 
 # the local backend's instance life cycle runs as tasks too
 __all__ = [
-    "create_workspace",
+    "create_local_instance",
     "deliver_outputs",
-    "remove_workspace",
+    "remove_local_instance",
     "resolve_local_ip",
     "resolve_private_ip",
 ]
@@ -52,6 +63,22 @@ def resolve_private_ip(
         log.info("notebook instance %s published ssh host key %s", name, host_key)
         ti.xcom_push(key=HOST_KEY_XCOM, value=host_key)
     return ip
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def create_local_instance(workdir: str, python: str, ti: Any = None) -> str:
+    """The local backend's instance (a work dir + venv); its creation time goes to XCom for the report."""
+    path = create_workspace(workdir, python)
+    ti.xcom_push(key=CREATED_XCOM, value=now_iso())
+    return path
+
+
+def remove_local_instance(workdir: str, ti: Any = None) -> None:
+    remove_workspace(workdir)
+    ti.xcom_push(key=DELETED_XCOM, value=now_iso())
 
 
 def resolve_local_ip() -> str:
@@ -85,3 +112,75 @@ def deliver_outputs(
         "delivered %d rows to %s %s", rows, target.get("to"), target.get("table") or target.get("prefix")
     )
     return rows
+
+
+def _s3_parts(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _read_text(url: str, aws_conn_id: str) -> str | None:
+    """A local file or an s3:// object as text; None when it is not there."""
+    if url.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        hook = S3Hook(aws_conn_id=aws_conn_id)
+        bucket, key = _s3_parts(url)
+        return hook.read_key(key, bucket) if hook.check_for_key(key, bucket) else None
+    path = Path(url)
+    return path.read_text() if path.is_file() else None
+
+
+def _write_text(url: str, text: str, content_type: str, aws_conn_id: str) -> None:
+    if url.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        bucket, key = _s3_parts(url)
+        S3Hook(aws_conn_id=aws_conn_id).load_string(
+            text, key, bucket, replace=True, extra_args={"ContentType": content_type}
+        )
+        return
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    Path(url).write_text(text)
+
+
+def write_run_report(inputs: dict[str, Any], run_id: str, aws_conn_id: str, ti: Any = None) -> str:
+    """The last task of a run (trigger rule all_done): report.json and report.html in the run's folder.
+
+    States and durations come from Airflow (the Execution API's task breadcrumbs: every finished task
+    instance of the run), delivered rows and instance times from the tasks' XComs, the failing cell
+    from the executed notebook. Returns the report's HTML path (XCom, and the task's extra link).
+    """
+    crumbs = ti.get_task_breadcrumbs(dag_id=inputs["dag_id"], run_id=run_id)
+    tis = {str(c["task_id"]): {"state": c["state"], "duration": c["duration"]} for c in crumbs}
+    xcoms: dict[str, dict[str, Any]] = {}
+    notebooks: dict[str, dict[str, Any] | None] = {}
+    for group in inputs["groups"]:
+        gid = group["group_id"]
+        xcoms[f"{gid}.create_instance"] = {
+            CREATED_XCOM: ti.xcom_pull(f"{gid}.create_instance", key=CREATED_XCOM)
+        }
+        xcoms[f"{gid}.delete_instance"] = {
+            DELETED_XCOM: ti.xcom_pull(f"{gid}.delete_instance", key=DELETED_XCOM)
+        }
+        for task in group["tasks"]:
+            if task["kind"] == "deliver":
+                xcoms[task["task_id"]] = {"return_value": ti.xcom_pull(task["task_id"])}
+            elif task["kind"] == "notebook" and tis.get(task["task_id"], {}).get("state") == "failed":
+                text = _read_text(task["executed"], aws_conn_id)
+                notebooks[task["task_id"]] = json.loads(text) if text else None
+    report = build_report(inputs, run_id, tis, xcoms, notebooks)
+    folder = inputs["folder"]
+    _write_text(
+        f"{folder}/{REPORT_JSON}", json.dumps(report, indent=2) + "\n", "application/json", aws_conn_id
+    )
+    _write_text(f"{folder}/{REPORT_HTML}", render_html(report), "text/html", aws_conn_id)
+    total = report["total"]
+    log.info(
+        "run report %s/%s: %s, %s instance-hours",
+        folder,
+        REPORT_HTML,
+        report["status"],
+        total["instance_hours"],
+    )
+    return f"{folder}/{REPORT_HTML}"

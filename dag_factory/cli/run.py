@@ -26,7 +26,7 @@ def _run(
 ) -> int:
     from rich.console import Console
 
-    from dag_factory.local.job import prepare_job, run_local, summarize
+    from dag_factory.local.job import prepare_job, report_lines, run_local, summarize
     from dag_factory.local.progress import render_summary
 
     try:
@@ -43,6 +43,8 @@ def _run(
     console.print(render_summary(rows, title=f"{job.plan.dag_id} {date}: {result.state}", value_label=label))
     if result.interrupted:
         console.print("[red]interrupted[/red]: the run was stopped and its work directories removed")
+    for line in report_lines(job, result):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"Airflow log of the run: {result.log_path}")
     return EXIT_OK if result.succeeded else EXIT_INVALID
 

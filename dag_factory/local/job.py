@@ -6,6 +6,7 @@ This module never imports Airflow: the run happens in a child process (dag_facto
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.plan.model import DagPlan
 from dag_factory.plan.planner import plan_dag
+from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, run_folder
 from dag_factory.spec.platform import LocalEnvironment
 
 
@@ -101,6 +103,32 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
             )
         )
     return rows
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.2f}"
+
+
+def report_lines(job: LocalJob, result: RunResult) -> list[str]:
+    """Where the run report and the rendered notebooks are, and the actual cost beside the estimate."""
+    folder = Path(run_folder(job.plan).replace("{{ run_id }}", result.run_id))
+    try:
+        report = json.loads((folder / REPORT_JSON).read_text())
+    except (OSError, ValueError):
+        return [f"no run report in {folder} (the report task did not run)"]
+    total, estimate = report["total"], report["estimate"]
+    actual = f"instance-hours {total['instance_hours']:.3f}, cost {_money(total['cost_usd'])}"
+    planned = f"{estimate['instance_hours_max']:.2f} h, {_money(estimate['cost_max_usd'])}"
+    lines = [
+        f"run report: {folder / REPORT_HTML} (and {REPORT_JSON})",
+        f"{actual}; plan estimate at most {planned}",
+        "rendered notebooks:",
+    ]
+    for value in report["values"]:
+        lines += [
+            f"  {notebook['html']}" for notebook in value["notebooks"] if Path(notebook["html"]).exists()
+        ]
+    return lines
 
 
 def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any) -> RunResult:

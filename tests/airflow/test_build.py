@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from airflow.sdk import TriggerRule
 
 from dag_factory.airflow.build import build_dag, dag_from_spec
 from dag_factory.airflow.dag_files import stale_dag_files
@@ -40,7 +41,7 @@ def test_every_spec_builds_and_survives_serialization(spec: Path, env: str) -> N
 
 def test_per_country_example_has_20_groups_of_8_tasks() -> None:
     dag = _dag("churn-model.yaml", "prod")
-    groups = [g for g in dag.task_group.children.values()]
+    groups = [g for g in dag.task_group.children.values() if g.node_id != "report"]
     assert len(groups) == 20
     de = sorted(t.split(".", 1)[1] for t in dag.task_ids if t.startswith("de."))
     assert de == sorted(
@@ -208,3 +209,20 @@ def test_connection_ids_come_from_the_platform_even_without_delivery(tmp_path: P
     assert not [t for t in dag.task_ids if ".deliver_" in t]
     assert dag.get_task("de.nb_01_features").ssh_conn_id == "sagemaker_ssh"
     assert dag.get_task("de.create_instance").aws_conn_id == "aws_default"
+
+
+def test_report_task_runs_last_after_failures_and_leaves_the_run_state_to_the_work() -> None:
+    dag = _dag("churn-model.yaml", "prod")
+    report = dag.get_task("report")
+    assert report.trigger_rule == TriggerRule.ALL_DONE
+    assert report.is_teardown  # Airflow leaves teardowns out of the run's state
+    groups = {t.split(".", 1)[0] for t in dag.task_ids if "." in t}
+    assert {f"{g}.deliver_0_snowflake" for g in groups} <= report.upstream_task_ids
+    # every task comes before it (a lane's earlier instances through the next create)
+    assert report.get_flat_relative_ids(upstream=True) == set(dag.task_ids) - {"report"}
+    assert report.downstream_task_ids == set()
+    inputs = report.op_kwargs["inputs"]
+    assert inputs["folder"] == "s3://nb-output-prod/churn-model/{{ run_id }}"
+    de = next(g for g in inputs["groups"] if g["group_id"] == "de")
+    notebook = next(t for t in de["tasks"] if t["task_id"] == "de.nb_02_train")
+    assert notebook["html"] == inputs["folder"] + "/de/02_train.html"

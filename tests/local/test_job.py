@@ -13,16 +13,20 @@ import pytest
 import yaml
 from rich.console import Console
 
-from dag_factory.local.job import prepare_job, run_local, summarize
+from dag_factory.local.job import prepare_job, report_lines, run_local, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 DATE = dt.date(2026, 1, 5)
 
 
-def _project(tmp_path: Path, notebook_params: dict[str, object] | None = None) -> tuple[Path, Path]:
+def _project(
+    tmp_path: Path, notebook_params: dict[str, object] | None = None, prices: dict[str, float] | None = None
+) -> tuple[Path, Path]:
     """The demo spec and a platform whose local root is under tmp_path."""
     platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
+    if prices:
+        platform["environments"]["local"]["instance_prices"] = prices
     spec = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
     shutil.copytree(ROOT / "examples" / "churn-demo", tmp_path / "churn-demo")  # project_dir stays
     spec["project_dir"] = "churn-demo"  # inside the spec's repository (here: tmp_path)
@@ -79,8 +83,8 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Path) -> None:
-    spec, platform = _project(tmp_path, {"fail_for": "fr"})
-    _, result, rows = _run(spec, platform, ["de", "fr"])
+    spec, platform = _project(tmp_path, {"fail_for": "fr"}, prices={"ml.t3.medium": 3600.0})
+    job, result, rows = _run(spec, platform, ["de", "fr"])
     assert result.state == "failed"
     assert rows["de"].status == "success" and rows["fr"].status == "failed"
     assert rows["fr"].error == (  # the cell and line as numbered in the notebook the data scientist wrote
@@ -93,6 +97,51 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
     assert result.ti("fr.delete_instance").state == "success"
     assert _scores(tmp_path / "root") == [("de", 800)]
     assert not any((tmp_path / "root" / "work").rglob("venv"))
+    # the rendered notebooks, the failed one included, beside the executed ones
+    assert "forced failure for fr" in _html_text(executed.with_suffix(".html"))
+    assert "injected-parameters" in (executed.parent / "01_features.html").read_text()
+    # the run report: written after the failure, every value, its failure, rows, cost beside the estimate
+    assert result.ti("report").state == "success"
+    folder = executed.parent.parent
+    report = json.loads((folder / "report.json").read_text())
+    assert report["status"] == "failed" and report["run_id"] == result.run_id
+    values = {v["value"]: v for v in report["values"]}
+    assert {v: e["status"] for v, e in values.items()} == {"de": "success", "fr": "failed"}
+    assert values["fr"]["failure"].startswith("fr.nb_02_train: cell ")
+    assert "RuntimeError: forced failure for fr" in values["fr"]["failure"]
+    assert values["de"]["failure"] == ""
+    delivered = {"duckdb:analytics.churn_scores": 800, "duckdb:analytics.churn_metrics": 1}
+    assert values["de"]["rows_delivered"] == delivered
+    assert all(n is None for n in values["fr"]["rows_delivered"].values())
+    tasks = {t["task_id"]: t for t in values["fr"]["tasks"]}
+    assert tasks["fr.nb_02_train"]["state"] == "failed"
+    assert tasks["fr.deliver_0_postgres"]["state"] == "upstream_failed"
+    assert tasks["fr.nb_01_features"]["duration_s"] > 0
+    for value in ("de", "fr"):  # the work dir existed for a while; price 3600 $/h = 1 $/s
+        hours = values[value]["instance_hours"]
+        assert 0 < hours < 1
+        assert values[value]["cost_usd"] == pytest.approx(hours * 3600, abs=0.01)
+    total = report["total"]
+    assert total["instance_hours"] == pytest.approx(
+        values["de"]["instance_hours"] + values["fr"]["instance_hours"]
+    )
+    assert report["estimate"]["instances"] == 2 and report["estimate"]["usd_per_hour"] == 3600.0
+    shown = _html_text(folder / "report.html")
+    for text in (
+        "de",
+        "fr",
+        "RuntimeError: forced failure for fr",
+        f"file://{executed.with_suffix('.html')}",
+    ):
+        assert text in shown
+    # what `dag-factory run` prints after the summary
+    printed = report_lines(job, result)
+    assert printed[0] == f"run report: {folder / 'report.html'} (and report.json)"
+    actual = f"instance-hours {total['instance_hours']:.3f}, cost ${total['cost_usd']:.2f}"
+    assert printed[1] == f"{actual}; plan estimate at most 1.00 h, $3600.00"
+    assert printed[2] == "rendered notebooks:"
+    assert f"  {executed.with_suffix('.html')}" in printed
+    assert len(printed) == 3 + 4
 
 
 @pytest.mark.integration
@@ -261,3 +310,23 @@ def test_the_summary_explains_a_failed_install(tmp_path: Path) -> None:
     error = rows["de"].error
     assert error.startswith("prepare: install failure: "), error
     assert "no-such-package-dag-factory" in error
+
+
+def _html_text(path: Path) -> str:
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.parts: list[str] = []
+            self.links: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.links += [v for k, v in attrs if tag == "a" and k == "href" and v]
+
+        def handle_data(self, data: str) -> None:
+            self.parts.append(data)
+
+    parser = Text()
+    parser.feed(path.read_text())
+    return " ".join(parser.parts) + "\n" + "\n".join(parser.links)

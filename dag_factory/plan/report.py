@@ -1,0 +1,213 @@
+"""The run report: what one DAG run did, per fan-out value, and what its instances cost.
+
+Plain data and HTML, no Airflow: `report_inputs` turns a plan into the plain mapping the report task
+gets (Airflow renders the run id into its paths), `build_report` joins it with what the run left
+behind (task states and durations, XComs, executed notebooks), `render_html` shows it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from typing import Any
+
+from dag_factory.plan.model import DagPlan
+from dag_factory.plan.notebook_failure import explain_notebook_error
+from dag_factory.plan.scripts import html_path
+
+CREATED_XCOM = "instance_created_at"  # ISO time the instance (or local work dir) was created
+DELETED_XCOM = "instance_deleted_at"  # ISO time it was confirmed gone
+REPORT_TASK = "report"
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+
+
+def run_folder(plan: DagPlan) -> str:
+    """Where the run's outputs go (``<output>/<project>/{{ run_id }}``, local or s3://), as a template:
+    every executed notebook is ``<run folder>/<value>/<notebook>.ipynb``."""
+    notebook = next(t for g in plan.groups for t in g.tasks if t.kind == "notebook")
+    return str(notebook.args["output_notebook"]).rsplit("/", 2)[0]
+
+
+def report_inputs(plan: DagPlan) -> dict[str, Any]:
+    """What the report task needs to know about the plan, as plain (templated) data."""
+    groups = []
+    for group in plan.groups:
+        tasks = []
+        for task in group.tasks:
+            entry: dict[str, Any] = {"task_id": f"{group.group_id}.{task.task_id}", "kind": task.kind}
+            if task.kind == "notebook":
+                entry |= {
+                    "value": task.args["value"],
+                    "notebook": task.args["notebook"],
+                    "executed": task.args["output_notebook"],
+                    "html": html_path(task.args["output_notebook"]),
+                }
+            elif task.kind == "deliver":
+                target = task.args["target"]
+                entry |= {
+                    "value": task.args["partition_value"],
+                    "target": f"{target['to']}:{target.get('table') or target.get('prefix', '')}",
+                }
+            tasks.append(entry)
+        groups.append({"group_id": group.group_id, "values": list(group.values), "tasks": tasks})
+    return {
+        "dag_id": plan.dag_id,
+        "env": plan.env,
+        "backend": plan.backend,
+        "fan_out": plan.fan_out_name,
+        "folder": run_folder(plan),
+        "estimate": {
+            "instance_type": plan.estimate.instance_type,
+            "instances": plan.estimate.instances,
+            "instance_hours_max": plan.estimate.instance_hours_max,
+            "usd_per_hour": plan.estimate.usd_per_hour,
+            "cost_max_usd": plan.estimate.cost_max_usd,
+        },
+        "groups": groups,
+    }
+
+
+def failing_cell(notebook: dict[str, Any]) -> str:
+    """The first cell of an executed notebook that raised, named as in the notebook the data scientist
+    wrote (the contract's `explain_notebook_error`; '' when none did)."""
+    return explain_notebook_error(notebook)
+
+
+def _hours(created: str | None, deleted: str | None) -> float | None:
+    if not created or not deleted:
+        return None
+    seconds = (dt.datetime.fromisoformat(deleted) - dt.datetime.fromisoformat(created)).total_seconds()
+    return round(max(seconds, 0.0) / 3600, 4)
+
+
+def _cost(hours: float | None, price: float | None) -> float | None:
+    return round(hours * price, 4) if hours is not None and price is not None else None
+
+
+def _value_entry(
+    value: str | None,
+    tasks: list[dict[str, Any]],
+    tis: dict[str, dict[str, Any]],
+    xcoms: dict[str, dict[str, Any]],
+    notebooks: dict[str, dict[str, Any] | None],
+) -> dict[str, Any]:
+    lines = [
+        {
+            "task_id": t["task_id"],
+            "state": tis.get(t["task_id"], {}).get("state") or "not run",
+            "duration_s": tis.get(t["task_id"], {}).get("duration"),
+        }
+        for t in tasks
+    ]
+    # the value's work; a teardown's state shows in its line (as in the run summary)
+    teardown = {t["task_id"] for t in tasks if t["kind"] in ("stop_instance", "delete_instance")}
+    failed = [line for line in lines if line["state"] != "success" and line["task_id"] not in teardown]
+    failure = ""
+    if failed:
+        first = failed[0]
+        executed = notebooks.get(first["task_id"])
+        cell = failing_cell(executed) if executed else ""
+        failure = f"{first['task_id']}: {cell or first['state']}"
+    delivered = {
+        t["target"]: xcoms.get(t["task_id"], {}).get("return_value") for t in tasks if t["kind"] == "deliver"
+    }
+    rendered = [{"notebook": t["notebook"], "html": t["html"]} for t in tasks if t["kind"] == "notebook"]
+    return {
+        "value": value,
+        "status": "failed" if failed else "success",
+        "tasks": lines,
+        "failure": failure,
+        "rows_delivered": delivered,
+        "notebooks": rendered,
+    }
+
+
+def build_report(
+    inputs: dict[str, Any],
+    run_id: str,
+    tis: dict[str, dict[str, Any]],
+    xcoms: dict[str, dict[str, Any]],
+    notebooks: dict[str, dict[str, Any] | None],
+) -> dict[str, Any]:
+    """`tis`: task id -> {state, duration}; `xcoms`: task id -> {key: value}; `notebooks`: notebook
+    task id -> its executed notebook (None when there is none)."""
+    price = inputs["estimate"]["usd_per_hour"]
+    values = []
+    total_hours = 0.0
+    for group in inputs["groups"]:
+        gid = group["group_id"]
+        hours = _hours(
+            xcoms.get(f"{gid}.create_instance", {}).get(CREATED_XCOM),
+            xcoms.get(f"{gid}.delete_instance", {}).get(DELETED_XCOM),
+        )
+        total_hours += hours or 0.0
+        instance_tasks = [t for t in group["tasks"] if t["kind"] not in ("notebook", "deliver")]
+        for value in group["values"] or [None]:
+            own = [t for t in group["tasks"] if t["kind"] in ("notebook", "deliver") and t["value"] == value]
+            entry = _value_entry(value, instance_tasks[:3] + own + instance_tasks[3:], tis, xcoms, notebooks)
+            entry |= {"group": gid, "instance_hours": hours, "cost_usd": _cost(hours, price)}
+            values.append(entry)
+    total_hours = round(total_hours, 4)
+    return {
+        "dag_id": inputs["dag_id"],
+        "run_id": run_id,
+        "env": inputs["env"],
+        "backend": inputs["backend"],
+        "fan_out": inputs["fan_out"],
+        "status": "failed" if any(v["status"] == "failed" for v in values) else "success",
+        "values": values,
+        "total": {"instance_hours": total_hours, "cost_usd": _cost(total_hours, price)},
+        "estimate": inputs["estimate"],
+    }
+
+
+def _money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.2f}"
+
+
+def _hours_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} h"
+
+
+def _href(path: str) -> str:
+    return path if "://" in path else "file://" + path
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A self-contained page: one row per value, the totals beside the plan's estimate."""
+    e = html.escape
+    label = report["fan_out"] or "value"
+    rows = []
+    for v in report["values"]:
+        tasks = "<br>".join(
+            f"{e(t['task_id'])}: {e(t['state'])}"
+            + (f" ({t['duration_s']:.1f} s)" if t["duration_s"] is not None else "")
+            for t in v["tasks"]
+        )
+        delivered = "<br>".join(f"{e(k)}: {'-' if n is None else n}" for k, n in v["rows_delivered"].items())
+        links = "<br>".join(f'<a href="{e(_href(n["html"]))}">{e(n["notebook"])}</a>' for n in v["notebooks"])
+        rows.append(
+            f'<tr class="{e(v["status"])}"><td class="value">{e(v["value"] or v["group"])}</td>'
+            f"<td>{e(v['status'])}</td><td>{tasks}</td><td>{e(v['failure'])}</td><td>{delivered or '-'}</td>"
+            f"<td>{links}</td><td>{_hours_text(v['instance_hours'])}</td><td>{_money(v['cost_usd'])}</td></tr>"
+        )
+    est, total = report["estimate"], report["total"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(report["dag_id"])} {e(report["run_id"])}</title>
+<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
+padding:4px;vertical-align:top}} tr.failed td.value{{color:#b00}}</style></head>
+<body><h1>{e(report["dag_id"])}: {e(report["status"])}</h1>
+<p>run {e(report["run_id"])}, environment {e(report["env"])} ({e(report["backend"])})</p>
+<table><thead><tr><th>{e(label)}</th><th>status</th><th>tasks</th><th>failure</th><th>rows delivered</th>
+<th>rendered notebooks</th><th>instance-hours</th><th>cost</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<h2>Totals</h2>
+<table><tr><th></th><th>instance-hours</th><th>cost</th></tr>
+<tr><td>actual</td><td>{_hours_text(total["instance_hours"])}</td><td>{_money(total["cost_usd"])}</td></tr>
+<tr><td>plan estimate (maximum: {est["instances"]} x {e(est["instance_type"])} for the whole timeout)</td>
+<td>{_hours_text(est["instance_hours_max"])}</td><td>{_money(est["cost_max_usd"])}</td></tr></table>
+</body></html>
+"""

@@ -1,0 +1,156 @@
+"""The run report model and its HTML (no Airflow): statuses, failures, rows, hours and cost per value."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM, build_report, failing_cell, render_html
+
+RUN = "manual__2026-01-05T00:00:00+00:00"
+FOLDER = f"s3://out/churn/{RUN}"
+
+
+def _group(value: str) -> dict[str, Any]:
+    def task(name: str, kind: str, **extra: Any) -> dict[str, Any]:
+        return {"task_id": f"{value}.{name}", "kind": kind, **extra}
+
+    notebook = {"value": value, "notebook": "nb/train.ipynb", "executed": f"{FOLDER}/{value}/train.ipynb"}
+    return {
+        "group_id": value,
+        "values": [value],
+        "tasks": [
+            task("create_instance", "create_instance"),
+            task("resolve_ip", "resolve_ip"),
+            task("prepare", "prepare"),
+            task("nb_train", "notebook", **notebook, html=f"{FOLDER}/{value}/train.html"),
+            task("deliver_0_postgres", "deliver", value=value, target="postgres:ml.scores"),
+            task("stop_instance", "stop_instance"),
+            task("delete_instance", "delete_instance"),
+        ],
+    }
+
+
+INPUTS = {
+    "dag_id": "churn",
+    "env": "preprod",
+    "backend": "sagemaker",
+    "fan_out": "country",
+    "folder": FOLDER,
+    "estimate": {
+        "instance_type": "ml.t3.medium",
+        "instances": 2,
+        "instance_hours_max": 8.0,
+        "usd_per_hour": 0.05,
+        "cost_max_usd": 0.4,
+    },
+    "groups": [_group("de"), _group("fr")],
+}
+FAILED_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "outputs": [{"output_type": "stream", "text": "ok"}]},
+        {"cell_type": "markdown"},
+        {"cell_type": "code", "outputs": [{"output_type": "error", "ename": "KeyError", "evalue": "'fr'"}]},
+    ]
+}
+
+
+def _report() -> dict[str, Any]:
+    tis = {f"{v}.{t}": {"state": "success", "duration": 2.5} for v in ("de", "fr") for t in
+           ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_0_postgres", "stop_instance",
+            "delete_instance")}  # fmt: skip
+    tis["fr.nb_train"] = {"state": "failed", "duration": 7.0}
+    tis["fr.deliver_0_postgres"] = {"state": "upstream_failed", "duration": None}
+    xcoms = {
+        "de.create_instance": {CREATED_XCOM: "2026-01-05T04:00:00+00:00"},
+        "de.delete_instance": {DELETED_XCOM: "2026-01-05T04:30:00+00:00"},
+        "fr.create_instance": {CREATED_XCOM: "2026-01-05T04:00:00+00:00"},
+        "fr.delete_instance": {DELETED_XCOM: "2026-01-05T05:00:00+00:00"},
+        "de.deliver_0_postgres": {"return_value": 800},
+        "fr.deliver_0_postgres": {"return_value": None},
+    }
+    return build_report(INPUTS, RUN, tis, xcoms, {"fr.nb_train": FAILED_NOTEBOOK})
+
+
+def test_failing_cell_names_the_first_error() -> None:
+    assert failing_cell(FAILED_NOTEBOOK) == "cell 2: KeyError: 'fr'"
+    assert failing_cell({"cells": []}) == ""
+
+
+def test_report_per_value_and_total() -> None:
+    report = _report()
+    assert report["status"] == "failed"
+    de, fr = report["values"]
+    assert (de["value"], de["status"], de["failure"]) == ("de", "success", "")
+    assert (fr["value"], fr["status"]) == ("fr", "failed")
+    assert fr["failure"] == "fr.nb_train: cell 2: KeyError: 'fr'"
+    assert de["rows_delivered"] == {"postgres:ml.scores": 800}
+    assert fr["rows_delivered"] == {"postgres:ml.scores": None}
+    assert [t["task_id"] for t in fr["tasks"]] == [
+        "fr.create_instance", "fr.resolve_ip", "fr.prepare", "fr.nb_train", "fr.deliver_0_postgres",
+        "fr.stop_instance", "fr.delete_instance",
+    ]  # fmt: skip
+    assert fr["tasks"][3] == {"task_id": "fr.nb_train", "state": "failed", "duration_s": 7.0}
+    assert (de["instance_hours"], de["cost_usd"]) == (0.5, 0.025)
+    assert (fr["instance_hours"], fr["cost_usd"]) == (1.0, 0.05)
+    assert report["total"] == {"instance_hours": 1.5, "cost_usd": 0.075}
+    assert report["estimate"]["cost_max_usd"] == 0.4
+    assert fr["notebooks"] == [{"notebook": "nb/train.ipynb", "html": f"{FOLDER}/fr/train.html"}]
+
+
+def test_instance_never_created_costs_nothing_and_a_task_never_run_says_so() -> None:
+    report = build_report(INPUTS, RUN, {}, {}, {})
+    de = report["values"][0]
+    assert de["instance_hours"] is None and de["cost_usd"] is None
+    assert de["status"] == "failed" and de["failure"] == "de.create_instance: not run"
+    assert report["total"] == {"instance_hours": 0.0, "cost_usd": 0.0}
+
+
+class _Cells(HTMLParser):
+    """Rows of the first table as lists of cell texts, and every link."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.links: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables += 1
+        elif tag == "tr" and self.tables == 1:
+            self.rows.append([])
+        elif tag in ("td", "th") and self.tables == 1:
+            self.rows[-1].append("")
+        elif tag == "a":
+            self.links += [v for k, v in attrs if k == "href" and v]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self.tables += 1
+
+    def handle_data(self, data: str) -> None:
+        if self.tables == 1 and self.rows and self.rows[-1]:
+            self.rows[-1][-1] = (self.rows[-1][-1] + data).strip()
+
+
+@pytest.mark.parametrize("value", ["de", "fr"])
+def test_html_shows_every_value(value: str) -> None:
+    parser = _Cells()
+    parser.feed(render_html(_report()))
+    header, *rows = parser.rows
+    assert header == [
+        "country", "status", "tasks", "failure", "rows delivered", "rendered notebooks",
+        "instance-hours", "cost",
+    ]  # fmt: skip
+    row = next(r for r in rows if r[0] == value)
+    if value == "fr":
+        assert row[1] == "failed" and row[3] == "fr.nb_train: cell 2: KeyError: 'fr'"
+        assert row[4] == "postgres:ml.scores: -"
+        assert row[6:] == ["1.000 h", "$0.05"]
+    else:
+        assert row[1] == "success" and row[4] == "postgres:ml.scores: 800"
+        assert row[6:] == ["0.500 h", "$0.03"]
+    assert f"{FOLDER}/{value}/train.html" in parser.links

@@ -15,11 +15,12 @@ from airflow.sdk.bases.operator import BaseOperator
 
 from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import check_environment, current_env
+from dag_factory.airflow.links import set_links
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
 from dag_factory.compute.aws import ADAPTIVE_RETRIES
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
-from dag_factory.plan.report import REPORT_TASK, report_inputs
-from dag_factory.plan.scripts import JOB_DATE_TEMPLATE
+from dag_factory.plan.report import REPORT_HTML, REPORT_TASK, report_inputs
+from dag_factory.plan.scripts import JOB_DATE_TEMPLATE, html_path
 
 TEARDOWN_RETRIES = 3
 
@@ -142,9 +143,17 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
     return _sagemaker_operator(plan, task, conns)
 
 
+def _with_links(plan: DagPlan, task: TaskPlan, op: BaseOperator) -> BaseOperator:
+    if task.kind == "notebook":
+        args = task.args
+        paths = {"Executed notebook": html_path(args["output_notebook"]), "Notebook source": args["source"]}
+        set_links(op, paths, args["link_style"], args["region"], plan.connections["aws"])
+    return op
+
+
 def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
     with TaskGroup(group_id=group.group_id, tooltip=", ".join(group.values) or group.group_id):
-        ops = {task.task_id: _operator(plan, group, task) for task in group.tasks}
+        ops = {task.task_id: _with_links(plan, task, _operator(plan, group, task)) for task in group.tasks}
     for task in group.tasks:
         for upstream in task.upstream:
             ops[upstream] >> ops[task.task_id]
@@ -219,6 +228,10 @@ def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> Ba
     )
     # a teardown, so that the run's state stays that of its work (Airflow ignores teardowns there),
     # with ALL_DONE so that it runs whatever failed
+    notebook = next(t for g in plan.groups for t in g.tasks if t.kind == "notebook").args
+    inputs = report.op_kwargs["inputs"]
+    set_links(report, {"Run report": f"{inputs['folder']}/{REPORT_HTML}"}, notebook["link_style"],
+              notebook["region"], plan.connections["aws"])  # fmt: skip
     report.as_teardown()
     report.trigger_rule = TriggerRule.ALL_DONE
     for ops in built.values():

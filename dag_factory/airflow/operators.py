@@ -8,6 +8,7 @@ instance on, what to wait for) is dag_factory.compute.sagemaker's, shared with t
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 
 from dag_factory.compute.naming import FACTORY_TAG, instance_name
 from dag_factory.compute.sagemaker import Goal, drive
+from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM
 
 
 class _RunScoped:
@@ -82,6 +84,10 @@ class CreateNotebookInstanceOperator(_RunScoped, SageMakerCreateNotebookOperator
         self.create_instance_kwargs = kwargs
         create = lambda: SageMakerCreateNotebookOperator.execute(self, context)  # noqa: E731
         self.drive_to(context, self.hook.conn, "in_service", create)
+        # when SageMaker made it (a retry that reuses the instance keeps the first time): the run report's
+        # instance-hours start here
+        described = self.hook.conn.describe_notebook_instance(NotebookInstanceName=self.instance_name)
+        context["ti"].xcom_push(key=CREATED_XCOM, value=described["CreationTime"].isoformat())
         return self.instance_name
 
 
@@ -129,3 +135,4 @@ class DeleteNotebookInstanceOperator(_RunScoped, SageMakerDeleteNotebookOperator
     def execute(self, context: Any) -> None:
         self.drive_to(context, self.hook.conn, "gone")
         self.log.info("notebook instance %s is gone", self.instance_name)
+        context["ti"].xcom_push(key=DELETED_XCOM, value=dt.datetime.now(dt.UTC).isoformat())

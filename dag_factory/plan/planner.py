@@ -82,6 +82,18 @@ class _Context:
             return _local_layout(self.env, self.root, self.dag_id, group, self.spec.project)
         return _sagemaker_layout(self.env, self.spec.project, self.spec, group)
 
+    def code_head(self) -> str:
+        """Where the project is deployed: s3://<code>/<project> or its local twin."""
+        if self.root is not None:
+            return f"{self.root}/{self.env.buckets.code}/{self.spec.project}"
+        return f"s3://{self.env.buckets.code}/{self.spec.project}"
+
+    def links(self) -> dict[str, Any]:
+        """How the Airflow UI links to files: file:// locally, per the platform file on SageMaker."""
+        if isinstance(self.env, SageMakerEnvironment):
+            return {"link_style": self.env.notebook_links, "region": self.env.region}
+        return {"link_style": "file", "region": None}
+
     def output_head(self) -> str:
         """Output prefix up to the run id: s3://<output>/<project> or its local twin."""
         bucket = self.env.buckets.output
@@ -129,7 +141,9 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
             "kernel": notebook.kernel or spec.runtime.kernel,
             "timeout_s": timeout,
             "output_notebook": output_notebook,
+            "source": f"{ctx.code_head()}/{notebook.path}",
             "value": value,
+            **ctx.links(),
         }
         tasks.append(TaskPlan(task_id, "notebook", (upstream,), args))
         upstream = task_id

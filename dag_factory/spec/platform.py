@@ -93,6 +93,11 @@ class SageMakerEnvironment(_Environment):
     lifecycle_config: str | None = None
     api_pool: ApiPool = Field(default_factory=ApiPool)
     ssh: SshSettings = Field(default_factory=SshSettings)
+    notebook_links: Literal["console", "presigned"] = Field(
+        "console",
+        description="how Airflow's extra links (executed notebook, source, run report) open an S3 object: "
+        "the S3 console's page of it (needs console access), or a presigned URL valid for 7 days",
+    )
 
     @model_validator(mode="after")
     def _pinned_keys_need_a_publisher(self) -> SageMakerEnvironment:

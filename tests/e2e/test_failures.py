@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import nbformat
 import pytest
@@ -15,7 +17,7 @@ from dag_factory.local.execute import RunResult, log_events
 from dag_factory.local.failures import group_failure
 from dag_factory.plan.notebook_failure import MARKER
 from tests.e2e.conftest import E2E, ENV_NAME, Job, copy_project, notebook_errors, states
-from tests.servers.sagemaker import Throttling
+from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, Throttling
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +42,8 @@ def failure_reason(job: Job, result: RunResult, value: str) -> str:
 
 
 def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2E) -> None:
-    job = e2e.job(["de", "fr"], notebook_params={"fail_for": "fr"})
+    platform = e2e.platform_settings(instance_prices={NOTEBOOK_INSTANCE_TYPE: 36.0})  # 1 cent a second
+    job = e2e.job(["de", "fr"], notebook_params={"fail_for": "fr"}, platform=platform)
     result = e2e.run(job)
 
     assert result.state == "failed", result.log_path
@@ -62,6 +65,72 @@ def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2
     assert_nothing_left(e2e, result, ["de", "fr"])
     assert e2e.rows("analytics.churn_scores") == {"de": 800}
     assert e2e.rows("analytics.churn_metrics") == {"de": 1}
+    assert_rendered_and_reported(e2e, job, result)
+
+
+def _s3_text(e2e: E2E, job: Job, key: str) -> str:
+    body = e2e.sm.moto.client("s3").get_object(Bucket=job.output_bucket, Key=key)["Body"].read()
+    return str(body.decode())
+
+
+def extra_links(e2e: E2E, job: Job, run_id: str, task_id: str) -> dict[str, str | None]:
+    path = f"/api/v2/dags/{job.dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+    with urllib.request.urlopen(e2e.server.url + path, timeout=60) as answer:
+        links: dict[str, str | None] = json.loads(answer.read())["extra_links"]
+    return links
+
+
+def assert_rendered_and_reported(e2e: E2E, job: Job, result: RunResult) -> None:
+    """The HTML renderings beside the executed notebooks in S3 (the failed one too), and the run report."""
+    folder = f"{job.dag_id}/{result.run_id}"
+    for value, notebook in [
+        ("de", "01_features"),
+        ("de", "02_train"),
+        ("fr", "01_features"),
+        ("fr", "02_train"),
+    ]:
+        page = _s3_text(e2e, job, f"{folder}/{value}/{notebook}.html")
+        assert page.startswith("<!DOCTYPE html>") and "injected-parameters" in page
+    assert "forced failure for fr" in _s3_text(e2e, job, f"{folder}/fr/02_train.html")
+    assert result.ti("report").state == "success"
+    report = json.loads(_s3_text(e2e, job, f"{folder}/report.json"))
+    values = {v["value"]: v for v in report["values"]}
+    assert {v: e["status"] for v, e in values.items()} == {"de": "success", "fr": "failed"}
+    assert values["fr"]["failure"].startswith("fr.nb_02_train: cell ")
+    assert values["fr"]["failure"].endswith("RuntimeError: forced failure for fr")
+    assert values["de"]["rows_delivered"] == {
+        "postgres:analytics.churn_scores": 800,
+        "postgres:analytics.churn_metrics": 1,
+    }
+    for entry in values.values():  # from SageMaker's CreationTime to the confirmed deletion
+        assert 0 < entry["instance_hours"] < 1
+        assert entry["cost_usd"] == pytest.approx(entry["instance_hours"] * 36.0, abs=0.001)
+        html = [n["html"] for n in entry["notebooks"]]
+        assert html == [
+            f"s3://{job.output_bucket}/{folder}/{entry['value']}/{n}.html"
+            for n in ("01_features", "02_train")
+        ]
+    assert report["total"]["cost_usd"] == pytest.approx(
+        values["de"]["cost_usd"] + values["fr"]["cost_usd"], abs=0.001
+    )
+    assert report["estimate"]["usd_per_hour"] == 36.0
+    # the extra links, read back through Airflow's REST API (stored in XCom by the worker)
+    console = f"https://s3.console.aws.amazon.com/s3/object/{job.output_bucket}?region=eu-west-1&prefix="
+    source = f"https://s3.console.aws.amazon.com/s3/object/{job.code_bucket}?region=eu-west-1&prefix="
+    for task_id in ("fr.nb_02_train", "de.nb_01_features"):
+        value, notebook = task_id.split(".")[0], task_id.split(".nb_")[1]
+        assert extra_links(e2e, job, result.run_id, task_id) == {
+            "Executed notebook": console + quote(f"{folder}/{value}/{notebook}.html"),
+            "Notebook source": source + quote(f"{job.dag_id}/notebooks/{notebook}.ipynb"),
+        }
+    assert extra_links(e2e, job, result.run_id, "report") == {
+        "Run report": console + quote(f"{folder}/report.html")
+    }
+    page = _s3_text(e2e, job, f"{folder}/report.html")
+    assert (
+        "RuntimeError: forced failure for fr" in page
+        and f"s3://{job.output_bucket}/{folder}/de/02_train.html" in page
+    )
 
 
 def sleeping_notebook(seconds: int) -> str:

@@ -473,6 +473,10 @@ def build_login_env(conda_root: Path, env_name: str = "python3") -> Path:
     )  # fmt: skip
     # the project's packages come after the env's own site-packages: whatever pip installs here wins
     (site / "_project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # and the data files installed with them (nbconvert's HTML templates live in <prefix>/share/jupyter,
+    # which a real env's pip install puts under the env's own prefix)
+    (prefix / "share").mkdir(exist_ok=True)
+    (prefix / "share" / "jupyter").symlink_to(Path(sysconfig.get_paths()["data"]) / "share" / "jupyter")
     with zipfile.ZipFile(_bundled_pip_wheel()) as wheel:
         wheel.extractall(site)
     scripts = {

@@ -1,0 +1,80 @@
+"""Extra links in the Airflow UI: a notebook task's rendered notebook and source, the run's report.
+
+Airflow 3 computes an operator's extra links on the worker when the task finishes (also when it
+failed) and stores each in the task's XCom (`BaseOperatorLink.xcom_key`); the api-server reads them
+from there. So the links work after the run and on a distributed deployment, and the api-server needs
+no AWS credentials: a presigned URL is signed by the worker.
+
+What a link points at is set per task at build time (`set_links`): a path or s3:// URL that may hold
+`{{ run_id }}`, and how to show an S3 object (the platform's `notebook_links`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from airflow.sdk import BaseOperatorLink
+from airflow.sdk.bases.operator import BaseOperator
+
+TARGETS_ATTR = "dag_factory_link_targets"
+PRESIGNED_EXPIRY_S = 7 * 24 * 3600  # the longest SigV4 allows
+
+
+def link_url(target: str, style: str, region: str | None, aws_conn_id: str) -> str:
+    """A path -> file:// URL; s3://bucket/key -> the S3 console's page of the object, or a presigned URL."""
+    if not target.startswith("s3://"):
+        return "file://" + quote(target)
+    bucket, _, key = target.removeprefix("s3://").partition("/")
+    if style == "presigned":
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        url = S3Hook(aws_conn_id=aws_conn_id).generate_presigned_url(
+            client_method="get_object", params={"Bucket": bucket, "Key": key}, expires_in=PRESIGNED_EXPIRY_S
+        )
+        return str(url or "")
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?region={region or ''}&prefix={quote(key)}"
+
+
+class _TargetLink(BaseOperatorLink):
+    """A link whose target the task carries (see `set_links`); '' when the task has none."""
+
+    name = ""
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        targets: dict[str, Any] = getattr(operator, TARGETS_ATTR, None) or {}
+        target = targets.get(self.name)
+        if target is None:
+            return ""
+        path = str(target["path"]).replace("{{ run_id }}", ti_key.run_id)
+        return link_url(path, target["style"], target.get("region"), target["aws_conn_id"])
+
+
+class ExecutedNotebookLink(_TargetLink):
+    name = "Executed notebook"
+
+
+class NotebookSourceLink(_TargetLink):
+    name = "Notebook source"
+
+
+class RunReportLink(_TargetLink):
+    name = "Run report"
+
+
+LINKS = {link.name: link for link in (ExecutedNotebookLink(), NotebookSourceLink(), RunReportLink())}
+
+
+def set_links(
+    operator: BaseOperator, paths: dict[str, str], style: str, region: str | None, conn: str
+) -> None:
+    """Give the operator the named links, each pointing at a path (may hold `{{ run_id }}`)."""
+    operator.operator_extra_links = tuple(LINKS[name] for name in paths)
+    setattr(
+        operator,
+        TARGETS_ATTR,
+        {
+            name: {"path": p, "style": style, "region": region, "aws_conn_id": conn}
+            for name, p in paths.items()
+        },
+    )

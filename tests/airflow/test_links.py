@@ -1,0 +1,91 @@
+"""Extra links: what each notebook task and the report task link to, per backend and platform setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+from dag_factory.airflow.build import dag_from_spec
+from dag_factory.airflow.links import LINKS, TARGETS_ATTR
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "project_configs"
+RUN = "scheduled__2026-01-05T04:00:00+00:00"
+
+
+def _links(task: object) -> dict[str, str]:
+    return {
+        link.name: link.get_link(task, ti_key=SimpleNamespace(run_id=RUN))
+        for link in task.operator_extra_links
+    }  # type: ignore[attr-defined]
+
+
+def test_sagemaker_notebook_task_links_to_the_s3_console() -> None:
+    dag = dag_from_spec(CONFIGS / "churn-model.yaml", env="prod")
+    console = "https://s3.console.aws.amazon.com/s3/object/"
+    assert _links(dag.get_task("fr.nb_02_train")) == {
+        "Executed notebook": f"{console}nb-output-prod?region=eu-west-1&prefix="
+        "churn-model/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/fr/02_train.html",
+        "Notebook source": f"{console}automated-notebook-prod?region=eu-west-1&prefix="
+        "churn-model/notebooks/02_train.ipynb",
+    }
+    assert _links(dag.get_task("report")) == {
+        "Run report": f"{console}nb-output-prod?region=eu-west-1&prefix="
+        "churn-model/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/report.html",
+    }
+    assert dag.get_task("fr.prepare").operator_extra_links == ()  # only notebook tasks and the report
+
+
+def test_presigned_links_are_signed_for_the_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    platform = yaml.safe_load((CONFIGS / "platform.yaml").read_text())
+    platform["environments"]["prod"]["notebook_links"] = "presigned"
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
+    conn = {
+        "conn_type": "aws",
+        "login": "AKIDEXAMPLE",
+        "password": "secret",
+        "extra": {"region_name": "eu-west-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    dag = dag_from_spec(CONFIGS / "churn-model.yaml", env="prod", platform=tmp_path / "platform.yaml")
+    url = urlsplit(_links(dag.get_task("de.nb_01_features"))["Executed notebook"])
+    assert url.path == "/churn-model/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/de/01_features.html"
+    assert url.netloc.startswith("nb-output-prod.s3")
+    query = parse_qs(url.query)
+    # signed with the connection's key (SigV2 or SigV4, as botocore picks for the region)
+    assert "Signature" in query or "X-Amz-Signature" in query
+    assert any(
+        v[0].startswith("AKIDEXAMPLE")
+        for v in (query.get("AWSAccessKeyId"), query.get("X-Amz-Credential"))
+        if v
+    )
+
+
+def test_local_links_are_files() -> None:
+    dag = dag_from_spec(CONFIGS / "churn-demo.yaml", env="local")
+    links = _links(dag.get_task("de.nb_01_features"))
+    root = (CONFIGS / ".." / ".dag-factory").resolve()
+    assert links == {
+        "Executed notebook": f"file://{root}/runs/churn-demo/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/de/01_features.html",
+        "Notebook source": f"file://{root}/code/churn-demo/notebooks/01_features.ipynb",
+    }
+
+
+def test_links_survive_serialization_and_the_plugin_registers_them() -> None:
+    from airflow import plugins_manager
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = dag_from_spec(CONFIGS / "churn-model.yaml", env="prod")
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert sorted(back.get_task("de.nb_01_features").extra_links) == ["Executed notebook", "Notebook source"]
+    assert back.get_task("report").extra_links == ["Run report"]
+    assert getattr(dag.get_task("report"), TARGETS_ATTR)["Run report"]["style"] == "console"
+    # the entry point in pyproject.toml: every Airflow component finds the link classes
+    assert {type(link) for link in LINKS.values()} <= {
+        type(link) for link in plugins_manager.get_operator_extra_links()
+    }

@@ -23,7 +23,7 @@ from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.plan.model import DagPlan
 from dag_factory.plan.planner import plan_dag
-from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, run_folder
+from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder
 from dag_factory.spec.platform import LocalEnvironment
 
 
@@ -105,10 +105,6 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
     return rows
 
 
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"${value:.2f}"
-
-
 def report_lines(job: LocalJob, result: RunResult) -> list[str]:
     """Where the run report and the rendered notebooks are, and the actual cost beside the estimate."""
     folder = Path(run_folder(job.plan).replace("{{ run_id }}", result.run_id))
@@ -117,8 +113,8 @@ def report_lines(job: LocalJob, result: RunResult) -> list[str]:
     except (OSError, ValueError):
         return [f"no run report in {folder} (the report task did not run)"]
     total, estimate = report["total"], report["estimate"]
-    actual = f"instance-hours {total['instance_hours']:.3f}, cost {_money(total['cost_usd'])}"
-    planned = f"{estimate['instance_hours_max']:.2f} h, {_money(estimate['cost_max_usd'])}"
+    actual = f"instance-hours {total['instance_hours']:.3f}, cost {money(total['cost_usd'])}"
+    planned = f"{estimate['instance_hours_max']:.2f} h, {money(estimate['cost_max_usd'])}"
     lines = [
         f"run report: {folder / REPORT_HTML} (and {REPORT_JSON})",
         f"{actual}; plan estimate at most {planned}",

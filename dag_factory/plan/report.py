@@ -162,7 +162,7 @@ def build_report(
     }
 
 
-def _money(value: float | None) -> str:
+def money(value: float | None) -> str:
     return "-" if value is None else f"${value:.2f}"
 
 
@@ -190,7 +190,7 @@ def render_html(report: dict[str, Any]) -> str:
         rows.append(
             f'<tr class="{e(v["status"])}"><td class="value">{e(v["value"] or v["group"])}</td>'
             f"<td>{e(v['status'])}</td><td>{tasks}</td><td>{e(v['failure'])}</td><td>{delivered or '-'}</td>"
-            f"<td>{links}</td><td>{_hours_text(v['instance_hours'])}</td><td>{_money(v['cost_usd'])}</td></tr>"
+            f"<td>{links}</td><td>{_hours_text(v['instance_hours'])}</td><td>{money(v['cost_usd'])}</td></tr>"
         )
     est, total = report["estimate"], report["total"]
     return f"""<!DOCTYPE html>
@@ -206,8 +206,8 @@ padding:4px;vertical-align:top}} tr.failed td.value{{color:#b00}}</style></head>
 </tbody></table>
 <h2>Totals</h2>
 <table><tr><th></th><th>instance-hours</th><th>cost</th></tr>
-<tr><td>actual</td><td>{_hours_text(total["instance_hours"])}</td><td>{_money(total["cost_usd"])}</td></tr>
+<tr><td>actual</td><td>{_hours_text(total["instance_hours"])}</td><td>{money(total["cost_usd"])}</td></tr>
 <tr><td>plan estimate (maximum: {est["instances"]} x {e(est["instance_type"])} for the whole timeout)</td>
-<td>{_hours_text(est["instance_hours_max"])}</td><td>{_money(est["cost_max_usd"])}</td></tr></table>
+<td>{_hours_text(est["instance_hours_max"])}</td><td>{money(est["cost_max_usd"])}</td></tr></table>
 </body></html>
 """

@@ -136,9 +136,8 @@ def _write_text(url: str, text: str, content_type: str, aws_conn_id: str) -> Non
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         bucket, key = _s3_parts(url)
-        S3Hook(aws_conn_id=aws_conn_id).load_string(
-            text, key, bucket, replace=True, extra_args={"ContentType": content_type}
-        )
+        client = S3Hook(aws_conn_id=aws_conn_id).get_conn()
+        client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType=content_type)
         return
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     Path(url).write_text(text)

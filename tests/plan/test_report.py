@@ -75,7 +75,8 @@ def _report() -> dict[str, Any]:
 
 
 def test_failing_cell_names_the_first_error() -> None:
-    assert failing_cell(FAILED_NOTEBOOK) == "cell 2: KeyError: 'fr'"
+    # the contract names it: cells counted from 1 as in the notebook the data scientist wrote
+    assert failing_cell(FAILED_NOTEBOOK) == "cell 3: KeyError: 'fr'"
     assert failing_cell({"cells": []}) == ""
 
 
@@ -85,7 +86,7 @@ def test_report_per_value_and_total() -> None:
     de, fr = report["values"]
     assert (de["value"], de["status"], de["failure"]) == ("de", "success", "")
     assert (fr["value"], fr["status"]) == ("fr", "failed")
-    assert fr["failure"] == "fr.nb_train: cell 2: KeyError: 'fr'"
+    assert fr["failure"] == "fr.nb_train: cell 3: KeyError: 'fr'"
     assert de["rows_delivered"] == {"postgres:ml.scores": 800}
     assert fr["rows_delivered"] == {"postgres:ml.scores": None}
     assert [t["task_id"] for t in fr["tasks"]] == [
@@ -147,7 +148,7 @@ def test_html_shows_every_value(value: str) -> None:
     ]  # fmt: skip
     row = next(r for r in rows if r[0] == value)
     if value == "fr":
-        assert row[1] == "failed" and row[3] == "fr.nb_train: cell 2: KeyError: 'fr'"
+        assert row[1] == "failed" and row[3] == "fr.nb_train: cell 3: KeyError: 'fr'"
         assert row[4] == "postgres:ml.scores: -"
         assert row[6:] == ["1.000 h", "$0.05"]
     else:

@@ -3,18 +3,34 @@
 dag_factory.local.execute starts it with the local Airflow home's environment (Airflow reads its
 configuration at import, so it must be a fresh process), polls the metadata DB while it runs and
 reads the outcome afterwards. It parses the DAG file and runs one DAG run with `dag.test(use_executor=
-True)`: the LocalExecutor runs the fan-out in parallel. Exit 0 success, 1 the run failed, 3 the DAG
-file did not import.
+True)`: the LocalExecutor runs the fan-out in parallel. Without an Execution API URL in its environment
+it serves one itself (dag_factory.airflow.execution_api). Exit 0 success, 1 the run failed, 3 the DAG
+file did not import, 4 the Execution API did not start.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import json
 import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, SupportsIndex
+
+EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
+EXECUTION_API_START_TIMEOUT = 120.0
+# imported once here, before the executor forks its workers, so that no task process imports them:
+# every deliver task needs pyarrow and duckdb (~0.6 s of imports each, more under load)
+PRELOADED = ("dag_factory.deliver",)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _logical_date(value: str) -> datetime | None:
@@ -28,22 +44,103 @@ def main(argv: Sequence[str] | None = None) -> int:
     # "none": a run without a logical date, as the REST API and asset triggers can create
     parser.add_argument("--logical-date", required=True, type=_logical_date)
     parser.add_argument("--run-after", required=True, type=datetime.fromisoformat)
+    parser.add_argument("--timings", type=Path, help="write the start-up marks here (JSON)")
     args = parser.parse_args(argv)
+    marks: dict[str, Any] = {"child_started": _now()}
+    try:
+        return _run(args, marks)
+    finally:
+        marks["child_finished"] = _now()
+        if args.timings is not None:
+            args.timings.write_text(json.dumps(marks, indent=2) + "\n")
 
-    from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=args.dag_file, safe_mode=False)
-    if bag.import_errors:
-        for path, message in bag.import_errors.items():
-            print(f"import error in {path}:\n{message}", file=sys.stderr)
-        return 3
-    dag = bag.dags.get(args.dag_id)
-    if dag is None:
-        print(f"no dag {args.dag_id!r} in {args.dag_file} (found: {sorted(bag.dags)})", file=sys.stderr)
-        return 3
-    dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
-    print(f"dag run {dag_run.run_id} finished: {dag_run.state}", flush=True)
-    return 0 if dag_run.state == "success" else 1
+def _run(args: argparse.Namespace, marks: dict[str, Any]) -> int:
+    import airflow  # noqa: F401  (configuration and ORM set up; no DB connection yet)
+
+    from dag_factory.airflow.execution_api import ExecutionApiError, start_execution_api
+
+    marks["airflow_imported"] = _now()
+    server = None
+    if EXECUTION_API_VAR not in os.environ:
+        home = Path(os.environ.get("AIRFLOW_HOME", "."))
+        server = start_execution_api(home / "logs" / "execution-api.log")
+        os.environ[EXECUTION_API_VAR] = server.url  # read by the executor's workers, forked later
+        marks["execution_api_pid"] = server.pid
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=args.dag_file, safe_mode=False)
+        marks["dag_parsed"] = _now()
+        if bag.import_errors:
+            for path, message in bag.import_errors.items():
+                print(f"import error in {path}:\n{message}", file=sys.stderr)
+            return 3
+        dag = bag.dags.get(args.dag_id)
+        if dag is None:
+            print(f"no dag {args.dag_id!r} in {args.dag_file} (found: {sorted(bag.dags)})", file=sys.stderr)
+            return 3
+        for module in PRELOADED:
+            importlib.import_module(module)
+        marks["preloaded"] = _now()
+        if server is not None:
+            try:
+                server.wait_ready(EXECUTION_API_START_TIMEOUT)
+            except ExecutionApiError as exc:
+                print(exc, file=sys.stderr)
+                return 4
+            marks["execution_api_ready"] = _now()
+        with _woken_when_a_task_ends():
+            dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
+        print(f"dag run {dag_run.run_id} finished: {dag_run.state}", flush=True)
+        return 0 if dag_run.state == "success" else 1
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@contextlib.contextmanager
+def _woken_when_a_task_ends() -> Iterator[None]:
+    """Let ``dag.test()`` notice a finished task at once instead of up to a second later.
+
+    While tasks run and none is ready, ``DAG.test`` (Airflow 3.3) calls ``time.sleep(1)`` before it
+    looks again: up to a second between a task and the next, on every step of every value. Within
+    this block that one call (this process, called from ``DAG.test``) waits on the LocalExecutor's
+    result queue instead, for at most the same second: a worker puts a result there as soon as its
+    task process has exited. Every other ``time.sleep`` is the real one.
+    """
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.sdk.definitions import dag as dag_module
+
+    real_sleep, real_start = time.sleep, LocalExecutor.start
+    started: list[LocalExecutor] = []
+    pid = os.getpid()
+
+    def start(self: LocalExecutor) -> None:
+        real_start(self)
+        started.append(self)
+
+    def sleep(seconds: float | SupportsIndex) -> None:
+        caller = sys._getframe(1).f_code
+        reader = getattr(getattr(started[-1], "result_queue", None), "_reader", None) if started else None
+        if (
+            reader is None
+            or os.getpid() != pid
+            or caller.co_name != "test"
+            or caller.co_filename != dag_module.__file__
+        ):
+            real_sleep(seconds)
+            return
+        reader.poll(float(seconds) if isinstance(seconds, int | float) else float(seconds.__index__()))
+        # returns when a worker put a result there; the loop's executor heartbeat reads it
+
+    LocalExecutor.start = start  # type: ignore[method-assign]
+    time.sleep = sleep
+    try:
+        yield
+    finally:
+        time.sleep = real_sleep
+        LocalExecutor.start = real_start  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -1,23 +1,45 @@
-"""The local backend's "instance": a fresh work directory with its own virtualenv, removed after the run."""
+"""The local backend's "instance": a fresh work directory with its own virtualenv, removed after the run.
+
+The virtualenv is a hard-link clone of the shared environment for the job's requirements
+(dag_factory.compute.shared_env) when there is one, else a new empty one the prepare step installs into.
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from dag_factory import settings
+from dag_factory.compute.shared_env import clone_environment, shared_environment
 
 log = logging.getLogger("dag_factory.compute.workspace")
 
 
-def create_workspace(workdir: str, python: str) -> str:
-    """A fresh work directory with its own virtualenv (a retry starts clean, like a new instance)."""
+def create_workspace(
+    workdir: str,
+    python: str,
+    env_cache: str | None = None,
+    packages: Sequence[str] = (),
+    requirements: str | None = None,
+) -> str:
+    """A fresh work directory with its own virtualenv (a retry starts clean, like a new instance).
+
+    With ``env_cache`` (the default folder of the shared environments) the venv is a clone of the one
+    built for ``python``, ``packages`` and ``requirements``; without, or when that cannot be shared,
+    an empty venv.
+    """
     path = Path(workdir)
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+    shared = shared_environment(env_cache, python, packages, requirements) if env_cache else None
+    if shared is not None:
+        clone_environment(shared, path / "venv")
+        log.info("created workspace %s with a clone of %s", path, shared.parent)
+        return str(path)
     uv = shutil.which("uv")
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--seed", "-p", python, str(path / "venv")], check=True)

@@ -1,4 +1,4 @@
-.PHONY: install test unit lint schema demo bench bench-cluster golden clean
+.PHONY: install test unit lint schema demo bench bench-local bench-cluster golden clean
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -32,6 +32,9 @@ bench: install
 
 bench-cluster: install
 	$(BIN)/python benchmarks/cluster.py
+
+bench-local: install
+	$(BIN)/python benchmarks/local_run.py
 
 clean:
 	rm -rf $(VENV) .dag-factory

@@ -58,9 +58,6 @@ def airflow_env(home: Path, *, dags_folder: Path | None = None, parallelism: int
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # A task's supervisor can miss its process's exit until its next heartbeat tick (5 s by default):
-        # the worker stays busy that long, and the run's end waits for it. 1 s bounds that.
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
     }
 
 

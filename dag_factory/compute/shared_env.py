@@ -167,12 +167,20 @@ def _run(command: list[str]) -> None:
 
 def _compile(venv: Path) -> bool:
     """Bytecode for every module but test suites, on all cores; False when some file did not compile."""
-    proc = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", "-x", _NOT_COMPILED, str(venv)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-    )
+    command = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "-x",
+        _NOT_COMPILED,
+        str(venv),
+    ]
+    proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if proc.returncode < 0:  # interrupted (Ctrl-C): half the bytecode is no environment to keep
+        raise subprocess.CalledProcessError(proc.returncode, command)
     return proc.returncode == 0  # a module with a syntax error of its own is not ours to fix
 
 

@@ -37,9 +37,14 @@ def create_workspace(
     path.mkdir(parents=True)
     shared = shared_environment(env_cache, python, packages, requirements) if env_cache else None
     if shared is not None:
-        clone_environment(shared, path / "venv")
-        log.info("created workspace %s with a clone of %s", path, shared.parent)
-        return str(path)
+        try:
+            clone_environment(shared, path / "venv")
+        except (OSError, subprocess.CalledProcessError) as exc:  # e.g. the cache on another file system
+            log.warning("could not clone %s (%s): the prepare step installs into a new venv", shared, exc)
+            shutil.rmtree(path / "venv", ignore_errors=True)
+        else:
+            log.info("created workspace %s with a clone of %s", path, shared.parent)
+            return str(path)
     uv = shutil.which("uv")
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--seed", "-p", python, str(path / "venv")], check=True)

@@ -230,3 +230,19 @@ def test_unused_environments_are_pruned_unless_in_use(tmp_path: Path) -> None:
     with shared_env._locked(folder / "busy.lock"):
         shared_env._prune(folder, keep="new")
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["busy", "recent"]
+
+
+@NEEDS_UV
+def test_a_clone_that_fails_gives_a_fresh_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dag_factory.compute import workspace
+
+    def cross_device(source: Path, target: Path) -> None:
+        target.mkdir(parents=True)  # half made, then the file system refuses hard links
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(workspace, "clone_environment", cross_device)
+    workdir = Path(
+        create_workspace(str(tmp_path / "work" / "de"), sys.executable, str(tmp_path / "envs"), PACKAGES)
+    )
+    venv = workdir / "venv"
+    assert (venv / "bin" / "python").exists() and not list(venv.glob("lib/python*/site-packages/six.py"))

@@ -3,9 +3,9 @@
 dag_factory.local.execute starts it with the local Airflow home's environment (Airflow reads its
 configuration at import, so it must be a fresh process), polls the metadata DB while it runs and
 reads the outcome afterwards. It parses the DAG file and runs one DAG run with `dag.test(use_executor=
-True)`: the LocalExecutor runs the fan-out in parallel. Without an Execution API URL in its environment
-it serves one itself (dag_factory.airflow.execution_api). Exit 0 success, 1 the run failed, 3 the DAG
-file did not import, 4 the Execution API did not start.
+True)`: the LocalExecutor runs the fan-out in parallel; its tasks talk to the Execution API at
+$AIRFLOW__CORE__EXECUTION_API_SERVER_URL (dag_factory.local.execution_server). Exit 0 success, 1 the
+run failed, 3 the DAG file did not import, 4 no Execution API URL.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, SupportsIndex
 
 EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
-EXECUTION_API_START_TIMEOUT = 120.0
 # imported once here, before the executor forks its workers, so that no task process imports them:
 # every deliver task needs pyarrow and duckdb (~0.6 s of imports each, more under load)
 PRELOADED = ("dag_factory.deliver",)
@@ -56,47 +55,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, marks: dict[str, Any]) -> int:
-    import airflow  # noqa: F401  (configuration and ORM set up; no DB connection yet)
-
-    from dag_factory.airflow.execution_api import ExecutionApiError, start_execution_api
+    if not os.environ.get(EXECUTION_API_VAR):
+        print(f"${EXECUTION_API_VAR} is not set: the tasks would have no Execution API", file=sys.stderr)
+        return 4
+    from airflow.dag_processing.dagbag import DagBag
 
     marks["airflow_imported"] = _now()
-    server = None
-    if EXECUTION_API_VAR not in os.environ:
-        home = Path(os.environ.get("AIRFLOW_HOME", "."))
-        server = start_execution_api(home / "logs" / "execution-api.log")
-        os.environ[EXECUTION_API_VAR] = server.url  # read by the executor's workers, forked later
-        marks["execution_api_pid"] = server.pid
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-
-        bag = DagBag(dag_folder=args.dag_file, safe_mode=False)
-        marks["dag_parsed"] = _now()
-        if bag.import_errors:
-            for path, message in bag.import_errors.items():
-                print(f"import error in {path}:\n{message}", file=sys.stderr)
-            return 3
-        dag = bag.dags.get(args.dag_id)
-        if dag is None:
-            print(f"no dag {args.dag_id!r} in {args.dag_file} (found: {sorted(bag.dags)})", file=sys.stderr)
-            return 3
-        for module in PRELOADED:
-            importlib.import_module(module)
-        marks["preloaded"] = _now()
-        if server is not None:
-            try:
-                server.wait_ready(EXECUTION_API_START_TIMEOUT)
-            except ExecutionApiError as exc:
-                print(exc, file=sys.stderr)
-                return 4
-            marks["execution_api_ready"] = _now()
-        with _woken_when_a_task_ends():
-            dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
-        print(f"dag run {dag_run.run_id} finished: {dag_run.state}", flush=True)
-        return 0 if dag_run.state == "success" else 1
-    finally:
-        if server is not None:
-            server.stop()
+    bag = DagBag(dag_folder=args.dag_file, safe_mode=False)
+    marks["dag_parsed"] = _now()
+    if bag.import_errors:
+        for path, message in bag.import_errors.items():
+            print(f"import error in {path}:\n{message}", file=sys.stderr)
+        return 3
+    dag = bag.dags.get(args.dag_id)
+    if dag is None:
+        print(f"no dag {args.dag_id!r} in {args.dag_file} (found: {sorted(bag.dags)})", file=sys.stderr)
+        return 3
+    for module in PRELOADED:
+        importlib.import_module(module)
+    marks["preloaded"] = _now()
+    with _woken_when_a_task_ends():
+        dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
+    print(f"dag run {dag_run.run_id} finished: {dag_run.state}", flush=True)
+    return 0 if dag_run.state == "success" else 1
 
 
 @contextlib.contextmanager

@@ -3,8 +3,8 @@
 ``dag.test()`` runs tasks one at a time; ``dag.test(use_executor=True)`` hands them to the
 ``LocalExecutor``, whose workers talk to an api-server's Execution API. Airflow reads its config
 when it is imported, so the run happens in a child process (``python -m
-dag_factory.airflow.run_child``) that gets the local home's environment, serves the Execution API
-from a fork of itself and imports the DAG file; this process never imports Airflow. It polls the
+dag_factory.airflow.run_child``) that gets the local home's environment (with the URL of the home's
+Execution API) and imports the DAG file; this process never imports Airflow. It polls the
 SQLite metadata DB for task-instance states while the child runs (for the progress grid; the child's
 exit ends the wait at once), and reads the final states and XComs from it afterwards.
 """
@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +32,7 @@ from dag_factory.local.airflow_home import (
     sigterm_as_exit,
     stop_process_group,
 )
+from dag_factory.local.execution_server import EXECUTION_API_VAR, execution_api_env
 
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 # LocalExecutor.end() can hang for good joining an idle worker that never got its shutdown message
@@ -132,8 +133,9 @@ def run_dag(
     """Run ``dag_id`` from ``dag_file`` once for ``logical_date`` with the LocalExecutor.
 
     ``env`` comes from :func:`~dag_factory.local.airflow_home.prepare_airflow_home`; when it has no
-    ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` the child serves the Execution API itself for this
-    run (pass the env of a running :func:`~dag_factory.local.airflow_home.api_server` to use that).
+    ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL``, the home's Execution API is started, or found
+    running from an earlier run (dag_factory.local.execution_server); pass the env of a running
+    :func:`~dag_factory.local.airflow_home.api_server` to use that instead.
     The DAG file's folder becomes the dags folder: Airflow parses every ``.py`` file in it that
     mentions "airflow" and "dag" before the run, so keep only DAG files there. Runs on one home
     must not overlap (one SQLite DB). A naive ``logical_date`` is taken as UTC. For a DAG object:
@@ -147,9 +149,16 @@ def run_dag(
     """
     try:
         with sigterm_as_exit():
-            return _run_child(
-                dag_file.resolve(), dag_id, logical_date, env, on_progress, timeout, poll_interval
-            )
+            marks: dict[str, str] = {}
+            if not env.get(EXECUTION_API_VAR):
+                env, reused = execution_api_env(env)
+                marks = {
+                    "execution_api_ready": datetime.now(UTC).isoformat(),
+                    "execution_api_reused": str(reused),
+                }
+            dag_file = dag_file.resolve()
+            result = _run_child(dag_file, dag_id, logical_date, env, on_progress, timeout, poll_interval)
+            return replace(result, marks={**marks, **result.marks})
     finally:
         if cleanup is not None:
             with _sigint_ignored():

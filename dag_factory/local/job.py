@@ -158,12 +158,20 @@ def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: 
     return replace(result, marks=marks, timings={**result.timings, **split})
 
 
+def _without_execution_api(environ: Any) -> dict[str, str]:
+    """The shell's environment minus an Execution API URL of some other Airflow: the home has its own."""
+    from dag_factory.local.execution_server import EXECUTION_API_VAR
+
+    return {k: v for k, v in environ.items() if k != EXECUTION_API_VAR}
+
+
 def _run_local(
     job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any, marks: dict[str, str]
 ) -> RunResult:
     from dag_factory.airflow.dag_files import write_dag_file
     from dag_factory.local.airflow_home import prepare_airflow_home
     from dag_factory.local.execute import run_dag
+    from dag_factory.local.execution_server import stop_unless_kept
     from dag_factory.local.progress import LiveProgress
 
     home = job.root / "airflow"
@@ -182,12 +190,15 @@ def _run_local(
     label = job.plan.fan_out_name or "group"
     steps = [task.task_id for task in job.plan.groups[0].tasks]  # columns in the order tasks run
     title = f"{job.plan.dag_id} {logical_date or 'no logical date'} ({job.env})"
-    with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
-        return run_dag(
-            dag_file,
-            job.plan.dag_id,
-            logical_date=when,
-            env={**os.environ, **env},
-            on_progress=live,
-            cleanup=cleanup,
-        )
+    try:
+        with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
+            return run_dag(
+                dag_file,
+                job.plan.dag_id,
+                logical_date=when,
+                env={**_without_execution_api(os.environ), **env},
+                on_progress=live,
+                cleanup=cleanup,
+            )
+    finally:
+        stop_unless_kept(env)  # the Execution API stays up for the next run, unless that is off

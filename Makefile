@@ -37,4 +37,5 @@ bench-local: install
 	$(BIN)/python benchmarks/local_run.py
 
 clean:
+	-[ -x $(BIN)/python ] && $(BIN)/python -m dag_factory.local.execution_server stop .dag-factory/airflow
 	rm -rf $(VENV) .dag-factory

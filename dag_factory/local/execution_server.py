@@ -174,3 +174,20 @@ def _stop(state: dict[str, Any]) -> None:
         _, alive = psutil.wait_procs([process], timeout=STOP_TIMEOUT)
         for straggler in alive:
             straggler.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dag_factory.local.execution_server stop HOME` (`make clean` does, before removing it)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dag_factory.local.execution_server")
+    parser.add_argument("action", choices=["stop"])
+    parser.add_argument("home", type=Path, help="the local Airflow home, e.g. .dag-factory/airflow")
+    args = parser.parse_args(argv)
+    if (args.home / STATE_FILE).exists():
+        stop_execution_api(args.home)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

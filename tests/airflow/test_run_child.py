@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from airflow.executors.local_executor import LocalExecutor
 from airflow.sdk.definitions import dag as dag_module
 
@@ -49,3 +52,57 @@ def test_without_an_executor_the_sleep_is_the_real_one() -> None:
         started = time.monotonic()
         fake_dag_test(time.sleep, 0.3)
         assert time.monotonic() - started >= 0.3
+
+
+def _linger() -> None:  # a worker whose supervisor has not noticed its task exit yet
+    time.sleep(120)
+
+
+def _finish_a_callback(marker: str) -> None:  # a worker whose task process still runs its callback
+    import subprocess
+    import sys
+
+    code = f"import pathlib, time; time.sleep(5); pathlib.Path({marker!r}).touch()"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_end_of_a_run_does_not_wait_for_a_lingering_worker() -> None:
+    import multiprocessing
+
+    from dag_factory.airflow.run_child import _ended_without_lingering_workers
+
+    real_end = LocalExecutor.end
+    with _ended_without_lingering_workers():
+        executor = LocalExecutor(parallelism=1)
+        executor.start()
+        idle_pid = next(iter(executor.workers))
+        lingering = multiprocessing.Process(target=_linger)
+        lingering.start()
+        assert lingering.pid is not None
+        lingering_pid = lingering.pid
+        executor.workers[lingering_pid] = lingering
+        started = time.monotonic()
+        executor.end()
+        ended_after = time.monotonic() - started
+    assert ended_after < 60, "end() waited for the lingering worker"
+    for pid in (idle_pid, lingering_pid):  # both gone (and reaped): the idle one took its shutdown message
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert LocalExecutor.end is real_end
+
+
+def test_the_end_of_a_run_waits_for_a_task_process_that_still_runs(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from dag_factory.airflow.run_child import _ended_without_lingering_workers
+
+    marker = tmp_path / "callback-done"
+    with _ended_without_lingering_workers():
+        executor = LocalExecutor(parallelism=1)
+        executor.start()
+        busy = multiprocessing.Process(target=_finish_a_callback, args=(str(marker),))
+        busy.start()
+        assert busy.pid is not None
+        executor.workers[busy.pid] = busy
+        executor.end()
+    assert marker.exists(), "end() killed a worker whose task process was still running"

@@ -106,3 +106,38 @@ def test_the_end_of_a_run_waits_for_a_task_process_that_still_runs(tmp_path: Pat
         executor.workers[busy.pid] = busy
         executor.end()
     assert marker.exists(), "end() killed a worker whose task process was still running"
+
+
+DELIVER_AFTER_PRELOAD = """
+import importlib, json, sys
+import pyarrow as pa, pyarrow.parquet as pq
+from dag_factory.airflow.run_child import PRELOADED
+for module in PRELOADED:
+    importlib.import_module(module)
+out = sys.argv[1]
+pq.write_table(pa.table({"score": [0.5, 0.7]}), f"{out}/scores.parquet")
+open(f"{out}/metrics.json", "w").write(json.dumps([{"auc": 0.8}]))
+before = set(sys.modules)
+from dag_factory.deliver import deliver
+for table, files in (("ml.scores", "*.parquet"), ("ml.metrics", "*.json")):
+    target = {"to": "duckdb", "path": f"{out}/warehouse.duckdb", "table": table, "files": files}
+    deliver(target, out, "2026-01-05", "country", "de")
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_a_delivery_imports_nothing_heavy_after_the_preload(tmp_path: Path) -> None:
+    """What a deliver task process (forked from the run's child) still imports: no pyarrow/pandas/duckdb."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", DELIVER_AFTER_PRELOAD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = json.loads(proc.stdout.strip().splitlines()[-1])
+    heavy = {"pandas", "pyarrow", "duckdb", "numpy"}
+    assert [m for m in imported if m.split(".")[0] in heavy] == []

@@ -34,6 +34,7 @@ import shutil
 import stat
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from dag_factory.plan.cache import usable_folder
 log = logging.getLogger("dag_factory.compute.shared_env")
 
 MARKER = "dag-factory-env.json"
+SPARES = "spares"  # beside the venv: clones made ahead of time (make_spares)
 UNUSED_DAYS = 14
 # a requirements line that reads another file or installs from a local path
 _LOCAL_REFERENCE = re.compile(
@@ -74,9 +76,15 @@ def environment_key(python: str, packages: Sequence[str], requirements: Path | N
 
 
 def shared_environment(
-    cache_default: str | Path, python: str, packages: Sequence[str], requirements: str | None
+    cache_default: str | Path,
+    python: str,
+    packages: Sequence[str],
+    requirements: str | None,
+    *,
+    build: bool = True,
 ) -> Path | None:
-    """The venv for these inputs, built now if missing; None when it cannot be shared (or built).
+    """The venv for these inputs, built now if missing (unless not ``build``); None when it cannot be
+    shared (or built, or is not built yet).
 
     Concurrent callers (the values of a run, two runs) wait for one build on a lock file.
     """
@@ -88,6 +96,8 @@ def shared_environment(
     target = folder / key
     with _locked(folder / f"{key}.lock"):
         if not _complete(target, key):
+            if not build:
+                return None
             try:
                 _build(folder, key, python, packages, reqs)
             except (OSError, subprocess.CalledProcessError) as exc:
@@ -97,6 +107,63 @@ def shared_environment(
             _prune(folder, keep=key)
         os.utime(folder / f"{key}.lock")  # last used, for _prune
     return target / "venv"
+
+
+def make_spares(venv: Path, count: int) -> int:
+    """Clone ``venv`` ahead of time until ``count`` spare clones are ready; return how many were made.
+
+    A local run makes them while Airflow starts, so that its create_instance tasks take a finished
+    clone (:func:`take_spare`, a rename) instead of making one then, all values at once. A spare is
+    never run or written to until one value takes it, whole; spares live under the environment's
+    folder, so they go with it (a rebuild, pruning).
+    """
+    spares = venv.parent / SPARES
+    spares.mkdir(exist_ok=True)
+    _sweep_abandoned(spares)
+    made = 0
+    for _ in range(max(0, count - len(_ready_spares(spares)))):
+        scratch = spares / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            clone_environment(venv, scratch)
+            scratch.rename(spares / uuid.uuid4().hex)  # ready: complete, under its final name
+        except (OSError, subprocess.CalledProcessError) as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            log.warning("could not make a spare clone of %s: %s", venv, exc)
+            break
+        made += 1
+    return made
+
+
+def take_spare(venv: Path, target: Path) -> bool:
+    """Move a spare clone of ``venv`` (see :func:`make_spares`) to ``target``; False when none is ready."""
+    for spare in _ready_spares(venv.parent / SPARES):
+        try:
+            spare.rename(target)  # atomic: two values never get the same spare
+        except FileNotFoundError:  # another value took it first
+            continue
+        except OSError as exc:  # e.g. the work directory on another file system
+            log.info("could not take the spare clone %s: %s", spare, exc)
+            return False
+        return True
+    return False
+
+
+def _ready_spares(spares: Path) -> list[Path]:
+    try:
+        return sorted(p for p in spares.iterdir() if not p.name.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
+def _sweep_abandoned(spares: Path) -> None:
+    """Remove half-made spares whose maker is gone (a run stopped while it cloned)."""
+    for scratch in spares.glob(".tmp-*"):
+        try:
+            os.kill(int(scratch.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(scratch, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
 
 
 def clone_environment(venv: Path, target: Path) -> None:

@@ -1,7 +1,8 @@
 """The local backend's "instance": a fresh work directory with its own virtualenv, removed after the run.
 
 The virtualenv is a hard-link clone of the shared environment for the job's requirements
-(dag_factory.compute.shared_env) when there is one, else a new empty one the prepare step installs into.
+(dag_factory.compute.shared_env) when there is one -- a spare clone made ahead of time if one is ready --
+else a new empty one the prepare step installs into.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dag_factory import settings
-from dag_factory.compute.shared_env import clone_environment, shared_environment
+from dag_factory.compute.shared_env import clone_environment, shared_environment, take_spare
 
 log = logging.getLogger("dag_factory.compute.workspace")
 
@@ -38,7 +39,8 @@ def create_workspace(
     shared = shared_environment(env_cache, python, packages, requirements) if env_cache else None
     if shared is not None:
         try:
-            clone_environment(shared, path / "venv")
+            if not take_spare(shared, path / "venv"):  # one made while Airflow started, else now
+                clone_environment(shared, path / "venv")
         except (OSError, subprocess.CalledProcessError) as exc:  # e.g. the cache on another file system
             log.warning("could not clone %s (%s): the prepare step installs into a new venv", shared, exc)
             shutil.rmtree(path / "venv", ignore_errors=True)

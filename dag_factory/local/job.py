@@ -111,19 +111,27 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
 
 
 def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
-    """Start building the shared environment now, beside Airflow's start-up (a first run's longest step).
+    """Build the shared environment now, beside Airflow's start-up (a first run's longest step); when
+    it is there already, clone it for the first lane of values, so that their create_instance tasks
+    find clones ready (they clone it themselves when none is, as right after a build).
 
-    The create_instance tasks wait for it on its lock; they build it themselves when this is off.
+    The create_instance tasks wait for a build on its lock; they build it themselves when this is off.
     """
-    from dag_factory.compute.shared_env import shared_environment
+    from dag_factory.compute.shared_env import make_spares, shared_environment
 
     args = next(t.args for t in plan.groups[0].tasks if t.kind == "create_instance")
     if not args.get("env_cache"):
         return None
+    first_lane = min(len(plan.groups), plan.max_parallel)
 
     def build() -> None:
         try:
-            shared_environment(args["env_cache"], args["python"], args["packages"], args["requirements"])
+            inputs = (args["env_cache"], args["python"], args["packages"], args["requirements"])
+            venv = shared_environment(*inputs, build=False)
+            if venv is None:
+                shared_environment(*inputs)
+            else:
+                make_spares(venv, first_lane)
         except Exception as exc:  # the tasks try again and report it where a user looks
             log.warning("building the shared environment beforehand failed: %s", exc)
 

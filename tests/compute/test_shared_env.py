@@ -21,7 +21,9 @@ from dag_factory.compute import shared_env
 from dag_factory.compute.shared_env import (
     clone_environment,
     environment_key,
+    make_spares,
     shared_environment,
+    take_spare,
 )
 from dag_factory.compute.workspace import create_workspace, remove_workspace
 
@@ -246,3 +248,78 @@ def test_a_clone_that_fails_gives_a_fresh_venv(tmp_path: Path, monkeypatch: pyte
     )
     venv = workdir / "venv"
     assert (venv / "bin" / "python").exists() and not list(venv.glob("lib/python*/site-packages/six.py"))
+
+
+def _spares(venv: Path) -> list[str]:
+    return sorted(p.name for p in (venv.parent / shared_env.SPARES).iterdir())
+
+
+@NEEDS_UV
+def test_spare_clones_are_made_ahead_and_each_taken_once(tmp_path: Path) -> None:
+    envs = tmp_path / "envs"
+    assert shared_environment(envs, sys.executable, PACKAGES, None, build=False) is None  # not built yet
+    assert not envs.exists() or not list(envs.glob("*/venv"))
+    venv = shared_environment(envs, sys.executable, PACKAGES, None)
+    assert venv is not None
+    assert shared_environment(envs, sys.executable, PACKAGES, None, build=False) == venv
+    assert make_spares(venv, 2) == 2
+    assert make_spares(venv, 2) == 0  # two are ready: nothing to do
+    assert len(_spares(venv)) == 2
+
+    # five values at once: two take the spares, the others clone, every one its own venv
+    workdirs: list[Path] = []
+    threads = [
+        threading.Thread(
+            target=lambda v=v: workdirs.append(
+                Path(create_workspace(str(tmp_path / "work" / v), sys.executable, str(envs), PACKAGES))
+            )
+        )
+        for v in ("de", "fr", "nl", "be", "it")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _spares(venv) == []
+    six = next(venv.glob("lib/python*/site-packages/six.py"))
+    prefixes = set()
+    for workdir in workdirs:
+        clone = workdir / "venv"
+        assert (clone / six.relative_to(venv)).stat().st_ino == six.stat().st_ino
+        out = subprocess.run(
+            [str(clone / "bin" / "python"), "-c", "import six, sys; print(sys.prefix)"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        prefixes.add(out.stdout.strip())
+    assert prefixes == {str(w / "venv") for w in workdirs} and len(prefixes) == 5
+
+
+@NEEDS_UV
+def test_a_spare_goes_to_one_taker_only(tmp_path: Path) -> None:
+    venv = shared_environment(tmp_path / "envs", sys.executable, PACKAGES, None)
+    assert venv is not None and make_spares(venv, 1) == 1
+    took: list[bool] = []
+    targets = [tmp_path / f"value-{i}" for i in range(6)]
+    threads = [threading.Thread(target=lambda t=t: took.append(take_spare(venv, t))) for t in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(took) == [False] * 5 + [True]
+    assert sum(t.exists() for t in targets) == 1
+
+
+@NEEDS_UV
+def test_half_made_spares_are_never_taken_and_swept_once_their_maker_is_gone(tmp_path: Path) -> None:
+    venv = shared_environment(tmp_path / "envs", sys.executable, PACKAGES, None)
+    assert venv is not None
+    spares = venv.parent / shared_env.SPARES
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    dead, alive = spares / f".tmp-{gone.pid}-abc", spares / f".tmp-{os.getpid()}-def"
+    for scratch in (dead, alive):
+        (scratch / "bin").mkdir(parents=True)
+    assert not take_spare(venv, tmp_path / "de")  # half-made ones are not spares
+    assert make_spares(venv, 1) == 1
+    assert not dead.exists() and alive.exists()  # a maker still running keeps its scratch
+    assert take_spare(venv, tmp_path / "de") and (tmp_path / "de" / "bin" / "python").exists()

@@ -211,7 +211,8 @@ def _build(folder: Path, key: str, python: str, packages: Sequence[str], require
         _run([uv, "venv", "--quiet", "--seed", "--relocatable", "-p", python, str(venv)])
         # the prepare step's two installs, in its order (the second may move a pin of the first)
         install = [uv, "pip", "install", "--quiet", "--link-mode", "copy", "-p", str(venv / "bin" / "python")]
-        _run([*install, *packages])
+        if packages:  # uv refuses an install of nothing
+            _run([*install, *packages])
         if requirements is not None:
             _run([*install, "-r", str(requirements)])
         compiled = _compile(venv)

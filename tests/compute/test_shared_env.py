@@ -140,6 +140,58 @@ def test_built_once_then_reused_and_cloned(tmp_path: Path, monkeypatch: pytest.M
     assert builds == ["build"]
 
 
+def _six_version(venv: Path) -> str:
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import six; print(six.__version__)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+@NEEDS_UV
+def test_a_change_of_requirements_or_interpreter_builds_another_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[str] = []
+    real_build = shared_env._build
+
+    def counting_build(folder: Path, key: str, *args: object) -> None:
+        builds.append(key)
+        real_build(folder, key, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shared_env, "_build", counting_build)
+    envs = tmp_path / "envs"
+    # an interpreter of its own, so that the test can "upgrade" it (a copy runs like the original)
+    python = tmp_path / "python" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    shutil.copy2(Path(sys.executable).resolve(), python)
+    reqs = _requirements(tmp_path, "six==1.17.0\n")
+
+    first = shared_environment(envs, str(python), [], str(reqs))
+    assert first is not None and _six_version(first) == "1.17.0"
+    assert shared_environment(envs, str(python), [], str(reqs)) == first and len(builds) == 1
+
+    reqs.write_text("six==1.16.0\n")  # the project pins another version
+    pinned = shared_environment(envs, str(python), [], str(reqs))
+    assert pinned is not None and pinned != first and len(builds) == 2
+    assert _six_version(pinned) == "1.16.0"
+    assert _six_version(first) == "1.17.0"  # runs still using the old one are not disturbed
+
+    shutil.copy2(Path(sys.executable).resolve(), python)  # a new build of the interpreter, same path
+    os.utime(python, ns=(time.time_ns(), time.time_ns()))
+    upgraded = shared_environment(envs, str(python), [], str(reqs))
+    assert upgraded is not None and upgraded not in (first, pinned) and len(builds) == 3
+    assert _six_version(upgraded) == "1.16.0"
+    marker = json.loads((upgraded.parent / shared_env.MARKER).read_text())
+    assert marker["python"] == str(python) and marker["key"] == builds[-1]
+
+    # a workspace follows the current inputs: its clone is of the latest environment
+    workdir = Path(create_workspace(str(tmp_path / "work" / "de"), str(python), str(envs), [], str(reqs)))
+    site = next(upgraded.glob("lib/python*/site-packages/six.py"))
+    assert (workdir / "venv" / site.relative_to(upgraded)).stat().st_ino == site.stat().st_ino
+    assert len(builds) == 3
+
+
 @NEEDS_UV
 def test_clones_are_private_and_a_runtime_install_stays_in_its_clone(tmp_path: Path) -> None:
     venv = shared_environment(tmp_path / "envs", sys.executable, PACKAGES, None)

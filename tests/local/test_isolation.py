@@ -18,6 +18,8 @@ import pytest
 import yaml
 from rich.console import Console
 
+from dag_factory.local.execute import RunResult
+from dag_factory.local.execution_server import STATE_FILE
 from dag_factory.local.job import prepare_job, run_local
 from tests.compute.test_shared_env import make_wheel
 from tests.local.test_job import ROOT
@@ -75,15 +77,20 @@ def _project(tmp_path: Path, name: str, values: list[str]) -> tuple[Path, Path]:
     return tmp_path / f"{name}.yaml", tmp_path / "platform.yaml"
 
 
-def _run(spec: Path, platform: Path) -> dict[str, dict[str, Any]]:
+def _run(spec: Path, platform: Path) -> tuple[dict[str, dict[str, Any]], RunResult]:
     job = prepare_job(spec, "local", platform, [])
     result = run_local(job, dt.date(2026, 1, 5), True, Console(quiet=True))  # --keep: look inside after
     assert result.state == "success", result.error or result.log_path
     runs = job.root / "runs" / job.plan.dag_id / result.run_id
-    return {
+    seen = {
         value: json.loads((runs / value / "seen.json").read_text())
         for value in (g.group_id for g in job.plan.groups)
     }
+    return seen, result
+
+
+def _execution_api(root: Path) -> dict[str, Any]:
+    return dict(json.loads((root / "airflow" / STATE_FILE).read_text()))
 
 
 def _imports_dfiso(venv: Path) -> bool:
@@ -98,7 +105,9 @@ def test_values_and_projects_do_not_see_each_others_files_or_installs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAG_FACTORY_CACHE_DIR", raising=False)  # the default: <root>/envs
-    first = _run(*_project(tmp_path, "isolation-a", ["de", "fr"]))
+    first, result = _run(*_project(tmp_path, "isolation-a", ["de", "fr"]))
+    assert result.marks["execution_api_reused"] == "False"  # a new home: its first run starts it
+    server = _execution_api(tmp_path / "root")
     de, fr = first["de"], first["fr"]
     assert de["dfiso"] is True  # installed at run time, importable in its own value
     assert de["prefix"] != fr["prefix"] and de["cwd"] != fr["cwd"]
@@ -108,6 +117,10 @@ def test_values_and_projects_do_not_see_each_others_files_or_installs(
     assert len(envs) == 1 and not _imports_dfiso(envs[0])  # nor the shared environment
     assert not list(envs[0].glob("lib/python*/site-packages/dfiso*"))
 
-    later = _run(*_project(tmp_path, "isolation-b", ["nl"]))  # another project, same requirements
+    later, result = _run(*_project(tmp_path, "isolation-b", ["nl"]))  # another project, same requirements
     assert later["nl"]["dfiso"] is False
     assert list((tmp_path / "root" / "envs").glob("*/venv")) == envs  # it used the same environment
+    assert later["nl"]["prefix"] not in (de["prefix"], fr["prefix"])  # in a clone of its own
+    # ... and the Execution API the first run started: same process, same URL, not a new one
+    assert result.marks["execution_api_reused"] == "True"
+    assert _execution_api(tmp_path / "root") == server

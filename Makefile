@@ -1,4 +1,4 @@
-.PHONY: install test unit lint schema demo bench bench-cluster golden clean
+.PHONY: install test unit lint schema demo bench bench-local bench-cluster golden clean
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -33,5 +33,9 @@ bench: install
 bench-cluster: install
 	$(BIN)/python benchmarks/cluster.py
 
+bench-local: install
+	$(BIN)/python benchmarks/local_run.py
+
 clean:
+	-[ -x $(BIN)/python ] && $(BIN)/python -m dag_factory.local.execution_server stop .dag-factory/airflow
 	rm -rf $(VENV) .dag-factory

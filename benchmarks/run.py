@@ -1,8 +1,10 @@
-"""DAG parse cost of our notebook DAG factory vs hand-written DAGs vs astronomer dag-factory.
+"""DAG parse cost of our notebook DAG factory vs hand-written DAGs vs astronomer dag-factory; then
+`dag-factory run` of the demo job vs bare papermill (benchmarks/local_run.py).
 
     .venv/bin/python benchmarks/run.py                       # N = 50,200,1000, 5 repeats (+1 warm-up)
     .venv/bin/python benchmarks/run.py --sizes 50,200 --repeats 7
     .venv/bin/python benchmarks/run.py --smoke               # tiny N, 1 repeat: checks the harness works
+    .venv/bin/python benchmarks/run.py --benchmarks local    # only the local run (= local_run.py)
 
 Each measurement runs in a fresh interpreter (benchmarks/child.py) with AIRFLOW_HOME in a temporary
 directory. Results: a table on stdout and benchmarks/out/results.json. See benchmarks/README.md.
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
 import generate
+import local_run
 from generate import BENCH_DIR, OUT, REPO, NotAvailable
 from rich.console import Console
 from rich.table import Table
@@ -511,16 +514,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--child-timeout", type=float, default=3600)
     p.add_argument("--rebuild-dagfactory-venv", action="store_true")
     p.add_argument("--json", type=Path, default=OUT / "results.json")
-    p.add_argument("--smoke", action="store_true", help="N=2,4, 1 repeat, no warm-up, 20 specs to validate")
+    p.add_argument("--smoke", action="store_true", help="N=2,4, 1 repeat, no warm-up, 20 specs to validate; "
+                   "local run: 1 round, 2 values")  # fmt: skip
+    p.add_argument("--benchmarks", default="parse,local",
+                   help="parse (DAG parse cost), local (dag-factory run vs papermill), or both")  # fmt: skip
+    p.add_argument("--local-rounds", type=int, default=3, help="local run: rounds (see local_run.py)")
+    p.add_argument("--local-only", default="", help="local run: comma-separated fan-out values (default all)")
     args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.repeats, args.warmup, args.validate_specs, args.validate_repeats = "2,4", 1, 0, 20, 1
         args.serialize_sample = 2
+    unknown = set(args.benchmarks.split(",")) - {"parse", "local"}
+    if unknown:
+        p.error(f"--benchmarks: unknown {', '.join(sorted(unknown))} (use parse, local)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    chosen = args.benchmarks.split(",")
+    code = run_parse_benchmark(args) if "parse" in chosen else 0
+    if "local" in chosen:
+        local_argv = ["--rounds", str(args.local_rounds), "--only", args.local_only]
+        code = max(code, local_run.main([*local_argv, *(["--smoke"] if args.smoke else [])]))
+    return code
+
+
+def run_parse_benchmark(args: argparse.Namespace) -> int:
     sizes = sorted({int(s) for s in args.sizes.split(",")})
     variants = [v for v in args.variants.split(",") if v]
     started = time.perf_counter()

@@ -5,6 +5,8 @@
 - `DAG_FACTORY_CACHE_DIR`: where the plan and notebook caches live; off (or 0/false/no/empty)
   disables both;
 - `DAG_FACTORY_KEEP_WORKDIRS`: local backend, keep work directories after the run (`run --keep`);
+- `DAG_FACTORY_LOCAL_API_IDLE_MINUTES`: local backend, how long the Execution API of a local Airflow
+  home stays up without requests, for the next run (default 10; 0 or off: it stops after each run);
 - `DAG_FACTORY_DEBUG`: show the traceback of an internal error.
 """
 
@@ -18,6 +20,8 @@ PLATFORM = "DAG_FACTORY_PLATFORM"
 CACHE_DIR = "DAG_FACTORY_CACHE_DIR"
 KEEP_WORKDIRS = "DAG_FACTORY_KEEP_WORKDIRS"
 DEBUG = "DAG_FACTORY_DEBUG"
+LOCAL_API_IDLE_MINUTES = "DAG_FACTORY_LOCAL_API_IDLE_MINUTES"
+DEFAULT_LOCAL_API_IDLE_MINUTES = 10.0
 
 _OFF = ("", "0", "off", "false", "no")
 
@@ -67,3 +71,24 @@ def keep_workdirs() -> bool:
 
 def debug() -> bool:
     return is_on(DEBUG)
+
+
+def local_api_idle_seconds() -> float:
+    """$DAG_FACTORY_LOCAL_API_IDLE_MINUTES in seconds (0 when off, the default when unset).
+
+    Raises ValueError, naming the variable and what it takes, for anything else than a number."""
+    value = _text(LOCAL_API_IDLE_MINUTES)
+    if value is None or value == "":
+        return DEFAULT_LOCAL_API_IDLE_MINUTES * 60
+    if value.lower() in _OFF:
+        return 0.0
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if not 0 <= minutes < float("inf"):
+        raise ValueError(
+            f"{LOCAL_API_IDLE_MINUTES}={value!r}: not a number of minutes (e.g. 10, or 0 to stop the "
+            "local Execution API after each run)"
+        )
+    return minutes * 60

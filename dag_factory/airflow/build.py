@@ -87,7 +87,9 @@ def _local_operator(task: TaskPlan) -> BaseOperator:
         return PythonOperator(
             task_id=task.task_id,
             python_callable=tasks.create_local_instance,
-            op_kwargs={"workdir": args["workdir"], "python": args["python"]},
+            op_kwargs={
+                key: args[key] for key in ("workdir", "python", "env_cache", "packages", "requirements")
+            },
         )
     if task.kind == "resolve_ip":
         return PythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)

@@ -3,18 +3,36 @@
 dag_factory.local.execute starts it with the local Airflow home's environment (Airflow reads its
 configuration at import, so it must be a fresh process), polls the metadata DB while it runs and
 reads the outcome afterwards. It parses the DAG file and runs one DAG run with `dag.test(use_executor=
-True)`: the LocalExecutor runs the fan-out in parallel. Exit 0 success, 1 the run failed, 3 the DAG
-file did not import.
+True)`: the LocalExecutor runs the fan-out in parallel; its tasks talk to the Execution API at
+$AIRFLOW__CORE__EXECUTION_API_SERVER_URL (dag_factory.local.execution_server). Exit 0 success, 1 the
+run failed, 3 the DAG file did not import, 4 no Execution API URL.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import json
 import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, SupportsIndex
+
+EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
+# imported once here, before the executor forks its workers, so that no task process imports them:
+# every deliver task needs pyarrow and duckdb (~0.6 s of imports each), and its first parquet read
+# imports pyarrow.dataset and with it pandas (~0.6-1 s more: 10 deliveries of the demo at once kept
+# both cores busy for ~5 s)
+PRELOADED = ("dag_factory.deliver", "pyarrow.dataset")
+END_GRACE = 0.5  # seconds the executor's workers get to exit once the DAG run is final
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _logical_date(value: str) -> datetime | None:
@@ -28,11 +46,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     # "none": a run without a logical date, as the REST API and asset triggers can create
     parser.add_argument("--logical-date", required=True, type=_logical_date)
     parser.add_argument("--run-after", required=True, type=datetime.fromisoformat)
+    parser.add_argument("--timings", type=Path, help="write the start-up marks here (JSON)")
     args = parser.parse_args(argv)
+    marks: dict[str, Any] = {"child_started": _now()}
+    try:
+        return _run(args, marks)
+    finally:
+        marks["child_finished"] = _now()
+        if args.timings is not None:
+            args.timings.write_text(json.dumps(marks, indent=2) + "\n")
 
+
+def _run(args: argparse.Namespace, marks: dict[str, Any]) -> int:
+    if not os.environ.get(EXECUTION_API_VAR):
+        print(f"${EXECUTION_API_VAR} is not set: the tasks would have no Execution API", file=sys.stderr)
+        return 4
     from airflow.dag_processing.dagbag import DagBag
 
+    marks["airflow_imported"] = _now()
     bag = DagBag(dag_folder=args.dag_file, safe_mode=False)
+    marks["dag_parsed"] = _now()
     if bag.import_errors:
         for path, message in bag.import_errors.items():
             print(f"import error in {path}:\n{message}", file=sys.stderr)
@@ -41,9 +74,109 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dag is None:
         print(f"no dag {args.dag_id!r} in {args.dag_file} (found: {sorted(bag.dags)})", file=sys.stderr)
         return 3
-    dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
+    for module in PRELOADED:
+        importlib.import_module(module)
+    marks["preloaded"] = _now()
+    with _woken_when_a_task_ends(), _ended_without_lingering_workers():
+        dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
     print(f"dag run {dag_run.run_id} finished: {dag_run.state}", flush=True)
     return 0 if dag_run.state == "success" else 1
+
+
+@contextlib.contextmanager
+def _woken_when_a_task_ends() -> Iterator[None]:
+    """Let ``dag.test()`` notice a finished task at once instead of up to a second later.
+
+    While tasks run and none is ready, ``DAG.test`` (Airflow 3.3) calls ``time.sleep(1)`` before it
+    looks again: up to a second between a task and the next, on every step of every value. Within
+    this block that one call (this process, called from ``DAG.test``) waits on the LocalExecutor's
+    result queue instead, for at most the same second: a worker puts a result there as soon as its
+    task process has exited. Every other ``time.sleep`` is the real one.
+    """
+    from airflow.executors.local_executor import LocalExecutor
+    from airflow.sdk.definitions import dag as dag_module
+
+    real_sleep, real_start = time.sleep, LocalExecutor.start
+    started: list[LocalExecutor] = []
+    pid = os.getpid()
+
+    def start(self: LocalExecutor) -> None:
+        real_start(self)
+        started.append(self)
+
+    def sleep(seconds: float | SupportsIndex) -> None:
+        caller = sys._getframe(1).f_code
+        reader = getattr(getattr(started[-1], "result_queue", None), "_reader", None) if started else None
+        if (
+            reader is None
+            or os.getpid() != pid
+            or caller.co_name != "test"
+            or caller.co_filename != dag_module.__file__
+        ):
+            real_sleep(seconds)
+            return
+        reader.poll(float(seconds) if isinstance(seconds, int | float) else float(seconds.__index__()))
+        # returns when a worker put a result there; the loop's executor heartbeat reads it
+
+    LocalExecutor.start = start  # type: ignore[method-assign]
+    time.sleep = sleep
+    try:
+        yield
+    finally:
+        time.sleep = real_sleep
+        LocalExecutor.start = real_start  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _ended_without_lingering_workers() -> Iterator[None]:
+    """Stop the LocalExecutor at the end of ``dag.test()`` without waiting out idle supervisors.
+
+    ``LocalExecutor.end()`` joins every worker. A worker's task supervisor can miss its task
+    process's exit until its next heartbeat tick (``[workers] min_heartbeat_interval``, 5 s: when
+    the task closed its sockets an instant before it exited), so a run's end often waited ~4 s
+    for nothing. ``dag.test()`` ends the executor only once the DAG run is final: every task has
+    reported its state. So the workers get their shutdown message and :data:`END_GRACE` seconds;
+    a worker still there whose task process is gone has nothing left to do and is killed; one whose
+    task process still runs (an ``on_failure_callback`` sending its mail) is waited for, as before.
+    Then the real ``end()`` reads the results and closes up.
+    """
+    from airflow.executors.local_executor import LocalExecutor
+
+    real_end = LocalExecutor.end
+
+    def end(self: LocalExecutor) -> None:
+        workers = [proc for proc in self.workers.values() if proc.is_alive()]
+        for _ in workers:
+            self.activity_queue.put(None)
+        deadline = time.monotonic() + END_GRACE
+        for proc in workers:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in workers:
+            if proc.is_alive() and proc.pid is not None and not _has_live_children(proc.pid):
+                proc.kill()
+            proc.join()
+        real_end(self)
+
+    LocalExecutor.end = end  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        LocalExecutor.end = real_end  # type: ignore[method-assign]
+
+
+def _has_live_children(pid: int) -> bool:
+    """True when process ``pid`` has a descendant that still runs (not a zombie waiting to be reaped)."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return False
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,16 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def create_local_instance(workdir: str, python: str, ti: Any = None) -> str:
+def create_local_instance(
+    workdir: str,
+    python: str,
+    env_cache: str | None = None,
+    packages: Sequence[str] = (),
+    requirements: str | None = None,
+    ti: Any = None,
+) -> str:
     """The local backend's instance (a work dir + venv); its creation time goes to XCom for the report."""
-    path = create_workspace(workdir, python)
+    path = create_workspace(workdir, python, env_cache, packages, requirements)
     ti.xcom_push(key=CREATED_XCOM, value=now_iso())
     return path
 

@@ -28,6 +28,7 @@ def _run(
 
     from dag_factory.local.job import prepare_job, report_lines, run_local, summarize
     from dag_factory.local.progress import render_summary
+    from dag_factory.local.timing import render_split
 
     try:
         logical_date = dt.date.fromisoformat(date)
@@ -45,6 +46,7 @@ def _run(
         console.print("[red]interrupted[/red]: the run was stopped and its work directories removed")
     for line in report_lines(job, result):
         console.print(line, highlight=False, soft_wrap=True)
+    console.print(render_split(result.timings), highlight=False)
     console.print(f"Airflow log of the run: {result.log_path}")
     return EXIT_OK if result.succeeded else EXIT_INVALID
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import psutil
+
 from dag_factory.errors import DagFactoryError
 
 # Fixed on purpose: the home is local and throwaway, and every process that signs or checks a
@@ -213,16 +215,35 @@ def _wait_healthy(proc: subprocess.Popen[bytes], health_url: str, log_path: Path
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """SIGTERM the process group led by ``proc``, then SIGKILL it after ``grace`` seconds."""
+    """SIGTERM the process group led by ``proc``, then SIGKILL it after ``grace`` seconds.
+
+    Airflow runs each task in a process group of its own (its supervisor forwards the SIGTERM to it):
+    those, and whatever they started, get the rest of ``grace`` to stop, then SIGKILL, so that nothing
+    of the run still writes into its work directories when this returns.
+    """
     if proc.poll() is not None:
         _kill_group(proc.pid, signal.SIGKILL)  # reap stragglers left in the group
         return
+    deadline = time.monotonic() + grace
+    descendants = _descendants(proc.pid)  # while they are still its descendants
     _kill_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
     _kill_group(proc.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
+    for straggler in alive:
+        with contextlib.suppress(psutil.Error):
+            straggler.kill()
+    psutil.wait_procs(alive, timeout=5)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

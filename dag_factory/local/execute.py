@@ -3,9 +3,10 @@
 ``dag.test()`` runs tasks one at a time; ``dag.test(use_executor=True)`` hands them to the
 ``LocalExecutor``, whose workers talk to an api-server's Execution API. Airflow reads its config
 when it is imported, so the run happens in a child process (``python -m
-dag_factory.local.execute``) that gets the local home's environment and imports the DAG file; this
-process never imports Airflow. It polls the SQLite metadata DB for task-instance states while the
-child runs, and reads the final states and XComs from it afterwards.
+dag_factory.airflow.run_child``) that gets the local home's environment (with the URL of the home's
+Execution API) and imports the DAG file; this process never imports Airflow. It polls the
+SQLite metadata DB for task-instance states while the child runs (for the progress grid; the child's
+exit ends the wait at once), and reads the final states and XComs from it afterwards.
 """
 
 from __future__ import annotations
@@ -19,21 +20,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from dag_factory.local.airflow_home import (
-    api_server,
     child_env,
     log_tail,
     metadata_db_path,
     sigterm_as_exit,
     stop_process_group,
 )
+from dag_factory.local.execution_server import EXECUTION_API_VAR, execution_api_env
 
-EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 # LocalExecutor.end() can hang for good joining an idle worker that never got its shutdown message
 # (seen on Airflow 3.3.2 under load): once the DAG run is final in the DB, wait this long, then stop.
@@ -97,6 +97,7 @@ class RunResult:
     interrupted: bool = False
     error: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    marks: dict[str, str] = field(default_factory=dict)  # UTC ISO times of the child's start-up steps
 
     @property
     def succeeded(self) -> bool:
@@ -132,8 +133,9 @@ def run_dag(
     """Run ``dag_id`` from ``dag_file`` once for ``logical_date`` with the LocalExecutor.
 
     ``env`` comes from :func:`~dag_factory.local.airflow_home.prepare_airflow_home`; when it has no
-    ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` an api-server is started for this run only (pass the
-    env of a running :func:`~dag_factory.local.airflow_home.api_server` to share one across runs).
+    ``AIRFLOW__CORE__EXECUTION_API_SERVER_URL``, the home's Execution API is started, or found
+    running from an earlier run (dag_factory.local.execution_server); pass the env of a running
+    :func:`~dag_factory.local.airflow_home.api_server` to use that instead.
     The DAG file's folder becomes the dags folder: Airflow parses every ``.py`` file in it that
     mentions "airflow" and "dag" before the run, so keep only DAG files there. Runs on one home
     must not overlap (one SQLite DB). A naive ``logical_date`` is taken as UTC. For a DAG object:
@@ -141,22 +143,22 @@ def run_dag(
 
     ``on_progress`` gets the task instances every ``poll_interval`` seconds when they changed.
     ``cleanup`` is always called once the run is over, however it ended (also when Ctrl-C hits
-    while the api-server starts: then the KeyboardInterrupt propagates after it). Ctrl-C during the
+    while the child starts: then the KeyboardInterrupt propagates after it). Ctrl-C during the
     run (or ``timeout``) stops the run's whole process group and returns a failed result with
     ``interrupted=True``.
     """
     try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(sigterm_as_exit())
-            timings: dict[str, float] = {}
-            if EXECUTION_API_VAR not in env:
-                server = stack.enter_context(api_server(env))
-                env = server.env
-                timings["api_server_start"] = server.startup_seconds
-            return _run_child(
-                dag_file.resolve(), dag_id, logical_date, env, on_progress, timeout, poll_interval, timings
-            )
-        raise AssertionError("unreachable")  # pragma: no cover  (mypy: ExitStack may swallow)
+        with sigterm_as_exit():
+            marks: dict[str, str] = {}
+            if not env.get(EXECUTION_API_VAR):
+                env, reused = execution_api_env(env)
+                marks = {
+                    "execution_api_ready": datetime.now(UTC).isoformat(),
+                    "execution_api_reused": str(reused),
+                }
+            dag_file = dag_file.resolve()
+            result = _run_child(dag_file, dag_id, logical_date, env, on_progress, timeout, poll_interval)
+            return replace(result, marks={**marks, **result.marks})
     finally:
         if cleanup is not None:
             with _sigint_ignored():
@@ -171,7 +173,6 @@ def _run_child(
     on_progress: ProgressCallback | None,
     timeout: float | None,
     poll_interval: float,
-    timings: dict[str, float],
 ) -> RunResult:
     if logical_date is not None and logical_date.tzinfo is None:
         logical_date = logical_date.replace(tzinfo=UTC)
@@ -180,6 +181,7 @@ def _run_child(
     run = RunId(db, dag_id, f"manual__{run_after.isoformat()}", exact=logical_date is not None)
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "runs" / f"{dag_id}__{run_after:%Y%m%dT%H%M%S%f}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    marks_path = log_path.with_suffix(".marks.json")
     run_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(dag_file.parent)}
     cmd = [
         sys.executable, "-m", "dag_factory.airflow.run_child",
@@ -187,6 +189,7 @@ def _run_child(
         "--dag-id", dag_id,
         "--logical-date", logical_date.isoformat() if logical_date else "none",
         "--run-after", run_after.isoformat(),
+        "--timings", str(marks_path),
     ]  # fmt: skip
     started = time.monotonic()
     with log_path.open("wb") as log:
@@ -210,7 +213,6 @@ def _run_child(
             stop_process_group(proc)
     interrupted = bool(stopped)
     wall = time.monotonic() - started
-    timings["run_wall"] = wall
     run_id = run.found()
     tis = read_task_instances(db, dag_id, run_id, log_folder=Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]))
     if on_progress is not None and not interrupted:  # after Ctrl-C the caller wants out, not a redraw
@@ -231,7 +233,8 @@ def _run_child(
         returncode=proc.returncode,
         interrupted=interrupted,
         error=error,
-        timings=timings,
+        timings={"run_wall": wall},
+        marks=_read_marks(marks_path),
     )
 
 
@@ -252,6 +255,14 @@ class RunId:
             )
             self.known = str(rows[0][0]) if rows else None
         return self.known or self.prefix
+
+
+def _read_marks(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def _watch(
@@ -285,7 +296,8 @@ def _watch(
             if rows != last:
                 on_progress(rows)
                 last = rows
-        time.sleep(poll_interval)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=poll_interval)  # returns as soon as the child exits
     return "exited"
 
 

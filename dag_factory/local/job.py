@@ -5,11 +5,14 @@ This module never imports Airflow: the run happens in a child process (dag_facto
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import shutil
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,13 @@ from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
+from dag_factory.local.timing import split_run
 from dag_factory.plan.model import DagPlan
 from dag_factory.plan.planner import plan_dag
 from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder
 from dag_factory.spec.platform import LocalEnvironment
+
+log = logging.getLogger("dag_factory.local.job")
 
 
 class RunError(DagFactoryError):
@@ -127,18 +133,81 @@ def report_lines(job: LocalJob, result: RunResult) -> list[str]:
     return lines
 
 
+def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
+    """Build the shared environment now, beside Airflow's start-up (a first run's longest step); when
+    it is there already, clone it for the first lane of values, so that their create_instance tasks
+    find clones ready (they clone it themselves when none is, as right after a build).
+
+    The create_instance tasks wait for a build on its lock; they build it themselves when this is off.
+    """
+    from dag_factory.compute.shared_env import make_spares, shared_environment
+
+    args = next(t.args for t in plan.groups[0].tasks if t.kind == "create_instance")
+    if not args.get("env_cache"):
+        return None
+    first_lane = min(len(plan.groups), plan.max_parallel)
+
+    def build() -> None:
+        try:
+            inputs = (args["env_cache"], args["python"], args["packages"], args["requirements"])
+            venv = shared_environment(*inputs, build=False)
+            if venv is None:
+                shared_environment(*inputs)
+            else:
+                make_spares(venv, first_lane)
+        except Exception as exc:  # the tasks try again and report it where a user looks
+            log.warning("building the shared environment beforehand failed: %s", exc)
+
+    thread = threading.Thread(target=build, name="dag-factory-environment", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any) -> RunResult:
-    """Run the job through Airflow; ``logical_date`` None makes a run without one (its date is the day
-    it runs, as for runs the REST API or an asset triggers with a null logical date)."""
+    """Deploy, run the DAG through Airflow, time it (``timings``: dag_factory.local.timing's split).
+
+    ``logical_date`` None makes a run without one (its date is the day it runs, as for runs the REST
+    API or an asset triggers with a null logical date)."""
+    from dag_factory.ops.deploy import deploy_project
+
+    started = dt.datetime.now(dt.UTC)
+    marks = {"run_started": started.isoformat()}
+    deploy_project(job.loaded, job.env)  # the same sync as `dag-factory deploy`, into the local bucket
+    marks["deployed"] = dt.datetime.now(dt.UTC).isoformat()
+    builder = _prebuild_environment(job.plan)
+    try:
+        result = _run_local(job, logical_date, keep, console, marks)
+    finally:
+        if builder is not None:
+            builder.join()
+    finished = dt.datetime.now(dt.UTC)
+    marks = {**marks, **result.marks, "finished": finished.isoformat()}
+    split = split_run(job.plan, result.task_instances, started, finished)
+    with contextlib.suppress(OSError):
+        timings = {"dag_id": job.plan.dag_id, "run_id": result.run_id, "marks": marks, "split": split}
+        result.log_path.with_suffix(".timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    return replace(result, marks=marks, timings={**result.timings, **split})
+
+
+def _without_execution_api(environ: Any) -> dict[str, str]:
+    """The shell's environment minus an Execution API URL of some other Airflow: the home has its own."""
+    from dag_factory.local.execution_server import EXECUTION_API_VAR
+
+    return {k: v for k, v in environ.items() if k != EXECUTION_API_VAR}
+
+
+def _run_local(
+    job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any, marks: dict[str, str]
+) -> RunResult:
     from dag_factory.airflow.dag_files import write_dag_file
     from dag_factory.local.airflow_home import prepare_airflow_home
     from dag_factory.local.execute import run_dag
+    from dag_factory.local.execution_server import stop_unless_kept
     from dag_factory.local.progress import LiveProgress
-    from dag_factory.ops.deploy import deploy_project
 
-    deploy_project(job.loaded, job.env)  # the same sync as `dag-factory deploy`, into the local bucket
     home = job.root / "airflow"
     env = prepare_airflow_home(home, parallelism=max(4, job.plan.max_active_tasks))
+    marks["home_ready"] = dt.datetime.now(dt.UTC).isoformat()
     env = {**env, settings.ENV: job.env, settings.KEEP_WORKDIRS: "1" if keep else "0"}
     dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])
     dag_file = write_dag_file(job.loaded.path, dags, env=job.env, platform=job.platform_path, only=job.only)
@@ -152,12 +221,15 @@ def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: 
     label = job.plan.fan_out_name or "group"
     steps = [task.task_id for task in job.plan.groups[0].tasks]  # columns in the order tasks run
     title = f"{job.plan.dag_id} {logical_date or 'no logical date'} ({job.env})"
-    with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
-        return run_dag(
-            dag_file,
-            job.plan.dag_id,
-            logical_date=when,
-            env={**os.environ, **env},
-            on_progress=live,
-            cleanup=cleanup,
-        )
+    try:
+        with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
+            return run_dag(
+                dag_file,
+                job.plan.dag_id,
+                logical_date=when,
+                env={**_without_execution_api(os.environ), **env},
+                on_progress=live,
+                cleanup=cleanup,
+            )
+    finally:
+        stop_unless_kept(env)  # the Execution API stays up for the next run, unless that is off

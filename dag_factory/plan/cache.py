@@ -82,9 +82,9 @@ def _private(path: Path) -> bool:
     return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _usable(folder: Path) -> bool:
+def usable_folder(folder: Path) -> bool:
     """Create the folder (0700) if needed; refuse it, or a configured root above it, when owned by
-    someone else or writable by others (an entry holds shell commands)."""
+    someone else or writable by others (an entry holds shell commands or programs)."""
     root = settings.cache_root()
     if root is not None and root.exists() and not _private(root):
         return False
@@ -217,7 +217,7 @@ def cached_plan(
 ) -> DagPlan:
     """The plan from the cache, else compute() (which raises on an invalid spec) stored for next time."""
     folder = cache_dir()
-    if folder is None or not _usable(folder):
+    if folder is None or not usable_folder(folder):
         return compute()
     try:
         spec_bytes = spec_path.read_bytes()

@@ -24,6 +24,7 @@ from dag_factory.plan.scripts import (
     notebook_command,
     output_prefix_template,
     prepare_command,
+    runtime_packages,
     runtime_parameters_json,
 )
 from dag_factory.spec.job import AssetSchedule, Delivery, JobSpec, Notebook
@@ -186,6 +187,20 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
     return tasks
 
 
+def _local_create_args(ctx: _Context, layout: HostLayout) -> dict[str, Any]:
+    """A work directory whose venv is a clone of the shared environment the prepare step would build."""
+    assert isinstance(ctx.env, LocalEnvironment) and ctx.root is not None
+    spec = ctx.spec
+    code = ctx.root / ctx.env.buckets.code / spec.project
+    return {
+        "workdir": layout.workdir,
+        "python": sys.executable,
+        "env_cache": str(ctx.root / "envs"),
+        "packages": list(runtime_packages(spec.runtime.papermill_version)),
+        "requirements": str(code / spec.runtime.requirements) if spec.runtime.requirements else None,
+    }
+
+
 def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[TaskPlan]]:
     """Setup (create, resolve, prepare) and teardown (stop, delete) for one instance."""
     spec, env = ctx.spec, ctx.env
@@ -202,7 +217,7 @@ def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[Tas
             "tags": {"project": spec.project, "owner": spec.owner, "env": ctx.env_name},
         }
     else:
-        create |= {"workdir": ctx.layout(group).workdir, "python": sys.executable}
+        create |= _local_create_args(ctx, ctx.layout(group))
     layout = ctx.layout(group)
     resolve = dict(common)
     if isinstance(env, SageMakerEnvironment) and env.ssh.host_keys == "pinned":
@@ -305,8 +320,9 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
     groups = _lanes(groups, spec.compute.max_parallel)
     api_pool = env.api_pool.model_dump() if isinstance(env, SageMakerEnvironment) else None
     notify = spec.notify.model_dump()
-    # tasks of one value run one after another: one slot per lane, plus room for deliver/teardown
-    max_active = max(1, min(spec.compute.max_parallel * 2, 64))
+    # tasks of one value run one after another, but after its last notebook its deliveries, stop and
+    # delete run side by side: room for all of them in every lane
+    max_active = max(1, min(spec.compute.max_parallel * (len(spec.deliver) + 2), 64))
     return DagPlan(
         dag_id=spec.project,
         env=env_name,

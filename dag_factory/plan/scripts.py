@@ -96,6 +96,12 @@ def encode_parameters(parameters: Parameters) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
+def decode_parameters(encoded: str) -> Parameters:
+    """The mapping :func:`encode_parameters` encoded (what papermill's -b reads)."""
+    decoded = yaml.safe_load(base64.b64decode(encoded))
+    return decoded if isinstance(decoded, dict) else {}
+
+
 def jinja_literal(text: str) -> str:
     """A Python/Jinja string literal for text we control (bucket names, paths)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -141,13 +147,19 @@ def html_path(output_notebook: str) -> str:
     return stem + ".html"
 
 
+def runtime_packages(papermill_version: str) -> tuple[str, ...]:
+    """What the prepare step installs before the requirements (the local shared environments too)."""
+    return (f"papermill=={papermill_version}", "ipykernel", NBCONVERT)
+
+
 def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:
     """Sync the project, activate the env, install the pinned papermill and the requirements."""
+    packages = " ".join(shlex.quote(p) for p in runtime_packages(papermill_version))
     lines = [
         f"mkdir -p {shlex.quote(layout.workdir)}",
         layout.sync,
         layout.activate,
-        f"{layout.install} {shlex.quote('papermill==' + papermill_version)} ipykernel {NBCONVERT}",
+        f"{layout.install} {packages}",
     ]
     if requirements:
         lines.append(f"{layout.install} -r {shlex.quote(layout.project + '/' + requirements)}")

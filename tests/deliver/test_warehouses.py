@@ -7,6 +7,7 @@ the rows in the table, not only on the count returned.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import subprocess
 import sys
@@ -325,3 +326,18 @@ def test_duckdb_waits_for_another_writer(tmp_path: Path) -> None:
         holder.wait(timeout=30)
     with duckdb.connect(str(db), read_only=True) as con:
         assert sorted(con.execute(f"SELECT * FROM {TABLE}").fetchall()) == _expected(SCORES_DE, DAY, "de")
+
+
+def test_duckdb_deliveries_take_turns_on_the_lock_file(tmp_path: Path) -> None:
+    # parallel local deliveries queue on <file>.deliver-lock: the next starts when the lock is released
+    db = tmp_path / "w.duckdb"
+    warehouse = _duckdb_warehouse(tmp_path)
+    target = {**warehouse.target(), "path": str(db)}
+    prefix = _prefix(tmp_path, "de", SCORES_DE)
+    with ThreadPoolExecutor(1) as pool, open(f"{db}.deliver-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another delivery is loading
+        queued = pool.submit(deliver, target, prefix, DAY, "country", "de")
+        time.sleep(0.5)
+        assert not queued.done() and not db.exists()  # waiting for its turn, not opening the file
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        assert queued.result(timeout=60) == 3

@@ -5,7 +5,9 @@
 - `DAG_FACTORY_CACHE_DIR`: where the plan and notebook caches live; off (or 0/false/no/empty)
   disables both;
 - `DAG_FACTORY_KEEP_WORKDIRS`: local backend, keep work directories after the run (`run --keep`);
-- `DAG_FACTORY_DEBUG`: show the traceback of an internal error.
+- `DAG_FACTORY_DEBUG`: show the traceback of an internal error;
+- `DAG_FACTORY_AIRFLOW_TOKEN`: bearer token `dag-factory gc` sends to the environment's Airflow REST API
+  (its `airflow_url`) to ask which runs are live; unset for an api-server that needs none.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ PLATFORM = "DAG_FACTORY_PLATFORM"
 CACHE_DIR = "DAG_FACTORY_CACHE_DIR"
 KEEP_WORKDIRS = "DAG_FACTORY_KEEP_WORKDIRS"
 DEBUG = "DAG_FACTORY_DEBUG"
+AIRFLOW_TOKEN = "DAG_FACTORY_AIRFLOW_TOKEN"
 
 _OFF = ("", "0", "off", "false", "no")
 
@@ -67,3 +70,8 @@ def keep_workdirs() -> bool:
 
 def debug() -> bool:
     return is_on(DEBUG)
+
+
+def airflow_token() -> str | None:
+    """$DAG_FACTORY_AIRFLOW_TOKEN, or None when unset or empty."""
+    return _text(AIRFLOW_TOKEN) or None

@@ -15,11 +15,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
-from dag_factory.airflow.dag_files import write_dag_file
-from dag_factory.local.airflow_home import ApiServer, api_server, child_env, prepare_airflow_home
+from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
+from dag_factory.local.airflow_home import ApiServer
 from dag_factory.local.execute import ProgressCallback, RunResult, run_dag
+from tests.servers.airflow import POOL, Deployment
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
 
@@ -38,23 +36,11 @@ DEMO_SPEC = ROOT / "project_configs" / "churn-demo.yaml"
 DEMO_PROJECT = ROOT / "examples" / "churn-demo"
 ENV_NAME = "e2e"
 POSTGRES_CONN_ID = "e2e_postgres"
-POOL = "sagemaker_api"
 DATE = dt.date(2026, 1, 5)
 RUN_TIMEOUT_S = 600.0
-
-
-@pytest.fixture(scope="session")
-def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """A migrated Airflow home with the `sagemaker_api` pool, and an api-server, for all e2e tests."""
-    home = tmp_path_factory.mktemp("e2e-airflow")
-    env = prepare_airflow_home(home, parallelism=16)
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run(
-        [airflow, "pools", "set", POOL, "4", "SageMaker API calls (e2e)"],
-        env=child_env(env), check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    with api_server(env, timeout=120) as server:
-        yield server
+# every e2e job retries: infrastructure faults are retried, notebook errors are not (README: retries)
+RETRIES = 1
+RETRY_DELAY = "5s"
 
 
 @dataclass(frozen=True)
@@ -93,6 +79,7 @@ class E2E:
             "connections": {"aws": "aws_default", "ssh": "ssh_default", "postgres": POSTGRES_CONN_ID},
             "allowed_instance_types": [NOTEBOOK_INSTANCE_TYPE],
             "api_pool": {"name": POOL, "slots": 4},
+            "poll_interval": "1s",  # the harness's instances take seconds, not minutes, to change state
             "ssh": {
                 "conda_activate": str(sshd.activate_script),
                 # one sshd plays every instance: a folder per group keeps parallel values apart
@@ -111,12 +98,15 @@ class E2E:
         project_dir: Path = DEMO_PROJECT,
         platform: dict[str, Any] | None = None,
         project: str | None = None,
+        **spec_fields: Any,
     ) -> Job:
         """Write the demo spec (or a variant), a platform file and the DAG file; deploy the project."""
         spec = yaml.safe_load(DEMO_SPEC.read_text())
         spec["project_dir"] = str(project_dir)
         spec["project"] = project or spec["project"]
         spec["compute"]["instance_type"] = NOTEBOOK_INSTANCE_TYPE
+        spec["retries"], spec["retry_delay"] = RETRIES, RETRY_DELAY
+        spec.update(spec_fields)
         if notebook_params:
             spec["notebooks"][1].setdefault("parameters", {}).update(notebook_params)
         if notebooks is not None:
@@ -172,6 +162,46 @@ class E2E:
             ):
                 offset = (ti.start - first).total_seconds() if ti.start and first else float("nan")
                 print(f"  {ti.task_id:32} {ti.state or '-':16} start +{offset:5.1f}s took {ti.duration}")
+        return result
+
+    def run_deployed(
+        self,
+        deployment: Deployment,
+        job: Job,
+        date: dt.date = DATE,
+        on_progress: ProgressCallback | None = None,
+    ) -> RunResult:
+        """Run ``job`` on the real scheduler (tests/servers/airflow.py), connections pointed at this test's
+        servers through the REST API."""
+        sshd = self.sm.sshd
+        deployment.set_connection(
+            "aws_default",
+            "aws",
+            login="testing",
+            password="testing",
+            extra={"endpoint_url": self.sm.endpoint_url, "region_name": "eu-west-1"},
+        )
+        deployment.set_connection(
+            "ssh_default",
+            "ssh",
+            host=sshd.host,
+            login=sshd.user,
+            port=sshd.port,
+            extra=sshd.airflow_conn_extra(),
+        )
+        pg = self.pg
+        deployment.set_connection(
+            POSTGRES_CONN_ID, "postgres", host=pg.host, port=pg.port, login=pg.user, password=pg.password,
+            schema=pg.dbname,
+        )  # fmt: skip
+        source = dag_file_source(
+            job.spec, deployment.dags, env=ENV_NAME, platform=job.platform, only=job.values
+        )
+        deployment.deploy(job.dag_id.replace("-", "_"), source)
+        when = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
+        run_id = deployment.trigger(job.dag_id, when)
+        result = deployment.wait(job.dag_id, run_id, timeout=RUN_TIMEOUT_S, on_progress=on_progress)
+        print(f"\n{job.dag_id} {job.values} (scheduler): {result.state}")
         return result
 
     # --- reading state -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dag_factory.plan.guard import StepBounds, guarded
 from dag_factory.plan.scripts import (
     HostLayout,
     encode_parameters,
@@ -95,6 +96,7 @@ def _run(tmp: Path, params: dict[str, Any], run_id: str) -> dict[str, Any]:
         layout, "nb/n.ipynb", out_nb, "python3", params, runtime_parameters_json(head, "de")
     )
     command = command.replace("--log-output", "--prepare-only")
+    command = guarded(command, StepBounds(str(tmp / "work"), "nb_n", 600, 3600))
     rendered = _render(command, run_id, "2026-01-05")
     (tmp / "out" / run_id / "de").mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())

@@ -18,10 +18,10 @@ from dag_factory.airflow.tasks import HOST_KEY_XCOM
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
+    LIFECYCLE_RETRIES,
     MAX_RETRY_DELAY_S,
     RETRY_BACKOFF,
     STEP_GRACE_S,
-    TEARDOWN_RETRIES,
 )
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE
 
@@ -48,6 +48,7 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
         "poke_interval": args["poll_s"],
         "timeout": args["timeout_s"],  # the whole wait, across pokes
         "execution_timeout": dt.timedelta(seconds=API_CALL_TIMEOUT_S),  # one poke
+        "retries": LIFECYCLE_RETRIES,
     }
     if task.kind == "create_instance":
         return CreateNotebookInstanceSensor(
@@ -62,7 +63,7 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
             **common,
         )
     cls = StopNotebookInstanceSensor if task.kind == "stop_instance" else DeleteNotebookInstanceSensor
-    return cls(retries=TEARDOWN_RETRIES, **common)
+    return cls(**common)
 
 
 def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:

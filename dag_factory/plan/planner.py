@@ -33,7 +33,10 @@ from dag_factory.spec.types import parse_duration
 
 SHARED_GROUP = "shared"
 API_CALL_TIMEOUT_S = 5 * 60  # one SageMaker/EC2 call with its adaptive retries (resolve_ip, each poke)
-TEARDOWN_RETRIES = 3  # stop and delete must happen: retried more than the spec asks
+# create, stop and delete only make API calls, so a retry costs nothing but its delay; stop and delete
+# must happen; and Airflow 3.3 can fail a reschedule-mode sensor on a stale executor event
+# (apache/airflow#71172): they retry more than the spec's `retries`, which belongs to the costly steps
+LIFECYCLE_RETRIES = 3
 STEP_GRACE_S = KILL_GRACE_S + 60  # Airflow's execution_timeout of a step = its timeout + this
 MAX_RETRY_DELAY_S = 3600  # exponential backoff stops growing here
 RETRY_BACKOFF = 2.0  # each retry waits twice as long as the one before
@@ -260,12 +263,13 @@ def retry_delays_s(retries: int, retry_delay_s: int) -> int:
 
 def instance_max_age_s(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment) -> int:
     """The longest an instance can live in a run: every create try waits its full time, the group uses
-    all of compute.timeout, stop and delete use every retry, and every retry waits its longest delay.
+    all of compute.timeout, stop and delete use every try, and every retry waits its longest delay.
     Older instances of this DAG belong to no live run (the orphan sweeper's default age)."""
     t = env.timeouts
     delay = _seconds(spec.retry_delay)
-    create = _seconds(t.create) * (spec.retries + 1) + retry_delays_s(spec.retries, delay)
-    teardown = 2 * (_seconds(t.teardown) * (TEARDOWN_RETRIES + 1) + retry_delays_s(TEARDOWN_RETRIES, delay))
+    tries, delays = LIFECYCLE_RETRIES + 1, retry_delays_s(LIFECYCLE_RETRIES, delay)
+    create = _seconds(t.create) * tries + delays
+    teardown = 2 * (_seconds(t.teardown) * tries + delays)
     return create + API_CALL_TIMEOUT_S + _seconds(spec.compute.timeout) + teardown
 
 

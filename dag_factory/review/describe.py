@@ -15,6 +15,7 @@ from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
+    LIFECYCLE_RETRIES,
     MAX_RETRY_DELAY_S,
     RETRY_BACKOFF,
     SHARED_GROUP,
@@ -189,6 +190,7 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
             "delay": duration(plan.retry_delay_s),
             "backoff": RETRY_BACKOFF,
             "max_delay": duration(MAX_RETRY_DELAY_S),
+            "lifecycle": LIFECYCLE_RETRIES,
         },
         "instance_max_age": duration(instance_max_age_s(spec, settings))
         if plan.backend == "sagemaker"
@@ -259,7 +261,8 @@ def _timeout_lines(review: Review) -> list[str]:
         f"           platform: {platform}, teardown {duration(t['teardown']['seconds'])} "
         f"(stop, delete: each); an AWS call {duration(t['api_call']['seconds'])}",
         f"retries    infrastructure faults: {review['retries']} (after {policy['delay']}, doubling, at most "
-        f"{policy['max_delay']}); notebook errors and timeouts: {notebook_errors}",
+        f"{policy['max_delay']}); notebook errors and timeouts: {notebook_errors}; "
+        f"instance create/stop/delete: {policy['lifecycle']}",
     ]
     if review["instance_max_age"]:
         lines.append(

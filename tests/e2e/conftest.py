@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import yaml
 
 from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
 from dag_factory.local.airflow_home import ApiServer
-from dag_factory.local.execute import ProgressCallback, RunResult, run_dag
+from dag_factory.local.execute import ProgressCallback, RunResult, run_dag, task_error
 from tests.servers.airflow import POOL, Deployment
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
@@ -54,6 +55,12 @@ class Job:
     values: tuple[str, ...]
     output_bucket: str
     code_bucket: str
+    workdir: str  # the platform's ssh.workdir ("{group}" in it): where the steps run on the "instance"
+
+    def step_processes(self) -> dict[int, str]:
+        """Processes of this job's steps on the sshd host, by the guard's marker (pid -> marker)."""
+        head = self.workdir.split("{group}")[0]
+        return step_processes(head)
 
 
 @dataclass
@@ -79,7 +86,9 @@ class E2E:
             "connections": {"aws": "aws_default", "ssh": "ssh_default", "postgres": POSTGRES_CONN_ID},
             "allowed_instance_types": [NOTEBOOK_INSTANCE_TYPE],
             "api_pool": {"name": POOL, "slots": 4},
-            "poll_interval": "1s",  # the harness's instances take seconds, not minutes, to change state
+            # the harness's instances change state in seconds; a shorter poll races Airflow's executor
+            # events (apache/airflow#71172)
+            "poll_interval": "5s",
             "ssh": {
                 "conda_activate": str(sshd.activate_script),
                 # one sshd plays every instance: a folder per group keeps parallel values apart
@@ -119,8 +128,9 @@ class E2E:
         dag_file = write_dag_file(spec_path, dags, env=ENV_NAME, platform=platform_path, only=values)
         buckets = settings["environments"][ENV_NAME]["buckets"]
         self.deploy(project_dir, buckets["code"], spec["project"])
+        workdir = settings["environments"][ENV_NAME]["ssh"]["workdir"]
         return Job(spec_path, platform_path, dag_file, spec["project"], tuple(values), buckets["output"],
-                   buckets["code"])  # fmt: skip
+                   buckets["code"], workdir)  # fmt: skip
 
     def deploy(self, project_dir: Path, bucket: str, project: str) -> None:
         """What CI's deploy step does: the project folder to s3://<code bucket>/<project>/."""
@@ -226,6 +236,49 @@ class E2E:
                 (date,),
             ).fetchall()
         return {str(country): int(n) for country, n in found}
+
+
+def step_processes(marker_head: str) -> dict[int, str]:
+    """Live processes whose DAG_FACTORY_STEP (dag_factory.plan.guard) starts with ``marker_head``."""
+    found = {}
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for variable in variables:
+            if variable.startswith(b"DAG_FACTORY_STEP=" + marker_head.encode()):
+                found[int(environ.parent.name)] = variable.decode(errors="replace").split("=", 1)[1]
+    return found
+
+
+def wait_for_no_step_processes(job: Job, timeout: float = 30) -> dict[int, str]:
+    """What is still running of ``job``'s steps after ``timeout`` seconds (empty when all are gone)."""
+    deadline = time.monotonic() + timeout
+    while (left := job.step_processes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def attempt_error(result: RunResult, task_id: str, try_number: int) -> str:
+    """The error one attempt of a task logged (``result.ti(...).error`` is the last attempt's)."""
+    ti = result.ti(task_id)
+    assert ti.log_path is not None
+    return task_error(ti.log_path.with_name(f"attempt={try_number}.log"))
+
+
+def notebook_text(*cells: str, parameters: str = "country = 'de'\noutput_prefix = '/tmp'") -> str:
+    """A python3 notebook: a parameters cell, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    return str(nbformat.writes(nb))
 
 
 def injected_source(notebook: dict[str, Any]) -> str:

@@ -78,6 +78,7 @@ class Deployment:
     server: ApiServer
     dags: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    last_run_id: str = ""
 
     @property
     def env(self) -> dict[str, str]:
@@ -133,7 +134,8 @@ class Deployment:
         answer = self.api(
             "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date.isoformat()}
         )
-        return str(answer["dag_run_id"])
+        self.last_run_id = str(answer["dag_run_id"])
+        return self.last_run_id
 
     def mark_failed(self, dag_id: str, run_id: str) -> None:
         """What an operator does in the UI with a run that can no longer finish."""

@@ -40,6 +40,20 @@ class _Step:
     outputs_prefix: str | None
     aws_conn_id: str
 
+    def use_policy(
+        self,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int,
+        outputs_prefix: str | None,
+        aws_conn_id: str,
+    ) -> None:
+        self.step_label = step_label
+        self.infra_retries = infra_retries
+        self.notebook_retries = notebook_retries
+        self.outputs_prefix = outputs_prefix
+        self.aws_conn_id = aws_conn_id
+
     def set_aside_failed_tries(self, context: Any) -> None:
         if not self.outputs_prefix:
             return
@@ -89,11 +103,7 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.step_label = step_label
-        self.infra_retries = infra_retries
-        self.notebook_retries = notebook_retries
-        self.outputs_prefix = outputs_prefix
-        self.aws_conn_id = aws_conn_id
+        self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, aws_conn_id)
 
     def raise_for_status(self, exit_status: int, stderr: bytes, context: Any = None) -> None:
         if exit_status != 0:
@@ -127,11 +137,7 @@ class GuardedBashOperator(_Step, BashOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.step_label = step_label
-        self.infra_retries = infra_retries
-        self.notebook_retries = notebook_retries
-        self.outputs_prefix = outputs_prefix
-        self.aws_conn_id = "aws_default"
+        self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, "aws_default")
 
     def execute(self, context: Any) -> Any:
         self.set_aside_failed_tries(context)

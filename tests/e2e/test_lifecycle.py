@@ -17,7 +17,8 @@ FULL_LIFE = ["Pending", "InService", "Stopping", "Stopped", "Deleting", "Deleted
 
 
 def test_lifecycle_states_are_waited_for(e2e: E2E) -> None:
-    e2e.sm.aws.latencies = Latencies(pending_s=8, stopping_s=6, deleting_s=6)
+    # longer than a poke interval plus a task start, so that the sensors meet every in-between state
+    e2e.sm.aws.latencies = Latencies(pending_s=25, stopping_s=20, deleting_s=20)
     job = e2e.job(["de"])
     result = e2e.run(job)
 

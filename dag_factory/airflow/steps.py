@@ -73,11 +73,12 @@ class _Step:
         )
         message = f"{self.step_label} failed ({detail}): {verdict}"
         log = getattr(self, "log")  # noqa: B009 (the operator's logger)
+        # `from None`: the task's error is this verdict, not the exit status or SSH error it wraps
         if retry:
             log.warning(message)
-            raise AirflowException(message)
+            raise AirflowException(message) from None
         log.error(message)
-        raise AirflowFailException(message)
+        raise AirflowFailException(message) from None
 
 
 def _detail(status: int, stderr: str) -> str:
@@ -119,6 +120,7 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
         except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
             raise
         except Exception as exc:  # SSH: refused, reset, authentication, a dropped transport
+            self.log.warning("the SSH step failed", exc_info=True)
             self.fail("infrastructure", f"{type(exc).__name__}: {exc}", context)
 
 

@@ -15,8 +15,10 @@ import datetime as dt
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,6 +238,41 @@ class E2E:
                 (date,),
             ).fetchall()
         return {str(country): int(n) for country, n in found}
+
+
+class Watch:
+    """Call ``check()`` every ``interval`` seconds in a thread while a run goes on, until it returns True.
+
+    A run's ``on_progress`` is called only when task states change; what happens inside a running task
+    (a notebook's processes appearing on the instance) needs polling. An exception in ``check`` is
+    raised again when the block ends.
+    """
+
+    def __init__(self, check: Callable[[], bool], interval: float = 0.5) -> None:
+        self.check, self.interval = check, interval
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.done.is_set():
+            try:
+                if self.check():
+                    return
+            except BaseException as exc:  # re-raised in __exit__
+                self.error = exc
+                return
+            self.done.wait(self.interval)
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=30)
+        if self.error is not None:
+            raise self.error
 
 
 def step_processes(marker_head: str) -> dict[int, str]:

@@ -149,15 +149,13 @@ class Deployment:
         timeout: float,
         on_progress: Callable[[list[TaskProgress]], None] | None = None,
     ) -> RunResult:
+        """Until the run is over; ``on_progress`` gets the task instances every half second."""
         started = time.monotonic()
-        last: list[TaskProgress] | None = None
         while read_dag_run_state(self.db, dag_id, run_id) not in ("success", "failed"):
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"run {run_id} of {dag_id} not over after {timeout:.0f}s")
-            rows = read_progress(self.db, dag_id, run_id)
-            if on_progress is not None and rows != last:
-                on_progress(rows)
-                last = rows
+            if on_progress is not None:
+                on_progress(read_progress(self.db, dag_id, run_id))
             time.sleep(0.5)
         return self.result(dag_id, run_id, time.monotonic() - started)
 

@@ -245,9 +245,11 @@ def test_ssh_drop_is_retried(e2e: E2E) -> None:
     job = e2e.job(["de"], project_dir=project, notebooks=notebooks)
     dropped: list[int] = []
 
+    flag = Path(job.workdir.replace("{group}", "de"), "project", "first-try-done")
+
     def cut_the_session() -> bool:
         steps = {pid: m for pid, m in job.step_processes().items() if "#nb_00_slow_once#" in m}
-        if not steps:
+        if not steps or not flag.exists():  # not before the notebook is in its first try's sleep
             return False
         guard = parent_pid(min(steps))  # the guard runs the step; its parent is the SSH session
         session = parent_pid(guard)

@@ -35,7 +35,7 @@ Fault = Literal["notebook", "timeout", "infrastructure"]
 # papermill's CLI, but the notebook's own error (a cell raised) exits EXIT_NOTEBOOK_ERROR instead of 1:
 # that one is a bug in the notebook; papermill's other failures (no kernel, a dead kernel, an S3 write)
 # are not. No single quotes: the code is single-quoted in the script.
-_PAPERMILL_LAUNCHER = f"""import sys
+PAPERMILL_LAUNCHER = f"""import sys
 from papermill.cli import papermill
 from papermill.exceptions import PapermillExecutionError
 try:
@@ -83,12 +83,15 @@ parent=$PPID
 started=$(date +%s)
 DAG_FACTORY_STEP="$mark" setsid timeout --kill-after={grace} "$limit" bash -c "$body" &
 child=$!
+polls=0
 while kill -0 "$child" 2>/dev/null; do
-    if [ "$(ps -o ppid= -p $$ | tr -d ' ')" != "$parent" ]; then  # the session or task is gone
+    read -r _ _ _ ppid _ < /proc/$$/stat  # builtins only: no process per poll
+    if [ "$ppid" != "$parent" ]; then  # the session or task that started the step is gone
         kill_step -xF "DAG_FACTORY_STEP=$mark"
         exit {stopped}
     fi
-    sleep 0.5
+    case $polls in 0) sleep 0.02 ;; 1) sleep 0.05 ;; 2) sleep 0.1 ;; 3) sleep 0.2 ;; *) sleep 0.5 ;; esac
+    polls=$((polls + 1))
 done
 wait "$child"
 status=$?
@@ -129,7 +132,7 @@ def guarded(body: str, bounds: StepBounds) -> str:
         stopped=EXIT_STOPPED,
         grace=KILL_GRACE_S,
         run_papermill=RUN_PAPERMILL,
-        launcher=_PAPERMILL_LAUNCHER,
+        launcher=PAPERMILL_LAUNCHER,
         body=body,
     )
 

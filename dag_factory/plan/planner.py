@@ -9,6 +9,7 @@ than `max_parallel` instances exist at once.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -257,8 +258,11 @@ def _lanes(groups: list[GroupPlan], max_parallel: int) -> list[GroupPlan]:
 
 
 def retry_delays_s(retries: int, retry_delay_s: int) -> int:
-    """The longest the waits between ``retries`` retries add up to (exponential backoff, capped)."""
-    return sum(min(int(retry_delay_s * RETRY_BACKOFF**k), MAX_RETRY_DELAY_S) for k in range(retries))
+    """The longest the waits between ``retries`` retries add up to. Airflow waits, after try n, between
+    ``retry_delay * RETRY_BACKOFF**(n-1)`` and twice that (a per-task jitter), capped at the max delay."""
+    return sum(
+        min(2 * math.ceil(retry_delay_s * RETRY_BACKOFF**k), MAX_RETRY_DELAY_S) for k in range(retries)
+    )
 
 
 def instance_max_age_s(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment) -> int:

@@ -260,8 +260,8 @@ def _timeout_lines(review: Review) -> list[str]:
         f"           notebooks (notebooks[].timeout): {notebooks}",
         f"           platform: {platform}, teardown {duration(t['teardown']['seconds'])} "
         f"(stop, delete: each); an AWS call {duration(t['api_call']['seconds'])}",
-        f"retries    infrastructure faults: {review['retries']} (after {policy['delay']}, doubling, at most "
-        f"{policy['max_delay']}); notebook errors and timeouts: {notebook_errors}; "
+        f"retries    infrastructure faults: {review['retries']} (after {policy['delay']} to twice that, "
+        f"doubling, at most {policy['max_delay']}); notebook errors and timeouts: {notebook_errors}; "
         f"instance create/stop/delete: {policy['lifecycle']}",
     ]
     if review["instance_max_age"]:

@@ -123,8 +123,33 @@ def test_create_tags_encode_run_time_values_for_aws() -> None:
 
 
 def test_retries_back_off_exponentially() -> None:
-    nb = _dag("churn-model.yaml", "prod").get_task("de.nb_01_features")
-    assert nb.retry_exponential_backoff == 2.0 and nb.max_retry_delay.total_seconds() == 3600
+    """What Airflow waits before each retry, asked of Airflow itself on the parsed DAG (what dag.test
+    and a worker hold) and on its serialized twin (the scheduler's): retry_delay (5m) times 2 per try,
+    with Airflow's jitter of up to twice that, capped at 1h; never more than the planner's bound, from
+    which gc's max age comes. (``retry_exponential_backoff=True`` backs off only in the serialized copy:
+    the parsed one reads it as a multiplier of 1.0.)"""
+    import datetime as dt
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from dag_factory.plan.planner import retry_delays_s
+
+    dag = _dag("churn-model.yaml", "prod")
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    end = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    task_ids = ["de.nb_01_features", "de.prepare", "de.create_instance", "de.delete_instance"]
+    for task in [copy.get_task(task_id) for copy in (dag, scheduled) for task_id in task_ids]:
+        assert task.retry_exponential_backoff == 2.0 and task.max_retry_delay.total_seconds() == 3600
+        waits = []
+        for try_number in range(1, 7):
+            ti = TaskInstance(task, dag_version_id=None, run_id="scheduled__2026-01-05T04:00:00+00:00")
+            ti.try_number, ti.end_date = try_number, end
+            waits.append((ti.next_retry_datetime() - end).total_seconds())
+        floors = [min(300 * 2 ** (n - 1), 3600) for n in range(1, 7)]  # 5m, 10m, 20m, 40m, 1h, 1h
+        assert all(floor <= wait <= min(2 * floor, 3600) for floor, wait in zip(floors, waits, strict=True))
+        assert waits[-1] == 3600 and waits[0] < waits[1] < waits[2], waits
+        assert sum(waits[:3]) <= retry_delays_s(3, 300)
 
 
 def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:

@@ -29,6 +29,7 @@ from tests.e2e.conftest import (
     states,
     wait_for_no_step_processes,
 )
+from tests.servers.airflow import Deployment
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, Throttling, wait_for_status
 
 pytestmark = pytest.mark.integration
@@ -169,11 +170,11 @@ def test_throttled_sagemaker_calls_are_retried(e2e: E2E, sagemaker_throttling: T
 # --- remote work dies with its task ------------------------------------------------------------------
 
 
-def _one_notebook_job(e2e: E2E, name: str, text: str, timeout: str, **fields: Any) -> Job:
+def _one_notebook_job(e2e: E2E, name: str, text: str, timeout: str, **spec_fields: Any) -> Job:
     project = copy_project(e2e.tmp_path / "project")
     (project / "notebooks" / f"{name}.ipynb").write_text(text)
-    notebooks = [{"path": f"notebooks/{name}.ipynb", "timeout": timeout, **fields}]
-    return e2e.job(["de"], project_dir=project, notebooks=notebooks, deliver=[])
+    notebooks = [{"path": f"notebooks/{name}.ipynb", "timeout": timeout}]
+    return e2e.job(["de"], project_dir=project, notebooks=notebooks, deliver=[], **spec_fields)
 
 
 def test_remote_process_killed_on_timeout(e2e: E2E) -> None:
@@ -194,6 +195,45 @@ def test_remote_process_killed_on_timeout(e2e: E2E) -> None:
     assert "the notebook ran out of time: not retried" in nb.error
     assert len(seen) >= 3, seen  # timeout, bash, papermill, its kernel ran on the instance
     assert wait_for_no_step_processes(job) == {}  # and nothing of it is left
+    assert_nothing_left(e2e, result, ["de"])
+
+
+def test_remote_process_killed_when_task_marked_failed(e2e: E2E, airflow_deployment: Deployment) -> None:
+    """Someone marks the running notebook task failed (the UI's "mark as failed", through the REST API):
+    Airflow kills the task process, its SSH session ends, and the instance side kills the notebook's tree
+    at once, long before the notebook's own timeout (15 min); the teardown deletes the instance."""
+    job = _one_notebook_job(e2e, "00_sleep", sleeping_notebook(600), "15m", project="churn-marked",
+                            schedule=None)  # fmt: skip
+    seen: dict[int, str] = {}
+    marked: list[str] = []
+    gone_while_running: list[bool] = []
+
+    def notebook_steps() -> dict[int, str]:
+        return {pid: m for pid, m in job.step_processes().items() if "#nb_00_sleep#" in m}
+
+    def mark_failed_then_watch() -> bool:
+        if not marked:
+            seen.update(notebook_steps())
+            if len(seen) >= 4:  # timeout, bash, papermill and the kernel run on the instance
+                run_id = airflow_deployment.last_run_id
+                airflow_deployment.mark_task_failed(job.dag_id, run_id, "de.nb_00_sleep")
+                marked.append(run_id)
+            return False
+        if notebook_steps():
+            return False
+        run_state = airflow_deployment.api("GET", f"/api/v2/dags/{job.dag_id}/dagRuns/{marked[0]}")["state"]
+        gone_while_running.append(run_state == "running")  # before the run (and its teardown) ended
+        return True
+
+    with Watch(mark_failed_then_watch):
+        result = e2e.run_deployed(airflow_deployment, job)
+
+    assert marked, "the notebook never ran"
+    assert gone_while_running == [True], "the notebook outlived its task"
+    assert result.state == "failed", result.error
+    nb = result.ti("de.nb_00_sleep")
+    assert nb.state == "failed" and nb.try_number == 1, nb  # marked failed: not retried
+    assert wait_for_no_step_processes(job) == {}
     assert_nothing_left(e2e, result, ["de"])
 
 

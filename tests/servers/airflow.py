@@ -141,6 +141,11 @@ class Deployment:
         """What an operator does in the UI with a run that can no longer finish."""
         self.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
 
+    def mark_task_failed(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """What an operator does in the UI with a task that hangs: set its state to failed."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self.api("PATCH", path, {"new_state": "failed"})
+
     def wait(
         self,
         dag_id: str,

@@ -81,6 +81,12 @@ class _Step:
         raise AirflowFailException(message) from None
 
 
+def _is_bad_host_key(exc: BaseException) -> bool:
+    import paramiko
+
+    return isinstance(exc, paramiko.BadHostKeyException)
+
+
 def _detail(status: int, stderr: str) -> str:
     own = guard_messages(stderr)
     if status == -1:
@@ -120,6 +126,13 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
         except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
             raise
         except Exception as exc:  # SSH: refused, reset, authentication, a dropped transport
+            if _is_bad_host_key(exc):  # the same address answers with the same key on a retry
+                message = (
+                    f"{self.step_label} failed ({type(exc).__name__}: {exc}): not retried: the host at "
+                    f"this address is not the instance (ssh.host_keys: {self.host_keys})"
+                )
+                self.log.error(message)
+                raise AirflowFailException(message) from None
             self.log.warning("the SSH step failed", exc_info=True)
             self.fail("infrastructure", f"{type(exc).__name__}: {exc}", context)
 

@@ -30,14 +30,14 @@ import yaml
 from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
 from dag_factory.local.airflow_home import ApiServer
 from dag_factory.local.execute import ProgressCallback, RunResult, run_dag, task_error
-from tests.servers.airflow import POOL, Deployment
+from tests.servers.airflow import ENVIRONMENT, POOL, Deployment
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SPEC = ROOT / "project_configs" / "churn-demo.yaml"
 DEMO_PROJECT = ROOT / "examples" / "churn-demo"
-ENV_NAME = "e2e"
+ENV_NAME = ENVIRONMENT  # the platform file's environment: the real-scheduler workers' one too
 POSTGRES_CONN_ID = "e2e_postgres"
 DATE = dt.date(2026, 1, 5)
 RUN_TIMEOUT_S = 600.0

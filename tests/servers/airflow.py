@@ -47,6 +47,7 @@ from dag_factory.local.execute import (
 )
 
 POOL = "sagemaker_api"
+ENVIRONMENT = "e2e"  # the dag-factory environment the deployment's workers are configured for
 HEARTBEAT_TIMEOUT_S = 20
 
 
@@ -180,6 +181,8 @@ def _deployment_env(home: Path) -> dict[str, str]:
     env = prepare_airflow_home(home, dags_folder=home / "dags", parallelism=16)
     return {
         **env,
+        # every component is configured for one environment; each task checks it is the DAG's
+        "DAG_FACTORY_ENV": ENVIRONMENT,
         # a killed worker's task is failed (and retried) by the scheduler this soon
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",

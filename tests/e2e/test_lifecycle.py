@@ -63,16 +63,21 @@ def test_stopped_instance_is_restarted(e2e: E2E) -> None:
 
 
 def test_pool_not_held_while_waiting(e2e: E2E, airflow_deployment: Deployment) -> None:
-    """1 API slot, 3 groups, nl's instance takes a minute to start: de's and fr's deletes go ahead."""
+    """1 API slot, 3 groups, nl's instance stays Pending until de's and fr's deletes are done: they get
+    the slot while nl's create waits (a create that held it would keep them out until the run times out)."""
     pool = "sagemaker_api_one"
     airflow_deployment.set_pool(pool, 1)
-    e2e.sm.aws.slow = {"-nl-": Latencies(pending_s=60, stopping_s=2, deleting_s=2)}
+    e2e.sm.aws.hold("-nl-")
     platform = e2e.platform_settings(api_pool={"name": pool, "slots": 1})
     job = e2e.job(["de", "fr", "nl"], platform=platform, project="churn-pool", schedule=None)
     rescheduled: set[str] = set()
+    done: set[str] = set()
 
     def watch(rows: list[TaskProgress]) -> None:
         rescheduled.update(row.task_id for row in rows if row.state == "up_for_reschedule")
+        done.update(row.task_id for row in rows if row.state == "success")
+        if {"de.delete_instance", "fr.delete_instance"} <= done:
+            e2e.sm.aws.release("-nl-")
 
     result = e2e.run_deployed(airflow_deployment, job, on_progress=watch)
 

@@ -19,6 +19,8 @@ patches moto's model classes in this process (moto runs in-process as ``Threaded
   instance with that (existing) lifecycle configuration end in Failed, with a FailureReason.
 - **Auto-stop**: ``auto_stop(times)``: the next ``times`` instances to reach InService stop themselves
   (as SageMaker's idle auto-stop lifecycle scripts do).
+- **Held**: ``hold(part)``: instances whose name contains ``part`` stay Pending until ``release(part)``
+  (a test orders events without betting on how fast a loaded machine is).
 - **Quotas**: ``quotas = {"ml.t3.medium": 1}``: a create or start beyond that many instances of the type
   (all but Stopped and Failed count) answers ``ResourceLimitExceeded``, as AWS's service quota does.
 
@@ -171,6 +173,7 @@ class StrictNotebooks:
     history: list[Transition] = field(default_factory=list)
     described: list[tuple[str, str]] = field(default_factory=list)  # (name, status answered)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (action, name, message)
+    held: set[str] = field(default_factory=set)  # name substrings kept Pending until released
     _failing: dict[str, int] = field(default_factory=dict)
     _auto_stops: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -184,6 +187,15 @@ class StrictNotebooks:
     def auto_stop(self, times: int = 1) -> None:
         with self._lock:
             self._auto_stops += times
+
+    def hold(self, part: str) -> None:
+        """Instances whose name contains ``part`` stay Pending (however long) until ``release(part)``."""
+        with self._lock:
+            self.held.add(part)
+
+    def release(self, part: str) -> None:
+        with self._lock:
+            self.held.discard(part)
 
     def statuses(self, name: str) -> list[str]:
         """Every status ``name`` went through, in order."""
@@ -213,6 +225,8 @@ class StrictNotebooks:
             for name, notebook in list(backend.notebook_instances.items()):
                 while (pending := getattr(notebook, "_strict_next", None)) and pending[1] <= time.monotonic():
                     target = pending[0]
+                    if target == "InService" and any(part in name for part in self.held):
+                        break
                     if target == "Deleted":
                         del backend.notebook_instances[name]
                         self.history.append(Transition(name, "Deleted", time.monotonic()))

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from dag_factory.plan.notebook_failure import explain_command
 from dag_factory.plan.guard import RUN_PAPERMILL
+from dag_factory.plan.notebook_failure import explain_command
 
 Parameters = dict[str, Any]
 

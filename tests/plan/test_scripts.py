@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dag_factory.plan.guard import StepBounds, guarded
+from dag_factory.plan.guard import EXIT_NOTEBOOK_ERROR, StepBounds, guarded
 from dag_factory.plan.scripts import (
     HostLayout,
     encode_parameters,
@@ -180,9 +180,12 @@ def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Pa
     out_nb = f"{output_prefix_template(head, 'de')}/n.ipynb"
     runtime = runtime_parameters_json(head, "de")
     command = notebook_command(layout, "nb/n.ipynb", out_nb, "python3", {}, runtime)
+    # as the planner runs it: under the guard, which provides run_papermill
+    command = guarded(command, StepBounds(str(tmp_path / "work"), "nb_n", 600, 3600))
     rendered = _render(command, "manual__1", "2026-01-05")
     result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
-    assert result.returncode == 1, result.stdout + result.stderr  # papermill's, not the helper's
+    # the notebook raised: run_papermill's status, kept through the helper, not the helper's
+    assert result.returncode == EXIT_NOTEBOOK_ERROR, result.stdout + result.stderr
     explained = "notebook error in nb/n.ipynb cell 2, line 2 `assert total < 5, f'{total} rows'`: "
     assert f"dag-factory: {explained}" in result.stdout
     assert "AssertionError: 20 rows" in result.stdout

@@ -7,7 +7,9 @@
 - `DAG_FACTORY_KEEP_WORKDIRS`: local backend, keep work directories after the run (`run --keep`);
 - `DAG_FACTORY_LOCAL_API_IDLE_MINUTES`: local backend, how long the Execution API of a local Airflow
   home stays up without requests, for the next run (default 10; 0 or off: it stops after each run);
-- `DAG_FACTORY_DEBUG`: show the traceback of an internal error.
+- `DAG_FACTORY_DEBUG`: show the traceback of an internal error;
+- `DAG_FACTORY_AIRFLOW_TOKEN`: bearer token `dag-factory gc` sends to the environment's Airflow REST API
+  (its `airflow_url`) to ask which runs are live; unset for an api-server that needs none.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ KEEP_WORKDIRS = "DAG_FACTORY_KEEP_WORKDIRS"
 DEBUG = "DAG_FACTORY_DEBUG"
 LOCAL_API_IDLE_MINUTES = "DAG_FACTORY_LOCAL_API_IDLE_MINUTES"
 DEFAULT_LOCAL_API_IDLE_MINUTES = 10.0
+AIRFLOW_TOKEN = "DAG_FACTORY_AIRFLOW_TOKEN"
 
 _OFF = ("", "0", "off", "false", "no")
 
@@ -92,3 +95,8 @@ def local_api_idle_seconds() -> float:
             "local Execution API after each run)"
         )
     return minutes * 60
+
+
+def airflow_token() -> str | None:
+    """$DAG_FACTORY_AIRFLOW_TOKEN, or None when unset or empty."""
+    return _text(AIRFLOW_TOKEN) or None

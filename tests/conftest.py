@@ -12,6 +12,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 pytest_plugins = [
+    "tests.servers.airflow",
     "tests.servers.postgres",
     "tests.servers.moto",
     "tests.servers.sshd",

@@ -7,7 +7,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
@@ -17,50 +16,75 @@ from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import check_environment, current_env
 from dag_factory.airflow.links import set_links
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
-from dag_factory.compute.aws import ADAPTIVE_RETRIES
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.planner import (
+    API_CALL_TIMEOUT_S,
+    LIFECYCLE_RETRIES,
+    MAX_RETRY_DELAY_S,
+    RETRY_BACKOFF,
+    STEP_GRACE_S,
+)
 from dag_factory.plan.report import REPORT_HTML, REPORT_TASK, report_inputs
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE, html_path
 
-TEARDOWN_RETRIES = 3
+
+def _seconds(task: TaskPlan, extra: int = 0) -> dt.timedelta:
+    return dt.timedelta(seconds=int(task.args["timeout_s"]) + extra)
 
 
 def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
+    """Reschedule-mode sensors: one API call per poke in the pool, no slot held while AWS works."""
     from dag_factory.airflow.operators import (
-        CreateNotebookInstanceOperator,
-        DeleteNotebookInstanceOperator,
-        StopNotebookInstanceOperator,
+        CreateNotebookInstanceSensor,
+        DeleteNotebookInstanceSensor,
+        StopNotebookInstanceSensor,
     )
 
     args = task.args
-    api = {
+    common: dict[str, Any] = {
+        "task_id": task.task_id,
         "aws_conn_id": conns["aws"],
-        "botocore_config": ADAPTIVE_RETRIES,
         "pool": plan.api_pool["name"] if plan.api_pool else "default_pool",
         "dag_id_for_name": plan.dag_id,
         "group": args["group"],
+        "poke_interval": args["poll_s"],
+        "timeout": args["timeout_s"],  # the whole wait, across pokes
+        "execution_timeout": dt.timedelta(seconds=API_CALL_TIMEOUT_S),  # one poke
+        "retries": LIFECYCLE_RETRIES,
     }
     if task.kind == "create_instance":
-        network = {"SubnetId": args["subnet_id"], "SecurityGroupIds": args["security_group_ids"]}
-        return CreateNotebookInstanceOperator(
-            task_id=task.task_id,
+        return CreateNotebookInstanceSensor(
             instance_type=args["instance_type"],
             role_arn=args["role_arn"],
-            volume_size_in_gb=args["volume_size_gb"],
-            lifecycle_config_name=args["lifecycle_config"],
-            create_instance_kwargs=network,
+            volume_size_gb=args["volume_size_gb"],
+            subnet_id=args["subnet_id"],
+            security_group_ids=args["security_group_ids"],
+            lifecycle_config=args["lifecycle_config"],
             tags=args["tags"],
-            execution_timeout=dt.timedelta(seconds=args["timeout_s"]),
-            **api,
+            max_age_s=args["max_age_s"],
+            **common,
         )
-    cls = StopNotebookInstanceOperator if task.kind == "stop_instance" else DeleteNotebookInstanceOperator
-    return cls(task_id=task.task_id, retries=TEARDOWN_RETRIES, **api)
+    cls = StopNotebookInstanceSensor if task.kind == "stop_instance" else DeleteNotebookInstanceSensor
+    return cls(**common)
+
+
+def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
+    """What both step operators take: who owns the retries of which failure, the outputs to keep clean."""
+    notebook_retries = int(task.args.get("notebook_retries", 0))
+    label = f"notebook {task.args['notebook']}" if task.kind == "notebook" else task.task_id
+    return {
+        "step_label": label,
+        "infra_retries": plan.retries,
+        "notebook_retries": notebook_retries,
+        "retries": max(plan.retries, notebook_retries),
+        "outputs_prefix": task.args.get("output_prefix"),
+        "execution_timeout": _seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
+    }
 
 
 def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
-    from dag_factory.airflow.ssh import InstanceSSHOperator
+    from dag_factory.airflow.steps import GuardedSSHOperator
 
-    timeout = task.args["timeout_s"]
     policy = plan.host_keys or "accept-new"
     # which earlier task of the group knows the instance's host key: the one that read the published
     # key (pinned), or the first SSH task, which recorded what the new instance showed (accept-new)
@@ -68,20 +92,21 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
     host_key = None
     if source is not None and task.task_id != source:
         host_key = f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.{source}', key='{HOST_KEY_XCOM}') }}}}"
-    return InstanceSSHOperator(
+    return GuardedSSHOperator(
         task_id=task.task_id,
         ssh_conn_id=conns["ssh"],
+        aws_conn_id=conns["aws"],
         remote_host=f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.resolve_ip') }}}}",
         command=task.args["command"],
-        cmd_timeout=timeout,  # the provider's default is 10 s
+        cmd_timeout=None,  # not an idle timeout: the guard bounds the step on the instance
         conn_timeout=30,
-        execution_timeout=dt.timedelta(seconds=timeout + 300),
         host_keys=policy,
         host_key=host_key,
+        **_step_policy(plan, task),
     )
 
 
-def _local_operator(task: TaskPlan) -> BaseOperator:
+def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
     args = task.args
     if task.kind == "create_instance":
         return PythonOperator(
@@ -101,11 +126,9 @@ def _local_operator(task: TaskPlan) -> BaseOperator:
             python_callable=tasks.remove_local_instance,
             op_kwargs={"workdir": args["workdir"]},
         )
-    return BashOperator(
-        task_id=task.task_id,
-        bash_command=args["command"],
-        execution_timeout=dt.timedelta(seconds=args["timeout_s"]),
-    )
+    from dag_factory.airflow.steps import GuardedBashOperator
+
+    return GuardedBashOperator(task_id=task.task_id, bash_command=args["command"], **_step_policy(plan, task))
 
 
 def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
@@ -124,9 +147,10 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
             },
             # the table or prefix it loads: other DAGs can be scheduled on it (spec: schedule.assets)
             outlets=[Asset(task.args["asset"])] if task.args.get("asset") else [],
+            execution_timeout=_seconds(task),
         )
     if plan.backend == "local":
-        return _local_operator(task)
+        return _local_operator(plan, task)
     if task.kind in ("prepare", "notebook"):
         return _ssh_operator(plan, group, task, conns)
     if task.kind == "resolve_ip":
@@ -141,6 +165,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "host_key_bucket": task.args.get("host_key_bucket"),
             },
             pool=plan.api_pool["name"] if plan.api_pool else "default_pool",
+            execution_timeout=_seconds(task),
         )
     return _sagemaker_operator(plan, task, conns)
 
@@ -187,8 +212,8 @@ def build_dag(plan: DagPlan) -> DAG:
         "owner": plan.owner,
         "retries": plan.retries,
         "retry_delay": dt.timedelta(seconds=plan.retry_delay_s),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(hours=1),
+        "retry_exponential_backoff": RETRY_BACKOFF,  # a multiplier (True would be 1.0: no backoff)
+        "max_retry_delay": dt.timedelta(seconds=MAX_RETRY_DELAY_S),
         # on the worker, before each task: is this worker configured for the DAG's environment?
         "pre_execute": functools.partial(check_environment, plan.env),
     }

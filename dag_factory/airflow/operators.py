@@ -1,138 +1,142 @@
-"""SageMaker notebook-instance operators that are safe to retry and safe as teardowns.
+"""SageMaker notebook-instance tasks: reschedule-mode sensors that are safe to retry and safe as teardowns.
 
-They extend the amazon provider's operators: the instance name is derived from (dag id, run id,
-group) at run time, so a retried create finds its own instance and a teardown can find an
-instance even when create failed before it returned. The life cycle itself (which call moves an
-instance on, what to wait for) is dag_factory.compute.sagemaker's, shared with the orphan sweeper.
+Each poke makes one status read and at most one API call (dag_factory.compute.sagemaker.advance, the
+life cycle shared with the orphan sweeper); between pokes the task is rescheduled, so it holds neither a
+worker slot nor a slot of the SageMaker API pool while AWS starts, stops or deletes an instance (minutes
+on AWS). The instance name is derived from (dag id, run id, group) at run time, so a retried create
+finds its own instance and a teardown finds an instance even when create failed before it returned.
+A reschedule-mode sensor works under a real scheduler and under ``dag.test(use_executor=True)``;
+a deferrable trigger would need a triggerer process, which ``dag.test`` does not run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
-from airflow.providers.amazon.aws.operators.sagemaker import (
-    SageMakerCreateNotebookOperator,
-    SageMakerDeleteNotebookOperator,
-    SageMakerStopNotebookOperator,
-)
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
 
-from dag_factory.compute.naming import FACTORY_TAG, instance_name
-from dag_factory.compute.sagemaker import Goal, drive
+from dag_factory.compute import aws
+from dag_factory.compute.naming import FACTORY_TAG, MAX_AGE_TAG, encode_tag_value, instance_name
+from dag_factory.compute.sagemaker import Goal, advance, is_permanent
 from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM
 
 
-class _RunScoped:
-    """Mixin: the instance name comes from the run, not from the DAG file.
+class _InstanceSensor(BaseSensorOperator):
+    """Moves this run's instance one step towards ``goal`` per poke; done when it is there."""
 
-    Each operator keeps its own __init__: Airflow's operator metaclass wraps every operator
-    class's __init__, and a plain mixin's __init__ would bypass that wrapping.
-    """
+    goal: Goal = "gone"
+    ui_color = "#f0e4d0"
 
-    dag_id_for_name: str
-    group: str
-    poll_seconds: float
-    wait_timeout_s: float
-    instance_name: str
+    def __init__(self, *, dag_id_for_name: str, group: str, aws_conn_id: str = "aws_default", **kwargs: Any):
+        kwargs.setdefault("mode", "reschedule")
+        super().__init__(**kwargs)
+        self.dag_id_for_name = dag_id_for_name
+        self.group = group
+        self.aws_conn_id = aws_conn_id
 
-    def drive_to(
-        self, context: Any, client: Any, goal: Goal, create: Callable[[], None] | None = None
-    ) -> str:
-        """Name this run's instance, then move it to ``goal`` (compute.sagemaker's life cycle)."""
-        self.instance_name = instance_name(self.dag_id_for_name, str(context["run_id"]), self.group)
-        return drive(
-            client,
-            self.instance_name,
-            goal,
-            timeout_s=self.wait_timeout_s,
-            poll_s=self.poll_seconds,
-            create=create,
-        )
+    def client(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+        return SageMakerHook(aws_conn_id=self.aws_conn_id, config=aws.retry_config()).conn  # type: ignore[no-untyped-call]
+
+    def instance(self, context: Any) -> str:
+        return instance_name(self.dag_id_for_name, str(context["run_id"]), self.group)
+
+    def create(self, client: Any, name: str, context: Any) -> None:
+        raise AirflowFailException(f"notebook instance {name} does not exist")
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        client, name = self.client(), self.instance(context)
+        try:
+            progress = advance(client, name, self.goal, lambda: self.create(client, name, context))
+        except aws.api_errors() as exc:
+            if is_permanent(exc):
+                raise AirflowFailException(f"{exc} (not retried: AWS refused the request itself)") from exc
+            self.log.warning("AWS call failed (%s): an infrastructure fault, the task retries", exc)
+            raise
+        self.log.info("notebook instance %s: %s -> %s", name, progress.status, progress.step)
+        if progress.step == "done":
+            self.reached(client, name, context)
+            return PokeReturnValue(is_done=True, xcom_value=name)
+        return False
+
+    def reached(self, client: Any, name: str, context: Any) -> None:
+        """Called once the instance is at the goal (the run report's times are recorded here)."""
 
 
-class CreateNotebookInstanceOperator(_RunScoped, SageMakerCreateNotebookOperator):
-    """Create (or, on a retry, reuse or restart) this run's notebook instance; wait until InService."""
+class CreateNotebookInstanceSensor(_InstanceSensor):
+    """Create (or, on a retry, reuse, restart or replace) this run's instance; done when InService."""
+
+    goal: Goal = "in_service"
 
     def __init__(
         self,
         *,
-        dag_id_for_name: str,
-        group: str,
+        instance_type: str,
+        role_arn: str,
+        volume_size_gb: int,
+        subnet_id: str,
+        security_group_ids: list[str],
+        lifecycle_config: str | None,
         tags: dict[str, str],
-        poll_seconds: float = 15,
-        wait_timeout_s: float = 1800,
+        max_age_s: int,
         **kwargs: Any,
     ) -> None:
-        super().__init__(instance_name="(set at run time)", wait_for_completion=False, **kwargs)
-        self.dag_id_for_name = dag_id_for_name
-        self.group = group
+        super().__init__(**kwargs)
+        self.instance_type = instance_type
+        self.role_arn = role_arn
+        self.volume_size_gb = volume_size_gb
+        self.subnet_id = subnet_id
+        self.security_group_ids = security_group_ids
+        self.lifecycle_config = lifecycle_config
         self.instance_tags = tags
-        self.poll_seconds = poll_seconds
-        self.wait_timeout_s = wait_timeout_s
+        self.max_age_s = max_age_s
 
-    def execute(self, context: Any) -> str:
-        tags = {
-            **self.instance_tags,
+    def tags(self, context: Any) -> dict[str, str]:
+        """The spec's tags (checked at validate) and the run-time ones (encoded for AWS)."""
+        runtime = {
             FACTORY_TAG: "true",
             "dag_id": self.dag_id_for_name,
             "run_id": str(context["run_id"]),
             "group": self.group,
+            MAX_AGE_TAG: str(self.max_age_s),
         }
-        kwargs = dict(self.create_instance_kwargs)
-        kwargs["Tags"] = [{"Key": k, "Value": v[:256]} for k, v in tags.items()]
-        self.create_instance_kwargs = kwargs
-        create = lambda: SageMakerCreateNotebookOperator.execute(self, context)  # noqa: E731
-        self.drive_to(context, self.hook.conn, "in_service", create)
-        # when SageMaker made it (a retry that reuses the instance keeps the first time): the run report's
-        # instance-hours start here
-        described = self.hook.conn.describe_notebook_instance(NotebookInstanceName=self.instance_name)
+        return {**self.instance_tags, **{k: encode_tag_value(v) for k, v in runtime.items()}}
+
+    def create(self, client: Any, name: str, context: Any) -> None:
+        kwargs: dict[str, Any] = {
+            "NotebookInstanceName": name,
+            "InstanceType": self.instance_type,
+            "RoleArn": self.role_arn,
+            "VolumeSizeInGB": self.volume_size_gb,
+            "SubnetId": self.subnet_id,
+            "SecurityGroupIds": list(self.security_group_ids),
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags(context).items()],
+        }
+        if self.lifecycle_config:
+            kwargs["LifecycleConfigName"] = self.lifecycle_config
+        client.create_notebook_instance(**kwargs)
+
+    def reached(self, client: Any, name: str, context: Any) -> None:
+        # when SageMaker made it (a retry that reuses the instance keeps the first time): the run
+        # report's instance-hours start here
+        described = client.describe_notebook_instance(NotebookInstanceName=name)
         context["ti"].xcom_push(key=CREATED_XCOM, value=described["CreationTime"].isoformat())
-        return self.instance_name
 
 
-class StopNotebookInstanceOperator(_RunScoped, SageMakerStopNotebookOperator):
-    """Stop this run's instance if it runs; nothing to do if it is stopped or gone."""
+class StopNotebookInstanceSensor(_InstanceSensor):
+    """Stop this run's instance if it runs; done when it is stopped, failed, deleting or gone."""
 
-    def __init__(
-        self,
-        *,
-        dag_id_for_name: str,
-        group: str,
-        poll_seconds: float = 15,
-        wait_timeout_s: float = 1800,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(instance_name="(set at run time)", wait_for_completion=False, **kwargs)
-        self.dag_id_for_name = dag_id_for_name
-        self.group = group
-        self.poll_seconds = poll_seconds
-        self.wait_timeout_s = wait_timeout_s
-
-    def execute(self, context: Any) -> None:
-        status = self.drive_to(context, self.hook.conn, "stopped")
-        self.log.info("notebook instance %s: %s", self.instance_name, status)
+    goal: Goal = "stopped"
 
 
-class DeleteNotebookInstanceOperator(_RunScoped, SageMakerDeleteNotebookOperator):
-    """Delete this run's instance (stopping it first if needed); nothing to do if it is gone."""
+class DeleteNotebookInstanceSensor(_InstanceSensor):
+    """Delete this run's instance (stopping it first if needed); done when it is gone."""
 
-    def __init__(
-        self,
-        *,
-        dag_id_for_name: str,
-        group: str,
-        poll_seconds: float = 15,
-        wait_timeout_s: float = 1800,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(instance_name="(set at run time)", wait_for_completion=False, **kwargs)
-        self.dag_id_for_name = dag_id_for_name
-        self.group = group
-        self.poll_seconds = poll_seconds
-        self.wait_timeout_s = wait_timeout_s
+    goal: Goal = "gone"
 
-    def execute(self, context: Any) -> None:
-        self.drive_to(context, self.hook.conn, "gone")
-        self.log.info("notebook instance %s is gone", self.instance_name)
+    def reached(self, client: Any, name: str, context: Any) -> None:
+        # the run report's instance-hours end when the deletion is confirmed
         context["ti"].xcom_push(key=DELETED_XCOM, value=dt.datetime.now(dt.UTC).isoformat())

@@ -38,22 +38,27 @@ def deploy(
 def gc(
     env: Annotated[str, typer.Option(help="a sagemaker environment of the platform file")],
     older_than: Annotated[
-        str, typer.Option(help="only instances created longer ago than this, e.g. 6h, 90m, 1d")
-    ] = "6h",
+        str | None,
+        typer.Option(help="only instances older than this (e.g. 6h, 90m); default: each instance's max age"),
+    ] = None,
     platform: PlatformOption = None,
     dry_run: Annotated[bool, typer.Option(help="only list what would be deleted")] = False,
 ) -> None:
-    """Stop and delete notebook instances the factory created (tag dag-factory=true) that outlived
-    their run, e.g. after a worker was killed before its teardown ran. Untagged instances and
-    instances younger than --older-than are never touched. Exit 0 ok, 1 a deletion failed or the
+    """Stop and delete notebook instances the factory created in this environment (tags dag-factory=true,
+    env=ENV) whose run is over, e.g. after a worker was killed before its teardown ran. An instance is
+    old enough when it outlived its DAG's longest possible run (its dag-factory-max-age tag, derived
+    from the spec's timeouts and retries) or --older-than. Airflow (the environment's airflow_url) is
+    asked which runs are still live: their instances are spared. Untagged instances and other
+    environments' are never touched. Exit 0 ok, 1 a deletion failed, Airflow could not be asked or the
     platform file is invalid, 2 usage."""
+    from dag_factory import settings
     from dag_factory.load.diagnose import suggest
-    from dag_factory.ops.gc import sagemaker_client, sweep
+    from dag_factory.ops.gc import AirflowRuns, sagemaker_client, sweep
     from dag_factory.spec.platform import SageMakerEnvironment
     from dag_factory.spec.types import parse_duration
 
     try:
-        age = parse_duration(older_than)
+        age = parse_duration(older_than) if older_than is not None else None
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
     loaded = load_platform_for(Path.cwd(), platform)
@@ -63,17 +68,25 @@ def gc(
         raise UsageError(f"unknown environment {env!r} in {loaded.path} ({suggest(env, known)})")
     if not isinstance(environment, SageMakerEnvironment):
         raise UsageError(f"environment {env!r} runs on {environment.backend}: it has no notebook instances")
+    if not environment.airflow_url:
+        raise UsageError(
+            f"environment {env!r} in {loaded.path} has no airflow_url: gc asks that Airflow which runs "
+            "are still live before it deletes anything (set airflow_url: https://<your api-server>)"
+        )
 
-    results = sweep(sagemaker_client(environment.region), age, dry_run=dry_run)
+    runs = AirflowRuns(environment.airflow_url, settings.airflow_token())
+    results = sweep(sagemaker_client(environment.region), env, runs, age, dry_run=dry_run)
     for result in results:
         line = f"{result.action}: {result.orphan.describe()}"
         typer.echo(line + (f": {result.error}" if result.error else ""), err=result.action == "failed")
     failed = sum(r.action == "failed" for r in results)
+    spared = sum(r.action == "spared" for r in results)
+    done = len(results) - failed - spared
     verb = "would delete" if dry_run else "removed"
-    done = sum(r.action != "failed" for r in results)
+    limit = f"older than {older_than}" if older_than else "past their max age"
     typer.echo(
-        f"{len(results)} orphaned instance(s) older than {older_than} in {env} "
-        f"({environment.region}): {done} {verb}, {failed} failed"
+        f"{len(results) - spared} orphaned instance(s) {limit} in {env} ({environment.region}): "
+        f"{done} {verb}, {failed} failed; {spared} spared (run still live)"
     )
     raise typer.Exit(EXIT_INVALID if failed else EXIT_OK)
 

@@ -1,10 +1,14 @@
-"""A SageMaker notebook instance's life cycle, boto only: one home for the Airflow operators and gc.
+"""A SageMaker notebook instance's life cycle, boto only: one home for the Airflow sensors and gc.
 
 Every caller drives an instance towards a goal (in service, stopped, gone) with the same state machine:
-`next_step(status, goal)` says which API call (if any) moves it on, and `drive` repeats
-status -> step -> wait until the goal is reached. SageMaker's own rules it encodes: a Pending or
-Updating instance can be neither stopped nor deleted; a running instance must be stopped before it is
-deleted; a Deleting instance is waited for, never deleted twice.
+`next_step(status, goal)` says which API call (if any) moves it on; `advance` makes one status read and
+at most that one call (an Airflow sensor pokes it, in reschedule mode, so no worker slot or API-pool
+slot is held while AWS works); `drive` repeats `advance` until the goal is reached (gc, tests).
+SageMaker's own rules it encodes: a Pending or Updating instance can be neither stopped nor deleted; a
+running instance must be stopped before it is deleted; a Stopped instance is started again; a Deleting
+instance is waited for, never deleted twice; a Failed instance (e.g. its lifecycle configuration failed)
+is deleted, and whoever wanted it in service retries (`InstanceFailed`), so a replacement is bounded by
+the caller's retries.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from dag_factory.errors import DagFactoryError
@@ -20,23 +25,29 @@ log = logging.getLogger("dag_factory.compute.sagemaker")
 
 GONE = "Deleted"  # not a SageMaker status: the instance no longer exists
 Goal = Literal["in_service", "stopped", "gone"]
-Step = Literal["done", "wait", "create", "start", "stop", "delete"]
+Step = Literal["done", "wait", "create", "start", "stop", "delete", "replace"]
 
+# InService and PendingMaintenance run (a maintenance is only scheduled); InMaintenance is waited for.
 _STEPS: dict[Goal, dict[str, Step]] = {
     "in_service": {
         GONE: "create",
         "Pending": "wait",
         "Updating": "wait",
+        "InMaintenance": "wait",
         "InService": "done",
+        "PendingMaintenance": "done",
         "Stopping": "wait",
         "Stopped": "start",
+        "Failed": "replace",
         "Deleting": "wait",
     },
     "stopped": {
         GONE: "done",
         "Pending": "wait",
         "Updating": "wait",
+        "InMaintenance": "wait",
         "InService": "stop",
+        "PendingMaintenance": "stop",
         "Stopping": "wait",
         "Stopped": "done",
         "Failed": "done",
@@ -46,7 +57,9 @@ _STEPS: dict[Goal, dict[str, Step]] = {
         GONE: "done",
         "Pending": "wait",
         "Updating": "wait",
+        "InMaintenance": "wait",
         "InService": "stop",
+        "PendingMaintenance": "stop",
         "Stopping": "wait",
         "Stopped": "delete",
         "Failed": "delete",
@@ -56,31 +69,51 @@ _STEPS: dict[Goal, dict[str, Step]] = {
 
 
 class InstanceError(DagFactoryError):
-    """An instance did not reach its goal: Failed, or still changing when time ran out."""
+    """An instance did not reach its goal: an unknown status, or still changing when time ran out."""
+
+
+class InstanceFailed(InstanceError):
+    """The instance was Failed (e.g. its lifecycle configuration failed); it is being deleted, and a
+    retry of whoever wanted it in service creates a new one."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one `advance` saw and did."""
+
+    status: str  # the status it read (GONE when the instance did not exist)
+    step: Step  # the step it took ("done": goal reached, "wait": nothing to do but wait)
 
 
 def next_step(status: str, goal: Goal) -> Step:
     """The API call that moves an instance in ``status`` towards ``goal``."""
     step = _STEPS[goal].get(status)
-    if step is None:  # Failed on the way to in_service; an unknown status
+    if step is None:
         raise InstanceError(f"notebook instance is {status}; it cannot become {goal.replace('_', ' ')}")
     return step
 
 
-def status_of(client: Any, name: str) -> str:
-    """The instance's status, or GONE when SageMaker no longer knows it."""
+def describe(client: Any, name: str) -> dict[str, Any] | None:
+    """DescribeNotebookInstance's answer, or None when SageMaker no longer knows the instance."""
     from botocore.exceptions import ClientError
 
     try:
-        return str(client.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"])
+        answer: dict[str, Any] = client.describe_notebook_instance(NotebookInstanceName=name)
+        return answer
     except ClientError as exc:
         error = exc.response.get("Error", {})
         message = str(error.get("Message", "")).lower()
         if error.get("Code") == "ValidationException" and (
             "recordnotfound" in message or "does not exist" in message or "not found" in message
         ):
-            return GONE
+            return None
         raise
+
+
+def status_of(client: Any, name: str) -> str:
+    """The instance's status, or GONE when SageMaker no longer knows it."""
+    described = describe(client, name)
+    return GONE if described is None else str(described["NotebookInstanceStatus"])
 
 
 def take_step(client: Any, name: str, step: Step, create: Callable[[], None] | None = None) -> None:
@@ -96,9 +129,26 @@ def take_step(client: Any, name: str, step: Step, create: Callable[[], None] | N
     elif step == "stop":
         log.info("stopping notebook instance %s", name)
         client.stop_notebook_instance(NotebookInstanceName=name)
-    elif step == "delete":
+    elif step in ("delete", "replace"):
         log.info("deleting notebook instance %s", name)
         client.delete_notebook_instance(NotebookInstanceName=name)
+
+
+def advance(client: Any, name: str, goal: Goal, create: Callable[[], None] | None = None) -> Progress:
+    """One status read and at most one API call towards ``goal``.
+
+    Raises InstanceFailed after deleting a Failed instance on the way to in_service.
+    """
+    described = describe(client, name)
+    status = GONE if described is None else str(described["NotebookInstanceStatus"])
+    step = next_step(status, goal)
+    take_step(client, name, step, create)
+    if step == "replace":
+        reason = (described or {}).get("FailureReason") or "no reason given"
+        raise InstanceFailed(
+            f"notebook instance {name} is Failed ({reason}): deleting it; a retry creates a new one"
+        )
+    return Progress(status, step)
 
 
 def drive(
@@ -114,13 +164,11 @@ def drive(
     """Move the instance to ``goal``, polling every ``poll_s``; the final status (GONE when deleted)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = status_of(client, name)
-        step = next_step(status, goal)
-        if step == "done":
-            return status
+        progress = advance(client, name, goal, create)
+        if progress.step == "done":
+            return progress.status
         if time.monotonic() > deadline:
-            raise InstanceError(f"notebook instance {name} still {status} after {timeout_s:.0f}s")
-        take_step(client, name, step, create)
+            raise InstanceError(f"notebook instance {name} still {progress.status} after {timeout_s:.0f}s")
         sleep(poll_s)
 
 
@@ -181,3 +229,15 @@ def published_host_key(
                 f"{timeout_s:.0f}s: check its lifecycle configuration (ssh.host_keys: pinned)"
             )
         sleep(poll_s)
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """An AWS answer a retry cannot change: CreateNotebookInstance's input validation (a bad name, tag,
+    instance type, volume size, subnet or lifecycle configuration). Throttling, quotas
+    (ResourceLimitExceeded), capacity and network errors are worth retrying."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response.get("Error", {}).get("Code")
+    return bool(code == "ValidationException" and exc.operation_name == "CreateNotebookInstance")

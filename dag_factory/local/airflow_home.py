@@ -58,6 +58,8 @@ def airflow_env(home: Path, *, dags_folder: Path | None = None, parallelism: int
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # a busy laptop (or a loaded CI runner) answers task API calls slowly: a task should not die of it
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     }
 
 

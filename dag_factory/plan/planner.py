@@ -9,6 +9,7 @@ than `max_parallel` instances exist at once.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.assets import delivery_asset
+from dag_factory.plan.guard import KILL_GRACE_S, StepBounds, guarded
 from dag_factory.plan.model import DagPlan, Estimate, GroupPlan, TaskPlan
 from dag_factory.plan.scripts import (
     HostLayout,
@@ -32,7 +34,14 @@ from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
 from dag_factory.spec.types import parse_duration
 
 SHARED_GROUP = "shared"
-SETUP_TIMEOUT_S = 30 * 60  # create, prepare: generous, the provider's defaults are far lower
+API_CALL_TIMEOUT_S = 5 * 60  # one SageMaker/EC2 call with its adaptive retries (resolve_ip, each poke)
+# create, stop and delete only make API calls, so a retry costs nothing but its delay; stop and delete
+# must happen; and Airflow 3.3 can fail a reschedule-mode sensor on a stale executor event
+# (apache/airflow#71172): they retry more than the spec's `retries`, which belongs to the costly steps
+LIFECYCLE_RETRIES = 3
+STEP_GRACE_S = KILL_GRACE_S + 60  # Airflow's execution_timeout of a step = its timeout + this
+MAX_RETRY_DELAY_S = 3600  # exponential backoff stops growing here
+RETRY_BACKOFF = 2.0  # each retry waits twice as long as the one before
 
 
 class PlanError(DagFactoryError):
@@ -116,6 +125,11 @@ def _parameters(ctx: _Context, value: str | None, notebook: Notebook) -> dict[st
     return merged
 
 
+def _guarded(ctx: _Context, layout: HostLayout, task_id: str, body: str, timeout_s: int) -> str:
+    budget = _seconds(ctx.spec.compute.timeout)
+    return guarded(body, StepBounds(layout.workdir, task_id, timeout_s, budget))
+
+
 def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream: str) -> list[TaskPlan]:
     spec = ctx.spec
     tail = value if value is not None else SHARED_GROUP
@@ -137,12 +151,14 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
             runtime_parameters_json(ctx.output_head(), tail),
         )
         args = {
-            "command": command,
+            "command": _guarded(ctx, layout, task_id, command, timeout),
             "notebook": notebook.path,
             "kernel": notebook.kernel or spec.runtime.kernel,
             "timeout_s": timeout,
             "output_notebook": output_notebook,
             "source": f"{ctx.code_head()}/{notebook.path}",
+            "output_prefix": output_prefix,
+            "notebook_retries": notebook.retries,
             "value": value,
             **ctx.links(),
         }
@@ -182,6 +198,7 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
             "partition_column": spec.fan_out.name if spec.fan_out else None,
             "partition_value": value,
             "connections": ctx.env.connections.model_dump(),
+            "timeout_s": _seconds(ctx.env.timeouts.deliver),
         }
         tasks.append(TaskPlan(f"deliver_{i}_{target.to}{suffix}", "deliver", (upstream,), args))
     return tasks
@@ -204,8 +221,10 @@ def _local_create_args(ctx: _Context, layout: HostLayout) -> dict[str, Any]:
 def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[TaskPlan]]:
     """Setup (create, resolve, prepare) and teardown (stop, delete) for one instance."""
     spec, env = ctx.spec, ctx.env
-    common = {"group": group, "dag_id": ctx.dag_id}
-    create: dict[str, Any] = {**common, "timeout_s": SETUP_TIMEOUT_S}
+    common: dict[str, Any] = {"group": group, "dag_id": ctx.dag_id}
+    if isinstance(env, SageMakerEnvironment):
+        common["poll_s"] = _seconds(env.poll_interval)
+    create: dict[str, Any] = {**common, "timeout_s": _seconds(env.timeouts.create)}
     if isinstance(env, SageMakerEnvironment):
         create |= {
             "instance_type": spec.compute.instance_type,
@@ -214,24 +233,30 @@ def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[Tas
             "lifecycle_config": env.lifecycle_config,
             "subnet_id": env.subnet_id,
             "security_group_ids": list(env.security_group_ids),
+            # "env": compute.naming.ENV_TAG, by which gc keeps to its own environment
             "tags": {"project": spec.project, "owner": spec.owner, "env": ctx.env_name},
+            "max_age_s": instance_max_age_s(spec, env),
         }
     else:
         create |= _local_create_args(ctx, ctx.layout(group))
     layout = ctx.layout(group)
-    resolve = dict(common)
+    resolve: dict[str, Any] = {**common, "timeout_s": API_CALL_TIMEOUT_S}
     if isinstance(env, SageMakerEnvironment) and env.ssh.host_keys == "pinned":
         resolve["host_key_bucket"] = env.buckets.code  # where the lifecycle configuration publishes it
+    prepare_timeout = _seconds(env.timeouts.prepare)
+    body = prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements)
     prepare = {
-        "command": prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements),
-        "timeout_s": SETUP_TIMEOUT_S,
+        "command": _guarded(ctx, layout, "prepare", body, prepare_timeout),
+        "timeout_s": prepare_timeout,
     }
     setup = [
         TaskPlan("create_instance", "create_instance", (), create),
         TaskPlan("resolve_ip", "resolve_ip", ("create_instance",), resolve),
         TaskPlan("prepare", "prepare", ("resolve_ip",), prepare),
     ]
-    teardown_args = {**common, "workdir": layout.workdir} if ctx.root is not None else dict(common)
+    teardown_args = {**common, "timeout_s": _seconds(env.timeouts.teardown)}
+    if ctx.root is not None:
+        teardown_args["workdir"] = layout.workdir
     teardown = [
         TaskPlan("stop_instance", "stop_instance", (), teardown_args),
         TaskPlan("delete_instance", "delete_instance", ("stop_instance",), teardown_args),
@@ -259,6 +284,26 @@ def _lanes(groups: list[GroupPlan], max_parallel: int) -> list[GroupPlan]:
         previous = groups[i - max_parallel].group_id if i >= max_parallel else None
         out.append(GroupPlan(group.group_id, group.values, group.tasks, previous))
     return out
+
+
+def retry_delays_s(retries: int, retry_delay_s: int) -> int:
+    """The longest the waits between ``retries`` retries add up to. Airflow waits, after try n, between
+    ``retry_delay * RETRY_BACKOFF**(n-1)`` and twice that (a per-task jitter), capped at the max delay."""
+    return sum(
+        min(2 * math.ceil(retry_delay_s * RETRY_BACKOFF**k), MAX_RETRY_DELAY_S) for k in range(retries)
+    )
+
+
+def instance_max_age_s(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment) -> int:
+    """The longest an instance can live in a run: every create try waits its full time, the group uses
+    all of compute.timeout, stop and delete use every try, and every retry waits its longest delay.
+    Older instances of this DAG belong to no live run (the orphan sweeper's default age)."""
+    t = env.timeouts
+    delay = _seconds(spec.retry_delay)
+    tries, delays = LIFECYCLE_RETRIES + 1, retry_delays_s(LIFECYCLE_RETRIES, delay)
+    create = _seconds(t.create) * tries + delays
+    teardown = 2 * (_seconds(t.teardown) * tries + delays)
+    return create + API_CALL_TIMEOUT_S + _seconds(spec.compute.timeout) + teardown
 
 
 def _estimate(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment, groups: int) -> Estimate:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from dag_factory.plan.guard import RUN_PAPERMILL
 from dag_factory.plan.notebook_failure import explain_command
 
 Parameters = dict[str, Any]
@@ -174,9 +175,13 @@ def notebook_command(
     parameters: Parameters,
     runtime_json: str,
 ) -> str:
-    """Run one notebook with papermill; `output_notebook` and `runtime_json` may hold Jinja."""
+    """Run one notebook with papermill; `output_notebook` and `runtime_json` may hold Jinja.
+
+    The script runs under dag_factory.plan.guard, whose `run_papermill` is papermill's CLI with the
+    notebook's own error told apart by its exit status.
+    """
     words = [
-        "papermill",
+        RUN_PAPERMILL,
         shlex.quote(f"{layout.project}/{notebook_path}"),
         f"'{output_notebook}'",
         "-k",

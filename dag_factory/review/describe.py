@@ -13,8 +13,18 @@ from typing import Any
 
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
-from dag_factory.plan.planner import SHARED_GROUP, plan_dag
+from dag_factory.plan.planner import (
+    API_CALL_TIMEOUT_S,
+    LIFECYCLE_RETRIES,
+    MAX_RETRY_DELAY_S,
+    RETRY_BACKOFF,
+    SHARED_GROUP,
+    instance_max_age_s,
+    plan_dag,
+)
 from dag_factory.spec.job import JobSpec
+from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.types import parse_duration
 
 Review = dict[str, Any]
 
@@ -108,6 +118,30 @@ def _task_rows(plan: DagPlan, spec: JobSpec, code: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _seconds(text: str) -> int:
+    return int(parse_duration(text).total_seconds())
+
+
+def timeouts(spec: JobSpec, settings: LocalEnvironment | SageMakerEnvironment) -> dict[str, Any]:
+    """Every timeout of a group: its number and who owns it (the spec or the platform file)."""
+    platform = settings.timeouts
+    return {
+        "group": {"seconds": _seconds(spec.compute.timeout), "owner": "compute.timeout"},
+        "notebooks": {
+            nb.stem: {
+                "seconds": _seconds(nb.timeout or spec.compute.timeout),
+                "owner": "notebooks[].timeout" if nb.timeout else "compute.timeout",
+            }
+            for nb in spec.notebooks
+        },
+        **{
+            step: {"seconds": _seconds(getattr(platform, step)), "owner": f"platform timeouts.{step}"}
+            for step in ("create", "prepare", "deliver", "teardown")
+        },
+        "api_call": {"seconds": API_CALL_TIMEOUT_S, "owner": "dag-factory"},
+    }
+
+
 def describe(loaded: LoadedSpec, env: str) -> Review:
     """Everything a reviewer needs about the DAG of one environment, as plain data."""
     plan = plan_dag(loaded, env)
@@ -149,6 +183,18 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
         "groups": [g.group_id for g in plan.groups],
         "tasks": _task_rows(plan, spec, code),
         "deliver": [d.label for d in spec.deliver],
+        "timeouts": timeouts(spec, settings),
+        "retry_policy": {
+            "infrastructure": plan.retries,
+            "notebook": {nb.stem: nb.retries for nb in spec.notebooks},
+            "delay": duration(plan.retry_delay_s),
+            "backoff": RETRY_BACKOFF,
+            "max_delay": duration(MAX_RETRY_DELAY_S),
+            "lifecycle": LIFECYCLE_RETRIES,
+        },
+        "instance_max_age": duration(instance_max_age_s(spec, settings))
+        if plan.backend == "sagemaker"
+        else None,
         "code": code,
         "estimate": {
             "instances": estimate.instances,
@@ -197,6 +243,35 @@ def schedule_head(review: Review, none: str) -> str:
     return str(review["schedule"]["cron"] or ("assets" if review["schedule"]["assets"] else none))
 
 
+def _timeout_lines(review: Review) -> list[str]:
+    t, policy = review["timeouts"], review["retry_policy"]
+    notebooks = ", ".join(
+        f"{stem} {duration(n['seconds'])}" + (" (compute.timeout)" if n["owner"] == "compute.timeout" else "")
+        for stem, n in t["notebooks"].items()
+    )
+    platform = ", ".join(
+        f"{step} {duration(t[step]['seconds'])}" for step in ("create", "prepare", "deliver")
+    )
+    retried = {stem: n for stem, n in policy["notebook"].items() if n}
+    notebook_errors = ", ".join(f"{stem} {n}" for stem, n in retried.items()) or "none"
+    lines = [
+        f"timeouts   group {duration(t['group']['seconds'])} (compute.timeout: prepare and the notebooks "
+        "together, enforced on the instance)",
+        f"           notebooks (notebooks[].timeout): {notebooks}",
+        f"           platform: {platform}, teardown {duration(t['teardown']['seconds'])} "
+        f"(stop, delete: each); an AWS call {duration(t['api_call']['seconds'])}",
+        f"retries    infrastructure faults: {review['retries']} (after {policy['delay']} to twice that, "
+        f"doubling, at most {policy['max_delay']}); notebook errors and timeouts: {notebook_errors}; "
+        f"instance create/stop/delete: {policy['lifecycle']}",
+    ]
+    if review["instance_max_age"]:
+        lines.append(
+            f"gc         an instance of this DAG lives at most {review['instance_max_age']}; "
+            "older ones whose run is over are orphans"
+        )
+    return lines
+
+
 def render_text(review: Review) -> str:
     c, fan = review["compute"], review["fan_out"]
     lines = [
@@ -204,8 +279,7 @@ def render_text(review: Review) -> str:
         f"  {review['description']}" if review["description"] else "",
         f"owner      {review['owner']}",
         f"schedule   {schedule_head(review, '-')}: {review['schedule']['text']}",
-        f"start      {review['start_date']}, catchup {'on' if review['catchup'] else 'off'}, "
-        f"retries {review['retries']} (every {review['retry_delay']})",
+        f"start      {review['start_date']}, catchup {'on' if review['catchup'] else 'off'}",
         f"compute    {c['instance_type']}, {c['volume_size_gb']} GB, {c['isolation']}, "
         f"at most {c['max_parallel']} at once, timeout {c['timeout']} per group",
     ]
@@ -213,6 +287,7 @@ def render_text(review: Review) -> str:
         lines.append(f"fan-out    {fan['name']}: {len(fan['values'])} values")
         lines.extend(_wrap(fan["values"], "           "))
     lines.append(f"code       {review['code']}")
+    lines.extend(_timeout_lines(review))
     failure = review["notify"].get("on_failure") or []
     if failure:
         lines.append(f"notify     on failure: {', '.join(failure)}")
@@ -250,7 +325,11 @@ def render_markdown(review: Review) -> str:
     if fan:
         values = ", ".join(f"`{v}`" for v in fan["values"])
         lines.append(f"- **fan-out** `{fan['name']}` ({len(fan['values'])}): {values}")
+    timeout_text = [line.split(maxsplit=1)[1] if not line.startswith(" ") else line.strip()
+                    for line in _timeout_lines(review)]  # fmt: skip
     lines += [
+        f"- **timeouts**: {'; '.join(timeout_text[:3])}",
+        f"- **retries**: {timeout_text[3]}",
         f"- **deliver**: {', '.join(f'`{d}`' for d in review['deliver']) or '-'}",
         f"- **estimate**: {estimate_text(review)}",
         "",

@@ -231,6 +231,9 @@ class Notebook(StrictModel):
     parameters: SpecParameters = Field(default_factory=dict)
     timeout: Duration | None = Field(None, description="defaults to compute.timeout")
     kernel: str | None = Field(None, min_length=1, description="defaults to runtime.kernel")
+    retries: int = Field(
+        0, ge=0, le=10, description="retries of the notebook's own error or timeout (default 0: fail at once)"
+    )
 
     @property
     def stem(self) -> str:

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from dag_factory.spec.job import InstanceType
 from dag_factory.spec.rules import Violation, raise_violations
-from dag_factory.spec.types import Identifier, StrictModel
+from dag_factory.spec.types import Duration, Identifier, StrictModel
 
 BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
 
@@ -71,7 +71,18 @@ class Warehouses(StrictModel):
     snowflake: SnowflakeLocation | None = None
 
 
+class Timeouts(StrictModel):
+    """How long the platform lets each step of a group take (one number each; `dag-factory plan` shows
+    them). Notebooks are the spec's (notebooks[].timeout, compute.timeout for the whole group)."""
+
+    create: Duration = Field("30m", description="create or restart an instance until InService")
+    prepare: Duration = Field("30m", description="sync the project, install papermill and requirements")
+    deliver: Duration = Field("1h", description="load one value's outputs into one target")
+    teardown: Duration = Field("30m", description="stop an instance, and delete it: each")
+
+
 class _Environment(StrictModel):
+    timeouts: Timeouts = Field(default_factory=Timeouts)
     buckets: Buckets
     connections: Connections = Field(default_factory=Connections)
     allowed_instance_types: list[InstanceType] = Field(
@@ -92,6 +103,12 @@ class SageMakerEnvironment(_Environment):
     security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-z]+$")]] = Field(min_length=1)
     lifecycle_config: str | None = None
     api_pool: ApiPool = Field(default_factory=ApiPool)
+    poll_interval: Duration = Field("30s", description="how often a waiting task asks SageMaker again")
+    airflow_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="this environment's Airflow api-server: `dag-factory gc` asks it which runs are live",
+    )
     ssh: SshSettings = Field(default_factory=SshSettings)
     notebook_links: Literal["console", "presigned"] = Field(
         "console",

@@ -96,40 +96,87 @@ def test_lanes_bound_concurrent_instances_by_max_parallel() -> None:
     assert dag.get_task("se.create_instance").trigger_rule == "all_done"
 
 
-def test_sagemaker_tasks_use_the_api_pool_adaptive_retries_and_network() -> None:
+def test_sagemaker_tasks_are_reschedule_sensors_in_the_api_pool() -> None:
+    from dag_factory.airflow.operators import CreateNotebookInstanceSensor
+
     dag = _dag("churn-model.yaml", "prod")
     for name in ["create_instance", "resolve_ip", "stop_instance", "delete_instance"]:
         assert dag.get_task(f"de.{name}").pool == "sagemaker_api"
     create = dag.get_task("de.create_instance")
-    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerCreateNotebookOperator
-
-    assert isinstance(create, SageMakerCreateNotebookOperator)
-    assert create.create_instance_kwargs == {
-        "SubnetId": "subnet-0f1e2d3c4b5a60002",
-        "SecurityGroupIds": ["sg-0f1e2d3c4b5a60002"],
-    }
-    assert create.instance_type == "ml.m5.xlarge" and create.volume_size_in_gb == 30
-    assert create.botocore_config == {"retries": {"mode": "adaptive", "max_attempts": 10}}
+    assert isinstance(create, CreateNotebookInstanceSensor)
+    # one API call per poke; between pokes neither a worker slot nor a pool slot is held
+    assert create.mode == "reschedule" and create.poke_interval == 30 and create.timeout == 1800
+    assert create.subnet_id == "subnet-0f1e2d3c4b5a60002"
+    assert create.security_group_ids == ["sg-0f1e2d3c4b5a60002"]
+    assert create.instance_type == "ml.m5.xlarge" and create.volume_size_gb == 30
     assert create.instance_tags == {"project": "churn-model", "owner": "growth-data-science", "env": "prod"}
+    for name in ["stop_instance", "delete_instance"]:
+        teardown = dag.get_task(f"de.{name}")
+        assert teardown.mode == "reschedule" and teardown.retries == 3 and teardown.timeout == 1800
 
 
-def test_ssh_tasks_take_the_resolved_ip_and_spec_timeouts() -> None:
+def test_create_tags_encode_run_time_values_for_aws() -> None:
+    create = _dag("churn-model.yaml", "prod").get_task("de.create_instance")
+    tags = create.tags({"run_id": "manual__2026-01-05T04:00:00+00:00~retry"})
+    assert tags["run_id"] == "manual__2026-01-05T04:00:00+00:00=7Eretry"
+    assert tags["dag-factory"] == "true" and tags["group"] == "de" and tags["env"] == "prod"
+    assert int(tags["dag-factory-max-age"]) == create.max_age_s > 4 * 3600
+
+
+def test_retries_back_off_exponentially() -> None:
+    """What Airflow waits before each retry, asked of Airflow itself on the parsed DAG (what dag.test
+    and a worker hold) and on its serialized twin (the scheduler's): retry_delay (5m) times 2 per try,
+    with Airflow's jitter of up to twice that, capped at 1h; never more than the planner's bound, from
+    which gc's max age comes. (``retry_exponential_backoff=True`` backs off only in the serialized copy:
+    the parsed one reads it as a multiplier of 1.0.)"""
+    import datetime as dt
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from dag_factory.plan.planner import retry_delays_s
+
+    dag = _dag("churn-model.yaml", "prod")
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    end = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    task_ids = ["de.nb_01_features", "de.prepare", "de.create_instance", "de.delete_instance"]
+    for task in [copy.get_task(task_id) for copy in (dag, scheduled) for task_id in task_ids]:
+        assert task.retry_exponential_backoff == 2.0 and task.max_retry_delay.total_seconds() == 3600
+        waits = []
+        for try_number in range(1, 7):
+            ti = TaskInstance(task, dag_version_id=None, run_id="scheduled__2026-01-05T04:00:00+00:00")
+            ti.try_number, ti.end_date = try_number, end
+            waits.append((ti.next_retry_datetime() - end).total_seconds())
+        floors = [min(300 * 2 ** (n - 1), 3600) for n in range(1, 7)]  # 5m, 10m, 20m, 40m, 1h, 1h
+        assert all(floor <= wait <= min(2 * floor, 3600) for floor, wait in zip(floors, waits, strict=True))
+        assert waits[-1] == 3600 and waits[0] < waits[1] < waits[2], waits
+        assert sum(waits[:3]) <= retry_delays_s(3, 300)
+
+
+def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
+    from dag_factory.airflow.ssh import InstanceSSHOperator
+    from dag_factory.airflow.steps import GuardedSSHOperator
+
     dag = _dag("churn-model.yaml", "prod")
     nb = dag.get_task("fr.nb_02_train")
-    assert type(nb).__name__ == "InstanceSSHOperator"
+    assert isinstance(nb, GuardedSSHOperator) and isinstance(nb, InstanceSSHOperator)
     assert (nb.host_keys, dag.get_task("fr.prepare").host_key) == ("accept-new", None)
     assert nb.host_key == "{{ ti.xcom_pull(task_ids='fr.prepare', key='host_key') }}"
     assert nb.remote_host == "{{ ti.xcom_pull(task_ids='fr.resolve_ip') }}"
-    assert nb.cmd_timeout == 2 * 3600
-    assert dag.get_task("fr.nb_01_features").cmd_timeout == 3600
-    assert "remote_host" in nb.template_fields and "command" in nb.template_fields
-    assert "papermill /home/ec2-user/SageMaker/job/project/notebooks/02_train.ipynb" in nb.command
+    assert nb.cmd_timeout is None  # the guard bounds the notebook on the instance, not an idle timeout
+    assert "\nown=7200\nbudget=14400\n" in nb.command  # notebooks[].timeout 2h, compute.timeout 4h
+    assert nb.execution_timeout.total_seconds() == 7200 + 90
+    assert nb.infra_retries == 1 and nb.notebook_retries == 0 and nb.retries == 1
+    assert nb.outputs_prefix == "s3://nb-output-prod/churn-model/{{ run_id }}/fr"
+    assert "remote_host" in nb.template_fields and "outputs_prefix" in nb.template_fields
+    assert "run_papermill /home/ec2-user/SageMaker/job/project/notebooks/02_train.ipynb" in nb.command
     assert "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'" in nb.command
     prepare = dag.get_task("fr.prepare")
     assert (
         "aws s3 sync --delete --only-show-errors s3://automated-notebook-prod/churn-model/" in prepare.command
     )
     assert "pip install --quiet papermill==2.7.0" in prepare.command
+    assert prepare.outputs_prefix is None and prepare.execution_timeout.total_seconds() == 1800 + 90
 
 
 def test_environment_override_changes_instance_type_and_schedule() -> None:
@@ -162,7 +209,7 @@ def test_parameters_merge_global_then_value_then_notebook() -> None:
 def test_local_backend_builds_same_task_ids_with_local_operators() -> None:
     prod, local = _dag("churn-model.yaml", "prod"), _dag("churn-model.yaml", "local")
     assert sorted(prod.task_ids) == sorted(local.task_ids)
-    assert type(local.get_task("de.nb_01_features")).__name__ == "BashOperator"
+    assert type(local.get_task("de.nb_01_features")).__name__ == "GuardedBashOperator"
     assert type(local.get_task("de.create_instance")).__name__ == "PythonOperator"
 
 

@@ -15,46 +15,35 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
-import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import yaml
 
-from dag_factory.airflow.dag_files import write_dag_file
-from dag_factory.local.airflow_home import ApiServer, api_server, child_env, prepare_airflow_home
-from dag_factory.local.execute import ProgressCallback, RunResult, run_dag
+from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
+from dag_factory.local.airflow_home import ApiServer
+from dag_factory.local.execute import ProgressCallback, RunResult, run_dag, task_error
+from tests.servers.airflow import ENVIRONMENT, POOL, Deployment
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SPEC = ROOT / "project_configs" / "churn-demo.yaml"
 DEMO_PROJECT = ROOT / "examples" / "churn-demo"
-ENV_NAME = "e2e"
+ENV_NAME = ENVIRONMENT  # the platform file's environment: the real-scheduler workers' one too
 POSTGRES_CONN_ID = "e2e_postgres"
-POOL = "sagemaker_api"
 DATE = dt.date(2026, 1, 5)
 RUN_TIMEOUT_S = 600.0
-
-
-@pytest.fixture(scope="session")
-def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """A migrated Airflow home with the `sagemaker_api` pool, and an api-server, for all e2e tests."""
-    home = tmp_path_factory.mktemp("e2e-airflow")
-    env = prepare_airflow_home(home, parallelism=16)
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run(
-        [airflow, "pools", "set", POOL, "4", "SageMaker API calls (e2e)"],
-        env=child_env(env), check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    with api_server(env, timeout=120) as server:
-        yield server
+# every e2e job retries: infrastructure faults are retried, notebook errors are not (README: retries)
+RETRIES = 1
+RETRY_DELAY = "5s"
 
 
 @dataclass(frozen=True)
@@ -68,6 +57,12 @@ class Job:
     values: tuple[str, ...]
     output_bucket: str
     code_bucket: str
+    workdir: str  # the platform's ssh.workdir ("{group}" in it): where the steps run on the "instance"
+
+    def step_processes(self) -> dict[int, str]:
+        """Processes of this job's steps on the sshd host, by the guard's marker (pid -> marker)."""
+        head = self.workdir.split("{group}")[0]
+        return step_processes(head)
 
 
 @dataclass
@@ -93,6 +88,9 @@ class E2E:
             "connections": {"aws": "aws_default", "ssh": "ssh_default", "postgres": POSTGRES_CONN_ID},
             "allowed_instance_types": [NOTEBOOK_INSTANCE_TYPE],
             "api_pool": {"name": POOL, "slots": 4},
+            # the harness's instances change state in seconds; a shorter poll races Airflow's executor
+            # events (apache/airflow#71172)
+            "poll_interval": "5s",
             "ssh": {
                 "conda_activate": str(sshd.activate_script),
                 # one sshd plays every instance: a folder per group keeps parallel values apart
@@ -111,12 +109,15 @@ class E2E:
         project_dir: Path = DEMO_PROJECT,
         platform: dict[str, Any] | None = None,
         project: str | None = None,
+        **spec_fields: Any,
     ) -> Job:
         """Write the demo spec (or a variant), a platform file and the DAG file; deploy the project."""
         spec = yaml.safe_load(DEMO_SPEC.read_text())
         spec["project_dir"] = str(project_dir)
         spec["project"] = project or spec["project"]
         spec["compute"]["instance_type"] = NOTEBOOK_INSTANCE_TYPE
+        spec["retries"], spec["retry_delay"] = RETRIES, RETRY_DELAY
+        spec.update(spec_fields)
         if notebook_params:
             spec["notebooks"][1].setdefault("parameters", {}).update(notebook_params)
         if notebooks is not None:
@@ -129,8 +130,9 @@ class E2E:
         dag_file = write_dag_file(spec_path, dags, env=ENV_NAME, platform=platform_path, only=values)
         buckets = settings["environments"][ENV_NAME]["buckets"]
         self.deploy(project_dir, buckets["code"], spec["project"])
+        workdir = settings["environments"][ENV_NAME]["ssh"]["workdir"]
         return Job(spec_path, platform_path, dag_file, spec["project"], tuple(values), buckets["output"],
-                   buckets["code"])  # fmt: skip
+                   buckets["code"], workdir)  # fmt: skip
 
     def deploy(self, project_dir: Path, bucket: str, project: str) -> None:
         """What CI's deploy step does: the project folder to s3://<code bucket>/<project>/."""
@@ -174,6 +176,46 @@ class E2E:
                 print(f"  {ti.task_id:32} {ti.state or '-':16} start +{offset:5.1f}s took {ti.duration}")
         return result
 
+    def run_deployed(
+        self,
+        deployment: Deployment,
+        job: Job,
+        date: dt.date = DATE,
+        on_progress: ProgressCallback | None = None,
+    ) -> RunResult:
+        """Run ``job`` on the real scheduler (tests/servers/airflow.py), connections pointed at this test's
+        servers through the REST API."""
+        sshd = self.sm.sshd
+        deployment.set_connection(
+            "aws_default",
+            "aws",
+            login="testing",
+            password="testing",
+            extra={"endpoint_url": self.sm.endpoint_url, "region_name": "eu-west-1"},
+        )
+        deployment.set_connection(
+            "ssh_default",
+            "ssh",
+            host=sshd.host,
+            login=sshd.user,
+            port=sshd.port,
+            extra=sshd.airflow_conn_extra(),
+        )
+        pg = self.pg
+        deployment.set_connection(
+            POSTGRES_CONN_ID, "postgres", host=pg.host, port=pg.port, login=pg.user, password=pg.password,
+            schema=pg.dbname,
+        )  # fmt: skip
+        source = dag_file_source(
+            job.spec, deployment.dags, env=ENV_NAME, platform=job.platform, only=job.values
+        )
+        deployment.deploy(job.dag_id.replace("-", "_"), source)
+        when = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
+        run_id = deployment.trigger(job.dag_id, when)
+        result = deployment.wait(job.dag_id, run_id, timeout=RUN_TIMEOUT_S, on_progress=on_progress)
+        print(f"\n{job.dag_id} {job.values} (scheduler): {result.state}")
+        return result
+
     # --- reading state -----------------------------------------------------------------------------
     def instances(self) -> list[dict[str, Any]]:
         answer = self.sm.moto.client("sagemaker").list_notebook_instances()
@@ -196,6 +238,84 @@ class E2E:
                 (date,),
             ).fetchall()
         return {str(country): int(n) for country, n in found}
+
+
+class Watch:
+    """Call ``check()`` every ``interval`` seconds in a thread while a run goes on, until it returns True.
+
+    A run's ``on_progress`` is called only when task states change; what happens inside a running task
+    (a notebook's processes appearing on the instance) needs polling. An exception in ``check`` is
+    raised again when the block ends.
+    """
+
+    def __init__(self, check: Callable[[], bool], interval: float = 0.5) -> None:
+        self.check, self.interval = check, interval
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.done.is_set():
+            try:
+                if self.check():
+                    return
+            except BaseException as exc:  # re-raised in __exit__
+                self.error = exc
+                return
+            self.done.wait(self.interval)
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=30)
+        if self.error is not None:
+            raise self.error
+
+
+def step_processes(marker_head: str) -> dict[int, str]:
+    """Live processes whose DAG_FACTORY_STEP (dag_factory.plan.guard) starts with ``marker_head``."""
+    found = {}
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for variable in variables:
+            if variable.startswith(b"DAG_FACTORY_STEP=" + marker_head.encode()):
+                found[int(environ.parent.name)] = variable.decode(errors="replace").split("=", 1)[1]
+    return found
+
+
+def wait_for_no_step_processes(job: Job, timeout: float = 30) -> dict[int, str]:
+    """What is still running of ``job``'s steps after ``timeout`` seconds (empty when all are gone)."""
+    deadline = time.monotonic() + timeout
+    while (left := job.step_processes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def attempt_error(result: RunResult, task_id: str, try_number: int) -> str:
+    """The error one attempt of a task logged (``result.ti(...).error`` is the last attempt's)."""
+    ti = result.ti(task_id)
+    assert ti.log_path is not None
+    return task_error(ti.log_path.with_name(f"attempt={try_number}.log"))
+
+
+def notebook_text(*cells: str, parameters: str = "country = 'de'\noutput_prefix = '/tmp'") -> str:
+    """A python3 notebook: a parameters cell, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    return str(nbformat.writes(nb))
 
 
 def injected_source(notebook: dict[str, Any]) -> str:

@@ -1,8 +1,11 @@
-"""Failures on the SageMaker backend: whatever breaks, the run fails and no instance is left behind."""
+"""Failures on the SageMaker backend: whatever breaks, the run fails and no instance or remote process is
+left behind; infrastructure faults are retried, a notebook's own error or timeout is not."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,14 +13,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import nbformat
 import pytest
 
-from dag_factory.local.execute import RunResult, log_events
+from dag_factory.local.execute import RunResult, TaskProgress, log_events
 from dag_factory.local.failures import group_failure
 from dag_factory.plan.notebook_failure import MARKER
-from tests.e2e.conftest import E2E, ENV_NAME, Job, copy_project, notebook_errors, states
-from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, Throttling
+from tests.e2e.conftest import (
+    E2E,
+    ENV_NAME,
+    Job,
+    Watch,
+    attempt_error,
+    copy_project,
+    notebook_errors,
+    notebook_text,
+    parent_pid,
+    states,
+    wait_for_no_step_processes,
+)
+from tests.servers.airflow import Deployment
+from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, Throttling, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -134,12 +149,9 @@ def assert_rendered_and_reported(e2e: E2E, job: Job, result: RunResult) -> None:
 
 
 def sleeping_notebook(seconds: int) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell(f"country = 'de'\nseconds = {seconds}")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("import time\ntime.sleep(int(seconds))")]
-    return str(nbformat.writes(nb))
+    return notebook_text(
+        "import time\ntime.sleep(int(seconds))", parameters=f"country = 'de'\nseconds = {seconds}"
+    )
 
 
 @dataclass(frozen=True)
@@ -178,19 +190,12 @@ def _unreachable(e2e: E2E, monkeypatch: pytest.MonkeyPatch) -> tuple[Job, dict[s
     return e2e.job(["de"]), {}
 
 
-def _hangs(e2e: E2E, _: pytest.MonkeyPatch) -> tuple[Job, dict[str, str]]:
-    project = copy_project(e2e.tmp_path / "project")
-    (project / "notebooks" / "00_sleep.ipynb").write_text(sleeping_notebook(30))
-    notebooks = [{"path": "notebooks/00_sleep.ipynb", "timeout": "5s"}]
-    return e2e.job(["de"], project_dir=project, notebooks=notebooks), {}
-
-
-INFRA, TIMED_OUT = "infrastructure error", "timed out after 5s"
+# a notebook's timeout is enforced on the instance by the guard: test_remote_process_killed_on_timeout
+INFRA = "infrastructure error"
 FAULTS = [
     Fault("create_fails", "create_instance", "subnet-0000dead", False, INFRA, _bad_subnet),
     Fault("resolve_ip_fails", "resolve_ip", "has no network interface", True, INFRA, _no_eni),
     Fault("ssh_unreachable", "prepare", "Unable to connect to port", True, INFRA, _unreachable),
-    Fault("ssh_command_times_out", "nb_00_sleep", "SSH command timed out", True, TIMED_OUT, _hangs),
 ]
 
 
@@ -229,3 +234,184 @@ def test_throttled_sagemaker_calls_are_retried(e2e: E2E, sagemaker_throttling: T
     assert e2e.instances() == []
     assert e2e.rows("analytics.churn_scores") == {"nl": 500}
     json.dumps(result.xcom("nl.resolve_ip"))
+
+
+# --- remote work dies with its task ------------------------------------------------------------------
+
+
+def _one_notebook_job(e2e: E2E, name: str, text: str, timeout: str, **spec_fields: Any) -> Job:
+    project = copy_project(e2e.tmp_path / "project")
+    (project / "notebooks" / f"{name}.ipynb").write_text(text)
+    notebooks = [{"path": f"notebooks/{name}.ipynb", "timeout": timeout}]
+    return e2e.job(["de"], project_dir=project, notebooks=notebooks, deliver=[], **spec_fields)
+
+
+def test_remote_process_killed_on_timeout(e2e: E2E) -> None:
+    job = _one_notebook_job(e2e, "00_sleep", sleeping_notebook(600), "8s")
+    seen: dict[int, str] = {}
+
+    def papermill_running() -> bool:
+        seen.update({pid: m for pid, m in job.step_processes().items() if "#nb_00_sleep#" in m})
+        return False
+
+    with Watch(papermill_running):
+        result = e2e.run(job)
+
+    assert result.state == "failed", result.log_path
+    nb = result.ti("de.nb_00_sleep")
+    assert nb.state == "failed" and nb.try_number == 1, nb  # a timeout is the notebook's: not retried
+    assert "timed out after 8s (the step's timeout)" in nb.error, nb.error
+    assert "the notebook ran out of time: not retried" in nb.error
+    assert len(seen) >= 3, seen  # timeout, bash, papermill, its kernel ran on the instance
+    assert wait_for_no_step_processes(job) == {}  # and nothing of it is left
+    assert_nothing_left(e2e, result, ["de"])
+
+
+def test_remote_process_killed_when_task_marked_failed(e2e: E2E, airflow_deployment: Deployment) -> None:
+    """Someone marks the running notebook task failed (the UI's "mark as failed", through the REST API):
+    Airflow kills the task process, its SSH session ends, and the instance side kills the notebook's tree
+    at once, long before the notebook's own timeout (15 min); the teardown deletes the instance."""
+    job = _one_notebook_job(e2e, "00_sleep", sleeping_notebook(600), "15m", project="churn-marked",
+                            schedule=None)  # fmt: skip
+    seen: dict[int, str] = {}
+    marked: list[str] = []
+    gone_while_running: list[bool] = []
+
+    def notebook_steps() -> dict[int, str]:
+        return {pid: m for pid, m in job.step_processes().items() if "#nb_00_sleep#" in m}
+
+    def mark_failed_then_watch() -> bool:
+        if not marked:
+            seen.update(notebook_steps())
+            if len(seen) >= 4:  # timeout, bash, papermill and the kernel run on the instance
+                run_id = airflow_deployment.last_run_id
+                airflow_deployment.mark_task_failed(job.dag_id, run_id, "de.nb_00_sleep")
+                marked.append(run_id)
+            return False
+        if notebook_steps():
+            return False
+        run_state = airflow_deployment.api("GET", f"/api/v2/dags/{job.dag_id}/dagRuns/{marked[0]}")["state"]
+        gone_while_running.append(run_state == "running")  # before the run (and its teardown) ended
+        return True
+
+    with Watch(mark_failed_then_watch):
+        result = e2e.run_deployed(airflow_deployment, job)
+
+    assert marked, "the notebook never ran"
+    assert gone_while_running == [True], "the notebook outlived its task"
+    assert result.state == "failed", result.error
+    nb = result.ti("de.nb_00_sleep")
+    assert nb.state == "failed" and nb.try_number == 1, nb  # marked failed: not retried
+    assert wait_for_no_step_processes(job) == {}
+    assert_nothing_left(e2e, result, ["de"])
+
+
+def test_chatty_notebook_bounded_by_timeout(e2e: E2E) -> None:
+    """Output every 0.2 s never trips an idle timeout: the notebook's own timeout stops it on the instance
+    (Airflow's execution_timeout, the timeout + 90 s, would come far later)."""
+    chatty = notebook_text(
+        "import time\nwhile True:\n    print('still working', flush=True)\n    time.sleep(0.2)"
+    )
+    job = _one_notebook_job(e2e, "00_chatty", chatty, "10s")
+    result = e2e.run(job)
+
+    assert result.state == "failed", result.log_path
+    nb = result.ti("de.nb_00_chatty")
+    assert nb.state == "failed" and nb.try_number == 1
+    assert "exit status 124: timed out after 10s (the step's timeout)" in nb.error, nb.error
+    assert "AirflowTaskTimeout" not in nb.error
+    assert wait_for_no_step_processes(job) == {}
+    assert_nothing_left(e2e, result, ["de"])
+
+
+# --- retries that know what failed -------------------------------------------------------------------
+
+
+def test_notebook_error_not_retried(e2e: E2E) -> None:
+    job = e2e.job(["fr"], notebook_params={"fail_for": "fr"})  # spec retries: 1
+    result = e2e.run(job)
+
+    assert result.state == "failed", result.log_path
+    nb = result.ti("fr.nb_02_train")
+    assert nb.state == "failed" and nb.try_number == 1, nb
+    assert "the notebook raised RuntimeError: forced failure for fr" in nb.error, nb.error
+    assert "the notebook's own error: not retried (set notebooks[].retries to retry it)" in nb.error
+    assert result.ti("fr.nb_01_features").try_number == 1
+    assert_nothing_left(e2e, result, ["fr"])
+    assert e2e.rows("analytics.churn_scores") == {}
+
+
+def test_ssh_drop_is_retried(e2e: E2E) -> None:
+    """The SSH session of a running notebook is cut (its sshd process killed): an infrastructure fault.
+    The instance side kills the orphaned notebook, and the retry runs it again."""
+    project = copy_project(e2e.tmp_path / "project")
+    slow = notebook_text(
+        "import os, time\nflag = 'first-try-done'\nif not os.path.exists(flag):\n"
+        "    open(flag, 'w').close()\n    time.sleep(600)",
+    )
+    (project / "notebooks" / "00_slow_once.ipynb").write_text(slow)
+    notebooks = [{"path": "notebooks/00_slow_once.ipynb", "timeout": "15m"}, *yaml_notebooks()]
+    job = e2e.job(["de"], project_dir=project, notebooks=notebooks)
+    dropped: list[int] = []
+
+    flag = Path(job.workdir.replace("{group}", "de"), "project", "first-try-done")
+
+    def cut_the_session() -> bool:
+        steps = {pid: m for pid, m in job.step_processes().items() if "#nb_00_slow_once#" in m}
+        if not steps or not flag.exists():  # not before the notebook is in its first try's sleep
+            return False
+        guard = parent_pid(min(steps))  # the guard runs the step; its parent is the SSH session
+        session = parent_pid(guard)
+        os.kill(session, signal.SIGKILL)
+        dropped.append(session)
+        return True
+
+    with Watch(cut_the_session):
+        result = e2e.run(job)
+
+    assert dropped, "the notebook never ran"
+    assert result.state == "success", result.error
+    nb = result.ti("de.nb_00_slow_once")
+    assert nb.try_number == 2, nb
+    assert "an infrastructure fault: retried (try 1 of 2, retries: 1)" in attempt_error(
+        result, "de.nb_00_slow_once", 1
+    )
+    assert wait_for_no_step_processes(job) == {}
+    assert_nothing_left(e2e, result, ["de"])
+    assert e2e.rows("analytics.churn_scores") == {"de": 800}
+
+
+def yaml_notebooks() -> list[dict[str, Any]]:
+    """The demo spec's notebooks (features, train), as the e2e job writes them."""
+    return [
+        {"path": "notebooks/01_features.ipynb", "timeout": "10m"},
+        {"path": "notebooks/02_train.ipynb", "parameters": {"max_depth": 4}, "timeout": "10m"},
+    ]
+
+
+def test_capacity_error_is_retried(e2e: E2E) -> None:
+    """The account's quota for the instance type is used up (ResourceLimitExceeded): the create fails,
+    backs off, and its retry succeeds once capacity is free again."""
+    sm = e2e.sm.moto.client("sagemaker")
+    e2e.sm.aws.quotas = {NOTEBOOK_INSTANCE_TYPE: 1}
+    sm.create_notebook_instance(NotebookInstanceName="someone-elses", InstanceType=NOTEBOOK_INSTANCE_TYPE,
+                                RoleArn=ROLE_ARN)  # fmt: skip
+    wait_for_status(sm, "someone-elses", "InService")
+    freed: list[str] = []
+
+    def free_capacity(rows: list[TaskProgress]) -> None:
+        if not freed and any(r.task_id == "it.create_instance" and r.state == "up_for_retry" for r in rows):
+            sm.stop_notebook_instance(NotebookInstanceName="someone-elses")  # a stopped one does not count
+            freed.append("someone-elses")
+
+    job = e2e.job(["it"])
+    result = e2e.run(job, on_progress=free_capacity)
+
+    assert freed and result.state == "success", result.error
+    create = result.ti("it.create_instance")
+    assert create.try_number == 2
+    assert "ResourceLimitExceeded" in attempt_error(result, "it.create_instance", 1)
+    refused = [(action, name) for action, name, message in e2e.sm.aws.rejected if "service limit" in message]
+    assert refused == [("CreateNotebookInstance", result.xcom("it.create_instance"))]
+    assert [i["NotebookInstanceName"] for i in e2e.instances()] == ["someone-elses"]
+    assert e2e.rows("analytics.churn_scores") == {"it": 500}

@@ -1,4 +1,5 @@
-"""The orphan sweeper (dag_factory.ops.gc, `dag-factory gc`) against moto's SageMaker."""
+"""The orphan sweeper (dag_factory.ops.gc, `dag-factory gc`) against moto's SageMaker (AWS's rules and
+latencies) and a real Airflow api-server (asked which runs are live; these DAGs have none)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ import yaml
 from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
-from dag_factory.compute.naming import FACTORY_TAG, instance_name
-from dag_factory.ops.gc import find_orphans, format_age, sagemaker_client, sweep
+from dag_factory.compute.naming import FACTORY_TAG, MAX_AGE_TAG, instance_name
+from dag_factory.local.airflow_home import ApiServer
+from dag_factory.ops.gc import AirflowRuns, find_orphans, format_age, sagemaker_client, sweep
 from tests.servers.moto import REGION, MotoServer
-from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
+from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv, wait_for_status
+from tests.servers.sagemaker_rules import StrictNotebooks
 
 pytestmark = pytest.mark.integration
 
 SIX_HOURS = dt.timedelta(hours=6)
-FACTORY = {FACTORY_TAG: "true", "dag_id": "churn-demo", "group": "de"}
+FACTORY = {FACTORY_TAG: "true", "env": "e2e", "dag_id": "churn-demo", "group": "de"}
+
+
+@pytest.fixture
+def runs(airflow_server: ApiServer) -> AirflowRuns:
+    return AirflowRuns(airflow_server.url)
 
 
 def create(moto: MotoServer, name: str, tags: dict[str, str], age: dt.timedelta = dt.timedelta(0)) -> None:
@@ -44,81 +52,116 @@ def live(moto: MotoServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def instances(aws_env: MotoServer) -> MotoServer:
+def instances(strict_aws: StrictNotebooks, aws_env: MotoServer) -> MotoServer:
     create(aws_env, "old-tagged", FACTORY, age=dt.timedelta(hours=7))
     create(aws_env, "young-tagged", FACTORY, age=dt.timedelta(hours=1))
     create(aws_env, "old-untagged", {"owner": "someone"}, age=dt.timedelta(days=3))
     create(aws_env, "old-tag-false", {FACTORY_TAG: "false"}, age=dt.timedelta(days=3))
     create(aws_env, "old-stopped", FACTORY, age=dt.timedelta(hours=9))
-    aws_env.client("sagemaker").stop_notebook_instance(NotebookInstanceName="old-stopped")
+    create(aws_env, "old-other-env", {**FACTORY, "env": "prod"}, age=dt.timedelta(days=3))
+    create(aws_env, "young-short-lived", {**FACTORY, MAX_AGE_TAG: "3600"}, age=dt.timedelta(hours=2))
+    sm = aws_env.client("sagemaker")
+    wait_for_status(sm, "old-stopped", "InService")
+    sm.stop_notebook_instance(NotebookInstanceName="old-stopped")
+    for name in live(aws_env):
+        wait_for_status(sm, name, "Stopped" if name == "old-stopped" else "InService")
     return aws_env
 
 
-def test_only_old_tagged_instances_are_orphans(instances: MotoServer) -> None:
-    orphans = find_orphans(sagemaker_client(REGION), SIX_HOURS)
-    assert [(o.name, o.status) for o in orphans] == [("old-stopped", "Stopped"), ("old-tagged", "InService")]
+def test_only_old_tagged_instances_of_this_environment_are_orphans(instances: MotoServer) -> None:
+    orphans = find_orphans(sagemaker_client(REGION), "e2e")
+    assert [(o.name, o.status) for o in orphans] == [
+        ("old-stopped", "Stopped"), ("old-tagged", "InService"), ("young-short-lived", "InService")
+    ]  # fmt: skip
     assert orphans[1].tags["dag_id"] == "churn-demo"
     assert dt.timedelta(hours=7) <= orphans[1].age < dt.timedelta(hours=7, minutes=5)
     assert orphans[1].describe() == "old-tagged (InService, age 7h0m, dag_id churn-demo, group de)"
+    # --older-than replaces each instance's own max age
+    older = find_orphans(sagemaker_client(REGION), "e2e", dt.timedelta(hours=3))
+    assert [o.name for o in older] == ["old-stopped", "old-tagged"]
+    assert [o.name for o in find_orphans(sagemaker_client(REGION), "prod")] == ["old-other-env"]
 
 
-def test_sweep_stops_and_deletes_orphans_and_nothing_else(instances: MotoServer) -> None:
-    results = sweep(sagemaker_client(REGION), SIX_HOURS, poll_s=0.1)
+def test_sweep_stops_and_deletes_orphans_and_nothing_else(instances: MotoServer, runs: AirflowRuns) -> None:
+    results = sweep(sagemaker_client(REGION), "e2e", runs, SIX_HOURS, poll_s=0.1)
     assert {r.orphan.name: r.action for r in results} == {"old-tagged": "deleted", "old-stopped": "deleted"}
     assert live(instances) == {
         "young-tagged": "InService",
         "old-untagged": "InService",
         "old-tag-false": "InService",
+        "old-other-env": "InService",
+        "young-short-lived": "InService",
     }
 
 
-def test_dry_run_changes_nothing(instances: MotoServer) -> None:
+def test_dry_run_changes_nothing(instances: MotoServer, runs: AirflowRuns) -> None:
     before = live(instances)
-    results = sweep(sagemaker_client(REGION), SIX_HOURS, dry_run=True)
+    results = sweep(sagemaker_client(REGION), "e2e", runs, SIX_HOURS, dry_run=True)
     assert sorted(r.orphan.name for r in results) == ["old-stopped", "old-tagged"]
     assert {r.action for r in results} == {"would delete"}
     assert live(instances) == before
 
 
-def test_now_is_injectable(aws_env: MotoServer) -> None:
+def test_now_is_injectable(strict_aws: StrictNotebooks, aws_env: MotoServer, runs: AirflowRuns) -> None:
     create(aws_env, "fresh", FACTORY)
     client = sagemaker_client(REGION)
-    assert find_orphans(client, SIX_HOURS) == []
+    wait_for_status(client, "fresh", "InService")
+    assert find_orphans(client, "e2e", SIX_HOURS) == []
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)
-    assert [o.name for o in find_orphans(client, SIX_HOURS, now=later)] == ["fresh"]
-    assert [r.action for r in sweep(client, SIX_HOURS, now=later, poll_s=0.1)] == ["deleted"]
+    assert [o.name for o in find_orphans(client, "e2e", SIX_HOURS, now=later)] == ["fresh"]
+    assert [r.action for r in sweep(client, "e2e", runs, SIX_HOURS, now=later, poll_s=0.1)] == ["deleted"]
     assert live(aws_env) == {}
 
 
-def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv) -> None:
-    """The factory's own create operator made it; the worker died before the teardown ran."""
-    from dag_factory.airflow.operators import CreateNotebookInstanceOperator
+def test_airflow_that_cannot_be_asked_stops_the_sweep(instances: MotoServer) -> None:
+    from dag_factory.ops.gc import RunCheckError
 
-    run_id = "scheduled__2026-01-05T04:00:00+00:00"
-    operator = CreateNotebookInstanceOperator(
+    nobody = AirflowRuns("http://127.0.0.1:9", timeout_s=2)
+    with pytest.raises(
+        RunCheckError, match=r"cannot ask Airflow at http://127\.0\.0\.1:9 which runs are live"
+    ):
+        sweep(sagemaker_client(REGION), "e2e", nobody, SIX_HOURS, poll_s=0.1)
+    assert "old-tagged" in live(instances)
+
+
+def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs: AirflowRuns) -> None:
+    """The factory's own create sensor made it; the worker died before the teardown ran."""
+    from dag_factory.airflow.operators import CreateNotebookInstanceSensor
+
+    run_id = "scheduled__2026-01-05T04:00:00+00:00~1"
+    sensor = CreateNotebookInstanceSensor(
         task_id="create_instance",
         dag_id_for_name="churn-demo",
         group="fr",
         tags={"project": "churn-demo", "owner": "growth", "env": "e2e"},
         instance_type=NOTEBOOK_INSTANCE_TYPE,
         role_arn=ROLE_ARN,
-        create_instance_kwargs=sagemaker_env.create_instance_kwargs(),
+        volume_size_gb=5,
+        subnet_id=sagemaker_env.subnet_id,
+        security_group_ids=sagemaker_env.security_group_ids,
+        lifecycle_config=None,
+        max_age_s=3600,
         aws_conn_id="aws_default",
-        poll_seconds=0.1,
     )
-    name = operator.execute(context={"run_id": run_id})
+    while not (done := sensor.poke({"run_id": run_id})):  # what the scheduler does between reschedules
+        pass
+    name = done.xcom_value  # type: ignore[union-attr]
     assert name == instance_name("churn-demo", run_id, "fr")
     create(sagemaker_env.moto, "not-ours", {}, age=dt.timedelta(days=1))
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=6, minutes=1)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=1)
 
-    (result,) = sweep(sagemaker_client(REGION), SIX_HOURS, now=later, poll_s=0.1)
+    (result,) = sweep(sagemaker_client(REGION), "e2e", runs, now=later, poll_s=0.1)  # its own max age: 1h
     assert (result.orphan.name, result.action) == (name, "deleted")
-    assert result.orphan.tags["run_id"] == run_id and result.orphan.tags["group"] == "fr"
+    assert (
+        result.orphan.run_id == run_id
+        and result.orphan.tags["run_id"] == "scheduled__2026-01-05T04:00:00+00:00=7E1"
+    )
+    assert result.orphan.tags["group"] == "fr"
     assert live(sagemaker_env.moto) == {"not-ours": "InService"}
     assert sagemaker_env.eni.assigned == {}  # its ENI went with it
 
 
-def _platform(tmp_path: Path) -> Path:
+def _platform(tmp_path: Path, airflow_url: str = "http://127.0.0.1:9") -> Path:
     settings: dict[str, Any] = {
         "version": 1,
         "environments": {
@@ -130,6 +173,7 @@ def _platform(tmp_path: Path) -> Path:
                 "subnet_id": "subnet-0a1b2c3d",
                 "security_group_ids": ["sg-0a1b2c3d"],
                 "buckets": {"code": "code-b", "data": "data-b", "intermediate": "inter-b", "output": "out-b"},
+                "airflow_url": airflow_url,
             },
             "local": {
                 "backend": "local",
@@ -137,31 +181,38 @@ def _platform(tmp_path: Path) -> Path:
             },
         },
     }
+    no_airflow = dict(settings["environments"]["e2e"])
+    del no_airflow["airflow_url"]
+    settings["environments"]["no_airflow"] = no_airflow
     path = tmp_path / "platform.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
 
 
-def test_cli_sweeps_with_zero_age_and_dry_run(instances: MotoServer, tmp_path: Path) -> None:
-    base = ["gc", "--env", "e2e", "--platform", str(_platform(tmp_path))]
+def test_cli_sweeps_with_zero_age_and_dry_run(
+    instances: MotoServer, tmp_path: Path, airflow_server: ApiServer
+) -> None:
+    base = ["gc", "--env", "e2e", "--platform", str(_platform(tmp_path, airflow_server.url))]
     runner = CliRunner()
     dry = runner.invoke(app, [*base, "--older-than", "0s", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert dry.output.count("would delete: ") == 3  # young-tagged too, at 0s
-    assert "untagged" not in dry.output and "tag-false" not in dry.output
-    assert len(live(instances)) == 5
+    assert dry.output.count("would delete: ") == 4  # the young ones too, at 0s
+    assert "untagged" not in dry.output and "tag-false" not in dry.output and "other-env" not in dry.output
+    assert len(live(instances)) == 7
 
-    default_age = runner.invoke(app, base)  # --older-than defaults to 6h
+    default_age = runner.invoke(app, base)  # each instance's own max age (6h without one)
     assert default_age.exit_code == 0, default_age.output
     assert "deleted: old-tagged (InService, age 7h0m" in default_age.output
+    assert "deleted: young-short-lived (InService, age 2h0m" in default_age.output
     assert (
-        "2 orphaned instance(s) older than 6h in e2e (eu-west-1): 2 removed, 0 failed" in default_age.output
+        "3 orphaned instance(s) past their max age in e2e (eu-west-1): 3 removed, 0 failed; 0 spared"
+        in default_age.output
     )
-    assert set(live(instances)) == {"young-tagged", "old-untagged", "old-tag-false"}
+    assert set(live(instances)) == {"young-tagged", "old-untagged", "old-tag-false", "old-other-env"}
 
     swept = runner.invoke(app, [*base, "--older-than", "0s"])
     assert swept.exit_code == 0, swept.output
-    assert set(live(instances)) == {"old-untagged", "old-tag-false"}
+    assert set(live(instances)) == {"old-untagged", "old-tag-false", "old-other-env"}
 
 
 @pytest.mark.parametrize(
@@ -170,6 +221,7 @@ def test_cli_sweeps_with_zero_age_and_dry_run(instances: MotoServer, tmp_path: P
         (["--env", "ee2e"], "unknown environment 'ee2e'"),
         (["--env", "local"], "environment 'local' runs on local"),
         (["--env", "e2e", "--older-than", "six hours"], "--older-than: invalid duration"),
+        (["--env", "no_airflow"], "environment 'no_airflow' in"),
     ],
 )
 def test_cli_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -18,6 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dag_factory.plan.guard import EXIT_NOTEBOOK_ERROR, StepBounds, guarded
 from dag_factory.plan.scripts import (
     HostLayout,
     encode_parameters,
@@ -96,6 +97,7 @@ def _run(tmp: Path, params: dict[str, Any], run_id: str) -> dict[str, Any]:
         layout, "nb/n.ipynb", out_nb, "python3", params, runtime_parameters_json(head, "de")
     )
     command = command.replace("--log-output", "--prepare-only")
+    command = guarded(command, StepBounds(str(tmp / "work"), "nb_n", 600, 3600))
     rendered = _render(command, run_id, "2026-01-05")
     (tmp / "out" / run_id / "de").mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
@@ -179,9 +181,12 @@ def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Pa
     out_nb = f"{output_prefix_template(head, 'de')}/n.ipynb"
     runtime = runtime_parameters_json(head, "de")
     command = notebook_command(layout, "nb/n.ipynb", out_nb, "python3", {}, runtime)
+    # as the planner runs it: under the guard, which provides run_papermill
+    command = guarded(command, StepBounds(str(tmp_path / "work"), "nb_n", 600, 3600))
     rendered = _render(command, "manual__1", "2026-01-05")
     result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
-    assert result.returncode == 1, result.stdout + result.stderr  # papermill's, not the helper's
+    # the notebook raised: run_papermill's status, kept through the helper, not the helper's
+    assert result.returncode == EXIT_NOTEBOOK_ERROR, result.stdout + result.stderr
     explained = "notebook error in nb/n.ipynb cell 2, line 2 `assert total < 5, f'{total} rows'`: "
     assert f"dag-factory: {explained}" in result.stdout
     assert "AssertionError: 20 rows" in result.stdout
@@ -203,6 +208,7 @@ def _executed_with_html(tmp: Path, second_cell: str) -> tuple[subprocess.Complet
     command = notebook_command(
         layout, "nb/n.ipynb", out_nb, "python3", {}, runtime_parameters_json(head, "de")
     )
+    command = guarded(command, StepBounds(str(tmp / "work"), "nb_n", 600, 3600))  # as the planner runs it
     rendered = _render(command, "manual__1", "2026-01-05")
     result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
     return result, tmp / "out" / "manual__1" / "de"
@@ -235,7 +241,7 @@ def test_executed_notebook_is_rendered_as_html_beside_it(tmp_path: Path) -> None
 
 def test_failed_notebook_is_rendered_and_the_step_still_fails(tmp_path: Path) -> None:
     result, out = _executed_with_html(tmp_path, "raise ValueError('no rows for de')")
-    assert result.returncode != 0
+    assert result.returncode == EXIT_NOTEBOOK_ERROR  # the notebook's own error, kept through the render
     assert "dag-factory: step done" not in result.stdout
     assert (out / "n.ipynb").exists()
     text = _html_text(out / "n.html")

@@ -25,6 +25,7 @@ import jinja2.sandbox
 import yaml
 
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
+from dag_factory.plan.guard import PAPERMILL_LAUNCHER
 from dag_factory.plan.model import DagPlan, GroupPlan
 from dag_factory.plan.planner import plan_dag
 
@@ -249,7 +250,9 @@ class Calls:
         return [argv for name, argv in self.calls if name == program]
 
     def papermill(self, notebook_path_end: str) -> dict[str, Any]:
-        for argv in self.of("papermill"):
+        # the guard's run_papermill calls papermill's CLI through `python -c <launcher>`
+        launched = [argv[2:] for argv in self.of("python") if argv[:2] == ["-c", PAPERMILL_LAUNCHER]]
+        for argv in [*self.of("papermill"), *launched]:
             if argv[0].endswith(notebook_path_end):
                 options = dict(zip(argv[2::2], argv[3::2], strict=False))
                 return {

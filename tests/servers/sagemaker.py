@@ -7,10 +7,13 @@ boto3 client that talks HTTP to it, Airflow's operators and hooks included, sees
 
 - ``seed_network(ec2)``: VPC 127.0.0.0/16, one subnet (the whole /16), one security group.
 - ``seed_buckets(s3, names)``.
+- ``StrictNotebooks`` (tests/servers/sagemaker_rules.py): AWS's input rules (names, tags, instance types,
+  volume sizes), state latencies (Pending, Stopping, Deleting take seconds), lifecycle-config failures,
+  per-type quotas; ``SageMakerEnv.aws``.
 - ``NotebookEniPatch``: ``CreateNotebookInstance`` with a ``SubnetId`` creates an EC2 ENI in that subnet
   (unknown subnet: ValidationException, as on AWS) with the next free address of the sshd's pool as its
-  ``PrivateIpAddress``; ``DescribeNotebookInstance`` returns its ``NetworkInterfaceId``;
-  ``DeleteNotebookInstance`` deletes the ENI. Without a ``SubnetId`` there is no ENI (as on AWS, where
+  ``PrivateIpAddress``; ``DescribeNotebookInstance`` returns its ``NetworkInterfaceId``; the ENI is
+  deleted when its instance is gone (after Deleting). Without a ``SubnetId`` there is no ENI (as on AWS, where
   the instance then lives in SageMaker's own VPC) unless ``eni_without_subnet=True``.
 - ``inject_throttling(action, times)``: the next ``times`` SageMaker calls of ``action`` (e.g.
   ``CreateNotebookInstance``) answer HTTP 400 ``ThrottlingException``; fixture ``sagemaker_throttling``
@@ -18,11 +21,8 @@ boto3 client that talks HTTP to it, Airflow's operators and hooks included, sees
 - fixture ``sagemaker_env``: all of it for one test (moto reset by ``aws_env``, login env of the sshd
   pointed at moto, ``AIRFLOW_CONN_SSH_DEFAULT`` set to the sshd).
 
-moto accepts only some notebook instance types (``FakeSagemakerNotebookInstance.validate_instance_type``):
-ml.t2.{medium,large,xlarge,2xlarge}, ml.t3.{medium,large,xlarge,2xlarge},
-ml.m4.{xlarge,2xlarge,4xlarge,10xlarge,16xlarge}, ml.m5.{xlarge,2xlarge,4xlarge,12xlarge,24xlarge},
-ml.c4.*, ml.c5.*, ml.c5d.* (xlarge and up), ml.p2.{xlarge,8xlarge,16xlarge}, ml.p3.{2,8,16}xlarge.
-Not: ml.m5.large, ml.t3.small, ml.g4dn.*, ml.m6i.* ... (ValidationException).
+Instance types are AWS's list (botocore's API model), not moto's shorter one: ml.m5d.large and
+ml.g4dn.xlarge are accepted; ml.m5.large and ml.t3.small are not (ValidationException), as on AWS.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.servers.sagemaker_rules import Latencies, StrictNotebooks
 
 if TYPE_CHECKING:
     from tests.servers.moto import MotoServer
@@ -121,13 +123,13 @@ class NotebookEniPatch:
             self.assigned.pop(name, None)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> NotebookEniPatch:
+        """Patch create and describe; the ENI goes when the instance is gone (``forget``)."""
         from moto.ec2.models import ec2_backends
         from moto.sagemaker.exceptions import ValidationError
         from moto.sagemaker.models import FakeSagemakerNotebookInstance, SageMakerModelBackend
 
         patch = self
         original_create = SageMakerModelBackend.create_notebook_instance
-        original_delete = SageMakerModelBackend.delete_notebook_instance
         original_to_dict = FakeSagemakerNotebookInstance.to_dict
 
         def create_notebook_instance(backend: Any, *args: Any, **kwargs: Any) -> Any:
@@ -153,14 +155,6 @@ class NotebookEniPatch:
                 notebook.network_interface_id = eni.id
             return notebook
 
-        def delete_notebook_instance(backend: Any, notebook_instance_name: str) -> None:
-            notebook = backend.notebook_instances.get(notebook_instance_name)
-            original_delete(backend, notebook_instance_name)
-            eni_id = getattr(notebook, "network_interface_id", None)
-            if eni_id:
-                ec2_backends[backend.account_id][backend.region_name].delete_network_interface(eni_id)
-            patch._release(notebook_instance_name)
-
         def to_dict(notebook: Any) -> dict[str, Any]:
             answer: dict[str, Any] = original_to_dict(notebook)
             eni_id = getattr(notebook, "network_interface_id", None)
@@ -169,9 +163,17 @@ class NotebookEniPatch:
             return answer
 
         monkeypatch.setattr(SageMakerModelBackend, "create_notebook_instance", create_notebook_instance)
-        monkeypatch.setattr(SageMakerModelBackend, "delete_notebook_instance", delete_notebook_instance)
         monkeypatch.setattr(FakeSagemakerNotebookInstance, "to_dict", to_dict)
         return self
+
+    def forget(self, backend: Any, notebook: Any) -> None:
+        """A deleted instance's ENI and address go with it (StrictNotebooks.on_gone)."""
+        from moto.ec2.models import ec2_backends
+
+        eni_id = getattr(notebook, "network_interface_id", None)
+        if eni_id:
+            ec2_backends[backend.account_id][backend.region_name].delete_network_interface(eni_id)
+        self._release(notebook.notebook_instance_name)
 
 
 # --- throttling --------------------------------------------------------------------------------------
@@ -271,6 +273,7 @@ class SageMakerEnv:
     addresses: tuple[str, ...]  # every address instances can get, in order of allocation
     endpoint_url: str
     eni: NotebookEniPatch
+    aws: StrictNotebooks  # AWS's rules, latencies, quotas (tests/servers/sagemaker_rules.py)
     sshd: SshdServer
     moto: MotoServer
 
@@ -318,15 +321,49 @@ def sagemaker_env(
 def prepare_sagemaker(
     moto: MotoServer, sshd: SshdServer, monkeypatch: pytest.MonkeyPatch, buckets: dict[str, str]
 ) -> SageMakerEnv:
-    """Network, buckets, the ENI patch and sshd logins pointed at moto (undo: ``monkeypatch.undo()``,
-    ``sshd.clear_login_env()``); also for the benchmarks, with a ``pytest.MonkeyPatch()`` of their own."""
+    """Network, buckets, AWS's rules (``StrictNotebooks``), the ENI patch and sshd logins pointed at moto
+    (undo: ``monkeypatch.undo()``, ``sshd.clear_login_env()``); also for the benchmarks, with a
+    ``pytest.MonkeyPatch()`` of their own."""
     network = seed_network(moto.client("ec2"))
     seed_buckets(moto.client("s3"), buckets.values())
     pool = tuple(a for a in sshd.addresses if a != sshd.host) or (sshd.host,)
-    eni = NotebookEniPatch(addresses=pool, default_subnet_id=network.subnet_id).install(monkeypatch)
+    # the rules first: the ENI patch wraps the strict create, and an ENI goes when its instance is gone
+    eni = NotebookEniPatch(addresses=pool, default_subnet_id=network.subnet_id)
+    strict = StrictNotebooks(on_gone=eni.forget).install(monkeypatch)
+    eni.install(monkeypatch)
     sshd.set_login_env(login_aws_env(moto.endpoint_url))
     return SageMakerEnv(
         vpc_id=network.vpc_id, subnet_id=network.subnet_id, security_group_id=network.security_group_id,
         buckets=buckets, ip=pool[0], addresses=pool, endpoint_url=moto.endpoint_url, eni=eni,
-        sshd=sshd, moto=moto,
+        aws=strict, sshd=sshd, moto=moto,
     )  # fmt: skip
+
+
+@pytest.fixture
+def strict_aws(aws_env: MotoServer, monkeypatch: pytest.MonkeyPatch) -> StrictNotebooks:
+    """Clean moto with AWS's rules and (short, 0.5 s) state latencies, without network or sshd."""
+    return StrictNotebooks(latencies=Latencies(0.5, 0.5, 0.5)).install(monkeypatch)
+
+
+def wait_for_status(client: Any, name: str, status: str, timeout: float = 30) -> list[str]:
+    """Poll DescribeNotebookInstance until ``status`` ("Deleted": gone); the statuses seen on the way."""
+    import time
+
+    from botocore.exceptions import ClientError
+
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            now = client.describe_notebook_instance(NotebookInstanceName=name)["NotebookInstanceStatus"]
+        except ClientError as exc:
+            if "RecordNotFound" not in str(exc):
+                raise
+            now = "Deleted"
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if now == status:
+            return seen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} not {status} after {timeout}s (seen {seen})")
+        time.sleep(0.1)

@@ -1,0 +1,168 @@
+"""Instance steps (prepare, each notebook) as Airflow tasks whose retries know what failed.
+
+The step's script runs under dag_factory.plan.guard (bounded on the host, killed with its task); its
+exit status says whose fault a failure is, and ``retry_verdict`` turns that into a retry (an
+AirflowException) or a failure at once (AirflowFailException, said so in the log). A notebook step
+first sets aside what failed tries of it wrote (dag_factory.deliver.tries), so delivery loads each row
+once. Over SSH on a SageMaker instance (``GuardedSSHOperator``) or under bash on this machine
+(``GuardedBashOperator``, the local backend): one policy for both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
+
+from dag_factory.airflow.ssh import InstanceSSHOperator
+from dag_factory.plan.guard import Fault, classify_exit, guard_messages, retry_verdict
+
+
+class _ExitStatus(Exception):
+    def __init__(self, status: int, stderr: str = "") -> None:
+        super().__init__(f"exit status {status}")
+        self.status = status
+        self.stderr = stderr
+
+
+class _Step:
+    """The policy both step operators share (a mixin without __init__: Airflow wraps operators' own)."""
+
+    step_label: str
+    infra_retries: int
+    notebook_retries: int
+    outputs_prefix: str | None
+    aws_conn_id: str
+
+    def use_policy(
+        self,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int,
+        outputs_prefix: str | None,
+        aws_conn_id: str,
+    ) -> None:
+        self.step_label = step_label
+        self.infra_retries = infra_retries
+        self.notebook_retries = notebook_retries
+        self.outputs_prefix = outputs_prefix
+        self.aws_conn_id = aws_conn_id
+
+    def set_aside_failed_tries(self, context: Any) -> None:
+        if not self.outputs_prefix:
+            return
+        from dag_factory.deliver.tries import set_aside_failed_tries
+
+        s3 = None
+        if self.outputs_prefix.startswith("s3://"):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        ti = context["ti"]
+        set_aside_failed_tries(self.outputs_prefix, ti.task_id, int(ti.try_number), s3)
+
+    def fail(self, fault: Fault, detail: str, context: Any) -> NoReturn:
+        retry, verdict = retry_verdict(
+            fault, int(context["ti"].try_number), self.infra_retries, self.notebook_retries
+        )
+        message = f"{self.step_label} failed ({detail}): {verdict}"
+        log = getattr(self, "log")  # noqa: B009 (the operator's logger)
+        # `from None`: the task's error is this verdict, not the exit status or SSH error it wraps
+        if retry:
+            log.warning(message)
+            raise AirflowException(message) from None
+        log.error(message)
+        raise AirflowFailException(message) from None
+
+
+def _is_bad_host_key(exc: BaseException) -> bool:
+    import paramiko
+
+    return isinstance(exc, paramiko.BadHostKeyException)
+
+
+def _detail(status: int, stderr: str) -> str:
+    own = guard_messages(stderr)
+    if status == -1:
+        return "the SSH session ended without an exit status: connection lost"
+    return f"exit status {status}" + (f": {own[-1]}" if own else "")
+
+
+class GuardedSSHOperator(_Step, InstanceSSHOperator):
+    """An instance step over SSH (see module doc), with the platform's host-key policy."""
+
+    template_fields = (*InstanceSSHOperator.template_fields, "outputs_prefix")
+
+    def __init__(
+        self,
+        *,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int = 0,
+        outputs_prefix: str | None = None,
+        aws_conn_id: str = "aws_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, aws_conn_id)
+
+    def raise_for_status(self, exit_status: int, stderr: bytes, context: Any = None) -> None:
+        if exit_status != 0:
+            raise _ExitStatus(exit_status, stderr.decode("utf-8", "replace"))
+
+    def execute(self, context: Any = None) -> bytes | str:
+        self.set_aside_failed_tries(context)
+        try:
+            return super().execute(context)
+        except _ExitStatus as failed:
+            fault = "infrastructure" if failed.status == -1 else classify_exit(failed.status)
+            self.fail(fault, _detail(failed.status, failed.stderr), context)
+        except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
+            raise
+        except Exception as exc:  # SSH: refused, reset, authentication, a dropped transport
+            if _is_bad_host_key(exc):  # the same address answers with the same key on a retry
+                message = (
+                    f"{self.step_label} failed ({type(exc).__name__}: {exc}): not retried: the host at "
+                    f"this address is not the instance (ssh.host_keys: {self.host_keys})"
+                )
+                self.log.error(message)
+                raise AirflowFailException(message) from None
+            self.log.warning("the SSH step failed", exc_info=True)
+            self.fail("infrastructure", f"{type(exc).__name__}: {exc}", context)
+
+
+class GuardedBashOperator(_Step, BashOperator):
+    """An instance step of the local backend (see module doc)."""
+
+    template_fields = (*BashOperator.template_fields, "outputs_prefix")
+
+    def __init__(
+        self,
+        *,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int = 0,
+        outputs_prefix: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, "aws_default")
+
+    def execute(self, context: Any) -> Any:
+        self.set_aside_failed_tries(context)
+        try:
+            return super().execute(context)
+        except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
+            raise
+        except AirflowException as exc:
+            process = self.subprocess_hook.sub_process
+            if process is None or process.returncode is None:
+                raise
+            status = int(process.returncode)
+            self.fail(classify_exit(status), f"exit status {status}: {exc}", context)

@@ -1,0 +1,51 @@
+"""Instance names and tag values AWS accepts, stable across retries."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dag_factory.compute.naming import (
+    MAX_TAG_VALUE,
+    decode_tag_value,
+    encode_tag_value,
+    instance_name,
+)
+from tests.servers.sagemaker_rules import NAME_PATTERN, tag_problems
+
+# Airflow's default allowed_run_id_pattern, and what an API caller may send when it is relaxed
+RUN_IDS = st.from_regex(r"[A-Za-z0-9_.~:+-]{1,250}", fullmatch=True) | st.text(min_size=1, max_size=250)
+
+
+def test_names_are_valid_stable_and_unique() -> None:
+    name = instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~x", "de")
+    assert re.fullmatch(NAME_PATTERN, name) and len(name) <= 63
+    assert name == instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~x", "de")
+    assert name != instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~y", "de")
+
+
+def test_run_ids_are_encoded_reversibly_into_the_allowed_set() -> None:
+    assert encode_tag_value("scheduled__2026-01-05T04:00:00+00:00") == "scheduled__2026-01-05T04:00:00+00:00"
+    assert encode_tag_value("manual__a~b") == "manual__a=7Eb"
+    assert encode_tag_value("a=b") == "a=3Db"  # the escape character itself
+    assert encode_tag_value("é") == "=C3=A9"
+    assert decode_tag_value("manual__a=7Eb") == "manual__a~b"
+
+
+@given(RUN_IDS)
+def test_any_run_id_becomes_a_valid_tag_value_that_decodes_back(run_id: str) -> None:
+    encoded = encode_tag_value(run_id)
+    assert tag_problems([{"Key": "run_id", "Value": encoded}]) == []  # what AWS (the harness) accepts
+    assert len(encoded) <= MAX_TAG_VALUE
+    decoded = decode_tag_value(encoded)
+    assert decoded == run_id or (decoded is None and "==" in encoded)
+
+
+def test_an_overlong_value_is_shortened_with_a_hash() -> None:
+    long = "~" * 250  # 750 characters encoded
+    encoded = encode_tag_value(long)
+    assert len(encoded) <= MAX_TAG_VALUE and encoded.endswith(encode_tag_value(long)[-16:])
+    assert "==" in encoded and decode_tag_value(encoded) is None
+    assert encode_tag_value("~" * 249) != encoded  # still unique

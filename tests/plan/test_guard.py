@@ -1,0 +1,200 @@
+"""The guard every instance step runs under (dag_factory.plan.guard), run for real under bash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dag_factory.plan.guard import (
+    EXIT_NOTEBOOK_ERROR,
+    EXIT_STOPPED,
+    EXIT_TIMED_OUT,
+    RUN_PAPERMILL,
+    StepBounds,
+    classify_exit,
+    guard_messages,
+    guarded,
+    retry_verdict,
+)
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def step_processes(workdir: Path) -> list[int]:
+    """PIDs of every process carrying a step marker of ``workdir`` (what the guard kills)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            text = environ.read_bytes()
+        except OSError:
+            continue
+        if f"DAG_FACTORY_STEP={workdir}#".encode() in text:
+            found.append(int(environ.parent.name))
+    return found
+
+
+def wait_until_gone(workdir: Path, timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := step_processes(workdir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def run(script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
+def test_exit_status_and_output_pass_through(tmp_path: Path) -> None:
+    done = run(guarded("echo out; echo err >&2; exit 7", StepBounds(str(tmp_path), "s", 60, 600)))
+    assert (done.returncode, done.stdout, done.stderr) == (7, "out\n", "err\n")
+    assert run(guarded("true", StepBounds(str(tmp_path), "s", 60, 600))).returncode == 0
+
+
+def test_a_step_is_bounded_by_its_timeout_even_when_it_keeps_printing(tmp_path: Path) -> None:
+    body = "while true; do echo still going; sleep 0.1; done"
+    done = run(guarded(body, StepBounds(str(tmp_path), "chatty", 2, 600)))
+    assert done.returncode == EXIT_TIMED_OUT
+    assert guard_messages(done.stderr) == ["timed out after 2s (the step's timeout)"]
+    assert wait_until_gone(tmp_path) == []
+
+
+def test_the_group_budget_bounds_all_steps_together(tmp_path: Path) -> None:
+    first = run(guarded("sleep 1", StepBounds(str(tmp_path), "a", 60, 3)))  # starts the group's clock
+    assert first.returncode == 0
+    second = run(guarded("sleep 30", StepBounds(str(tmp_path), "b", 60, 3)))
+    assert second.returncode == EXIT_TIMED_OUT
+    assert "the group's compute.timeout (3s) is up" in guard_messages(second.stderr)[0]
+    time.sleep(1)
+    third = run(guarded("true", StepBounds(str(tmp_path), "c", 60, 3)))
+    assert third.returncode == EXIT_TIMED_OUT
+    assert guard_messages(third.stderr) == ["timed out: the group's compute.timeout (3s) is used up"]
+
+
+def test_the_step_tree_dies_when_the_process_that_started_it_dies(tmp_path: Path) -> None:
+    """A worker SIGKILLed, an SSH session dropped: nobody is left to kill the step, the guard notices."""
+    script = guarded("sleep 300 & sleep 301; wait", StepBounds(str(tmp_path), "orphaned", 600, 3600))
+    starter = "import subprocess, sys; subprocess.run(['bash', '-c', sys.argv[1]])"  # a worker
+    parent = subprocess.Popen([sys.executable, "-c", starter, script])
+    deadline = time.monotonic() + 10
+    while len(step_processes(tmp_path)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(step_processes(tmp_path)) >= 3  # timeout, bash, two sleeps
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    assert wait_until_gone(tmp_path) == []
+
+
+def test_a_stopped_guard_kills_its_step(tmp_path: Path) -> None:
+    """A BashOperator being killed sends SIGTERM to the guard's process group; the step has its own."""
+    script = guarded("sleep 300", StepBounds(str(tmp_path), "stopped", 600, 3600))
+    guard = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+    while not step_processes(tmp_path):
+        time.sleep(0.1)
+    os.killpg(guard.pid, signal.SIGTERM)
+    assert guard.wait(timeout=30) == EXIT_STOPPED
+    assert wait_until_gone(tmp_path) == []
+
+
+def test_leftovers_of_an_earlier_try_are_killed_first(tmp_path: Path) -> None:
+    leftover = subprocess.Popen(
+        ["sleep", "300"],
+        env={**os.environ, "DAG_FACTORY_STEP": f"{tmp_path}#nb_x#4242"},
+        start_new_session=True,
+    )
+    other_step = subprocess.Popen(
+        ["sleep", "300"],
+        env={**os.environ, "DAG_FACTORY_STEP": f"{tmp_path}#nb_y#4242"},
+        start_new_session=True,
+    )
+    try:
+        assert run(guarded("echo second try", StepBounds(str(tmp_path), "nb_x", 60, 600))).returncode == 0
+        assert leftover.wait(timeout=10) == -signal.SIGTERM
+        assert other_step.poll() is None  # another step's processes are not touched
+    finally:
+        other_step.kill()
+
+
+def _notebook(path: Path, source: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize(
+    ("source", "status", "message"),
+    [
+        ("raise ValueError('bad input')", EXIT_NOTEBOOK_ERROR, "the notebook raised ValueError: bad input"),
+        ("import os\nos._exit(3)", 138, None),  # the kernel died: papermill's own exit status
+        ("print('fine')", 0, None),
+    ],
+)
+def test_run_papermill_tells_a_notebook_error_apart(
+    tmp_path: Path, source: str, status: int, message: str | None
+) -> None:
+    _notebook(tmp_path / "n.ipynb", source)
+    run_it = f"{RUN_PAPERMILL} {tmp_path}/n.ipynb {tmp_path}/out.ipynb --no-progress-bar"
+    body = f"export PATH={VENV_BIN}:$PATH\n{run_it}"
+    done = run(guarded(body, StepBounds(str(tmp_path), "nb", 300, 600)), timeout=300)
+    assert done.returncode == status, done.stderr[-2000:]
+    if message:
+        assert guard_messages(done.stderr) == [message]
+    assert wait_until_gone(tmp_path) == []  # the kernel went with papermill
+
+
+def test_exit_statuses_say_whose_fault_a_failure_is() -> None:
+    assert classify_exit(EXIT_NOTEBOOK_ERROR) == "notebook"
+    assert classify_exit(EXIT_TIMED_OUT) == "timeout"
+    for status in (1, 2, 127, 138, EXIT_STOPPED, -1):
+        assert classify_exit(status) == "infrastructure"
+
+
+@pytest.mark.parametrize(
+    ("fault", "try_number", "infra", "notebook", "retried", "text"),
+    [
+        (
+            "notebook",
+            1,
+            2,
+            0,
+            False,
+            "the notebook's own error: not retried (set notebooks[].retries to retry it)",
+        ),
+        (
+            "timeout",
+            1,
+            2,
+            0,
+            False,
+            "the notebook ran out of time: not retried (set notebooks[].retries to retry it)",
+        ),
+        ("notebook", 1, 0, 1, True, "the notebook's own error: retried (try 1 of 2, notebooks[].retries: 1)"),
+        (
+            "notebook",
+            2,
+            3,
+            1,
+            False,
+            "the notebook's own error: not retried again (notebooks[].retries: 1 used up)",
+        ),
+        ("infrastructure", 1, 1, 0, True, "an infrastructure fault: retried (try 1 of 2, retries: 1)"),
+        ("infrastructure", 2, 1, 3, False, "an infrastructure fault: not retried again (retries: 1 used up)"),
+        ("infrastructure", 1, 0, 0, False, "an infrastructure fault: not retried (retries: 0)"),
+    ],
+)
+def test_retry_verdict(
+    fault: str, try_number: int, infra: int, notebook: int, retried: bool, text: str
+) -> None:
+    assert retry_verdict(fault, try_number, infra, notebook) == (retried, text)  # type: ignore[arg-type]
+
+
+def test_the_body_cannot_end_the_heredoc_early(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="heredoc delimiter"):
+        guarded("echo\nDAG_FACTORY_STEP_BODY\nrm -rf /", StepBounds(str(tmp_path), "s", 1, 1))

@@ -1,0 +1,222 @@
+"""Real Airflow for integration tests, two ways.
+
+- ``airflow_server`` (session): a migrated home and an api-server; runs go through
+  ``dag_factory.local.execute.run_dag`` (``dag.test(use_executor=True)``, LocalExecutor). Fast, but that
+  loop is not a scheduler: it queues every ready task at once, ignoring pools and ``max_active_tasks``,
+  and nothing detects a task whose worker died (no heartbeat check). Reschedule-mode sensors work.
+- ``airflow_deployment`` (session): what production runs: api-server, ``airflow scheduler`` (with the
+  LocalExecutor) and ``airflow dag-processor`` on their own home; DAG files go in its dags folder, runs
+  are triggered through the REST API. Pools are enforced, and a task whose worker was killed is failed
+  by the scheduler's heartbeat check (``task_instance_heartbeat_timeout``, 20 s here) and retried.
+  Its processes started with the session, so connections are set per test through the REST API
+  (``set_connection``), not through ``AIRFLOW_CONN_*`` variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dag_factory.local.airflow_home import (
+    ApiServer,
+    api_server,
+    child_env,
+    metadata_db_path,
+    prepare_airflow_home,
+    stop_process_group,
+)
+from dag_factory.local.execute import (
+    RunResult,
+    TaskProgress,
+    read_dag_run_state,
+    read_progress,
+    read_task_instances,
+    read_xcoms,
+)
+
+POOL = "sagemaker_api"
+ENVIRONMENT = "e2e"  # the dag-factory environment the deployment's workers are configured for
+HEARTBEAT_TIMEOUT_S = 20
+
+
+def _airflow() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def _set_pool(env: dict[str, str], name: str, slots: int) -> None:
+    subprocess.run(
+        [_airflow(), "pools", "set", name, str(slots), f"SageMaker API calls (tests, {slots} slots)"],
+        env=child_env(env), check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """A migrated Airflow home with the `sagemaker_api` pool, and an api-server (for ``run_dag``)."""
+    home = tmp_path_factory.mktemp("e2e-airflow")
+    env = prepare_airflow_home(home, parallelism=16)
+    _set_pool(env, POOL, 4)
+    with api_server(env, timeout=120) as server:
+        yield server
+
+
+@dataclass
+class Deployment:
+    """A running api-server + scheduler + dag-processor on one home (see module doc)."""
+
+    server: ApiServer
+    dags: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    last_run_id: str = ""
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.server.env
+
+    @property
+    def db(self) -> Path:
+        return metadata_db_path(self.env)
+
+    # --- the REST API ------------------------------------------------------------------------------
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.server.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            text = answer.read()
+        return json.loads(text) if text else None
+
+    def set_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
+        """Create or replace a connection (``extra`` as a dict)."""
+        with contextlib.suppress(urllib.error.HTTPError):
+            self.api("DELETE", f"/api/v2/connections/{conn_id}")
+        body = {"connection_id": conn_id, "conn_type": conn_type, **fields}
+        if isinstance(body.get("extra"), dict):
+            body["extra"] = json.dumps(body["extra"])
+        self.api("POST", "/api/v2/connections", body)
+
+    def set_pool(self, name: str, slots: int) -> None:
+        _set_pool(self.env, name, slots)
+
+    # --- runs ----------------------------------------------------------------------------------------
+    def deploy(self, name: str, source: str) -> Path:
+        """Put a DAG file (its text) in the dags folder; the dag-processor finds it within seconds."""
+        target = self.dags / f"{name}.py"
+        target.write_text(source)
+        return target
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        """Until the dag-processor has parsed the DAG (the REST API knows it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api("GET", f"/api/v2/dags/{dag_id}")
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404 or time.monotonic() > deadline:
+                    raise
+            time.sleep(1)
+
+    def trigger(self, dag_id: str, logical_date: dt.datetime) -> str:
+        self.wait_for_dag(dag_id)
+        answer = self.api(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date.isoformat()}
+        )
+        self.last_run_id = str(answer["dag_run_id"])
+        return self.last_run_id
+
+    def mark_failed(self, dag_id: str, run_id: str) -> None:
+        """What an operator does in the UI with a run that can no longer finish."""
+        self.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+
+    def mark_task_failed(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """What an operator does in the UI with a task that hangs: set its state to failed."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        self.api("PATCH", path, {"new_state": "failed"})
+
+    def wait(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        timeout: float,
+        on_progress: Callable[[list[TaskProgress]], None] | None = None,
+    ) -> RunResult:
+        """Until the run is over; ``on_progress`` gets the task instances every half second."""
+        started = time.monotonic()
+        while read_dag_run_state(self.db, dag_id, run_id) not in ("success", "failed"):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"run {run_id} of {dag_id} not over after {timeout:.0f}s")
+            if on_progress is not None:
+                on_progress(read_progress(self.db, dag_id, run_id))
+            time.sleep(0.5)
+        return self.result(dag_id, run_id, time.monotonic() - started)
+
+    def result(self, dag_id: str, run_id: str, wall: float = 0.0) -> RunResult:
+        logs = Path(self.env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"])
+        tis = read_task_instances(self.db, dag_id, run_id, log_folder=logs)
+        state = read_dag_run_state(self.db, dag_id, run_id) or "failed"
+        failed = [f"{t.task_id}: {t.error}" for t in tis if t.state == "failed"]
+        xcoms = read_xcoms(self.db, dag_id, run_id)
+        return RunResult(
+            dag_id=dag_id, run_id=run_id, state=state, task_instances=tis, xcoms=xcoms, wall_seconds=wall,
+            log_path=logs, returncode=0, error="\n".join(failed),
+        )  # fmt: skip
+
+
+def _deployment_env(home: Path) -> dict[str, str]:
+    env = prepare_airflow_home(home, dags_folder=home / "dags", parallelism=16)
+    return {
+        **env,
+        # every component is configured for one environment; each task checks it is the DAG's
+        "DAG_FACTORY_ENV": ENVIRONMENT,
+        # a killed worker's task is failed (and retried) by the scheduler this soon
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
+        # new DAG files are found and parsed within seconds
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
+    }
+
+
+@pytest.fixture(scope="session")
+def airflow_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """api-server + scheduler + dag-processor (see module doc); their logs under the home's logs/."""
+    home = tmp_path_factory.mktemp("airflow-deployment")
+    env = _deployment_env(home)
+    _set_pool(env, POOL, 4)
+    with api_server(env, timeout=180) as server:
+        deployment = Deployment(server, Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
+        try:
+            for component in ("scheduler", "dag-processor"):
+                log = (home / "logs" / f"{component}.log").open("wb")
+                deployment.processes.append(
+                    subprocess.Popen(
+                        [_airflow(), component],
+                        env=child_env(server.env),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+            yield deployment
+        finally:
+            for process in deployment.processes:
+                stop_process_group(process)

@@ -31,16 +31,35 @@ def with_airflow(e2e: E2E, **overrides: Any) -> dict[str, Any]:
     return e2e.platform_settings(airflow_url=e2e.server.url, **overrides)
 
 
-def mark_failed(e2e: E2E, dag_id: str, run_id: str) -> None:
+def airflow_api(e2e: E2E, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One call to the e2e api-server's REST API (``path`` below /api/v2, its parts URL-quoted here)."""
     import json
+    import urllib.parse
     import urllib.request
 
+    quoted = "/".join(urllib.parse.quote(part, safe="") for part in path.split("/"))
+    data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        f"{e2e.server.url}/api/v2/dags/{dag_id}/dagRuns/{run_id}", method="PATCH",
-        data=json.dumps({"state": "failed"}).encode(), headers={"Content-Type": "application/json"},
+        f"{e2e.server.url}/api/v2/{quoted}", method=method, data=data,
+        headers={"Content-Type": "application/json"},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=60) as answer:
         assert answer.status == 200
+        answered: dict[str, Any] = json.loads(answer.read())
+        return answered
+
+
+def run_state(e2e: E2E, dag_id: str, run_id: str) -> str:
+    return str(airflow_api(e2e, "GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+
+def mark_failed(e2e: E2E, dag_id: str, run_id: str) -> None:
+    airflow_api(e2e, "PATCH", f"dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+
+
+def skip_task(e2e: E2E, dag_id: str, run_id: str, task_id: str) -> None:
+    path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+    airflow_api(e2e, "PATCH", path, {"new_state": "skipped"})
 
 
 def test_instance_of_a_killed_run_is_swept_by_gc(e2e: E2E) -> None:
@@ -69,7 +88,21 @@ def test_instance_of_a_killed_run_is_swept_by_gc(e2e: E2E) -> None:
     spared = gc(job, "--older-than", "0s")
     assert spared.exit_code == 0, spared.output
     assert f"spared: {orphan} (InService" in spared.output and ": its run is still live" in spared.output
-    mark_failed(e2e, job.dag_id, result.run_id)  # what the on-call engineer does with such a run
+    # Marking the run failed does not end it while its teardowns (stop/delete_instance) have not run:
+    # Airflow keeps the run "running" so the scheduler still runs them, and they delete the instance.
+    # gc must spare it: that is the run's own job (airflow.api.common.mark_tasks, "Set the dag run
+    # state only if there is no pending teardown").
+    mark_failed(e2e, job.dag_id, result.run_id)
+    assert run_state(e2e, job.dag_id, result.run_id) == "running"
+    pending_teardown = gc(job, "--older-than", "0s", "--dry-run")
+    assert pending_teardown.exit_code == 0, pending_teardown.output
+    assert f"spared: {orphan} (InService" in pending_teardown.output, pending_teardown.output
+    # What ends it for good: the on-call engineer skips the teardowns and marks the run failed. Now
+    # nothing in Airflow will delete the instance: an orphan.
+    for teardown in ("it.stop_instance", "it.delete_instance"):
+        skip_task(e2e, job.dag_id, result.run_id, teardown)
+    mark_failed(e2e, job.dag_id, result.run_id)
+    assert run_state(e2e, job.dag_id, result.run_id) == "failed"
     dry = gc(job, "--older-than", "0s", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert f"would delete: {orphan} (InService" in dry.output

@@ -47,12 +47,22 @@ class Diagnostic:
         }
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice close enough to `word` to be what was meant, or None."""
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(choice: str) -> str:
+    return f"did you mean {choice!r}?"
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     """A did-you-mean hint, or the list of choices when nothing is close."""
     options = sorted(set(choices))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
+    close = closest(word, options)
+    if close is not None:
+        return did_you_mean(close)
     return f"expected one of: {', '.join(options)}" if options else ""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dag_factory.errors import Diagnostic
+from dag_factory.errors import Diagnostic, did_you_mean
 from dag_factory.errors import suggest as suggest  # the one did-you-mean, kept importable here
 from dag_factory.load.yaml_source import Loc, Positions, format_loc
 from dag_factory.spec.rules import KEY, RULE_ERROR
@@ -290,6 +290,6 @@ def _drop_misspelled_missing(found: list[Diagnostic]) -> list[Diagnostic]:
         for d in found
         if not (
             d.message.startswith("missing required key ")
-            and (d.loc.rpartition(".")[0], f"did you mean {d.loc.rpartition('.')[2]!r}?") in suggested
+            and (d.loc.rpartition(".")[0], did_you_mean(d.loc.rpartition(".")[2])) in suggested
         )
     ]

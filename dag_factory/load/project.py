@@ -42,14 +42,17 @@ def repository_root(spec: Path) -> Path:
     return found
 
 
-def shown_folder(path: Path) -> str:
-    """A folder relative to the working folder when below it (stable in golden files), else absolute;
-    with a trailing '/'."""
+def shown_path(path: Path) -> str:
+    """A path relative to the working folder when below it (stable in golden files), else absolute."""
     try:
-        shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
     except ValueError:
-        shown = str(path)
-    return shown.rstrip("/") + "/"
+        return str(path)
+
+
+def shown_folder(path: Path) -> str:
+    """`shown_path` of a folder, with a trailing '/'."""
+    return shown_path(path).rstrip("/") + "/"
 
 
 def inside(path: Path, folder: Path) -> bool:

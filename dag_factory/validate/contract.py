@@ -24,15 +24,14 @@ Every environment's effective spec is checked; a problem an override introduces 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dag_factory.errors import Diagnostic
-from dag_factory.load.diagnose import suggest
+from dag_factory.errors import Diagnostic, closest, did_you_mean
+from dag_factory.load.project import shown_path
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.load.yaml_source import Loc, Mark, YamlDocument, format_loc
 from dag_factory.spec.job import STANDARD_PARAMETERS, JobSpec
@@ -123,11 +122,11 @@ def _undeclared_hint(name: str, declared: Iterable[str], fallback: str) -> str:
     """did-you-mean from the declared names when one is close (or the only one that begins with the
     name: `m` for `msg`), else the fix."""
     names = list(declared)
-    hint = suggest(name, names)
-    if hint.startswith("did you mean"):
-        return hint
+    close = closest(name, names)
+    if close is not None:
+        return did_you_mean(close)
     begun = [n for n in names if n.startswith(name)]
-    return f"did you mean {begun[0]!r}?" if len(begun) == 1 else fallback
+    return did_you_mean(begun[0]) if len(begun) == 1 else fallback
 
 
 @dataclass
@@ -321,14 +320,6 @@ def _inspect_all(
     return infos
 
 
-def _shown_dir(folder: Path) -> str:
-    """The folder relative to the working directory when below it (stable in golden files)."""
-    try:
-        return os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else str(folder)
-    except ValueError:
-        return str(folder)
-
-
 def _file_problems(check: _Check) -> None:
     """The notebook files themselves: missing, unreadable, not exactly one parameters cell; their notes."""
     for i, notebook in enumerate(check.spec.notebooks):
@@ -337,10 +328,9 @@ def _file_problems(check: _Check) -> None:
         if info.error == "missing":
             folder = check.loaded.project_dir
             present = [p.relative_to(folder).as_posix() for p in folder.rglob("*.ipynb")]
-            hint = suggest(notebook.path, present) if present else ""
-            if not hint.startswith("did you mean"):
-                hint = "check the path, relative to project_dir"
-            check.add(loc, f"notebook {notebook.path!r} not found in {_shown_dir(folder)}", hint)
+            close = closest(notebook.path, present)
+            hint = did_you_mean(close) if close else "check the path, relative to project_dir"
+            check.add(loc, f"notebook {notebook.path!r} not found in {shown_path(folder)}", hint)
         elif info.error:
             check.add(loc, f"notebook {notebook.path} {info.error}", info.hint)
         elif not info.parameter_cells:

@@ -138,8 +138,11 @@ class World:
         return load_spec(self.spec, load_platform(self.platform))
 
 
-def with_value(path: tuple[str | int, ...], value: str) -> dict[str, Any]:
-    spec = copy.deepcopy(BASE)
+def with_value(
+    path: tuple[str | int, ...], value: str, shape: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """BASE (with shape's top-level keys in place of its own) holding value at path."""
+    spec = copy.deepcopy({**BASE, **(shape or {})})
     target: Any = spec
     for part in path[:-1]:
         target = target[part]

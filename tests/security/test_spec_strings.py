@@ -59,9 +59,10 @@ class StringField:
     sample: str | None = None  # a raw string that makes the base spec's value (default: it as is)
     entry: bool = False  # a delivery's `to`: another target makes other keys of the entry wrong
     also: tuple[str, ...] = ()  # where a clash with the base spec's other value is reported (the second)
+    shape: dict[str, Any] | None = None  # top-level keys that replace the base spec's (another kind of value)
 
     def base_raw(self) -> str:
-        target: Any = harness.BASE
+        target: Any = {**harness.BASE, **(self.shape or {})}
         for part in self.path:
             target = target[part]
         return self.sample if self.sample is not None else target
@@ -218,6 +219,14 @@ FIELDS = [
     StringField(("description",), "JobSpec.description", _description),
     StringField(("project_dir",), "JobSpec.project_dir", _project_dir),
     StringField(("schedule",), "JobSpec.schedule", _plan_attr("schedule")),
+    StringField(
+        ("schedule", "assets", 0),
+        "AssetSchedule.assets",  # the hostile part is the table
+        _plan_attr("schedule_assets"),
+        wrap=lambda s: f"postgres://db.example.com:5432/analytics/public/{s}",
+        sample="churn",
+        shape={"schedule": {"assets": ["postgres://db.example.com:5432/analytics/public/churn"]}},
+    ),
     StringField(("tags", 0), "JobSpec.tags", _plan_attr("tags")),
     StringField(("retry_delay",), "JobSpec.retry_delay", _plan_attr("retry_delay_s", _seconds)),
     # prod overrides runtime.kernel (environments.prod below)
@@ -329,7 +338,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def _spec_for(field: StringField, raw: str) -> dict[str, Any]:
-    spec = harness.with_value(field.path, field.wrap(raw))
+    spec = harness.with_value(field.path, field.wrap(raw), field.shape)
     if field.path == ("fan_out", "values", 0):  # the per-value parameters name this value
         spec["fan_out"]["parameters"] = {field.wrap(raw): spec["fan_out"]["parameters"]["de"]}
     return spec

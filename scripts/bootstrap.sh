@@ -12,6 +12,8 @@ command -v dot >/dev/null || need_apt+=(graphviz)
 # R notebooks: R and its Jupyter kernel "ir" (tests run an R notebook end to end; no Julia on Debian)
 command -v R >/dev/null || need_apt+=(r-base-core)
 [ -d /usr/lib/R/site-library/IRkernel ] || need_apt+=(r-cran-irkernel)
+# a headless browser: a test opens the run report in it (Debian's chromium without its GUI)
+command -v chromium-headless-shell >/dev/null || need_apt+=(chromium-headless-shell)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

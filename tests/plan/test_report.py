@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import json
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,3 +159,29 @@ def test_html_shows_every_value(value: str) -> None:
         assert row[1] == "success" and row[4] == "postgres:ml.scores: 800"
         assert row[6:] == ["0.500 h", "$0.03"]
     assert f"{FOLDER}/{value}/train.html" in parser.links
+
+
+# Appended to the page: what the browser lays out per table row (innerText leaves out what CSS hides).
+_SHOWN = """<script>
+const shown = [...document.querySelectorAll("table")[0].rows].map(r => [...r.cells].map(c => c.innerText));
+document.body.insertAdjacentHTML("beforeend", "<pre id=shown></pre>");
+document.getElementById("shown").textContent = JSON.stringify(shown);
+</script>"""
+
+
+def test_report_opens_in_a_headless_browser_with_every_value(tmp_path: Path) -> None:
+    """Debian's chromium (installed by bootstrap) opens report.html and lays out a row per value."""
+    page = tmp_path / "report.html"
+    page.write_text(render_html(_report()).replace("</body>", _SHOWN + "</body>"), encoding="utf-8")
+    dom = subprocess.run(
+        ["chromium-headless-shell", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    shown = json.loads(html.unescape(dom.split('<pre id="shown">', 1)[1].split("</pre>", 1)[0]))
+    header, *rows = shown
+    assert header[:2] == ["country", "status"]
+    by_value = {row[0]: row for row in rows}
+    assert sorted(by_value) == ["de", "fr"]
+    assert by_value["fr"][1] == "failed" and by_value["fr"][3] == "fr.nb_train: cell 3: KeyError: 'fr'"
+    assert by_value["de"][1] == "success" and by_value["de"][6:] == ["0.500 h", "$0.03"]
+    assert by_value["de"][5] == "nb/train.ipynb"  # the rendered notebook's link text

@@ -200,6 +200,16 @@ class Deployment:
         rows = self.cluster.query(sql, (job.dag_id, run_id, job.dag_id, run_id))
         return [TaskTry(*row) for row in rows]
 
+    def state_mismatches(self, job: Job, run_id: str) -> set[tuple[str, int]]:
+        """(task_id, try_number) of each try the scheduler ended as "killed externally" because the
+        executor's success came after the task instance had moved on (the audit log's "state mismatch")."""
+        rows = self.cluster.query(
+            "SELECT task_id, try_number FROM log "
+            "WHERE dag_id = %s AND run_id = %s AND event = 'state mismatch'",
+            (job.dag_id, run_id),
+        )
+        return {(task_id, try_number) for task_id, try_number in rows}
+
     def states(self, job: Job, run_id: str) -> dict[str, str | None]:
         rows = self.cluster.query(
             "SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s", (job.dag_id, run_id)

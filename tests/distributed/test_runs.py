@@ -100,8 +100,14 @@ def test_churn_example_on_two_workers_beside_a_broken_spec_with_a_retry(
     assert cluster.run_state(job.dag_id, run_id) == "success", (states, cluster.logs())
     assert set(states.values()) == {"success"}, states
     tries = deployment.tries(job, run_id)
-    assert sorted(t.task_id for t in tries if t.try_number > 1) == [f"{RETRIED}.resolve_ip"], tries
-    assert len(tries) == len(states) + 1
+    # Airflow 3.3's scheduler retries a reschedule-mode sensor when the executor's success for one poke
+    # arrives after the next poke was scheduled (apache/airflow#71172): such a retry is Airflow's, it
+    # is logged as a state mismatch, and only our SageMaker sensors may meet it
+    airflows = deployment.state_mismatches(job, run_id)
+    assert all(task.endswith(("create_instance", "stop_instance", "delete_instance")) for task, _ in airflows)
+    ours = [t.task_id for t in tries if t.try_number > 1 and (t.task_id, t.try_number - 1) not in airflows]
+    assert ours == [f"{RETRIED}.resolve_ip"], (tries, airflows)
+    assert len(tries) == len(states) + 1 + len(airflows)
     by_group = deployment.hosts_by_group(job, run_id)
     assert set(by_group) == set(CHURN_VALUES)
     # three groups' create_instance were queued at once, two slots per worker: both workers ran tasks

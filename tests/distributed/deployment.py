@@ -219,8 +219,9 @@ class Deployment:
     def hosts_by_group(self, job: Job, run_id: str) -> dict[str, set[str]]:
         hosts: dict[str, set[str]] = {}
         for t in self.tries(job, run_id):
-            if t.hostname:
-                hosts.setdefault(t.task_id.split(".", 1)[0], set()).add(t.hostname)
+            group, dot, _ = t.task_id.partition(".")
+            if t.hostname and dot:  # the run's own tasks (report) belong to no group
+                hosts.setdefault(group, set()).add(t.hostname)
         return hosts
 
     def timeline(self, job: Job, run_id: str) -> str:

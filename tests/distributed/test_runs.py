@@ -107,7 +107,8 @@ def test_churn_example_on_two_workers_beside_a_broken_spec_with_a_retry(
     assert all(task.endswith(("create_instance", "stop_instance", "delete_instance")) for task, _ in airflows)
     ours = [t.task_id for t in tries if t.try_number > 1 and (t.task_id, t.try_number - 1) not in airflows]
     assert ours == [f"{RETRIED}.resolve_ip"], (tries, airflows)
-    assert len(tries) == len(states) + 1 + len(airflows)
+    failed = [(t.task_id, t.try_number) for t in tries if t.state != "success"]
+    assert [f for f in failed if f not in airflows] == [(f"{RETRIED}.resolve_ip", 1)], tries
     by_group = deployment.hosts_by_group(job, run_id)
     assert set(by_group) == set(CHURN_VALUES)
     # three groups' create_instance were queued at once, two slots per worker: both workers ran tasks

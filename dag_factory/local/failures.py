@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory.local.execute import TaskInstanceResult, log_events
+from dag_factory.plan.guard import guard_messages
 from dag_factory.plan.model import GroupPlan, TaskPlan
 from dag_factory.plan.notebook_failure import MARKER, explain_notebook_error, source_cell_number
 
 _EXECUTING = re.compile(r"^Executing Cell (\d+)-")
+_GUARD_TIMED_OUT = re.compile(r"^timed out(?: after (?P<after>\d+)s)?(?P<why>.*)$")
 _INSTALL_ERROR = re.compile(r"^(?:ERROR|error):\s*(.+)$")
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w.]*\.)?(?P<name>[A-Za-z_]\w*(?:Error|Exception|Exit)): ?(?P<message>.*)$"
@@ -121,11 +123,18 @@ class _Evidence:
 
 
 def _timed_out(seen: _Evidence) -> Failure | None:
+    cell = _running_cell(seen.lines, seen.notebook)
+    # the guard bounds every step on its host and says which limit ended it (plan/guard.py)
+    said = [m for line in guard_messages("\n".join(seen.lines)) if (m := _GUARD_TIMED_OUT.match(line))]
+    if said:
+        after = f"after {_duration(int(said[0]['after']))}" if said[0]["after"] else ""
+        why = "" if said[0]["why"] == " (the step's timeout)" else said[0]["why"]
+        return Failure("timed out", f"{after}{cell}{why}".strip())
     if seen.exc_type != "AirflowTaskTimeout" and "SSH command timed out" not in seen.exc_value:
         return None
     limit = seen.task.args.get("timeout_s")
     after = f"after {_duration(limit)}" if isinstance(limit, int) else ""
-    return Failure("timed out", f"{after}{_running_cell(seen.lines, seen.notebook)}".strip())
+    return Failure("timed out", f"{after}{cell}".strip())
 
 
 def _notebook_error(seen: _Evidence) -> Failure | None:

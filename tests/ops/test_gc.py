@@ -127,6 +127,7 @@ def test_airflow_that_cannot_be_asked_stops_the_sweep(instances: MotoServer) -> 
 def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs: AirflowRuns) -> None:
     """The factory's own create sensor made it; the worker died before the teardown ran."""
     from dag_factory.airflow.operators import CreateNotebookInstanceSensor
+    from dag_factory.plan.report import CREATED_XCOM
 
     run_id = "scheduled__2026-01-05T04:00:00+00:00~1"
     sensor = CreateNotebookInstanceSensor(
@@ -143,8 +144,16 @@ def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs:
         max_age_s=3600,
         aws_conn_id="aws_default",
     )
-    while not (done := sensor.poke({"run_id": run_id})):  # what the scheduler does between reschedules
+    pushed: dict[str, Any] = {}
+
+    class _TaskInstance:  # the sensor records the instance's creation time for the run report
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    context = {"run_id": run_id, "ti": _TaskInstance()}
+    while not (done := sensor.poke(context)):  # what the scheduler does between reschedules
         pass
+    assert set(pushed) == {CREATED_XCOM}
     name = done.xcom_value  # type: ignore[union-attr]
     assert name == instance_name("churn-demo", run_id, "fr")
     create(sagemaker_env.moto, "not-ours", {}, age=dt.timedelta(days=1))

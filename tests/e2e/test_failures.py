@@ -230,8 +230,15 @@ def test_throttled_sagemaker_calls_are_retried(e2e: E2E, sagemaker_throttling: T
     assert result.state == "success", result.error
     assert sagemaker_throttling.served("CreateNotebookInstance") == 2
     assert sagemaker_throttling.served("DescribeNotebookInstance") == 3
-    retried = {ti.task_id: ti.try_number for ti in result.task_instances if ti.try_number != 1}
-    assert not retried, f"retried by botocore, not by Airflow: {retried}"
+    # retried by botocore, not by Airflow: no try of any task failed on a throttling error (a sensor may
+    # still be retried by Airflow itself after a late executor event, apache/airflow#71172)
+    throttled = {
+        (ti.task_id, n): error
+        for ti in result.task_instances
+        for n in range(1, ti.try_number)
+        if "Throttling" in (error := attempt_error(result, ti.task_id, n))
+    }
+    assert not throttled, throttled
     assert e2e.instances() == []
     assert e2e.rows("analytics.churn_scores") == {"nl": 500}
     json.dumps(result.xcom("nl.resolve_ip"))

@@ -129,7 +129,8 @@ def _timed_out(seen: _Evidence) -> Failure | None:
     if said:
         after = f"after {_duration(int(said[0]['after']))}" if said[0]["after"] else ""
         why = "" if said[0]["why"] == " (the step's timeout)" else said[0]["why"]
-        return Failure("timed out", f"{after}{cell}{why}".strip())
+        # the group's budget used up before the step began has no "after" and no cell
+        return Failure("timed out", f"{after}{cell}{why}".strip().removeprefix(": "))
     if seen.exc_type != "AirflowTaskTimeout" and "SSH command timed out" not in seen.exc_value:
         return None
     limit = seen.task.args.get("timeout_s")

@@ -65,3 +65,27 @@ def test_the_group_shows_its_first_failed_task_not_the_teardown(tmp_path: Path) 
     ]
     reason = group_failure(group, tis, "manual__1")
     assert reason == (HERE / "install_failure" / "expected.txt").read_text().strip()
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("timed out after 40s (the step's timeout)", "nb_x: timed out after 40s"),
+        (
+            "timed out after 30s: the group's compute.timeout (100s) is up",
+            "nb_x: timed out after 30s: the group's compute.timeout (100s) is up",
+        ),
+        (
+            "timed out: the group's compute.timeout (100s) is used up",
+            "nb_x: timed out: the group's compute.timeout (100s) is used up",
+        ),
+    ],
+)
+def test_the_guards_timeouts_say_which_limit_ended_the_step(tmp_path: Path, said: str, expected: str) -> None:
+    """Each line the guard (plan/guard.py) writes when a limit ends a step, as the summary shows it."""
+    log = tmp_path / "attempt=1.log"
+    log.write_text(json.dumps({"level": "info", "event": f"dag-factory: {said}"}) + "\n")
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    ti = TaskInstanceResult("de.nb_x", -1, "failed", now, now, 1, log)
+    task = TaskPlan("nb_x", "notebook", args={"timeout_s": 40})
+    assert explain_failure(task, ti).text(task.task_id) == expected

@@ -110,12 +110,6 @@ def describe(client: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
-def status_of(client: Any, name: str) -> str:
-    """The instance's status, or GONE when SageMaker no longer knows it."""
-    described = describe(client, name)
-    return GONE if described is None else str(described["NotebookInstanceStatus"])
-
-
 def take_step(client: Any, name: str, step: Step, create: Callable[[], None] | None = None) -> None:
     """Make the one API call of ``step`` ('done' and 'wait' make none)."""
     if step == "create":

@@ -2,8 +2,8 @@
 
 - `DAG_FACTORY_ENV`: the platform environment DAG files build for (dag_factory.airflow.environment);
 - `DAG_FACTORY_PLATFORM`: the platform file, instead of the nearest `platform.yaml`;
-- `DAG_FACTORY_CACHE_DIR`: where the plan and notebook caches live; off (or 0/false/no/empty)
-  disables both;
+- `DAG_FACTORY_CACHE_DIR`: where the caches live (plans, notebooks, shared environments, a migrated
+  local Airflow metadata DB); off (or 0/false/no/empty) disables them all;
 - `DAG_FACTORY_KEEP_WORKDIRS`: local backend, keep work directories after the run (`run --keep`);
 - `DAG_FACTORY_LOCAL_API_IDLE_MINUTES`: local backend, how long the Execution API of a local Airflow
   home stays up without requests, for the next run (default 10; 0 or off: it stops after each run);

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import psutil
 
+from dag_factory import settings
 from dag_factory.errors import DagFactoryError
+from dag_factory.plan.cache import usable_folder
 
 # Fixed on purpose: the home is local and throwaway, and every process that signs or checks a
 # task token (the api-server, the executor inside the run) must share the same secret.
@@ -105,7 +107,18 @@ def is_migrated(env: Mapping[str, str]) -> bool:
 
 
 def migrate(env: Mapping[str, str]) -> None:
-    """Run ``airflow db migrate`` for ``env``; raise with the output tail when it fails."""
+    """Bring ``env``'s metadata DB to this Airflow's schema; raise with the output tail when it fails.
+
+    A SQLite home is seeded from a migrated copy kept in the cache (one per Airflow version) when
+    there is one: ``airflow db migrate`` takes seconds, a copy milliseconds. The first migration of a
+    version fills the cache.
+    """
+    template = _migrated_template(env)
+    db = metadata_db_path(env)
+    if template is not None and template.is_file():
+        _copy_sqlite(template, db)
+        _marker(env).write_text(version("apache-airflow") + "\n")
+        return
     proc = subprocess.run(
         [_airflow_bin(), "db", "migrate"],
         env=child_env(env),
@@ -117,6 +130,32 @@ def migrate(env: Mapping[str, str]) -> None:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
         raise AirflowHomeError(f"airflow db migrate failed (exit {proc.returncode}):\n{tail}")
     _marker(env).write_text(version("apache-airflow") + "\n")
+    if template is not None:
+        _copy_sqlite(db, template)
+
+
+def _migrated_template(env: Mapping[str, str]) -> Path | None:
+    """Where a freshly migrated SQLite metadata DB of this Airflow version is kept; None when the home
+    is not on SQLite or caching is off ($DAG_FACTORY_CACHE_DIR) or its folder is not private."""
+    if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("sqlite:///"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dag-factory"
+    folder = settings.cache_dir("airflow-db", base)
+    if folder is None or not usable_folder(folder):
+        return None
+    return folder / f"airflow-{version('apache-airflow')}.db"
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy (SQLite's backup API), written beside ``target`` and renamed into place, so
+    a concurrent reader never sees half a file."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with (
+        contextlib.closing(sqlite3.connect(source)) as db,
+        contextlib.closing(sqlite3.connect(partial)) as copy,
+    ):
+        db.backup(copy)
+    os.replace(partial, target)
 
 
 def child_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -28,7 +28,7 @@ from dag_factory.compute.shared_env import (
 from dag_factory.compute.workspace import create_workspace, remove_workspace
 
 PACKAGES = ["six==1.17.0"]
-NEEDS_UV = pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")
+NEEDS_UV = pytest.mark.usefixtures("uv_on_path")
 
 
 @pytest.fixture(autouse=True)

@@ -103,3 +103,39 @@ def test_stop_and_a_bad_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert main(["stop", str(tmp_path / "home")]) == 0  # what `make clean` runs
     assert _gone(pid) and not (tmp_path / "home" / STATE_FILE).exists()
     stop_execution_api(tmp_path / "home")  # nothing recorded: nothing to do
+
+
+def test_a_new_home_is_a_copy_of_the_cached_migrated_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first home of an Airflow version runs `airflow db migrate` and fills the cache; the next is
+    a copy of it (no migration run) that an Execution API serves from."""
+    from dag_factory.local import airflow_home
+
+    monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", str(tmp_path / "cache"))
+    migrations: list[object] = []
+    real_run = airflow_home.subprocess.run
+
+    def counting_run(argv: list[str], **kwargs: object) -> object:
+        if argv[1:3] == ["db", "migrate"]:
+            migrations.append(argv[1:3])
+        return real_run(argv, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(airflow_home.subprocess, "run", counting_run)
+    first = prepare_airflow_home(tmp_path / "first")
+    assert migrations == [["db", "migrate"]]
+    templates = list((tmp_path / "cache" / "airflow-db").glob("airflow-*.db"))
+    assert [t.name for t in templates] == [f"airflow-{airflow_home.version('apache-airflow')}.db"]
+
+    second = prepare_airflow_home(tmp_path / "second")
+    assert migrations == [["db", "migrate"]]  # seeded, not migrated
+    assert airflow_home.is_migrated(second) and airflow_home.metadata_db_path(second) != (
+        airflow_home.metadata_db_path(first)
+    )
+    served, _ = execution_api_env(second)
+    assert _healthy(served[EXECUTION_API_VAR])
+    stop_execution_api(tmp_path / "second")
+
+    monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", "off")  # no cache: every home migrates
+    prepare_airflow_home(tmp_path / "third")
+    assert migrations == [["db", "migrate"], ["db", "migrate"]]

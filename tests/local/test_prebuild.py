@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from dag_factory.ops.deploy import deploy_project
 from tests.local.test_isolation import _project
 
 
-@pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")
+@pytest.mark.usefixtures("uv_on_path")
 def test_a_first_run_builds_the_environment_and_a_rerun_clones_it_for_the_first_lane(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from hypothesis import given
@@ -46,6 +47,9 @@ def test_any_run_id_becomes_a_valid_tag_value_that_decodes_back(run_id: str) -> 
 def test_an_overlong_value_is_shortened_with_a_hash() -> None:
     long = "~" * 250  # 750 characters encoded
     encoded = encode_tag_value(long)
-    assert len(encoded) <= MAX_TAG_VALUE and encoded.endswith(encode_tag_value(long)[-16:])
+    # 79 whole "=7E" escapes fit in 256 - len("==") - 16; the 80th would be cut in half, so it goes
+    assert encoded == "=7E" * 79 + "==" + "a18cbf5a2f82f48e"  # sha256("~" * 250)[:16]
+    assert encoded[-16:] == hashlib.sha256(long.encode("utf-8")).hexdigest()[:16]
+    assert len(encoded) <= MAX_TAG_VALUE
     assert "==" in encoded and decode_tag_value(encoded) is None
     assert encode_tag_value("~" * 249) != encoded  # still unique

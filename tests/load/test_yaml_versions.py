@@ -102,4 +102,9 @@ def test_overrides_are_checked_against_the_field_they_override(tmp_path: Path) -
 def test_quoted_and_unambiguous_scalars_pass(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(MINIMAL_SPEC + "catchup: true\nparameters: {a: 'no', b: 1000.0, c: 12, d: '1:30'}\n")
-    load_spec(spec)
+    loaded = load_spec(spec)
+    assert loaded.doc.positions.yaml12 == {}  # no scalar the two versions read differently
+    assert loaded.spec.catchup is True
+    parameters = loaded.spec.parameters
+    assert parameters == {"a": "no", "b": 1000.0, "c": 12, "d": "1:30"}
+    assert [type(parameters[k]) for k in "abcd"] == [str, float, int, str]

@@ -63,9 +63,26 @@ def test_plan_json_and_mermaid() -> None:
     assert "nb_02_train" in output
 
 
-def test_plan_shared_isolation_shows_one_templated_value() -> None:
-    code, output = _run("plan", "tests/cases/valid/fan_out.yaml", "--platform", PLATFORM, "--env", "prod")
+def test_plan_shared_isolation_shows_one_templated_value(tmp_path: Path) -> None:
+    """One instance runs every value in turn: its tasks are listed once, the value shown as `<country>`."""
+    spec = tmp_path / "fan_out.yaml"
+    fan_out = (REPO / "tests/cases/valid/fan_out.yaml").read_text()
+    spec.write_text(fan_out.replace("  max_parallel: 3\n", "  max_parallel: 3\n  isolation: shared\n"))
+    code, output = _run("plan", str(spec), "--platform", PLATFORM, "--env", "prod")
     assert code == 0, output
+    tasks = next(block for block in output.split("\n\n") if block.startswith("one shared instance"))
+    assert tasks.splitlines() == [
+        "one shared instance runs all 4 country values, one after another",
+        "  create_instance           ml.t3.medium, 30 GB, subnet subnet-0f1e2d3c4b5a60002  [timeout 30m]",
+        "  resolve_ip                instance -> network interface -> private ip (xcom)  [timeout 5m]",
+        "  prepare                   sync s3://automated-notebook-prod/fan-out/, install papermill==2.7.0 "
+        "+ requirements.txt  [timeout 30m]",
+        "  nb_01_prepare__<country>  notebooks/01_prepare.ipynb (kernel python3)  [timeout 4h]",
+        '  nb_02_score__<country>    notebooks/02_score.ipynb (kernel python3, model="xgb")  [timeout 1h30m]',
+        "  stop_instance             teardown: always runs (all_done), also after a failure  [timeout 30m]",
+        "  delete_instance           teardown: always runs (all_done), also after a failure  [timeout 30m]",
+    ]
+    assert "estimate   1 x ml.t3.medium x 4h = 4 instance-hours x $0.05/h = $0.20 per run at most" in output
 
 
 def test_plan_unknown_env_is_a_located_error() -> None:

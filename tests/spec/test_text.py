@@ -96,12 +96,14 @@ def test_every_model_applies_the_rule_at_the_string() -> None:
 
 
 def test_description_is_prose() -> None:
-    JobSpec.model_validate({**SPEC, "description": 'it\'s "great": $5, `done`\nsecond line'})
+    prose = 'it\'s "great": $5, `done`\nsecond line'
+    assert JobSpec.model_validate({**SPEC, "description": prose}).description == prose
 
 
 def test_parameter_values_keep_their_own_rule() -> None:
     """Any character (they travel as base64), but no template: with its own message about secrets."""
-    JobSpec.model_validate({**SPEC, "parameters": {"q": "it's $(x) `y` \\ \n"}})
+    spec = JobSpec.model_validate({**SPEC, "parameters": {"q": "it's $(x) `y` \\ \n"}})
+    assert spec.parameters == {"q": "it's $(x) `y` \\ \n"}
     with pytest.raises(ValidationError) as info:
         JobSpec.model_validate({**SPEC, "parameters": {"q": [{"dsn": "{{ conn.x.password }}"}]}})
     [error] = info.value.errors()
@@ -111,7 +113,10 @@ def test_parameter_values_keep_their_own_rule() -> None:
 
 def test_environment_overrides_wait_for_the_merge() -> None:
     """An override is checked as the spec of its environment (load.specs), not twice."""
-    JobSpec.model_validate({**SPEC, "environments": {"prod": {"description": "{{ x }}"}}})
+    spec = JobSpec.model_validate({**SPEC, "environments": {"prod": {"description": "{{ x }}"}}})
+    assert spec.environments["prod"].description == "{{ x }}"  # kept as written, for the merge to check
+    assert spec.environments["prod"].model_dump(exclude_none=True) == {"description": "{{ x }}"}
+    assert spec.description == ""
 
 
 def test_the_platform_file_follows_the_same_rule() -> None:

@@ -1,4 +1,7 @@
-.PHONY: install test unit lint schema demo bench bench-local bench-cluster golden clean
+# pytest-xdist workers: the integration tests mostly wait on servers, so more workers than cores pay off
+TEST_WORKERS ?= 4
+
+.PHONY: install test test-fast unit lint schema demo bench bench-local bench-cluster golden clean
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -7,10 +10,13 @@ $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
 
-unit: install
-	$(BIN)/pytest -m "not integration"
+# the inner loop: everything that starts no server, kernel or Airflow process (CI runs `make test`)
+test-fast: install
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not integration" --durations=10
+
+unit: test-fast
 
 lint: install
 	$(BIN)/ruff check --no-cache dag_factory tests scripts benchmarks

@@ -91,6 +91,9 @@ def component_env(
         # a dead worker's task is failed (and retried) after 30 s, not 5 min
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # a worker that cannot load a DAG hands its task back after 2 s, not 60 (test (c) waits through
+        # all of Airflow's startup reschedules: the count, missing_dag_retries, stays the default)
+        "AIRFLOW__WORKERS__MISSING_DAG_RETRY_DELAY": "2",
         "PYTHONPATH": str(REPO),  # tests.servers.worker_identity
         "PYTHONUNBUFFERED": "1",
     }

@@ -8,6 +8,7 @@ need_apt=()
 [ -x /usr/bin/ssh ] || need_apt+=(openssh-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v dot >/dev/null || need_apt+=(graphviz)
+command -v jq >/dev/null || need_apt+=(jq)  # the OnStart script of docs/deploy.md (tests/e2e/test_host_keys.py)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)  # the Celery broker of tests/distributed
 # R notebooks: R and its Jupyter kernel "ir" (tests run an R notebook end to end; no Julia on Debian)
 command -v R >/dev/null || need_apt+=(r-base-core)

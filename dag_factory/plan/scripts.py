@@ -69,9 +69,11 @@ def _c_emitter_safe(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _dump(data: Any, dumper: type[yaml.SafeDumper]) -> str:
+def _dump(data: Any, dumper: type[yaml.SafeDumper], allow_unicode: bool = True) -> str:
     # sort_keys=False: mappings keep the order they were written in, as papermill's own -y/-f keep it
-    return yaml.dump(data, Dumper=dumper, allow_unicode=True, sort_keys=False, default_flow_style=False)
+    return yaml.dump(
+        data, Dumper=dumper, allow_unicode=allow_unicode, sort_keys=False, default_flow_style=False
+    )
 
 
 # A block mapping of scalars is its entries' lines one after another, in order; a DAG's notebook
@@ -94,6 +96,8 @@ def encode_parameters(parameters: Parameters) -> str:
             text = _dump(parameters, _CDumper)
     else:
         text = _dump(parameters, yaml.SafeDumper)
+        if "\x85" in text:  # PyYAML writes a NEL raw, and reads it back as a line break: escape it
+            text = _dump(parameters, yaml.SafeDumper, allow_unicode=False)
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from airflow.executors.local_executor import LocalExecutor
 from airflow.sdk.definitions import dag as dag_module
 
 from dag_factory.airflow.run_child import _woken_when_a_task_ends
+from dag_factory.local.airflow_home import ApiServer, log_tail
 
 
 def _as_if_in_dag_test() -> Any:
@@ -22,27 +23,126 @@ def _as_if_in_dag_test() -> Any:
     return namespace["test"]
 
 
-def test_the_idle_sleep_of_dag_test_ends_when_a_worker_reports() -> None:
+# Loaded by the run's child (`python -m dag_factory.airflow.run_child`, started by run_dag) through
+# PYTHONPATH; it only observes. DAG.test logs "No tasks to run" right before each idle `time.sleep(1)` and
+# calls `executor.heartbeat()` right after it: one JSON line per idle wait, its start and end (monotonic
+# seconds) and whether a worker's report was waiting in the executor's result queue when it ended.
+IDLE_WAIT_OBSERVER = """
+import os, sys
+_OUT = os.environ.get("TEST_IDLE_WAITS")
+if _OUT and "dag_factory.airflow.run_child" in sys.orig_argv:
+    import json, logging, time
+
+    _PID = os.getpid()
+    _open = []
+    _make_record = logging.getLogRecordFactory()
+
+    def _observe_heartbeat():
+        from airflow.executors.local_executor import LocalExecutor
+
+        real = LocalExecutor.heartbeat
+        if getattr(real, "observed", False):
+            return
+
+        def heartbeat(self):
+            if os.getpid() == _PID and _open:
+                ended, report_waiting = time.monotonic(), not self.result_queue.empty()
+                wait = {"start": _open.pop(), "end": ended, "report_waiting": report_waiting}
+                with open(_OUT, "a") as out:
+                    out.write(json.dumps(wait) + "\\n")
+            real(self)
+
+        heartbeat.observed = True
+        LocalExecutor.heartbeat = heartbeat
+
+    def _record(*args, **kwargs):
+        record = _make_record(*args, **kwargs)
+        if (
+            os.getpid() == _PID
+            and record.name == "airflow.sdk.definitions.dag"
+            and str(record.msg).startswith("No tasks to run")
+        ):
+            _observe_heartbeat()
+            _open[:] = [time.monotonic()]
+        return record
+
+    logging.setLogRecordFactory(_record)
+"""
+
+IDLE_SLEEP_S = 1.0  # DAG.test (Airflow 3.3) sleeps this long whenever no task is ready to queue
+
+# `first` ends at once; `second` runs until the run's log shows that the loop received first's report
+# (`dag.test()` logs every executor event), so that report reaches a running loop whenever it comes:
+# its worker reports a moment after the task process exits, or at its supervisor's next heartbeat.
+TWO_TASK_DAG = """
+from datetime import datetime
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+RECEIVED = (
+    "Received executor event with state success for task instance "
+    "TaskInstanceKey(dag_id='{dag_id}', task_id='first', run_id='{{{{ run_id }}}}'"
+)
+WAIT = 'for _ in $(seq 1200); do grep -qsF "$RECEIVED" {logs}/*.log && exit 0; sleep 0.1; done; exit 1'
+
+with DAG("{dag_id}", start_date=datetime(2026, 1, 1), schedule=None):
+    first = BashOperator(task_id="first", bash_command="echo first")
+    second = BashOperator(task_id="second", bash_command=WAIT, env={{"RECEIVED": RECEIVED}}, append_env=True)
+    first >> second
+"""
+
+
+@pytest.mark.integration
+def test_the_idle_sleep_of_dag_test_ends_when_a_worker_reports(
+    airflow_server: ApiServer, tmp_path: Path
+) -> None:
+    """A real two-task run through run_dag (run_child, dag.test(use_executor=True), LocalExecutor): every
+    idle sleep of DAG.test lasts its second unless a worker's report ends it, and the report does end it."""
+    import json
+    import uuid
+
+    from dag_factory.local.execute import run_dag
+
+    dag_id = f"idle_sleep_{uuid.uuid4().hex[:8]}"
+    logs = Path(airflow_server.env["AIRFLOW_HOME"]) / "logs" / "runs"
+    dag_file = tmp_path / "dags" / f"{dag_id}.py"
+    dag_file.parent.mkdir()
+    dag_file.write_text(TWO_TASK_DAG.format(dag_id=dag_id, logs=logs))
+    observer = tmp_path / "observer"
+    observer.mkdir()
+    (observer / "sitecustomize.py").write_text(IDLE_WAIT_OBSERVER)
+    waits_file = tmp_path / "idle-waits.jsonl"
+    path = os.pathsep.join(p for p in (str(observer), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**airflow_server.env, "PYTHONPATH": path, "TEST_IDLE_WAITS": str(waits_file)}
+
+    result = run_dag(dag_file, dag_id, logical_date=datetime(2026, 1, 5, tzinfo=UTC), env=env, timeout=300)
+
+    assert result.succeeded, result.error
+    first, second = result.ti("first"), result.ti("second")
+    assert first.end is not None and second.start is not None and first.end <= second.start
+    assert waits_file.exists(), f"the observer saw no idle sleep of DAG.test:\n{log_tail(result.log_path)}"
+    waits = [json.loads(line) for line in waits_file.read_text().splitlines()]
+    lasted = [(w["end"] - w["start"], w["report_waiting"]) for w in waits]
+    shown = [(round(seconds, 3), report) for seconds, report in lasted]
+    print(f"idle sleeps of DAG.test (seconds, report waiting): {shown}; run {result.wall_seconds:.1f}s")
+    ended_early = [report for seconds, report in lasted if seconds < IDLE_SLEEP_S]
+    # first's report came while the loop ran (second waited for it): it ended the sleep it came in, and
+    # only a report ends a sleep early
+    assert ended_early, f"every idle sleep lasted its full second, also the one a report came in: {shown}"
+    assert all(ended_early), f"an idle sleep ended early with no report waiting: {shown}"
+
+    # any other caller sleeps for real, also while an executor runs; the block leaves nothing patched
     real_sleep, real_start = time.sleep, LocalExecutor.start
-    fake_dag_test = _as_if_in_dag_test()
     with _woken_when_a_task_ends():
         executor = LocalExecutor(parallelism=1)
         executor.start()
         try:
-            report = threading.Timer(0.2, executor.result_queue.put, args=(("key", "success", None),))
-            report.start()
-            started = time.monotonic()
-            fake_dag_test(time.sleep, 60)
-            woken_after = time.monotonic() - started
-            report.join()
-            assert executor.result_queue.get() == ("key", "success", None)
-            # any other caller sleeps for real
             started = time.monotonic()
             time.sleep(0.3)
             assert time.monotonic() - started >= 0.3
         finally:
             executor.end()
-    assert woken_after < 30, "the sleep waited for its full minute instead of the worker's report"
     assert time.sleep is real_sleep and LocalExecutor.start is real_start
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import boto3
@@ -59,11 +60,15 @@ def _create(client: Any, name: str, **kwargs: Any) -> None:
 def test_advance_makes_one_call_per_step_and_waits_in_between(strict_aws: StrictNotebooks) -> None:
     client = boto3.client("sagemaker")
     seen = []
+    deadline = time.monotonic() + 60
     while (progress := advance(client, "nb-a", "in_service", lambda: _create(client, "nb-a"))).step != "done":
+        assert time.monotonic() < deadline, f"nb-a not in service within 60 s: {seen[-3:]}"
         seen.append((progress.status, progress.step))
     assert seen[0] == (GONE, "create") and set(seen[1:]) == {("Pending", "wait")}
     seen = []
+    deadline = time.monotonic() + 60
     while (progress := advance(client, "nb-a", "gone")).step != "done":
+        assert time.monotonic() < deadline, f"nb-a not gone within 60 s: {seen[-3:]}"
         seen.append((progress.status, progress.step))
     compact = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
     assert compact == [

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import logging
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -301,31 +303,72 @@ def test_parallel_postgres_loads_into_a_new_table(
     assert sorted({r[3] for r in warehouse.rows(TABLE)}) == sorted(values)
 
 
-def test_duckdb_waits_for_another_writer(tmp_path: Path) -> None:
-    # another process (a parallel local task) holds the file: the load waits, then succeeds
+def test_duckdb_waits_for_another_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # another process (a parallel local task) holds the file: the load waits, then succeeds. The holder
+    # lets go only when told, after the load was refused at least once; the load must open the file
+    # after that, not before
     db = tmp_path / "w.duckdb"
     duckdb.connect(str(db)).close()
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"import duckdb, sys, time; c = duckdb.connect({str(db)!r}); print('ok', flush=True); "
-            "time.sleep(2)",
+            f"import duckdb, sys; c = duckdb.connect({str(db)!r}); print('ok', flush=True); "
+            "sys.stdin.readline()",
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    events: list[str] = []  # in order: "refused" (the file was held), "released", "opened"
+    refused = threading.Event()
+    connect = duckdb.connect
+
+    def watched_connect(database: Any = ":memory:", *args: Any, **kwargs: Any) -> Any:
+        if str(database) != str(db):
+            return connect(database, *args, **kwargs)
+        try:
+            con = connect(database, *args, **kwargs)
+        except duckdb.IOException:
+            events.append("refused")
+            refused.set()
+            raise
+        events.append("opened")
+        return con
+
+    pool = ThreadPoolExecutor(1)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ok"
         warehouse = _duckdb_warehouse(tmp_path)
         target = {**warehouse.target(), "path": str(db)}
-        started = time.monotonic()
-        assert deliver(target, _prefix(tmp_path, "de", SCORES_DE), DAY, "country", "de") == 3
-        assert time.monotonic() - started > 0.5
+        prefix = _prefix(tmp_path, "de", SCORES_DE)
+        monkeypatch.setattr(duckdb, "connect", watched_connect)
+        loading = pool.submit(deliver, target, prefix, DAY, "country", "de")
+        assert refused.wait(timeout=60), f"the load never found the file held: {events}, {loading}"
+        events.append("released")
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert loading.result(timeout=60) == 3
+        monkeypatch.undo()
     finally:
+        holder.kill()  # a failed test must not leave the load waiting for the file
         holder.wait(timeout=30)
+        pool.shutdown()
+    assert events[0] == "refused" and events[-2:] == ["released", "opened"], events
     with duckdb.connect(str(db), read_only=True) as con:
         assert sorted(con.execute(f"SELECT * FROM {TABLE}").fetchall()) == _expected(SCORES_DE, DAY, "de")
+
+
+def waiting_for_lock(path: Path) -> bool:
+    """A thread of this process waits in the kernel for a lock on ``path`` (a ``->`` line of /proc/locks)."""
+    st = path.stat()
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:2] == ["->"] and fields[-3] == file_id and fields[-4] == str(os.getpid()):
+            return True
+    return False
 
 
 def test_duckdb_deliveries_take_turns_on_the_lock_file(tmp_path: Path) -> None:
@@ -334,10 +377,15 @@ def test_duckdb_deliveries_take_turns_on_the_lock_file(tmp_path: Path) -> None:
     warehouse = _duckdb_warehouse(tmp_path)
     target = {**warehouse.target(), "path": str(db)}
     prefix = _prefix(tmp_path, "de", SCORES_DE)
-    with ThreadPoolExecutor(1) as pool, open(f"{db}.deliver-lock", "a") as lock:
+    lock_path = Path(f"{db}.deliver-lock")
+    with ThreadPoolExecutor(1) as pool, open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another delivery is loading
         queued = pool.submit(deliver, target, prefix, DAY, "country", "de")
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not waiting_for_lock(lock_path):  # the kernel has it queued behind our lock
+            assert not queued.done(), f"the delivery did not wait for the lock: {queued}"
+            assert time.monotonic() < deadline, "the delivery never queued on the lock file within 60 s"
+            time.sleep(0.02)
         assert not queued.done() and not db.exists()  # waiting for its turn, not opening the file
         fcntl.flock(lock, fcntl.LOCK_UN)
         assert queued.result(timeout=60) == 3

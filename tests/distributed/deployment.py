@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,14 @@ class Deployment:
     sm: SageMakerEnv
     warehouse: PostgresServer
     tmp_path: Path
+    # the warehouse schema this deployment's tick jobs deliver into, new for each: rows read back are
+    # this test's, whatever ran before it on the same cluster
+    schema: str = field(default_factory=lambda: f"t_{uuid.uuid4().hex[:12]}")
+
+    @property
+    def tick_table(self) -> str:
+        """The table ``tick_spec``'s delivery loads (in this deployment's own schema)."""
+        return f"{self.schema}.tick_metrics"
 
     @property
     def bundle(self) -> Path:
@@ -143,12 +151,13 @@ class Deployment:
 
     def tick_spec(self, project: str, values: list[str], params: dict[str, Any] | None = None,
                   **fields: Any) -> dict[str, Any]:  # fmt: skip
-        """The demo spec with the tick notebook: one notebook, one delivery (7 tasks per value)."""
+        """The demo spec with the tick notebook: one notebook, one delivery into ``tick_table`` (7 tasks
+        per value)."""
         spec = self.spec(project, values, **fields)
         spec["fan_out"].pop("parameters", None)
         spec["parameters"] = params or {}
         spec["notebooks"] = [{"path": "notebooks/tick.ipynb", "timeout": "10m"}]
-        spec["deliver"] = [{"to": "postgres", "table": "analytics.tick_metrics", "files": "metrics/*.json"}]
+        spec["deliver"] = [{"to": "postgres", "table": self.tick_table, "files": "metrics/*.json"}]
         return spec
 
     def deploy(self, specs: list[dict[str, Any]], extra_files: dict[str, str] | None = None) -> list[Job]:

@@ -18,6 +18,7 @@ from tests.distributed.deployment import Deployment, Job
 pytestmark = pytest.mark.integration
 
 CHURN_VALUES = ["de", "fr", "nl"]
+RUN_DEADLINE_S = 900.0
 RETRIED = "nl"  # its resolve_ip fails once, as while AWS still attaches the instance's network interface
 
 
@@ -56,7 +57,9 @@ def follow_run(
     cluster, task_id = deployment.cluster, f"{RETRIED}.resolve_ip"
     import_errors: list[dict[str, Any]] = []
     failed_on, back = "", False
+    deadline = time.monotonic() + RUN_DEADLINE_S
     while (state := cluster.run_state(job.dag_id, run_id)) not in {"success", "failed"}:
+        assert time.monotonic() < deadline, f"run {run_id} still {state} after {RUN_DEADLINE_S:.0f} s"
         if state == "running" and not import_errors:  # until the DAG processor has filed it
             import_errors = cluster.request("GET", "/api/v2/importErrors")["import_errors"]
         tries = [t for t in deployment.tries(job, run_id) if t.task_id == task_id]

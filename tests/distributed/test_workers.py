@@ -71,7 +71,7 @@ def test_worker_without_environment_setting_runs_nothing_under_another_backend(
     # nothing ran as the local backend: no work directory, no local bucket; the instance is gone
     assert not (deployment.tmp_path / "local-backend").exists()
     assert deployment.e2e.instances() == []
-    assert deployment.e2e.rows("analytics.tick_metrics") == {"de": 1}
+    assert deployment.e2e.rows(deployment.tick_table) == {"de": 1}
 
 
 def test_worker_killed_mid_notebook_task_retried_on_the_other_worker(deployment: Deployment) -> None:
@@ -105,6 +105,6 @@ def test_worker_killed_mid_notebook_task_retried_on_the_other_worker(deployment:
     assert teardowns["de.stop_instance"] == teardowns["de.delete_instance"] == ("worker-2", "success")
     assert deployment.e2e.instances() == []
     assert deployment.sm.eni.assigned == {}
-    assert deployment.e2e.rows("analytics.tick_metrics") == {"de": 1}
+    assert deployment.e2e.rows(deployment.tick_table) == {"de": 1}
     # the guard on the instance noticed its SSH session was gone and killed the notebook's tree
     assert not leftover, f"the killed task's remote processes were still running: {leftover}"

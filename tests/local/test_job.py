@@ -1,11 +1,12 @@
-"""`dag-factory run` end to end on the local backend: real Airflow, papermill, DuckDB."""
+"""`dag-factory run` end to end on the local backend: real Airflow, papermill, DuckDB.
+
+The demo's shared environment comes from the test run's cache (tests/conftest.py): built once per run."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,6 @@ from dag_factory.local.job import prepare_job, report_lines, run_local, summariz
 
 ROOT = Path(__file__).resolve().parents[2]
 DATE = dt.date(2026, 1, 5)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache for the module: the demo's shared environment is built once, not once per test."""
-    folder = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAG_FACTORY_CACHE_DIR", str(folder))
-        yield folder
 
 
 def _project(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
+from dag_factory.local import airflow_home
 from dag_factory.local.airflow_home import ApiServer, api_server, is_migrated, prepare_airflow_home
 from dag_factory.local.execute import TaskProgress, run_dag
 
@@ -25,17 +30,50 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, TaskGroup
 """
 
+# Each value's "sleep" task waits at a barrier (files in a folder) until every value's has started, and,
+# when told to, until the test has seen them all running in a progress report: none can end before the
+# last one started, however slowly the machine starts them; a task that has waited BARRIER_DEADLINE_S
+# fails the run, and so do the others once it gave up.
 FAN_OUT_DAG = (
     HEADER
     + """
 with DAG("fan_out", start_date=datetime(2026, 1, 1), schedule=None, max_active_tasks=4):
     for value in {values!r}:
         with TaskGroup(value):
-            sleep = BashOperator(task_id="sleep", bash_command="sleep 3")
+            sleep = BashOperator(task_id="sleep", bash_command={barrier!r}.replace("@VALUE@", value))
             echo = BashOperator(task_id="echo", bash_command=f"echo result-{{value}}")
             sleep >> echo
 """
 )
+BARRIER_DEADLINE_S = 300
+BARRIER = """\
+dir={folder}
+touch "$dir/started-@VALUE@"
+while true; do
+    started=$(find "$dir" -name 'started-*' | wc -l)
+    if [ "$started" -ge {count} ] && {{ [ {released} = no ] || [ -e "$dir/released" ]; }}; then exit 0; fi
+    if [ -e "$dir/abandoned" ]; then echo "barrier: another task gave up waiting" >&2; exit 1; fi
+    if [ "$SECONDS" -ge {deadline} ]; then
+        touch "$dir/abandoned"
+        echo "barrier: $started of {count} tasks started within {deadline} s (released: {released})" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+"""
+
+
+def barrier(folder: Path, count: int, *, released: bool = False) -> str:
+    """The bash command of the fan-out DAG's "sleep" tasks (see FAN_OUT_DAG); ``released``: they also
+    wait for ``folder/released``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return BARRIER.format(
+        folder=shlex.quote(str(folder)),
+        count=count,
+        released="yes" if released else "no",
+        deadline=BARRIER_DEADLINE_S,
+    )
+
 
 FAILURE_DAG = (
     HEADER
@@ -51,13 +89,33 @@ with DAG("with_failure", start_date=datetime(2026, 1, 1), schedule=None, max_act
 """
 )
 
+# "wait" would take 120 s and then write `finished`; it writes its own and its sleep's PIDs first, and
+# "wait_started" succeeds once it sees them: from then on the run is interrupted in the middle of "wait".
 SLOW_DAG = (
     HEADER
     + """
 with DAG("slow", start_date=datetime(2026, 1, 1), schedule=None):
-    BashOperator(task_id="wait", bash_command="sleep 120")
+    BashOperator(task_id="wait", bash_command={wait!r})
+    BashOperator(task_id="wait_started", bash_command={wait_started!r})
 """
 )
+
+
+def slow_dag(folder: Path) -> str:
+    pids, finished = shlex.quote(str(folder / "pids")), shlex.quote(str(folder / "finished"))
+    wait = f'sleep 120 & echo "$$ $!" > {pids}.tmp && mv {pids}.tmp {pids}; wait; touch {finished}'
+    wait_started = (
+        f"until [ -s {pids} ]; do "
+        f'[ "$SECONDS" -ge 120 ] && {{ echo "wait never started" >&2; exit 1; }}; sleep 0.1; done'
+    )
+    return SLOW_DAG.format(wait=wait, wait_started=wait_started)
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -78,28 +136,53 @@ def _write(tmp_path: Path, source: str) -> Path:
     return path
 
 
-def test_prepare_is_idempotent(server: ApiServer) -> None:
+def test_prepare_is_idempotent(server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migrated home is left alone: no migration (not even the cached copy), no child process (an
+    `airflow` command takes seconds), the migration marker untouched."""
     home = Path(server.env["AIRFLOW_HOME"])
     assert is_migrated(server.env)
-    started = time.monotonic()
+    markers = sorted(home.glob(".migrated-airflow-*"))
+    before = [(m, m.stat().st_mtime_ns, m.read_text()) for m in markers]
+    calls: list[str] = []
+    monkeypatch.setattr(airflow_home, "migrate", lambda env: calls.append("migrate"))
+
+    def spawned(*args: Any, **kwargs: Any) -> Any:
+        calls.append(f"process {args[0] if args else kwargs.get('args')}")
+        return real_popen(*args, **kwargs)
+
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", spawned)
     env = prepare_airflow_home(home, parallelism=8)
-    assert time.monotonic() - started < 1.0
+    monkeypatch.undo()
+    assert calls == []
+    assert len(before) == 1 and [(m, m.stat().st_mtime_ns, m.read_text()) for m in markers] == before
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
 
 
 def test_fan_out_runs_in_parallel(server: ApiServer, tmp_path: Path) -> None:
-    dag_file = _write(tmp_path, FAN_OUT_DAG.format(values=VALUES))
+    folder = tmp_path / "barrier"
+    command = barrier(folder, len(VALUES), released=True)
+    dag_file = _write(tmp_path, FAN_OUT_DAG.format(values=VALUES, barrier=command))
     seen: list[list[TaskProgress]] = []
-    result = run_dag(dag_file, "fan_out", logical_date=LOGICAL_DATE, env=server.env, on_progress=seen.append)
+    sleeps = {f"{value}.sleep" for value in VALUES}
+
+    def progress(rows: list[TaskProgress]) -> None:
+        seen.append(rows)
+        if sleeps <= {row.task_id for row in rows if row.state == "running"}:
+            (folder / "released").touch()  # all four shown running at once: they may end
+
+    result = run_dag(
+        dag_file, "fan_out", logical_date=LOGICAL_DATE, env=server.env, on_progress=progress, timeout=600
+    )
     print(f"fan-out wall: {result.wall_seconds:.1f}s")
 
     assert result.succeeded, result.error
     assert {(ti.task_id, ti.state) for ti in result.task_instances} == {
         (f"{value}.{step}", "success") for value in VALUES for step in ("sleep", "echo")
     }
-    sleeps = [result.ti(f"{value}.sleep") for value in VALUES]
-    starts = [ti.start for ti in sleeps if ti.start is not None]
-    ends = [ti.end for ti in sleeps if ti.end is not None]
+    sleeping = [result.ti(f"{value}.sleep") for value in VALUES]
+    starts = [ti.start for ti in sleeping if ti.start is not None]
+    ends = [ti.end for ti in sleeping if ti.end is not None]
     assert len(starts) == len(ends) == 4
     assert max(starts) < min(ends), "the four sleeps did not overlap in time"
     assert all(ti.try_number == 1 for ti in result.task_instances)
@@ -125,7 +208,7 @@ def test_failure_is_isolated_and_teardown_runs(server: ApiServer, tmp_path: Path
 
 
 def test_rerun_same_logical_date_replaces_the_run(server: ApiServer, tmp_path: Path) -> None:
-    dag_file = _write(tmp_path, FAN_OUT_DAG.format(values=["de"]))
+    dag_file = _write(tmp_path, FAN_OUT_DAG.format(values=["de"], barrier=barrier(tmp_path / "barrier", 1)))
     first = run_dag(dag_file, "fan_out", logical_date=LOGICAL_DATE, env=server.env)
     second = run_dag(dag_file, "fan_out", logical_date=LOGICAL_DATE, env=server.env)
     assert first.succeeded and second.succeeded
@@ -134,14 +217,14 @@ def test_rerun_same_logical_date_replaces_the_run(server: ApiServer, tmp_path: P
 
 
 def test_ctrl_c_stops_the_run_and_cleans_up(server: ApiServer, tmp_path: Path) -> None:
-    dag_file = _write(tmp_path, SLOW_DAG)
+    dag_file = _write(tmp_path, slow_dag(tmp_path))
     cleaned: list[bool] = []
 
     def interrupt_once_running(rows: list[TaskProgress]) -> None:
-        if any(row.state == "running" for row in rows):
+        states = {row.task_id: row.state for row in rows}
+        if states.get("wait") == "running" and states.get("wait_started") == "success":
             raise KeyboardInterrupt
 
-    started = time.monotonic()
     result = run_dag(
         dag_file,
         "slow",
@@ -152,7 +235,11 @@ def test_ctrl_c_stops_the_run_and_cleans_up(server: ApiServer, tmp_path: Path) -
     )
     assert result.interrupted and result.state == "failed" and not result.succeeded
     assert cleaned == [True]
-    assert time.monotonic() - started < 100
+    # stopped in the middle of "wait", not after it: it never finished, and none of its processes is
+    # left when run_dag returns
+    assert not (tmp_path / "finished").exists(), "run_dag returned only once the task had finished"
+    pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+    assert not [pid for pid in pids if running(pid)], f"the task's processes outlived the run: {pids}"
 
 
 def test_broken_dag_file_reports_the_import_error(server: ApiServer, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ latencies) and a real Airflow api-server (asked which runs are live; these DAGs 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +152,10 @@ def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs:
             pushed[key] = value
 
     context = {"run_id": run_id, "ti": _TaskInstance()}
+    deadline = time.monotonic() + 60
     while not (done := sensor.poke(context)):  # what the scheduler does between reschedules
-        pass
+        assert time.monotonic() < deadline, "the create sensor did not see the instance in service in 60 s"
+        time.sleep(0.1)
     assert set(pushed) == {CREATED_XCOM}
     name = done.xcom_value  # type: ignore[union-attr]
     assert name == instance_name("churn-demo", run_id, "fr")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import nbformat
 import pytest
@@ -25,6 +28,7 @@ from dag_factory.plan.guard import (
 )
 
 VENV_BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 def step_processes(workdir: Path) -> list[int]:
@@ -40,15 +44,67 @@ def step_processes(workdir: Path) -> list[int]:
     return found
 
 
-def wait_until_gone(workdir: Path, timeout: float = 15) -> list[int]:
+def wait_for(what: str, check: Callable[[], T], timeout: float = 30) -> T:
+    """Poll ``check`` until it returns something true (returned); past ``timeout`` s, fail saying what
+    did not happen."""
     deadline = time.monotonic() + timeout
-    while (left := step_processes(workdir)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.05)
+    return found
+
+
+def _describe(pids: list[int]) -> str:
+    lines = []
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(bytes(1))
+        except OSError:
+            argv = [b"(gone)"]
+        lines.append(f"{pid}: {b' '.join(argv).decode(errors='replace').strip()}")
+    return "; ".join(lines)
+
+
+def wait_until_gone(workdir: Path, timeout: float = 15) -> list[int]:
+    """Wait until no process carries ``workdir``'s step marker; fail naming those left (returns [])."""
+    left: list[int] = []
+
+    def gone() -> bool:
+        nonlocal left
+        left = step_processes(workdir)
+        return not left
+
+    try:
+        wait_for("the step's processes gone", gone, timeout)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; still running: {_describe(left)}") from None
     return left
 
 
-def run(script: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout)
+def run(
+    script: str, timeout: float = 120, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+class Clock:
+    """The clock the guard reads (``date +%s``), set by the test: a ``date`` ahead of the real one on
+    PATH answers ``+%s`` with the number last set and hands anything else to the real ``date``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.file = folder / "now"
+        bin_dir = folder / "bin"
+        bin_dir.mkdir(parents=True)
+        real = shutil.which("date")
+        (bin_dir / "date").write_text(
+            f'#!/bin/bash\nif [ "$*" = "+%s" ]; then cat {self.file}; else exec {real} "$@"; fi\n'
+        )
+        (bin_dir / "date").chmod(0o755)
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def set(self, epoch_seconds: int) -> None:
+        self.file.write_text(f"{epoch_seconds}\n")
 
 
 def test_exit_status_and_output_pass_through(tmp_path: Path) -> None:
@@ -66,13 +122,19 @@ def test_a_step_is_bounded_by_its_timeout_even_when_it_keeps_printing(tmp_path: 
 
 
 def test_the_group_budget_bounds_all_steps_together(tmp_path: Path) -> None:
-    first = run(guarded("sleep 1", StepBounds(str(tmp_path), "a", 60, 3)))  # starts the group's clock
-    assert first.returncode == 0
-    second = run(guarded("sleep 30", StepBounds(str(tmp_path), "b", 60, 3)))
-    assert second.returncode == EXIT_TIMED_OUT
-    assert "the group's compute.timeout (3s) is up" in guard_messages(second.stderr)[0]
-    time.sleep(1)
-    third = run(guarded("true", StepBounds(str(tmp_path), "c", 60, 3)))
+    """The group's clock is the guard's ``date +%s``, moved by the test between steps: how much of the
+    budget is gone is exact, however loaded the machine; the second step is still killed for real."""
+    workdir, clock = tmp_path / "group", Clock(tmp_path / "clock")
+    clock.set(1_000_000)
+    first = run(guarded("true", StepBounds(str(workdir), "a", 60, 3)), env=clock.env)
+    assert first.returncode == 0, first.stderr
+    assert (workdir / ".dag-factory" / "started").read_text() == "1000000\n"  # it started the clock
+    clock.set(1_000_001)  # 1 s of the group's 3 gone: the step gets the 2 s left, not its own 60
+    second = run(guarded("sleep 30", StepBounds(str(workdir), "b", 60, 3)), env=clock.env)
+    assert second.returncode == EXIT_TIMED_OUT, second.stderr
+    assert guard_messages(second.stderr) == ["timed out after 2s: the group's compute.timeout (3s) is up"]
+    clock.set(1_000_003)  # all of it gone
+    third = run(guarded("true", StepBounds(str(workdir), "c", 60, 3)), env=clock.env)
     assert third.returncode == EXIT_TIMED_OUT
     assert guard_messages(third.stderr) == ["timed out: the group's compute.timeout (3s) is used up"]
 
@@ -82,10 +144,8 @@ def test_the_step_tree_dies_when_the_process_that_started_it_dies(tmp_path: Path
     script = guarded("sleep 300 & sleep 301; wait", StepBounds(str(tmp_path), "orphaned", 600, 3600))
     starter = "import subprocess, sys; subprocess.run(['bash', '-c', sys.argv[1]])"  # a worker
     parent = subprocess.Popen([sys.executable, "-c", starter, script])
-    deadline = time.monotonic() + 10
-    while len(step_processes(tmp_path)) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(step_processes(tmp_path)) >= 3  # timeout, bash, two sleeps
+    # timeout, bash, two sleeps
+    wait_for("the step's tree running", lambda: len(step_processes(tmp_path)) >= 3)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     assert wait_until_gone(tmp_path) == []
@@ -95,8 +155,7 @@ def test_a_stopped_guard_kills_its_step(tmp_path: Path) -> None:
     """A BashOperator being killed sends SIGTERM to the guard's process group; the step has its own."""
     script = guarded("sleep 300", StepBounds(str(tmp_path), "stopped", 600, 3600))
     guard = subprocess.Popen(["bash", "-c", script], start_new_session=True)
-    while not step_processes(tmp_path):
-        time.sleep(0.1)
+    wait_for("the step running", lambda: step_processes(tmp_path))
     os.killpg(guard.pid, signal.SIGTERM)
     assert guard.wait(timeout=30) == EXIT_STOPPED
     assert wait_until_gone(tmp_path) == []

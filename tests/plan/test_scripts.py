@@ -15,7 +15,7 @@ import jinja2
 import nbformat
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dag_factory.plan.guard import EXIT_NOTEBOOK_ERROR, StepBounds, guarded
@@ -65,11 +65,11 @@ def _render(command: str, run_id: str, ds: str) -> str:
     return env.from_string(command).render(run_id=run_id, ds=ds)
 
 
-def _notebook(path: Path, names: list[str]) -> None:
+def _notebook(path: Path, names: list[str], *, after: str | None = None) -> None:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("\n".join(f"{n} = None" for n in names) or "pass")
     cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell("print('ok')")]
+    nb.cells = [cell, nbformat.v4.new_code_cell(after or "print('ok')")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
@@ -84,10 +84,24 @@ def _injected(output: Path) -> dict[str, Any]:
     return found
 
 
-def _run(tmp: Path, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+RUNTIME = ["logical_date", "run_id", "output_prefix"]
+# the notebook's second cell: every parameter as the kernel holds it, as a Python literal (repr keeps
+# the types: int/float/bool/None/str, list/dict), read back with ast.literal_eval
+ECHO_MARK = "kernel values: "
+
+
+def _echo_cell(names: list[str]) -> str:
+    pairs = ", ".join(f"{n!r}: {n}" for n in names)
+    return f"print({ECHO_MARK!r} + repr({{{pairs}}}))"
+
+
+def _run(tmp: Path, params: dict[str, Any], run_id: str, *, execute: bool = False) -> Path:
+    """The product's notebook step for `params`, rendered as Airflow would and run under bash; the
+    executed notebook's path. Papermill only injects (`--prepare-only`, no kernel) unless `execute`."""
     project = tmp / "work" / "project"
     (project / "nb").mkdir(parents=True, exist_ok=True)
-    _notebook(project / "nb" / "n.ipynb", [*params, "logical_date", "run_id", "output_prefix"])
+    names = [*params, *RUNTIME]
+    _notebook(project / "nb" / "n.ipynb", names, after=_echo_cell(names) if execute else None)
     layout = HostLayout(
         workdir=str(tmp / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
     )
@@ -96,13 +110,45 @@ def _run(tmp: Path, params: dict[str, Any], run_id: str) -> dict[str, Any]:
     command = notebook_command(
         layout, "nb/n.ipynb", out_nb, "python3", params, runtime_parameters_json(head, "de")
     )
-    command = command.replace("--log-output", "--prepare-only")
+    if not execute:
+        command = command.replace("--log-output", "--prepare-only")
     command = guarded(command, StepBounds(str(tmp / "work"), "nb_n", 600, 3600))
     rendered = _render(command, run_id, "2026-01-05")
     (tmp / "out" / run_id / "de").mkdir(parents=True, exist_ok=True)
     result = subprocess.run(["bash", "-c", rendered], capture_output=True, text=True, env=os.environ.copy())
-    assert result.returncode == 0, result.stderr[-2000:]
-    return _injected(tmp / "out" / run_id / "de" / "n.ipynb")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    return tmp / "out" / run_id / "de" / "n.ipynb"
+
+
+def _kernel_values(output: Path) -> dict[str, Any]:
+    """What the echo cell printed: the parameters as the kernel held them after the injected cell."""
+    nb = nbformat.read(output, as_version=4)
+    printed = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if out.get("name") == "stdout"
+    )
+    lines = [line for line in printed.splitlines() if line.startswith(ECHO_MARK)]
+    assert len(lines) == 1, f"the echo cell printed {printed!r}"
+    values = ast.literal_eval(lines[0].removeprefix(ECHO_MARK))
+    assert isinstance(values, dict)
+    return values
+
+
+def _assert_same(actual: Any, expected: Any, where: str) -> None:
+    """Equal and of the same type all the way down (1 is not 1.0 nor True; a list is not a tuple)."""
+    assert type(actual) is type(expected), f"{where}: {actual!r} ({type(actual).__name__}), not {expected!r}"
+    if isinstance(expected, dict):
+        assert list(actual) == list(expected), f"{where}: keys {list(actual)}, not {list(expected)}"
+        for key, value in expected.items():
+            _assert_same(actual[key], value, f"{where}[{key!r}]")
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected), f"{where}: {actual!r}, not {expected!r}"
+        for i, value in enumerate(expected):
+            _assert_same(actual[i], value, f"{where}[{i}]")
+    else:
+        assert actual == expected, f"{where}: {actual!r}, not {expected!r}"
 
 
 def test_encode_round_trip_keeps_types() -> None:
@@ -126,26 +172,46 @@ def test_runtime_json_renders_to_valid_json_without_single_quotes() -> None:
     }
 
 
+@pytest.mark.integration
 def test_nasty_values_arrive_in_the_notebook_exactly(tmp_path: Path) -> None:
+    """Run for real (papermill, python3 kernel): the values the notebook's code sees, and their types."""
     params = {f"p{i}": v for i, v in enumerate(NASTY)} | {
         "n": 3,
         "f": 0.25,
-        "l": [1, "a'b"],
-        "d": {"k": None},
+        "whole": 2.0,
+        "yes": True,
+        "nothing": None,
+        "big": 10**12,
+        "l": [1, "a'b", 1.5, False],
+        "d": {"k": None, "n": 0, "s": "0"},
+        # the standard parameters, as the planner adds them (dag_factory.plan.planner._parameters)
+        "country": "de",
+        "env": "preprod",
+        "aws_account_id": "000000000000",
     }
-    injected = _run(tmp_path, params, "manual__2026-01-05T00:00:00+00:00")
+    run_id = "manual__2026-01-05T00:00:00+00:00"
+    executed = _run(tmp_path, params, run_id, execute=True)
+    injected = _injected(executed)
     for name, value in params.items():
         assert injected[name] == value
     assert injected["run_id"] == "manual__2026-01-05T00:00:00+00:00"
     assert injected["logical_date"] == "2026-01-05"
     assert injected["output_prefix"] == f"{tmp_path}/out/manual__2026-01-05T00:00:00+00:00/de"
+    # and what the kernel holds after running the injected cell
+    expected = params | {
+        "logical_date": "2026-01-05",
+        "run_id": run_id,
+        "output_prefix": f"{tmp_path}/out/{run_id}/de",
+    }
+    _assert_same(_kernel_values(executed), expected, "kernel")
 
 
 @pytest.mark.integration
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(params=st.dictionaries(names, values, min_size=1, max_size=5))
+@example(params={"k": "a\x85b"})  # a NEL (YAML reads a raw one as a line break), found by this test
 def test_any_parameters_round_trip_through_bash_and_papermill(tmp_path: Path, params: dict[str, Any]) -> None:
-    injected = _run(tmp_path, params, "scheduled__2026-01-05T04:00:00+00:00")
+    injected = _injected(_run(tmp_path, params, "scheduled__2026-01-05T04:00:00+00:00"))
     for name, value in params.items():
         assert injected[name] == value, name
 
@@ -159,12 +225,13 @@ def test_mapping_key_order_arrives_as_written(tmp_path: Path) -> None:
     }
     encoded = base64.b64decode(encode_parameters(params)).decode()
     assert encoded.index("second") < encoded.index("first") and encoded.index("zeta") < encoded.index("alpha")
-    injected = _run(tmp_path, params, "manual__2026-01-05T00:00:00+00:00")
+    injected = _injected(_run(tmp_path, params, "manual__2026-01-05T00:00:00+00:00"))
     assert list(injected)[:3] == ["zeta", "config", "alpha"]
     assert list(injected["config"]) == ["second", "first", "nested"]
     assert list(injected["config"]["nested"]) == ["b", "a"]
 
 
+@pytest.mark.integration  # starts a kernel
 def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Path) -> None:
     project = tmp_path / "work" / "project"
     (project / "nb").mkdir(parents=True)
@@ -230,6 +297,7 @@ def _html_text(path: Path) -> str:
     return " ".join(parser.parts)
 
 
+@pytest.mark.integration  # starts a kernel
 def test_executed_notebook_is_rendered_as_html_beside_it(tmp_path: Path) -> None:
     result, out = _executed_with_html(tmp_path, "print('second cell says ' + 'hello')")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -239,6 +307,7 @@ def test_executed_notebook_is_rendered_as_html_beside_it(tmp_path: Path) -> None
     assert "second cell says hello" in text
 
 
+@pytest.mark.integration  # starts a kernel
 def test_failed_notebook_is_rendered_and_the_step_still_fails(tmp_path: Path) -> None:
     result, out = _executed_with_html(tmp_path, "raise ValueError('no rows for de')")
     assert result.returncode == EXIT_NOTEBOOK_ERROR  # the notebook's own error, kept through the render

@@ -91,6 +91,12 @@ class World:
     bin: Path
     local_root: Path
     sagemaker_workdir: Path
+    home: Path  # HOME of every command the world runs: a string that reaches a shell touches ~/pwned
+
+    @property
+    def sentinel(self) -> Path:
+        """The file a hostile string that a shell executed creates (``$(touch ~/pwned)`` and the like)."""
+        return self.home / "pwned"
 
     @classmethod
     def create(cls, root: Path) -> World:
@@ -101,7 +107,11 @@ class World:
             (bin_dir / name).chmod(0o755)
         conda_activate = bin_dir / "conda-activate"  # sourced as `source <it> <conda env>`
         conda_activate.write_text(f'"{bin_dir}/activate-args" "$@"\nexport PATH="{bin_dir}:$PATH"\n')
-        world = cls(root, root / "spec.yaml", root / "platform.yaml", bin_dir, root / "local", root / "sm")
+        home = root / "home"
+        home.mkdir()
+        world = cls(
+            root, root / "spec.yaml", root / "platform.yaml", bin_dir, root / "local", root / "sm", home
+        )
         buckets = {"code": "code", "data": "data", "intermediate": "inter", "output": "out"}
         platform = {
             "version": 1,
@@ -289,7 +299,12 @@ def run_group(world: World, plan: DagPlan, group: GroupPlan, rendered: Rendered,
         (world.local_root / "code" / plan.dag_id).mkdir(parents=True, exist_ok=True)
     else:
         (world.sagemaker_workdir / group.group_id / "project").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RECORD_DIR": str(record), "PATH": f"{world.bin}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "HOME": str(world.home),
+        "RECORD_DIR": str(record),
+        "PATH": f"{world.bin}:{os.environ['PATH']}",
+    }
     for task in group.tasks:
         if task.task_id not in rendered.commands:
             continue

@@ -302,7 +302,9 @@ FIXED = [
     "{{",
     "x}}y",
     "{x}",
-    "$(touch /tmp/pwned)",
+    "$(touch ~/pwned)",  # these three create World.sentinel if any shell runs them
+    "`touch ~/pwned`",
+    "x'; touch ~/pwned; echo '",
     "${HOME}",
     "`id`",
     "it's",
@@ -332,9 +334,18 @@ hostile = st.one_of(
 )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return World.create(tmp_path_factory.mktemp("hostile"))
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    """A world of this test's own, HOME (where the sentinel would appear) included: nothing is shared
+    with another test, whatever ran before it or runs beside it."""
+    made = World.create(tmp_path / "hostile")
+    monkeypatch.setenv("HOME", str(made.home))  # for anything that runs a shell in this process too
+    return made
+
+
+def assert_never_ran(world: World, field: StringField, raw: str, where: str) -> None:
+    """No shell executed ``raw``: the file its ``touch ~/pwned`` would create is not there."""
+    assert not world.sentinel.exists(), f"{field}: {raw!r} was executed by a shell ({where})"
 
 
 def _spec_for(field: StringField, raw: str) -> dict[str, Any]:
@@ -356,6 +367,7 @@ def check_string(
         target = target[part]
     assert target == value
     [result] = validate_paths([world.spec], platform=world.platform, notebooks=False)
+    assert_never_ran(world, field, raw, "while validating")
     if not result.valid:
         located = [d for d in result.diagnostics if field.locates(d.loc)]
         assert located, (field.loc, [d.render() for d in result.diagnostics])
@@ -367,7 +379,9 @@ def check_string(
             plan.groups[0] if not field.group else next(g for g in plan.groups if g.group_id == field.group)
         )
         rendered = render(plan, group)
+        assert_never_ran(world, field, raw, f"while planning or rendering for {env}")
         calls = harness.run_group(world, plan, group, rendered, world.root)
+        assert_never_ran(world, field, raw, f"in the {env} commands")
         field.sink(Reach(env, world.spec, plan, group, rendered, calls), value)
     return True
 
@@ -466,5 +480,14 @@ def test_validate_refuses_template_syntax_in_every_string_field(world: World) ->
         assert any(d.loc.startswith(field.loc) and d.path == str(world.spec) for d in result.diagnostics)
 
 
+SHELL_PROBES = [raw for raw in FIXED if "touch ~/pwned" in raw]
+
+
 def test_hostile_strings_never_ran(world: World) -> None:
-    assert not Path("/tmp/pwned").exists()
+    """Every string that creates the sentinel when a shell runs it, in every field, in this test's own
+    world: validated, planned, rendered and its commands run; the sentinel is checked after each."""
+    assert len(SHELL_PROBES) == 3 and not world.sentinel.exists()
+    for field in FIELDS:
+        for raw in SHELL_PROBES:
+            check_string(world, field, raw)
+            assert_never_ran(world, field, raw, "after the check")

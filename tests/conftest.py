@@ -60,16 +60,14 @@ def uv_on_path() -> None:
 
 
 # Slowest first, so that xdist (`--dist loadgroup`, which hands out one test or group at a time) never
-# ends on a worker that still has a long queue; the Celery cluster's tests share one worker and cluster.
+# ends on a worker that still has a long queue (tests/distributed is one group: one Celery cluster).
 _FIRST = ("tests/distributed/", "tests/e2e/", "tests/local/", "tests/harness/", "tests/security/")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0]
         return next((i for i, folder in enumerate(_FIRST) if path.startswith(folder)), len(_FIRST))
 
     items.sort(key=rank)
-    for item in items:
-        if item.nodeid.startswith("tests/distributed/"):
-            item.add_marker(pytest.mark.xdist_group("airflow_cluster"))

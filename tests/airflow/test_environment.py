@@ -36,6 +36,7 @@ def _import_dag_file(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.integration  # Airflow's DagBag in a process of its own
 def test_unset_environment_is_an_import_error_that_says_how_to_set_it(tmp_path: Path) -> None:
     done = _import_dag_file(tmp_path)
     assert "DAG churn-demo" not in done.stdout, "built for a guessed environment"
@@ -47,11 +48,13 @@ def test_unset_environment_is_an_import_error_that_says_how_to_set_it(tmp_path: 
     ) in done.stdout, done.stdout + done.stderr
 
 
+@pytest.mark.integration  # Airflow's DagBag in a process of its own
 def test_environment_from_the_variable_and_recorded_on_the_dag(tmp_path: Path) -> None:
     done = _import_dag_file(tmp_path, AIRFLOW_VAR_DAG_FACTORY_ENV="preprod")
     assert "DAG churn-demo ['dag-factory', 'demo', 'env:preprod']" in done.stdout, done.stdout + done.stderr
 
 
+@pytest.mark.integration  # Airflow's DagBag in a process of its own
 def test_a_variable_that_cannot_be_read_is_reported_as_that_failure(tmp_path: Path) -> None:
     backend = "tests.airflow.unreachable_secrets.Unreachable"
     done = _import_dag_file(tmp_path, AIRFLOW__SECRETS__BACKEND=backend)

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,11 @@ from dag_factory.compute.shared_env import (
 from dag_factory.compute.workspace import create_workspace, remove_workspace
 
 PACKAGES = ["six==1.17.0"]
-NEEDS_UV = pytest.mark.usefixtures("uv_on_path")
+
+
+def NEEDS_UV(test: Callable[..., None]) -> Callable[..., None]:
+    """Builds real environments with uv (a test dependency: its absence fails the test)."""
+    return pytest.mark.integration(pytest.mark.usefixtures("uv_on_path")(test))
 
 
 @pytest.fixture(autouse=True)

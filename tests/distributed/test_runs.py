@@ -15,7 +15,8 @@ import yaml
 
 from tests.distributed.deployment import Deployment, Job
 
-pytestmark = pytest.mark.integration
+# one Celery cluster (package fixture) for the folder: its tests stay on one xdist worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_cluster")]
 
 CHURN_VALUES = ["de", "fr", "nl"]
 RUN_DEADLINE_S = 900.0

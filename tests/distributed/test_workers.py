@@ -9,7 +9,8 @@ import pytest
 
 from tests.distributed.deployment import Deployment
 
-pytestmark = pytest.mark.integration
+# one Celery cluster (package fixture) for the folder: its tests stay on one xdist worker
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_cluster")]
 
 
 def stop_remote_processes(run_id: str) -> list[psutil.Process]:

@@ -163,15 +163,24 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     import sys
     import time
 
-    spec, platform = _project(tmp_path)
+    # the interrupt comes while the notebook runs: it says so (a file), then waits for a release that
+    # never comes, so the run cannot end by itself before the Ctrl-C (no bet on how long a run takes)
+    started = tmp_path / "notebook-started"
+    nb = _notebook(
+        {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "country = 'xx'",
+        f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(900)",
+    )
+    spec, platform = _one_notebook_job(tmp_path, "blocked", nb, fan_out={"name": "country", "values": ["de"]})
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
     proc = subprocess.Popen(
         [*command, "--only", "de"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path
     )
     work = tmp_path / "root" / "work"
     deadline = time.monotonic() + 300
-    while not any(work.rglob("venv")) and time.monotonic() < deadline and proc.poll() is None:
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
+    assert started.exists(), f"the notebook never started (run exit {proc.poll()})"
     assert any(work.rglob("venv")), "the run never created its work directory"
     os.kill(proc.pid, signal.SIGINT)
     output, _ = proc.communicate(timeout=180)

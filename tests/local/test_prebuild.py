@@ -11,6 +11,8 @@ from dag_factory.local.job import _prebuild_environment, prepare_job
 from dag_factory.ops.deploy import deploy_project
 from tests.local.test_isolation import _project
 
+pytestmark = pytest.mark.integration  # builds and clones real environments with uv
+
 
 @pytest.mark.usefixtures("uv_on_path")
 def test_a_first_run_builds_the_environment_and_a_rerun_clones_it_for_the_first_lane(

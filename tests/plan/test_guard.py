@@ -195,6 +195,7 @@ def _notebook(path: Path, source: str) -> None:
         ("print('fine')", 0, None),
     ],
 )
+@pytest.mark.integration
 def test_run_papermill_tells_a_notebook_error_apart(
     tmp_path: Path, source: str, status: int, message: str | None
 ) -> None:

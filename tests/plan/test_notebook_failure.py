@@ -59,6 +59,7 @@ def test_source_cell_numbers_skip_the_cells_papermill_added() -> None:
     assert [source_cell_number(notebook, i) for i in range(6)] == [0, 1, 2, 2, 2, 3]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(EXPLAINED))
 def test_the_helper_prints_the_same_on_the_instance(name: str, tmp_path: Path) -> None:
     """What runs after papermill fails on an instance: a python with papermill, no dag_factory."""

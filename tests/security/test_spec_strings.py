@@ -30,6 +30,9 @@ from dag_factory.validate.check import validate_paths
 from tests.security import harness
 from tests.security.harness import Calls, Rendered, World
 
+# every hostile string's commands run for real through bash, for every environment
+pytestmark = pytest.mark.integration
+
 Sink = Callable[["Reach", str], None]
 
 

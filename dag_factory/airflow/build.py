@@ -178,15 +178,22 @@ def _with_links(plan: DagPlan, task: TaskPlan, op: BaseOperator) -> BaseOperator
     return op
 
 
+SETUP_KINDS = ("create_instance", "resolve_ip", "prepare")
+
+
 def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
     with TaskGroup(group_id=group.group_id, tooltip=", ".join(group.values) or group.group_id):
         ops = {task.task_id: _with_links(plan, task, _operator(plan, group, task)) for task in group.tasks}
     for task in group.tasks:
         for upstream in task.upstream:
             ops[upstream] >> ops[task.task_id]
-    create, stop, delete = ops["create_instance"], ops["stop_instance"], ops["delete_instance"]
+    stop, delete = ops["stop_instance"], ops["delete_instance"]
+    # everything a value needs before its notebooks is a setup: clearing any of its tasks in Airflow
+    # clears the whole chain with it (a fresh instance, its IP and host key, the code and packages),
+    # never a notebook on a new, unprepared instance with the old one's XComs
+    setups = [ops[t.task_id] for t in group.tasks if t.kind in SETUP_KINDS]
     for teardown in (stop, delete):
-        teardown.as_teardown(setups=create)
+        teardown.as_teardown(setups=setups)
         # ALL_DONE, not the default ALL_DONE_SETUP_SUCCESS: a create that failed after AWS made
         # the instance must still be cleaned up (the operators treat a missing instance as done).
         teardown.trigger_rule = TriggerRule.ALL_DONE

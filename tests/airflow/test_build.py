@@ -79,14 +79,29 @@ def test_task_order_trigger_rules_and_teardowns() -> None:
     create, stop, delete = (
         dag.get_task(f"de.{t}") for t in ["create_instance", "stop_instance", "delete_instance"]
     )
-    assert create.is_setup and stop.is_teardown and delete.is_teardown
+    resolve, prepare = dag.get_task("de.resolve_ip"), dag.get_task("de.prepare")
+    assert create.is_setup and resolve.is_setup and prepare.is_setup
+    assert stop.is_teardown and delete.is_teardown
     # ALL_DONE so an instance AWS made before create failed is still removed
     assert stop.trigger_rule == "all_done" and delete.trigger_rule == "all_done"
-    assert stop.upstream_task_ids == {"de.create_instance", "de.nb_02_train"}
-    assert delete.upstream_task_ids == {"de.create_instance", "de.stop_instance"}
+    setups = {"de.create_instance", "de.resolve_ip", "de.prepare"}
+    assert stop.upstream_task_ids == setups | {"de.nb_02_train"}
+    assert delete.upstream_task_ids == setups | {"de.stop_instance"}
     deliver = dag.get_task("de.deliver_0_snowflake")
     assert deliver.upstream_task_ids == {"de.nb_02_train"}
     assert deliver.trigger_rule == "all_success"
+
+
+@pytest.mark.parametrize("notebook", ["nb_01_features", "nb_02_train"])
+def test_clearing_a_notebook_clears_its_values_whole_setup_chain(notebook: str) -> None:
+    """What Airflow clears with a task (its default Clear) is the DAG's partial_subset: for a notebook,
+    a fresh instance, its IP and host key, the code and packages, and the teardowns; no other value."""
+    dag = _dag("churn-model.yaml", "prod")
+    cleared = dag.partial_subset([f"fr.{notebook}"], include_upstream=False, include_downstream=False)
+    assert set(cleared.task_dict) == {
+        f"fr.{task}"
+        for task in ("create_instance", "resolve_ip", "prepare", notebook, "stop_instance", "delete_instance")
+    }
 
 
 def test_lanes_bound_concurrent_instances_by_max_parallel() -> None:

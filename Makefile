@@ -10,11 +10,11 @@ $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
 
 # the inner loop: everything that starts no server, kernel or Airflow process (CI runs `make test`)
 test-fast: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not integration" --durations=10
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not integration" --durations=10
 
 unit: test-fast
 

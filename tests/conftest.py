@@ -59,9 +59,13 @@ def uv_on_path() -> None:
     assert shutil.which("uv"), "uv is not on PATH: install the test extra (`make install`)"
 
 
-# Slowest first, so that xdist (`--dist loadgroup`, which hands out one test or group at a time) never
-# ends on a worker that still has a long queue (tests/distributed is one group: one Celery cluster).
+# Slowest first, so that xdist (which hands out one test, or one group, at a time: below) never ends on
+# a worker that still has a long queue.
 _FIRST = ("tests/distributed/", "tests/e2e/", "tests/local/", "tests/harness/", "tests/security/")
+# One group runs on one worker: tests/distributed shares one Celery cluster (a package fixture), and a
+# cluster per worker would be three on 2 cores. (xdist's own `loadgroup` renames node ids, which
+# pytest 9 no longer lets it do: its groups silently split.)
+_ONE_WORKER = ("tests/distributed/",)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -71,3 +75,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, folder in enumerate(_FIRST) if path.startswith(folder)), len(_FIRST))
 
     items.sort(key=rank)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's scope scheduler with a scope per test, except one scope per folder of _ONE_WORKER."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerFolders(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((folder for folder in _ONE_WORKER if nodeid.startswith(folder)), nodeid)
+
+    return OneWorkerFolders(config, log)

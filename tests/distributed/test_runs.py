@@ -15,8 +15,7 @@ import yaml
 
 from tests.distributed.deployment import Deployment, Job
 
-# one Celery cluster (package fixture) for the folder: its tests stay on one xdist worker
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_cluster")]
+pytestmark = pytest.mark.integration  # one Celery cluster for the folder, on one xdist worker (tests/conftest.py)
 
 CHURN_VALUES = ["de", "fr", "nl"]
 RUN_DEADLINE_S = 900.0

@@ -9,8 +9,7 @@ import pytest
 
 from tests.distributed.deployment import Deployment
 
-# one Celery cluster (package fixture) for the folder: its tests stay on one xdist worker
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("airflow_cluster")]
+pytestmark = pytest.mark.integration  # one Celery cluster for the folder, on one xdist worker (tests/conftest.py)
 
 
 def stop_remote_processes(run_id: str) -> list[psutil.Process]:

@@ -15,7 +15,7 @@ import yaml
 
 from tests.distributed.deployment import Deployment, Job
 
-pytestmark = pytest.mark.integration  # one Celery cluster for the folder, on one xdist worker (tests/conftest.py)
+pytestmark = pytest.mark.integration  # one Celery cluster, one xdist worker (tests/conftest.py)
 
 CHURN_VALUES = ["de", "fr", "nl"]
 RUN_DEADLINE_S = 900.0

@@ -9,7 +9,7 @@ import pytest
 
 from tests.distributed.deployment import Deployment
 
-pytestmark = pytest.mark.integration  # one Celery cluster for the folder, on one xdist worker (tests/conftest.py)
+pytestmark = pytest.mark.integration  # one Celery cluster, one xdist worker (tests/conftest.py)
 
 
 def stop_remote_processes(run_id: str) -> list[psutil.Process]:

@@ -68,6 +68,12 @@ def cache_dir(kind: str, default: Path) -> Path | None:
     return Path(value) / kind
 
 
+def user_cache_dir(kind: str) -> Path | None:
+    """:func:`cache_dir` with the user's cache as the default: $XDG_CACHE_HOME (or ~/.cache)/dag-factory."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return cache_dir(kind, Path(base) / "dag-factory")
+
+
 def keep_workdirs() -> bool:
     return is_on(KEEP_WORKDIRS)
 

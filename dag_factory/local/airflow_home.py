@@ -139,8 +139,7 @@ def _migrated_template(env: Mapping[str, str]) -> Path | None:
     is not on SQLite or caching is off ($DAG_FACTORY_CACHE_DIR) or its folder is not private."""
     if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("sqlite:///"):
         return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dag-factory"
-    folder = settings.cache_dir("airflow-db", base)
+    folder = settings.user_cache_dir("airflow-db")
     if folder is None or not usable_folder(folder):
         return None
     return folder / f"airflow-{version('apache-airflow')}.db"

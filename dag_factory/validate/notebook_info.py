@@ -92,8 +92,7 @@ class NotebookUnreadable(DagFactoryError):
 
 
 def _cache_dir() -> Path | None:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return settings.cache_dir("notebooks", Path(base) / "dag-factory")
+    return settings.user_cache_dir("notebooks")
 
 
 def _papermill_version() -> str:

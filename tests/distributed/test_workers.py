@@ -35,7 +35,9 @@ def test_worker_without_environment_setting_runs_nothing_under_another_backend(
     tasks having retries, a worker that is set up runs the retry on SageMaker."""
     cluster = deployment.cluster
     create = "de.create_instance"
-    (job,) = deployment.deploy([deployment.tick_spec("tick-noenv", ["de"], retries=0)])
+    # the retry waits 10 s, not the spec's default 5 min: long enough to take worker-noenv off the queue
+    spec = deployment.tick_spec("tick-noenv", ["de"], retries=0, retry_delay="10s")
+    (job,) = deployment.deploy([spec])
     cluster.start_worker("worker-noenv", factory_env=None)
     try:
         with deployment.only_worker("worker-noenv"):

@@ -161,6 +161,7 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     import signal
     import subprocess
     import sys
+    import threading
     import time
 
     # the interrupt comes while the notebook runs: it says so (a file), then waits for a release that
@@ -176,14 +177,20 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     proc = subprocess.Popen(
         [*command, "--only", "de"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path
     )
+    # read the output as it comes, as a terminal does: a full pipe would block the run's progress lines
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
     work = tmp_path / "root" / "work"
     deadline = time.monotonic() + 300
     while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
-    assert started.exists(), f"the notebook never started (run exit {proc.poll()})"
+    assert started.exists(), f"the notebook never started (run exit {proc.poll()}): {b''.join(lines)!r}"
     assert any(work.rglob("venv")), "the run never created its work directory"
     os.kill(proc.pid, signal.SIGINT)
-    output, _ = proc.communicate(timeout=180)
+    proc.wait(timeout=180)
+    reader.join(timeout=30)
+    output = b"".join(lines)
     assert proc.returncode != 0
     assert b"interrupted" in output
     assert not any(work.rglob("venv"))

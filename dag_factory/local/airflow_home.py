@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -93,6 +94,20 @@ def _marker(env: Mapping[str, str]) -> Path:
     return Path(env["AIRFLOW_HOME"]) / f".migrated-airflow-{version('apache-airflow')}"
 
 
+def _mark_migrated(env: Mapping[str, str]) -> None:
+    # a token of its own per metadata DB made: a home made again is told apart from the old one even
+    # when its new DB file gets the old one's inode number (home_identity)
+    _marker(env).write_text(f"{version('apache-airflow')}\n{uuid.uuid4().hex}\n")
+
+
+def home_identity(env: Mapping[str, str]) -> str:
+    """What tells this home's metadata DB from one made before it at the same path."""
+    try:
+        return _marker(env).read_text().strip().replace("\n", ":")
+    except OSError:
+        return "missing"
+
+
 def is_migrated(env: Mapping[str, str]) -> bool:
     """True when the metadata DB exists, carries an alembic revision and our marker is present."""
     db = metadata_db_path(env)
@@ -117,7 +132,7 @@ def migrate(env: Mapping[str, str]) -> None:
     db = metadata_db_path(env)
     if template is not None and template.is_file():
         _copy_sqlite(template, db)
-        _marker(env).write_text(version("apache-airflow") + "\n")
+        _mark_migrated(env)
         return
     proc = subprocess.run(
         [_airflow_bin(), "db", "migrate"],
@@ -129,7 +144,7 @@ def migrate(env: Mapping[str, str]) -> None:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
         raise AirflowHomeError(f"airflow db migrate failed (exit {proc.returncode}):\n{tail}")
-    _marker(env).write_text(version("apache-airflow") + "\n")
+    _mark_migrated(env)
     if template is not None:
         _copy_sqlite(db, template)
 

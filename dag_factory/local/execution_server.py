@@ -29,7 +29,13 @@ from typing import Any
 import psutil
 
 from dag_factory import settings
-from dag_factory.local.airflow_home import AirflowHomeError, child_env, log_tail, metadata_db_path
+from dag_factory.local.airflow_home import (
+    AirflowHomeError,
+    child_env,
+    home_identity,
+    log_tail,
+    metadata_db_path,
+)
 
 EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 STATE_FILE = "execution-api.json"
@@ -91,12 +97,7 @@ def _read_state(home: Path) -> dict[str, Any] | None:
 
 
 def _db_identity(env: Mapping[str, str]) -> str:
-    db = metadata_db_path(env)
-    try:
-        info = db.stat()
-    except OSError:
-        return f"{db}:missing"
-    return f"{db}:{info.st_dev}:{info.st_ino}"
+    return f"{metadata_db_path(env)}:{home_identity(env)}"
 
 
 def _ours(pid: int) -> psutil.Process | None:

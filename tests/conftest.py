@@ -11,23 +11,26 @@ from pathlib import Path
 
 import pytest
 
+# Directories this process made for the run, removed when it ends (xdist's workers inherit the
+# controller's through the environment, so only the controller removes them).
+_OWN_DIRS: list[Path] = []
+
+
+def _throwaway_dir(variable: str, prefix: str) -> None:
+    if variable not in os.environ:
+        os.environ[variable] = tempfile.mkdtemp(prefix=prefix)
+        _OWN_DIRS.append(Path(os.environ[variable]))
+
+
 # Airflow reads its config at import: point it at a throwaway home before any test imports it.
-_HOME = tempfile.mkdtemp(prefix="dag-factory-test-airflow-")
-os.environ.setdefault("AIRFLOW_HOME", _HOME)
+_throwaway_dir("AIRFLOW_HOME", "dag-factory-test-airflow-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 # One cache for the whole run, shared by xdist's workers (its entries are built under locks): the demo's
 # shared environment is built once and every local Airflow home is a copy of one migrated metadata DB.
 # A test that needs its own cache sets DAG_FACTORY_CACHE_DIR itself.
-_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-_CACHE = (
-    Path(tempfile.gettempdir()) / f"dag-factory-test-cache-{_RUN}"
-    if _RUN
-    else Path(tempfile.mkdtemp(prefix="dag-factory-test-cache-"))
-)
-_CACHE.mkdir(mode=0o700, exist_ok=True)
-os.environ.setdefault("DAG_FACTORY_CACHE_DIR", str(_CACHE))
+_throwaway_dir("DAG_FACTORY_CACHE_DIR", "dag-factory-test-cache-")
 # the venv's own tools (uv, airflow, papermill) first on PATH, as `make test` runs them
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
@@ -40,6 +43,12 @@ pytest_plugins = [
 ]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run leaves nothing in /tmp: the cache alone held 860 MB (the demo's environment) per run."""
+    for folder in _OWN_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)

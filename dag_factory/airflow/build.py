@@ -13,8 +13,9 @@ from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
 
 from dag_factory.airflow import tasks
-from dag_factory.airflow.environment import check_environment, current_env
+from dag_factory.airflow.environment import current_env
 from dag_factory.airflow.links import set_links
+from dag_factory.airflow.params import before_task, dag_macros, dag_params
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.planner import (
@@ -145,8 +146,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "partition_value": task.args["partition_value"],
                 "connections": task.args["connections"],
             },
-            # the table or prefix it loads: other DAGs can be scheduled on it (spec: schedule.assets)
-            outlets=[Asset(task.args["asset"])] if task.args.get("asset") else [],
+            # no outlet: the target's one asset event per run is its publish task's (_publish_tasks)
             execution_timeout=_seconds(task),
         )
     if plan.backend == "local":
@@ -193,7 +193,9 @@ def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
     # never a notebook on a new, unprepared instance with the old one's XComs
     setups = [ops[t.task_id] for t in group.tasks if t.kind in SETUP_KINDS]
     for teardown in (stop, delete):
-        teardown.as_teardown(setups=setups)
+        # a delete that still fails after its retries may leave an instance running: the run fails
+        # (Airflow ignores a failed teardown for the run's state otherwise) and its report names it
+        teardown.as_teardown(setups=setups, on_failure_fail_dagrun=teardown is delete)
         # ALL_DONE, not the default ALL_DONE_SETUP_SUCCESS: a create that failed after AWS made
         # the instance must still be cleaned up (the operators treat a missing instance as done).
         teardown.trigger_rule = TriggerRule.ALL_DONE
@@ -222,7 +224,8 @@ def build_dag(plan: DagPlan) -> DAG:
         "retry_exponential_backoff": RETRY_BACKOFF,  # a multiplier (True would be 1.0: no backoff)
         "max_retry_delay": dt.timedelta(seconds=MAX_RETRY_DELAY_S),
         # on the worker, before each task: is this worker configured for the DAG's environment?
-        "pre_execute": functools.partial(check_environment, plan.env),
+        # and did this run choose the task's fan-out value (a manual run's `values`)?
+        "pre_execute": functools.partial(before_task, plan.env),
     }
     if notifier is not None:
         default_args["on_failure_callback"] = notifier
@@ -237,6 +240,8 @@ def build_dag(plan: DagPlan) -> DAG:
         max_active_runs=1,
         default_args=default_args,
         doc_md=plan.doc_md,
+        params=dag_params(plan),  # the trigger form: which values, which parameter values
+        user_defined_macros=dag_macros(plan),
     ) as dag:
         built = {group.group_id: _build_group(plan, group) for group in plan.groups}
         for group in plan.groups:
@@ -244,8 +249,30 @@ def build_dag(plan: DagPlan) -> DAG:
                 first = built[group.group_id]["create_instance"]
                 built[group.after_group]["delete_instance"] >> first
                 first.trigger_rule = TriggerRule.ALL_DONE
-        _report_task(plan, built)
+        published = _publish_tasks(plan, built)  # first: the deliveries then lead to them
+        _report_task(plan, built).set_upstream(published)  # the report runs last
     return dag
+
+
+def _publish_tasks(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> list[BaseOperator]:
+    """Per delivery target with an asset: one task outside the groups, after every value's delivery to
+    it (all_success), whose outlet is the target's table or prefix. A DAG scheduled on it (spec:
+    schedule.assets) starts once per run, when the whole date has landed; a run where a delivery failed
+    records no event for that target until it is repaired. Cheap: it reads the deliveries' XComs only."""
+    published: list[BaseOperator] = []
+    for publish in plan.publish:
+        op = PythonOperator(
+            task_id=publish.task_id,
+            python_callable=tasks.publish_delivery,
+            op_kwargs={"asset": publish.asset, "deliveries": publish.deliveries, "run_id": "{{ run_id }}"},
+            outlets=[Asset(publish.asset)],
+            execution_timeout=dt.timedelta(seconds=API_CALL_TIMEOUT_S),
+        )
+        for task_id in publish.deliveries:
+            group, _, task = task_id.partition(".")
+            built[group][task] >> op
+        published.append(op)
+    return published
 
 
 def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> BaseOperator:

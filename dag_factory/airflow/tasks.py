@@ -33,6 +33,7 @@ HOST_KEY_XCOM = "host_key"  # the instance's ssh host key, `<type> <base64>`
 __all__ = [
     "create_local_instance",
     "deliver_outputs",
+    "publish_delivery",
     "remove_local_instance",
     "resolve_local_ip",
     "resolve_private_ip",
@@ -122,6 +123,30 @@ def deliver_outputs(
     return rows
 
 
+def publish_delivery(
+    asset: str,
+    deliveries: dict[str, str | None],
+    run_id: str,
+    ti: Any = None,
+    outlet_events: Any = None,
+) -> int | None:
+    """The run's one asset event for a delivery target, once every value's deliver task succeeded (the
+    task's outlet). Its extra: each value's row count (from the deliver tasks' XComs), their total and
+    the run id. No instance, no warehouse: XComs only. Returns the total (None when a count is missing,
+    e.g. a deliver task marked success by hand)."""
+    from airflow.sdk import Asset
+
+    counts = {task_id: ti.xcom_pull(task_ids=task_id) for task_id in deliveries}
+    missing = [task_id for task_id, rows in counts.items() if rows is None]
+    if missing:
+        log.warning("no row count from %s: the event's total is null", ", ".join(missing))
+    values = {value: counts[task_id] for task_id, value in deliveries.items() if value is not None}
+    total = None if missing else sum(int(rows) for rows in counts.values())
+    outlet_events[Asset(asset)].extra = {"values": values, "rows": total, "run_id": run_id}
+    log.info("asset event for %s: %s rows from %d deliveries", asset, total, len(deliveries))
+    return total
+
+
 def _s3_parts(url: str) -> tuple[str, str]:
     bucket, _, key = url.removeprefix("s3://").partition("/")
     return bucket, key
@@ -151,7 +176,9 @@ def _write_text(url: str, text: str, content_type: str, aws_conn_id: str) -> Non
     Path(url).write_text(text)
 
 
-def write_run_report(inputs: dict[str, Any], run_id: str, aws_conn_id: str, ti: Any = None) -> str:
+def write_run_report(
+    inputs: dict[str, Any], run_id: str, aws_conn_id: str, ti: Any = None, dag_run: Any = None
+) -> str:
     """The last task of a run (trigger rule all_done): report.json and report.html in the run's folder.
 
     States and durations come from Airflow (the Execution API's task breadcrumbs: every finished task
@@ -176,7 +203,11 @@ def write_run_report(inputs: dict[str, Any], run_id: str, aws_conn_id: str, ti: 
             elif task["kind"] == "notebook" and tis.get(task["task_id"], {}).get("state") == "failed":
                 text = _read_text(task["executed"], aws_conn_id)
                 notebooks[task["task_id"]] = json.loads(text) if text else None
-    report = build_report(inputs, run_id, tis, xcoms, notebooks)
+    instances = {
+        g["group_id"]: instance_name(inputs["dag_id"], run_id, g["group_id"]) for g in inputs["groups"]
+    }
+    conf = dict(dag_run.conf or {}) if dag_run is not None else {}
+    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf)
     folder = inputs["folder"]
     _write_text(
         f"{folder}/{REPORT_JSON}", json.dumps(report, indent=2) + "\n", "application/json", aws_conn_id

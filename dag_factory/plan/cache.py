@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory import settings
-from dag_factory.plan.model import DagPlan, Estimate, GroupPlan, TaskPlan
+from dag_factory.plan.model import DagPlan, Estimate, GroupPlan, PublishPlan, TaskPlan
 
 FORMAT = 3  # bump when the entry layout changes
 MAX_AGE_S = 7 * 24 * 3600  # entries not (re)written for a week are pruned, now and then
@@ -140,6 +140,7 @@ def plan_to_json(plan: DagPlan) -> dict[str, Any]:
         }
         for g in plan.groups
     ]
+    data["publish"] = [asdict(p) for p in plan.publish]
     return data
 
 
@@ -157,7 +158,8 @@ def plan_from_json(data: dict[str, Any]) -> DagPlan:
     )
     estimate = Estimate(**data["estimate"])
     lists = {"tags": tuple(data["tags"]), "schedule_assets": tuple(data.get("schedule_assets", ()))}
-    return DagPlan(**{**data, **lists, "groups": groups, "estimate": estimate})
+    publish = tuple(PublishPlan(**p) for p in data.get("publish", ()))
+    return DagPlan(**{**data, **lists, "groups": groups, "estimate": estimate, "publish": publish})
 
 
 # ---- the cache ------------------------------------------------------------------------------------------

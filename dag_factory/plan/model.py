@@ -18,6 +18,8 @@ class Estimate:
     cost_max_usd: float | None
 
 
+DAG_TAG = "dag-factory"  # every generated DAG carries this Airflow tag
+
 TaskKind = Literal[
     "create_instance", "resolve_ip", "prepare", "notebook", "stop_instance", "delete_instance", "deliver"
 ]
@@ -40,6 +42,16 @@ class GroupPlan:
 
     def task(self, task_id: str) -> TaskPlan:
         return next(t for t in self.tasks if t.task_id == task_id)
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    """One asset event per run for a delivery target, at DAG level: once every value's deliver task of
+    that target succeeded, its extra holds each value's row count (deliver tasks have no outlets)."""
+
+    task_id: str  # publish_<i>_<to>, as the target's deliver_<i>_<to>
+    asset: str  # the target's asset URI (plan.assets.delivery_asset)
+    deliveries: dict[str, str | None]  # full deliver task id (group.task) -> its fan-out value
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,9 @@ class DagPlan:
     estimate: Estimate
     doc_md: str
     schedule_assets: tuple[str, ...] = ()  # run when all of these asset URIs were updated
+    # the trigger form: name -> JSON schema with default (plan.params.trigger_params)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    publish: tuple[PublishPlan, ...] = ()  # per delivery target with an asset: its one event per run
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

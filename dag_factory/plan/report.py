@@ -13,6 +13,7 @@ from typing import Any
 
 from dag_factory.plan.model import DagPlan
 from dag_factory.plan.notebook_failure import explain_notebook_error
+from dag_factory.plan.params import VALUES_PARAM, overrides
 from dag_factory.plan.scripts import html_path
 
 CREATED_XCOM = "instance_created_at"  # ISO time the instance (or local work dir) was created
@@ -50,13 +51,18 @@ def report_inputs(plan: DagPlan) -> dict[str, Any]:
                     "target": f"{target['to']}:{target.get('table') or target.get('prefix', '')}",
                 }
             tasks.append(entry)
-        groups.append({"group_id": group.group_id, "values": list(group.values), "tasks": tasks})
+        entry = {"group_id": group.group_id, "values": list(group.values), "tasks": tasks}
+        workdir = group.task("create_instance").args.get("workdir")
+        if workdir:  # locally the instance is a work directory (on SageMaker its name is the run's)
+            entry["instance"] = workdir
+        groups.append(entry)
     return {
         "dag_id": plan.dag_id,
         "env": plan.env,
         "backend": plan.backend,
         "fan_out": plan.fan_out_name,
         "folder": run_folder(plan),
+        "form": {name: schema["default"] for name, schema in plan.params.items()},  # the trigger form
         "estimate": {
             "instance_type": plan.estimate.instance_type,
             "instances": plan.estimate.instances,
@@ -123,20 +129,39 @@ def _value_entry(
     }
 
 
+def _left_instance(
+    group: dict[str, Any], tis: dict[str, dict[str, Any]], instance: str
+) -> dict[str, Any] | None:
+    """The group's instance when its create ran and its delete did not succeed: it may still exist."""
+    gid = group["group_id"]
+    created = tis.get(f"{gid}.create_instance", {}).get("state")
+    deleted = tis.get(f"{gid}.delete_instance", {}).get("state")
+    if created not in ("success", "failed") or deleted == "success":
+        return None
+    return {"group": gid, "instance": instance, "delete_instance": deleted or "not run"}
+
+
 def build_report(
     inputs: dict[str, Any],
     run_id: str,
     tis: dict[str, dict[str, Any]],
     xcoms: dict[str, dict[str, Any]],
     notebooks: dict[str, dict[str, Any] | None],
+    instances: dict[str, str] | None = None,
+    conf: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`tis`: task id -> {state, duration}; `xcoms`: task id -> {key: value}; `notebooks`: notebook
-    task id -> its executed notebook (None when there is none)."""
+    task id -> its executed notebook (None when there is none); `instances`: group id -> its instance's
+    name (a local group's work directory is in `inputs`); `conf`: what the run was triggered with."""
     price = inputs["estimate"]["usd_per_hour"]
     values = []
+    left = []
     total_hours = 0.0
     for group in inputs["groups"]:
         gid = group["group_id"]
+        instance = group.get("instance") or (instances or {}).get(gid, gid)
+        if (leftover := _left_instance(group, tis, instance)) is not None:
+            left.append(leftover)
         hours = _hours(
             xcoms.get(f"{gid}.create_instance", {}).get(CREATED_XCOM),
             xcoms.get(f"{gid}.delete_instance", {}).get(DELETED_XCOM),
@@ -155,8 +180,13 @@ def build_report(
         "env": inputs["env"],
         "backend": inputs["backend"],
         "fan_out": inputs["fan_out"],
-        "status": "failed" if any(v["status"] == "failed" for v in values) else "success",
+        "status": "failed" if left or any(v["status"] == "failed" for v in values) else "success",
         "values": values,
+        # what a manual run chose: its values (None: all) and the parameters it overrode
+        "chosen_values": (conf or {}).get(VALUES_PARAM) if VALUES_PARAM in inputs.get("form", {}) else None,
+        "overrides": overrides(conf, inputs.get("form", {})),
+        # instances whose delete did not succeed: `dag-factory gc` removes them (docs/operations.md)
+        "left_instances": left,
         "total": {"instance_hours": total_hours, "cost_usd": _cost(total_hours, price)},
         "estimate": inputs["estimate"],
     }
@@ -172,6 +202,28 @@ def _hours_text(value: float | None) -> str:
 
 def _href(path: str) -> str:
     return path if "://" in path else "file://" + path
+
+
+def _choices_html(report: dict[str, Any]) -> str:
+    parts = []
+    if report.get("chosen_values"):
+        parts.append("values: " + ", ".join(report["chosen_values"]))
+    parts += [f"{name} = {value!r}" for name, value in report.get("overrides", {}).items()]
+    return f"<p>this run was triggered with {html.escape('; '.join(parts))}</p>" if parts else ""
+
+
+def _left_html(left: list[dict[str, Any]]) -> str:
+    if not left:
+        return ""
+    e = html.escape
+    items = "".join(
+        f"<li>{e(x['instance'])} ({e(x['group'])}): delete_instance {e(x['delete_instance'])}</li>"
+        for x in left
+    )
+    return (
+        "<h2>Instances that may be left</h2>"
+        f"<p>their delete did not succeed; `dag-factory gc` removes them</p><ul>{items}</ul>\n"
+    )
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -199,12 +251,13 @@ def render_html(report: dict[str, Any]) -> str:
 padding:4px;vertical-align:top}} tr.failed td.value{{color:#b00}}</style></head>
 <body><h1>{e(report["dag_id"])}: {e(report["status"])}</h1>
 <p>run {e(report["run_id"])}, environment {e(report["env"])} ({e(report["backend"])})</p>
+{_choices_html(report)}
 <table><thead><tr><th>{e(label)}</th><th>status</th><th>tasks</th><th>failure</th><th>rows delivered</th>
 <th>rendered notebooks</th><th>instance-hours</th><th>cost</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
-<h2>Totals</h2>
+{_left_html(report["left_instances"])}<h2>Totals</h2>
 <table><tr><th></th><th>instance-hours</th><th>cost</th></tr>
 <tr><td>actual</td><td>{_hours_text(total["instance_hours"])}</td><td>{money(total["cost_usd"])}</td></tr>
 <tr><td>plan estimate (maximum: {est["instances"]} x {e(est["instance_type"])} for the whole timeout)</td>

@@ -178,8 +178,10 @@ def notebook_command(
     kernel: str,
     parameters: Parameters,
     runtime_json: str,
+    overrides_json: str | None = None,
 ) -> str:
-    """Run one notebook with papermill; `output_notebook` and `runtime_json` may hold Jinja.
+    """Run one notebook with papermill; `output_notebook`, `runtime_json` and `overrides_json` (what a
+    manual run overrides, applied last) may hold Jinja.
 
     The script runs under dag_factory.plan.guard, whose `run_papermill` is papermill's CLI with the
     notebook's own error told apart by its exit status.
@@ -196,6 +198,7 @@ def notebook_command(
         encode_parameters(parameters),
         "-y",
         f"'{runtime_json}'",
+        *(["-y", f"'{overrides_json}'"] if overrides_json else []),
         "--log-output",
         "--no-progress-bar",
     ]

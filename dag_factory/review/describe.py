@@ -13,6 +13,7 @@ from typing import Any
 
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.params import VALUES_PARAM
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
     LIFECYCLE_RETRIES,
@@ -180,9 +181,18 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
             "per_value": {k: dict(v) for k, v in (spec.fan_out.parameters if spec.fan_out else {}).items()},
             "per_notebook": {nb.stem: dict(nb.parameters) for nb in spec.notebooks if nb.parameters},
         },
+        # what a manual run may override (Airflow's trigger form; docs/operations.md)
+        "trigger_form": {
+            name: {"type": schema["type"], "default": schema["default"]}
+            for name, schema in plan.params.items()
+        },
         "groups": [g.group_id for g in plan.groups],
         "tasks": _task_rows(plan, spec, code),
         "deliver": [d.label for d in spec.deliver],
+        # per target with an asset: the one event a run records, after every value's delivery
+        "publish": [
+            {"task_id": p.task_id, "asset": p.asset, "after": list(p.deliveries)} for p in plan.publish
+        ],
         "timeouts": timeouts(spec, settings),
         "retry_policy": {
             "infrastructure": plan.retries,
@@ -272,6 +282,21 @@ def _timeout_lines(review: Review) -> list[str]:
     return lines
 
 
+def _publish_text(publish: dict[str, Any], review: Review) -> str:
+    fan = review["fan_out"]
+    every = f"every {fan['name']}'s delivery" if fan else "the delivery"
+    return f"{publish['asset']}: one asset event per run, after {every} ({publish['task_id']})"
+
+
+def _form_field(name: str, field: dict[str, Any]) -> str:
+    kind = field["type"] if isinstance(field["type"], str) else field["type"][0]
+    if name == VALUES_PARAM:
+        return f"{name}: which of the values to run (default: all)"
+    if field["default"] is None:
+        return f"{name} ({kind}): empty keeps what the spec sets per value or notebook"
+    return f"{name} ({kind}): default {value_text(field['default'])}"
+
+
 def render_text(review: Review) -> str:
     c, fan = review["compute"], review["fan_out"]
     lines = [
@@ -307,7 +332,12 @@ def render_text(review: Review) -> str:
         )
         for value, own in params["per_value"].items():
             lines.append(f"  only {value}: {_params(own)}")
-    lines += ["", f"deliver    {', '.join(review['deliver']) or '-'}", f"estimate   {estimate_text(review)}"]
+    if review["trigger_form"]:
+        lines += ["", "a manual run may override (Airflow's trigger form)"]
+        lines += [f"  {_form_field(name, field)}" for name, field in review["trigger_form"].items()]
+    lines += ["", f"deliver    {', '.join(review['deliver']) or '-'}"]
+    lines += [f"updates    {_publish_text(p, review)}" for p in review["publish"]]
+    lines.append(f"estimate   {estimate_text(review)}")
     return "\n".join(line for i, line in enumerate(lines) if line or i > 2)
 
 
@@ -331,6 +361,7 @@ def render_markdown(review: Review) -> str:
         f"- **timeouts**: {'; '.join(timeout_text[:3])}",
         f"- **retries**: {timeout_text[3]}",
         f"- **deliver**: {', '.join(f'`{d}`' for d in review['deliver']) or '-'}",
+        *[f"- **updates**: {_publish_text(p, review)}" for p in review["publish"]],
         f"- **estimate**: {estimate_text(review)}",
         "",
         f"{_group_line(review)}",

@@ -1,4 +1,4 @@
-"""Deliveries as Airflow assets: each deliver task's outlet, and DAGs scheduled on assets."""
+"""Deliveries as Airflow assets: one publish task per target and run (its outlet); asset schedules."""
 
 from __future__ import annotations
 
@@ -34,25 +34,90 @@ EXPECTED = {
 
 
 def _outlets(dag) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    return {task.task_id: [asset.uri for asset in task.outlets] for task in dag.tasks if task.outlets}
+
+
+def _publish_tasks(dag) -> dict[str, tuple[list[str], set[str], str]]:  # type: ignore[no-untyped-def]
+    """publish task id -> (outlet URIs, upstream task ids, trigger rule)."""
     return {
-        task.task_id.split(".", 1)[1]: [asset.uri for asset in task.outlets]
+        task.task_id: ([a.uri for a in task.outlets], task.upstream_task_ids, task.trigger_rule)
         for task in dag.tasks
-        if ".deliver_" in task.task_id
+        if task.task_id.startswith("publish_")
     }
 
 
 @pytest.mark.parametrize("env", sorted(EXPECTED))
-def test_each_deliver_task_has_its_target_as_outlet(env: str) -> None:
+def test_each_target_has_one_publish_task_whose_outlet_is_its_asset(env: str) -> None:
+    """The deliver tasks have no outlets; per target one DAG-level task records the run's event."""
     from airflow.sdk import Asset
     from airflow.serialization.serialized_objects import DagSerialization
 
     dag = build_dag(plan_dag(load_spec(ALL_TARGETS, load_platform(PLATFORM)), env))
-    assert _outlets(dag) == {task: [uri] for task, uri in EXPECTED[env].items()}
+    expected = {
+        deliver.replace("deliver_", "publish_"): ([uri], {f"shared.{deliver}"}, "all_success")
+        for deliver, uri in EXPECTED[env].items()
+    }
+    assert _publish_tasks(dag) == expected
+    assert _outlets(dag) == {task: outlets for task, (outlets, _, _) in expected.items()}
+    assert dag.get_task("report").upstream_task_ids >= set(expected)  # the report still runs last
     for uri in EXPECTED[env].values():
         assert Asset(uri).uri == uri, "Airflow normalises the URI differently"
         assert check_asset_uri(uri) == uri  # a downstream spec may name it
     back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     assert _outlets(back) == _outlets(dag)
+    assert _publish_tasks(back) == expected
+
+
+def test_a_publish_task_waits_for_every_values_delivery_to_its_target() -> None:
+    loaded = load_spec(ROOT / "project_configs" / "churn-demo.yaml", load_platform(PLATFORM))
+    dag = build_dag(plan_dag(loaded, "local", only=("de", "fr")))
+    warehouse = f"duckdb:{LOCAL_ROOT}/warehouse.duckdb"
+    assert _publish_tasks(dag) == {
+        "publish_0_postgres": (
+            [f"{warehouse}/analytics.churn_scores"],
+            {"de.deliver_0_postgres", "fr.deliver_0_postgres"},
+            "all_success",
+        ),
+        "publish_1_postgres": (
+            [f"{warehouse}/analytics.churn_metrics"],
+            {"de.deliver_1_postgres", "fr.deliver_1_postgres"},
+            "all_success",
+        ),
+    }
+    assert set(_outlets(dag)) == {"publish_0_postgres", "publish_1_postgres"}  # no deliver task has one
+    publish = dag.get_task("publish_0_postgres")
+    assert publish.op_kwargs == {
+        "asset": f"{warehouse}/analytics.churn_scores",
+        "deliveries": {"de.deliver_0_postgres": "de", "fr.deliver_0_postgres": "fr"},
+        "run_id": "{{ run_id }}",
+    }
+    assert publish.downstream_task_ids == {"report"}
+    assert publish.retries == 0  # the spec's retries, as every other task
+    assert publish._pre_execute_hook == dag.default_args["pre_execute"]  # checks the worker's environment
+    # clearing it reruns it alone: no instance, no delivery again
+    cleared = dag.partial_subset(["publish_0_postgres"], include_upstream=False, include_downstream=False)
+    assert set(cleared.task_dict) == {"publish_0_postgres"}
+
+
+def test_a_shared_instance_publishes_once_after_every_values_delivery(tmp_path: Path) -> None:
+    spec = (ROOT / "project_configs" / "churn-demo.yaml").read_text()
+    spec = spec.replace("isolation: per_item", "isolation: shared").replace(
+        "../examples", str(ROOT / "examples")
+    )
+    (tmp_path / "shared.yaml").write_text(spec)
+    plan = plan_dag(load_spec(tmp_path / "shared.yaml", load_platform(PLATFORM)), "prod")
+    assert [p.task_id for p in plan.publish] == ["publish_0_postgres", "publish_1_postgres"]
+    publish = plan.publish[1]
+    assert publish.asset == "postgres://postgres.prod.internal:5432/analytics/analytics/churn_metrics"
+    assert publish.deliveries == {
+        "shared.deliver_1_postgres__de": "de",
+        "shared.deliver_1_postgres__fr": "fr",
+        "shared.deliver_1_postgres__nl": "nl",
+        "shared.deliver_1_postgres__be": "be",
+        "shared.deliver_1_postgres__it": "it",
+    }
+    dag = build_dag(plan)
+    assert dag.get_task("publish_1_postgres").upstream_task_ids == set(publish.deliveries)
 
 
 def test_a_target_whose_connection_the_platform_does_not_locate_has_no_asset(tmp_path: Path) -> None:
@@ -61,9 +126,51 @@ def test_a_target_whose_connection_the_platform_does_not_locate_has_no_asset(tmp
     unlocated = text[:start] + text[text.index("  prod:") :]  # preprod without `warehouses`
     (tmp_path / "platform.yaml").write_text(unlocated)
     dag = build_dag(plan_dag(load_spec(ALL_TARGETS, load_platform(tmp_path / "platform.yaml")), "preprod"))
-    outlets = _outlets(dag)
-    assert outlets["deliver_0_snowflake"] == outlets["deliver_1_postgres"] == []
-    assert outlets["deliver_2_s3"] == ["s3://nb-data-preprod/exports/scores"]
+    s3, duckdb = "s3://nb-data-preprod/exports/scores", "duckdb:/srv/warehouse/scores.duckdb/scores"
+    assert _publish_tasks(dag) == {
+        "publish_2_s3": ([s3], {"shared.deliver_2_s3"}, "all_success"),
+        "publish_3_duckdb": ([duckdb], {"shared.deliver_3_duckdb"}, "all_success"),
+    }
+    assert _outlets(dag) == {"publish_2_s3": [s3], "publish_3_duckdb": [duckdb]}
+    # the deliveries without an asset have no publish task: they lead to the report themselves
+    report = dag.get_task("report").upstream_task_ids
+    assert {"shared.deliver_0_snowflake", "shared.deliver_1_postgres"} <= report
+    assert not {"shared.deliver_2_s3", "shared.deliver_3_duckdb"} & report
+
+
+def test_the_publish_task_sets_the_events_extra_from_the_deliveries_row_counts() -> None:
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from dag_factory.airflow.tasks import publish_delivery
+
+    class Ti:
+        def __init__(self, xcoms: dict[str, int | None]) -> None:
+            self.xcoms = xcoms
+
+        def xcom_pull(self, task_ids: str) -> int | None:
+            return self.xcoms[task_ids]
+
+    uri = "duckdb:/srv/warehouse.duckdb/analytics.churn_scores"
+    deliveries = {"de.deliver_0_postgres": "de", "fr.deliver_0_postgres": "fr"}
+    events = OutletEventAccessors()
+    ti = Ti({"de.deliver_0_postgres": 120, "fr.deliver_0_postgres": 95})
+    assert publish_delivery(uri, deliveries, "manual__1", ti=ti, outlet_events=events) == 215
+    assert events[Asset(uri)].extra == {"values": {"de": 120, "fr": 95}, "rows": 215, "run_id": "manual__1"}
+    # a delivery marked success by hand returned nothing: its count and the total are unknown
+    events = OutletEventAccessors()
+    ti = Ti({"de.deliver_0_postgres": 120, "fr.deliver_0_postgres": None})
+    assert publish_delivery(uri, deliveries, "manual__2", ti=ti, outlet_events=events) is None
+    assert events[Asset(uri)].extra == {
+        "values": {"de": 120, "fr": None},
+        "rows": None,
+        "run_id": "manual__2",
+    }
+    # no fan-out: the one delivery's count
+    events = OutletEventAccessors()
+    ti = Ti({"shared.deliver_0_postgres": 7})
+    assert publish_delivery(uri, {"shared.deliver_0_postgres": None}, "r", ti=ti, outlet_events=events) == 7
+    assert events[Asset(uri)].extra == {"values": {}, "rows": 7, "run_id": "r"}
 
 
 def test_a_spec_scheduled_on_assets_builds_an_asset_scheduled_dag(tmp_path: Path) -> None:

@@ -186,6 +186,16 @@ class E2E:
     ) -> RunResult:
         """Run ``job`` on the real scheduler (tests/servers/airflow.py), connections pointed at this test's
         servers through the REST API."""
+        self.deploy_on(deployment, job)
+        when = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
+        run_id = deployment.trigger(job.dag_id, when)
+        result = deployment.wait(job.dag_id, run_id, timeout=RUN_TIMEOUT_S, on_progress=on_progress)
+        print(f"\n{job.dag_id} {job.values} (scheduler): {result.state}")
+        return result
+
+    def deploy_on(self, deployment: Deployment, job: Job) -> None:
+        """Put ``job``'s DAG file in the real scheduler's dags folder, its connections pointed at this
+        test's servers (through the REST API); it is then triggered as a person would."""
         sshd = self.sm.sshd
         deployment.set_connection(
             "aws_default",
@@ -217,11 +227,6 @@ class E2E:
             job.spec, deployment.dags, env=ENV_NAME, platform=job.platform, only=job.values
         )
         deployment.deploy(job.dag_id.replace("-", "_"), source)
-        when = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
-        run_id = deployment.trigger(job.dag_id, when)
-        result = deployment.wait(job.dag_id, run_id, timeout=RUN_TIMEOUT_S, on_progress=on_progress)
-        print(f"\n{job.dag_id} {job.values} (scheduler): {result.state}")
-        return result
 
     # --- reading state -----------------------------------------------------------------------------
     def instances(self) -> list[dict[str, Any]]:

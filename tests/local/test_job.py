@@ -63,6 +63,8 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
     assert {v: r.status for v, r in rows.items()} == {"de": "success", "fr": "success"}
     assert _scores(root) == [("de", 800), ("fr", 500)]  # de has its own n_customers
     assert rows["de"].rows_delivered == 801  # 800 scores + 1 metrics row
+    # one asset event per target for the run, after both values' deliveries (the total in its XCom)
+    assert result.xcom("publish_0_postgres") == 1300 and result.xcom("publish_1_postgres") == 2
     # executed notebooks archived with the injected parameters
     executed = Path(rows["fr"].executed_notebook)
     assert executed.is_file() and executed.parent.name == "fr"
@@ -96,6 +98,7 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
     executed = Path(rows["fr"].executed_notebook)
     assert executed.name == "02_train.ipynb" and "forced failure for fr" in executed.read_text()
     assert result.ti("fr.deliver_0_postgres").state == "upstream_failed"
+    assert result.ti("publish_0_postgres").state == "upstream_failed"  # no event without fr's rows
     assert result.ti("fr.delete_instance").state == "success"
     assert _scores(tmp_path / "root") == [("de", 800)]
     assert not any((tmp_path / "root" / "work").rglob("venv"))

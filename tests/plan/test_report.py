@@ -113,6 +113,40 @@ def test_instance_never_created_costs_nothing_and_a_task_never_run_says_so() -> 
     assert report["total"] == {"instance_hours": 0.0, "cost_usd": 0.0}
 
 
+def test_a_failed_delete_names_the_instance_that_may_be_left_and_fails_the_report() -> None:
+    tis = {f"{v}.{t}": {"state": "success", "duration": 1.0} for v in ("de", "fr") for t in
+           ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_0_postgres", "stop_instance",
+            "delete_instance")}  # fmt: skip
+    tis["fr.delete_instance"] = {"state": "failed", "duration": 3.0}
+    instances = {"de": "nb-churn-de-0123456789", "fr": "nb-churn-fr-9876543210"}
+    report = build_report(INPUTS, RUN, tis, {}, {}, instances)
+    assert report["left_instances"] == [
+        {"group": "fr", "instance": "nb-churn-fr-9876543210", "delete_instance": "failed"}
+    ]
+    assert report["status"] == "failed"
+    assert [v["status"] for v in report["values"]] == ["success", "success"]  # the work itself succeeded
+    page = render_html(report)
+    assert "<li>nb-churn-fr-9876543210 (fr): delete_instance failed</li>" in page
+    assert "nb-churn-de-0123456789" not in page
+
+
+def test_the_report_says_what_a_manual_run_chose_and_overrode() -> None:
+    inputs = {**INPUTS, "form": {"values": ["de", "fr"], "lookback_days": 90, "max_depth": None}}
+    conf = {"values": ["fr"], "lookback_days": 30, "max_depth": None}
+    report = build_report(inputs, RUN, {}, {}, {}, conf=conf)
+    assert (report["chosen_values"], report["overrides"]) == (["fr"], {"lookback_days": 30})
+    assert "<p>this run was triggered with values: fr; lookback_days = 30</p>" in render_html(report)
+    scheduled = build_report(inputs, RUN, {}, {}, {}, conf={})
+    assert (scheduled["chosen_values"], scheduled["overrides"]) == (None, {})
+    assert "triggered with" not in render_html(scheduled)
+
+
+def test_nothing_is_left_when_create_never_ran_or_delete_succeeded() -> None:
+    assert build_report(INPUTS, RUN, {}, {}, {})["left_instances"] == []
+    assert _report()["left_instances"] == []
+    assert "may be left" not in render_html(_report())
+
+
 class _Cells(HTMLParser):
     """Rows of the first table as lists of cell texts, and every link."""
 

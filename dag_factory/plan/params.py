@@ -11,7 +11,6 @@ wrong type starts nothing). The standard parameters (run id, dates, prefixes) ar
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from dag_factory.spec.job import STANDARD_PARAMETERS, JobSpec
@@ -30,9 +29,7 @@ _JSON_TYPES: tuple[tuple[type, str], ...] = (
 
 
 def _json_type(value: Any) -> str | None:
-    """The JSON schema type of a spec value; None for what JSON has no type for (a YAML date)."""
-    if isinstance(value, dt.date):
-        return None
+    """The JSON schema type of a spec value (the spec admits JSON's types only); None for null."""
     return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), None)
 
 

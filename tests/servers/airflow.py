@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,6 +148,100 @@ class Deployment:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         self.api("PATCH", path, {"new_state": "failed"})
 
+    # --- what a data engineer does in the UI (the bodies the Airflow 3 UI posts) ---------------------
+    def api_error(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """A call that is expected to be refused: (HTTP status, decoded body)."""
+        try:
+            answer = self.api(method, path, body)
+        except urllib.error.HTTPError as exc:
+            text = exc.read()
+            return exc.code, json.loads(text) if text else None
+        raise AssertionError(f"{method} {path} was accepted: {answer}")
+
+    def trigger_run(self, dag_id: str, **body: Any) -> str:
+        """The UI's Trigger (POST dagRuns) with ``body`` as given (``logical_date`` required, may be None)."""
+        self.wait_for_dag(dag_id)
+        answer = self.api("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
+        self.last_run_id = str(answer["dag_run_id"])
+        return self.last_run_id
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+        return answer
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Every run of ``dag_id``, oldest logical date (then run_after) first."""
+        answer = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns?limit=100&order_by=run_after")
+        return list(answer["dag_runs"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        """The run's task instances by task id (state, try_number, start_date, end_date ...)."""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=1000"
+        return {str(ti["task_id"]): ti for ti in self.api("GET", path)["task_instances"]}
+
+    def tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of one task instance (the UI's try picker), oldest first."""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/tries?limit=100"
+        return sorted(self.api("GET", path)["task_instances"], key=lambda t: int(t["try_number"]))
+
+    def clear_tasks(
+        self, dag_id: str, run_id: str, task_ids: list[str], *, only_failed: bool = False,
+        include_downstream: bool = True,
+    ) -> list[str]:  # fmt: skip
+        """The UI's Clear on a task instance, its default options (downstream only; the UI leaves
+        ``reset_dag_runs`` to the API's default, true); the task ids Airflow cleared."""
+        body = {
+            "dag_run_id": run_id,
+            "dry_run": False,
+            "include_downstream": include_downstream,
+            "include_future": False,
+            "include_past": False,
+            "include_upstream": False,
+            "only_failed": only_failed,
+            "run_on_latest_version": False,
+            "task_ids": task_ids,
+        }
+        answer = self.api("POST", f"/api/v2/dags/{_q(dag_id)}/clearTaskInstances", body)
+        return sorted(str(ti["task_id"]) for ti in answer["task_instances"])
+
+    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool) -> Any:
+        """The UI's Clear on a run ("only failed tasks": the repair of a run)."""
+        body = {
+            "dry_run": False,
+            "only_failed": only_failed,
+            "only_new": False,
+            "run_on_latest_version": False,
+        }
+        return self.api("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/clear", body)
+
+    def backfill(
+        self, dag_id: str, from_date: dt.datetime, to_date: dt.datetime, *, max_active_runs: int,
+        reprocess_behavior: str = "none",
+    ) -> dict[str, Any]:  # fmt: skip
+        """The UI's Backfill (POST /api/v2/backfills)."""
+        self.wait_for_dag(dag_id)
+        body = {
+            "dag_id": dag_id,
+            "from_date": from_date.isoformat(),
+            "to_date": to_date.isoformat(),
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": reprocess_behavior,
+            "run_backwards": False,
+            "dag_run_conf": {},
+            "run_on_latest_version": True,  # the UI's default for a backfill
+        }
+        answer: dict[str, Any] = self.api("POST", "/api/v2/backfills", body)
+        return answer
+
+    def wait_for_run_state(self, dag_id: str, run_id: str, states: tuple[str, ...], *, timeout: float) -> str:
+        """Until the run's state (metadata DB) is one of ``states``; that state."""
+        deadline = time.monotonic() + timeout
+        while (state := read_dag_run_state(self.db, dag_id, run_id)) not in states:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout:.0f}s")
+            time.sleep(0.5)
+        return str(state)
+
     def wait(
         self,
         dag_id: str,
@@ -175,6 +270,11 @@ class Deployment:
             dag_id=dag_id, run_id=run_id, state=state, task_instances=tis, xcoms=xcoms, wall_seconds=wall,
             log_path=logs, returncode=0, error="\n".join(failed),
         )  # fmt: skip
+
+
+def _q(part: str) -> str:
+    """One path segment of a REST URL (run ids hold ':' and '+')."""
+    return urllib.parse.quote(part, safe="")
 
 
 def _deployment_env(home: Path) -> dict[str, str]:

@@ -192,6 +192,18 @@ def build_report(
     }
 
 
+def with_earlier(report: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The report of a run written again (a repair, a cleared task) keeps what each earlier report said:
+    its status and each value that failed then, with why, oldest first."""
+    earlier = list(previous.get("earlier", [])) if previous else []
+    if previous:
+        failed = {
+            v["value"] or v["group"]: v["failure"] for v in previous["values"] if v["status"] == "failed"
+        }
+        earlier.append({"status": previous["status"], "failed": failed})
+    return {**report, "earlier": earlier}
+
+
 def money(value: float | None) -> str:
     return "-" if value is None else f"${value:.2f}"
 
@@ -210,6 +222,19 @@ def _choices_html(report: dict[str, Any]) -> str:
         parts.append("values: " + ", ".join(report["chosen_values"]))
     parts += [f"{name} = {value!r}" for name, value in report.get("overrides", {}).items()]
     return f"<p>this run was triggered with {html.escape('; '.join(parts))}</p>" if parts else ""
+
+
+def _earlier_html(earlier: list[dict[str, Any]]) -> str:
+    if not earlier:
+        return ""
+    e = html.escape
+    items = "".join(
+        f"<li>{e(x['status'])}"
+        + "".join(f"; {e(str(value))}: {e(why)}" for value, why in x["failed"].items())
+        + "</li>"
+        for x in earlier
+    )
+    return f"<h2>Earlier reports of this run</h2><ol>{items}</ol>\n"
 
 
 def _left_html(left: list[dict[str, Any]]) -> str:
@@ -257,7 +282,7 @@ padding:4px;vertical-align:top}} tr.failed td.value{{color:#b00}}</style></head>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
-{_left_html(report["left_instances"])}<h2>Totals</h2>
+{_left_html(report["left_instances"])}{_earlier_html(report.get("earlier", []))}<h2>Totals</h2>
 <table><tr><th></th><th>instance-hours</th><th>cost</th></tr>
 <tr><td>actual</td><td>{_hours_text(total["instance_hours"])}</td><td>{money(total["cost_usd"])}</td></tr>
 <tr><td>plan estimate (maximum: {est["instances"]} x {e(est["instance_type"])} for the whole timeout)</td>

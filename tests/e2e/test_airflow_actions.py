@@ -286,8 +286,16 @@ def test_repair_reruns_only_failed_values(e2e: E2E, airflow_deployment: Deployme
     assert {v: e["status"] for v, e in values.items()} == {"de": "success", "fr": "success"}
     assert value_tasks(values["fr"]) == {f"fr.{t}": "success" for t in WORK + TEARDOWN}
     assert values["fr"]["rows_delivered"] == {f"postgres:{TABLE}": ROWS["fr"]}
+    # both tries: the report written at the first end says fr failed, and why
+    assert again["earlier"] == [{"status": "failed", "failed": {"fr": values_failure(first, "fr")}}]
     assert e2e.rows(TABLE) == ROWS
     assert_clean(e2e, job)
+
+
+def values_failure(report_doc: dict[str, Any], value: str) -> str:
+    failure = next(v["failure"] for v in report_doc["values"] if v["value"] == value)
+    assert failure.startswith(f"{value}.nb_02_score: "), failure
+    return str(failure)
 
 
 # --- 3. a delete that keeps failing ------------------------------------------------------------------

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM, build_report, failing_cell, render_html
+from dag_factory.plan.report import (
+    CREATED_XCOM,
+    DELETED_XCOM,
+    build_report,
+    failing_cell,
+    render_html,
+    with_earlier,
+)
 
 RUN = "manual__2026-01-05T00:00:00+00:00"
 FOLDER = f"s3://out/churn/{RUN}"
@@ -139,6 +146,22 @@ def test_the_report_says_what_a_manual_run_chose_and_overrode() -> None:
     scheduled = build_report(inputs, RUN, {}, {}, {}, conf={})
     assert (scheduled["chosen_values"], scheduled["overrides"]) == (None, {})
     assert "triggered with" not in render_html(scheduled)
+
+
+def test_a_report_written_again_keeps_what_each_earlier_one_said() -> None:
+    first = with_earlier(_report(), None)
+    assert first["earlier"] == []
+    ok = {f"{v}.{t}": {"state": "success", "duration": 1.0} for v in ("de", "fr") for t in
+          ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_0_postgres", "stop_instance",
+           "delete_instance")}  # fmt: skip
+    repaired = with_earlier(build_report(INPUTS, RUN, ok, {}, {}), json.loads(json.dumps(first)))
+    assert repaired["status"] == "success"
+    failed_then = {"fr": "fr.nb_train: cell 3: KeyError: 'fr'"}
+    assert repaired["earlier"] == [{"status": "failed", "failed": failed_then}]
+    again = with_earlier(build_report(INPUTS, RUN, ok, {}, {}), repaired)
+    assert [x["status"] for x in again["earlier"]] == ["failed", "success"]
+    page = render_html(again)
+    assert "<li>failed; fr: fr.nb_train: cell 3: KeyError: &#x27;fr&#x27;</li><li>success</li>" in page
 
 
 def test_nothing_is_left_when_create_never_ran_or_delete_succeeded() -> None:

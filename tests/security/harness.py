@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import yaml
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.plan.guard import PAPERMILL_LAUNCHER
 from dag_factory.plan.model import DagPlan, GroupPlan
+from dag_factory.plan.params import OVERRIDES_MACRO, overrides
 from dag_factory.plan.planner import plan_dag
 
 RUN_ID = "manual__2026-01-05T04:00:00+00:00"
@@ -183,7 +185,14 @@ def context() -> dict[str, Any]:
         "var": _Refused(),
         "conn": _Refused(),
         "params": {},
+        "dag_run": _DagRun(),
     }
+
+
+class _DagRun:
+    """A scheduled run: no conf, so no parameter is overridden."""
+
+    conf: dict[str, Any] = {}  # noqa: RUF012
 
 
 @dataclass
@@ -208,7 +217,9 @@ def _render_value(env: jinja2.Environment, value: Any, ctx: Mapping[str, Any]) -
 def render_with_jinja(plan: DagPlan, group: GroupPlan) -> Rendered:
     """As Airflow renders templated fields: a sandboxed Jinja environment, undefined names an error."""
     env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
-    ctx = context()
+    # the DAG's macro (dag_factory.airflow.params.dag_macros), as plain data: what a run overrides
+    defaults = {name: schema["default"] for name, schema in plan.params.items()}
+    ctx = {**context(), OVERRIDES_MACRO: functools.partial(overrides, defaults=defaults)}
     out = Rendered()
     for task in group.tasks:
         if "command" in task.args:
@@ -267,14 +278,18 @@ class Calls:
         launched = [argv[2:] for argv in self.of("python") if argv[:2] == ["-c", PAPERMILL_LAUNCHER]]
         for argv in [*self.of("papermill"), *launched]:
             if argv[0].endswith(notebook_path_end):
-                options = dict(zip(argv[2::2], argv[3::2], strict=False))
+                pairs = list(zip(argv[2::2], argv[3::2], strict=False))
+                options = dict(pairs)
+                # -y twice: the run-time parameters, then what a manual run overrides (a scheduled one: {})
+                runtime, *overridden = [json.loads(value) for option, value in pairs if option == "-y"]
                 return {
                     "input": argv[0],
                     "output": argv[1],
                     "kernel": options["-k"],
                     "cwd": options["--cwd"],
                     "parameters": yaml.safe_load(base64.b64decode(options["-b"])),
-                    "runtime": json.loads(options["-y"]),
+                    "runtime": runtime,
+                    "overrides": overridden,
                 }
         raise AssertionError(f"no papermill call for {notebook_path_end}: {self.calls}")
 

@@ -115,7 +115,9 @@ def _conda_env(r: Reach, value: str) -> None:
 
 def _parameter(name: str, notebook: str = "first.ipynb") -> Sink:
     def check(r: Reach, value: str) -> None:
-        assert r.calls.papermill(notebook)["parameters"][name] == value
+        call = r.calls.papermill(notebook)
+        assert call["parameters"][name] == value
+        assert call["overrides"] == [{}]  # a scheduled run overrides nothing, whatever the spec holds
 
     return check
 

@@ -80,7 +80,9 @@ def test_churn_example_on_two_workers_beside_a_broken_spec_with_a_retry(
 ) -> None:
     cluster = deployment.cluster
     broken, line = broken_spec(deployment)
-    spec = deployment.spec("churn-demo", CHURN_VALUES, retries=1, retry_delay="10s")
+    # the retry's wait is the window in which follow_run must see the first try up for retry: 10 s was
+    # missed once in a parallel CI run (the try was retried, still without its interface, and failed)
+    spec = deployment.spec("churn-demo", CHURN_VALUES, retries=1, retry_delay="30s")
     (job,) = deployment.deploy([spec], extra_files={"project_configs/broken-job.yaml": broken})
     attached = interface_attached_late(monkeypatch, f"nb-{job.dag_id}-{RETRIED}-")
     run_id = deployment.run(job, wait=False)

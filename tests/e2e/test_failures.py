@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from dag_factory.local.execute import RunResult, TaskProgress, log_events
+from dag_factory.local.execute import RunResult, log_events
 from dag_factory.local.failures import group_failure
 from dag_factory.plan.notebook_failure import MARKER
 from tests.e2e.conftest import (
@@ -33,6 +33,7 @@ from tests.e2e.conftest import (
 )
 from tests.servers.airflow import Deployment
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, Throttling, wait_for_status
+from tests.servers.sagemaker_rules import Latencies
 
 pytestmark = pytest.mark.integration
 
@@ -405,15 +406,21 @@ def test_capacity_error_is_retried(e2e: E2E) -> None:
     sm.create_notebook_instance(NotebookInstanceName="someone-elses", InstanceType=NOTEBOOK_INSTANCE_TYPE,
                                 RoleArn=ROLE_ARN)  # fmt: skip
     wait_for_status(sm, "someone-elses", "InService")
+    # its stop is at once: capacity is free the moment the refusal is seen, long before the retry (5 s),
+    # however late the run's progress is read on a loaded machine
+    e2e.sm.aws.slow["someone-elses"] = Latencies(stopping_s=0.0)
     freed: list[str] = []
 
-    def free_capacity(rows: list[TaskProgress]) -> None:
-        if not freed and any(r.task_id == "it.create_instance" and r.state == "up_for_retry" for r in rows):
+    def free_capacity() -> bool:
+        if any(action == "CreateNotebookInstance" for action, _, _ in e2e.sm.aws.rejected):
             sm.stop_notebook_instance(NotebookInstanceName="someone-elses")  # a stopped one does not count
             freed.append("someone-elses")
+            return True
+        return False
 
     job = e2e.job(["it"])
-    result = e2e.run(job, on_progress=free_capacity)
+    with Watch(free_capacity, interval=0.2):
+        result = e2e.run(job)
 
     assert freed and result.state == "success", result.error
     create = result.ti("it.create_instance")

@@ -209,9 +209,9 @@ def write_run_report(
     }
     conf = dict(dag_run.conf or {}) if dag_run is not None else {}
     report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf)
-    previous = _read_text(f"{inputs['folder']}/{REPORT_JSON}", aws_conn_id)  # a repaired run's first report
-    report = with_earlier(report, json.loads(previous) if previous else None)
     folder = inputs["folder"]
+    previous = _read_text(f"{folder}/{REPORT_JSON}", aws_conn_id)  # a repaired run's earlier report
+    report = with_earlier(report, json.loads(previous) if previous else None)
     _write_text(
         f"{folder}/{REPORT_JSON}", json.dumps(report, indent=2) + "\n", "application/json", aws_conn_id
     )

@@ -224,31 +224,28 @@ def _choices_html(report: dict[str, Any]) -> str:
     return f"<p>this run was triggered with {html.escape('; '.join(parts))}</p>" if parts else ""
 
 
-def _earlier_html(earlier: list[dict[str, Any]]) -> str:
-    if not earlier:
+def _list_html(title: str, items: list[str], tag: str, intro: str = "") -> str:
+    """A section of the page: a heading and a list of already-escaped items; nothing when empty."""
+    if not items:
         return ""
+    rows = "".join(f"<li>{item}</li>" for item in items)
+    return f"<h2>{title}</h2>{intro}<{tag}>{rows}</{tag}>\n"
+
+
+def _earlier_html(earlier: list[dict[str, Any]]) -> str:
     e = html.escape
-    items = "".join(
-        f"<li>{e(x['status'])}"
-        + "".join(f"; {e(str(value))}: {e(why)}" for value, why in x["failed"].items())
-        + "</li>"
+    items = [
+        e(x["status"]) + "".join(f"; {e(str(value))}: {e(why)}" for value, why in x["failed"].items())
         for x in earlier
-    )
-    return f"<h2>Earlier reports of this run</h2><ol>{items}</ol>\n"
+    ]
+    return _list_html("Earlier reports of this run", items, "ol")
 
 
 def _left_html(left: list[dict[str, Any]]) -> str:
-    if not left:
-        return ""
     e = html.escape
-    items = "".join(
-        f"<li>{e(x['instance'])} ({e(x['group'])}): delete_instance {e(x['delete_instance'])}</li>"
-        for x in left
-    )
-    return (
-        "<h2>Instances that may be left</h2>"
-        f"<p>their delete did not succeed; `dag-factory gc` removes them</p><ul>{items}</ul>\n"
-    )
+    items = [f"{e(x['instance'])} ({e(x['group'])}): delete_instance {e(x['delete_instance'])}" for x in left]
+    intro = "<p>their delete did not succeed; `dag-factory gc` removes them</p>"
+    return _list_html("Instances that may be left", items, "ul", intro)
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -11,14 +11,28 @@ What a link points at is set per task at build time (`set_links`): a path or s3:
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from typing import Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.operator import BaseOperator
 
+log = logging.getLogger("dag_factory.airflow.links")
+
 TARGETS_ATTR = "dag_factory_link_targets"
 PRESIGNED_EXPIRY_S = 7 * 24 * 3600  # the longest SigV4 allows
+
+
+def presigned_expiry_s(credentials: Any, now: dt.datetime) -> int:
+    """How long a URL signed with ``credentials`` (botocore's) can work: SigV4's 7 days at most, and never
+    past the credentials' own expiry: a worker's role or instance-profile credentials last hours, and a
+    URL signed with them stops working when they expire, whatever its X-Amz-Expires says."""
+    expiry = getattr(credentials, "_expiry_time", None)  # set on RefreshableCredentials only
+    if expiry is None:  # long-lived keys (or temporary ones whose expiry boto was not told)
+        return PRESIGNED_EXPIRY_S
+    return max(1, min(PRESIGNED_EXPIRY_S, int((expiry - now).total_seconds())))
 
 
 def link_url(target: str, style: str, region: str | None, aws_conn_id: str) -> str:
@@ -29,9 +43,17 @@ def link_url(target: str, style: str, region: str | None, aws_conn_id: str) -> s
     if style == "presigned":
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        url = S3Hook(aws_conn_id=aws_conn_id).generate_presigned_url(
-            client_method="get_object", params={"Bucket": bucket, "Key": key}, expires_in=PRESIGNED_EXPIRY_S
+        hook = S3Hook(aws_conn_id=aws_conn_id)
+        credentials = hook.get_session().get_credentials()
+        if credentials is not None:
+            credentials.get_frozen_credentials()  # refreshes credentials about to expire first
+        now = dt.datetime.now(dt.UTC)
+        expires_in = presigned_expiry_s(credentials, now)
+        url = hook.generate_presigned_url(
+            client_method="get_object", params={"Bucket": bucket, "Key": key}, expires_in=expires_in
         )
+        until = (now + dt.timedelta(seconds=expires_in)).isoformat(timespec="minutes")
+        log.info("presigned link to %s valid until %s (%d s)", target, until, expires_in)
         return str(url or "")
     return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?region={region or ''}&prefix={quote(key)}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from dag_factory.airflow.build import dag_from_spec
-from dag_factory.airflow.links import LINKS, TARGETS_ATTR
+from dag_factory.airflow.links import LINKS, PRESIGNED_EXPIRY_S, TARGETS_ATTR, presigned_expiry_s
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "project_configs"
@@ -89,3 +90,21 @@ def test_links_survive_serialization_and_the_plugin_registers_them() -> None:
     assert {type(link) for link in LINKS.values()} <= {
         type(link) for link in plugins_manager.get_operator_extra_links()
     }
+
+
+def test_presigned_links_expire_with_the_signing_credentials() -> None:
+    """A URL signed with a worker's role credentials dies when they do: its expiry says so (not 7 days)."""
+    from botocore.credentials import Credentials, RefreshableCredentials
+
+    now = dt.datetime(2026, 12, 7, 10, 0, tzinfo=dt.UTC)
+
+    def role(expires_in: dt.timedelta) -> RefreshableCredentials:
+        return RefreshableCredentials(
+            "ASIAEXAMPLE", "secret", "token", now + expires_in, refresh_using=dict, method="assume-role"
+        )
+
+    assert presigned_expiry_s(role(dt.timedelta(hours=1)), now) == 3600
+    assert presigned_expiry_s(role(dt.timedelta(days=30)), now) == PRESIGNED_EXPIRY_S == 7 * 24 * 3600
+    assert presigned_expiry_s(role(dt.timedelta(seconds=-5)), now) == 1  # never 0 or negative
+    assert presigned_expiry_s(Credentials("AKIDEXAMPLE", "secret"), now) == PRESIGNED_EXPIRY_S
+    assert presigned_expiry_s(None, now) == PRESIGNED_EXPIRY_S

@@ -4,13 +4,20 @@ One file per spec keeps failures apart: a broken spec shows as that file's impor
 located message) and never hides another project's DAG. `dag-factory dags` writes them for a
 deployment; `dag-factory run` and the tests write one that also pins the environment, the platform
 file and a subset of fan-out values. This module itself imports no Airflow.
+
+Several repositories may write into one DAG folder (each data-science repo's pipeline deploying its own
+specs into a shared bundle), so writing never removes a file another spec generated: a generated file
+names its spec, and only one whose spec is gone is an orphan, removed by an explicit `prune`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
+
+from dag_factory.errors import UsageError
 
 # Airflow's DAG processor imports the `airflow.*` modules a DAG file names once, before it forks a
 # child per file; naming the providers here spares every child their import (~0.35 s).
@@ -66,12 +73,24 @@ def write_dag_file(
     platform: Path | None = None,
     only: Sequence[str] = (),
 ) -> Path:
-    """Write (or refresh) the DAG file of one spec; returns its path."""
+    """Write (or refresh) the DAG file of one spec; returns its path.
+
+    Refuses to overwrite a generated file of another spec that has the same file name (two repositories'
+    `churn.yaml` in one DAG folder): that would silently replace the other team's DAG.
+    """
     dags_dir.mkdir(parents=True, exist_ok=True)
     path = dags_dir / dag_file_name(spec)
     source = dag_file_source(spec, dags_dir, env=env, platform=platform, only=only)
-    if not path.exists() or path.read_text() != source:
-        path.write_text(source)
+    if path.exists():
+        if path.read_text() == source:
+            return path
+        owner = generated_for(path)
+        if owner is not None and owner != spec.resolve() and owner.exists():
+            raise UsageError(
+                f"{path} is the DAG file of another spec ({owner}); {spec} would replace it: "
+                "rename one of the two spec files (the DAG file is named after the spec's file name)"
+            )
+    path.write_text(source)
     return path
 
 
@@ -79,24 +98,43 @@ def expected_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None
     return {dags_dir / dag_file_name(spec): dag_file_source(spec, dags_dir, env=env) for spec in specs}
 
 
-def _generated(path: Path) -> bool:
-    return path.read_text().startswith(HEADER)
+_SPEC_ARGUMENT = re.compile(r'^dag = dag_from_spec\(Path\(__file__\)\.parent / "([^"]+)"', re.MULTILINE)
+
+
+def generated_for(path: Path) -> Path | None:
+    """The spec a generated DAG file loads (resolved), or None for a file dag-factory did not write."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = _SPEC_ARGUMENT.search(text) if text.startswith(HEADER) else None
+    return (path.parent / found.group(1)).resolve() if found else None
+
+
+def orphaned_dag_files(dags_dir: Path) -> list[Path]:
+    """Generated DAG files whose spec no longer exists (removed or renamed in its repository)."""
+    if not dags_dir.is_dir():
+        return []
+    return sorted(
+        p for p in dags_dir.glob("*.py") if (spec := generated_for(p)) is not None and not spec.exists()
+    )
 
 
 def write_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> list[Path]:
-    """Write a DAG file per spec (pinned to ``env`` when given) and remove generated DAG files whose
-    spec is gone."""
-    wanted = expected_dag_files(specs, dags_dir, env)
-    if dags_dir.is_dir():
-        for stale in dags_dir.glob("*.py"):
-            if stale not in wanted and _generated(stale):
-                stale.unlink()
+    """Write a DAG file per spec (pinned to ``env`` when given); every other file is left alone."""
     return sorted(write_dag_file(spec, dags_dir, env=env) for spec in specs)
 
 
+def prune_dag_files(dags_dir: Path) -> list[Path]:
+    """Remove the orphaned DAG files (see `orphaned_dag_files`); returns what it removed."""
+    orphans = orphaned_dag_files(dags_dir)
+    for orphan in orphans:
+        orphan.unlink()
+    return orphans
+
+
 def stale_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> list[Path]:
-    """DAG files that are missing, out of date, or left over from a removed spec."""
+    """DAG files of ``specs`` that are missing or out of date, and orphans (their spec is gone)."""
     wanted = expected_dag_files(specs, dags_dir, env)
     stale = [p for p, src in wanted.items() if not p.exists() or p.read_text() != src]
-    extra = [p for p in dags_dir.glob("*.py") if p not in wanted and _generated(p)]
-    return sorted(stale + extra)
+    return sorted(set(stale) | set(orphaned_dag_files(dags_dir)))

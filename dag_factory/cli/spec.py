@@ -45,6 +45,13 @@ def dags(
     specs: Annotated[list[Path], typer.Argument(help="spec files or folders")],
     out: Annotated[Path, typer.Option(help="Airflow DAG folder to write the DAG files into")] = Path("dags"),
     check: Annotated[bool, typer.Option(help="only check the DAG files are fresh (exit 1 if not)")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="also remove generated DAG files whose spec is gone (files of other specs that exist are "
+            "never touched: several repositories may share the DAG folder)"
+        ),
+    ] = False,
     env: Annotated[
         str | None,
         typer.Option(
@@ -54,7 +61,13 @@ def dags(
     ] = None,
 ) -> None:
     """Write one small DAG file per spec into the Airflow DAG folder."""
-    from dag_factory.airflow.dag_files import stale_dag_files, write_dag_files
+    from dag_factory.airflow.dag_files import (
+        generated_for,
+        orphaned_dag_files,
+        prune_dag_files,
+        stale_dag_files,
+        write_dag_files,
+    )
     from dag_factory.load.files import spec_files
 
     found = spec_files(specs)
@@ -62,11 +75,20 @@ def dags(
         _check_pinned_env(found, env)
     if check:
         stale = stale_dag_files(found, out, env)
+        orphans = set(orphaned_dag_files(out))
         for path in stale:
-            typer.echo(f"stale: {path} (run dag-factory dags --out {out})")
+            fix = "--prune removes it" if path in orphans else f"run dag-factory dags --out {out}"
+            what = f"its spec {generated_for(path)} is gone" if path in orphans else "missing or out of date"
+            typer.echo(f"stale: {path}: {what} ({fix})")
         raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
     for path in write_dag_files(found, out, env):
         typer.echo(f"wrote {path}")
+    if prune:
+        for path in prune_dag_files(out):
+            typer.echo(f"removed {path} (its spec is gone)")
+    else:
+        for path in orphaned_dag_files(out):
+            typer.echo(f"orphaned: {path}: its spec {generated_for(path)} is gone (--prune removes it)")
 
 
 def _check_pinned_env(specs: list[Path], env: str) -> None:

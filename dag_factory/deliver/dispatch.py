@@ -10,7 +10,8 @@ Target dicts (plain JSON, from the plan)::
 A snowflake stage is an external stage over the root of the output bucket.
 
 Every target also takes ``mode`` ("replace_partition", the default, or "append") and ``allow_empty``
-(default false: no matching file is an error).
+(default false: no matching file is an error). The database targets record each load in a ledger keyed
+by the run id (dag_factory.deliver.ledger), so a retried append adds nothing.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from dag_factory.deliver.duckdb_target import load_duckdb
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.files import (
     SourceFile,
-    fetch_files,
     file_format,
-    read_files,
+    list_files,
+    open_rows,
     require_files,
     split_s3_url,
 )
-from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
+from dag_factory.deliver.ledger import PartitionLoad
+from dag_factory.deliver.partition import Partition, check_mode, check_partition_values
 from dag_factory.deliver.postgres_target import load_postgres
 from dag_factory.deliver.s3_target import load_s3, partition_url
 from dag_factory.deliver.snowflake_target import load_snowflake
@@ -58,6 +60,8 @@ def deliver(
     partition_column: str | None = None,
     partition_value: str | None = None,
     *,
+    run_id: str | None = None,
+    try_number: int | None = None,
     postgres_conn_id: str = "postgres_default",
     snowflake_conn_id: str = "snowflake_default",
     aws_conn_id: str = "aws_default",
@@ -65,39 +69,47 @@ def deliver(
     """Load the files matching ``target['files']`` under ``source_prefix`` into the target; return rows.
 
     ``source_prefix`` is a local directory or an ``s3://bucket/prefix/`` URL; ``logical_date`` a date or
-    an ISO date string (JSON-able, for XCom and templates).
+    an ISO date string (JSON-able, for XCom and templates). ``run_id`` keys the load in the ledger (the
+    Airflow run id; without it the source prefix, ``<head>/<run id>/<value>``, names the run) and
+    ``try_number`` is recorded there.
     """
     kind = _check_target(target)
     partition = Partition(_as_date(logical_date), partition_column, partition_value)
     pattern = str(target["files"])
     mode = check_mode(str(target.get("mode", "replace_partition")))
     allow_empty = bool(target.get("allow_empty", False))
+    if kind == "snowflake" and not source_prefix.startswith("s3://"):
+        raise DeliveryError(
+            f"snowflake target: source {source_prefix} is not in s3, so no stage can see it: "
+            "deliver from an s3 output prefix"
+        )
     needs_s3 = source_prefix.startswith("s3://") or kind == "s3"
     client = _s3_client(aws_conn_id) if needs_s3 else None
-    with fetch_files(source_prefix, pattern, client) as files:
-        require_files(files, source_prefix, pattern, allow_empty)
-        log.info(
-            "delivering %d file(s) from %s to %s (%s)", len(files), source_prefix, kind, partition.describe()
-        )
-        if kind == "s3":
-            return load_s3(client, files, s3_target_url(target, source_prefix, partition), mode)
-        rows = read_files(files)
-        if kind == "duckdb":
-            return load_duckdb(str(target["path"]), str(target["table"]), rows, partition, mode)
-        if kind == "postgres":
-            return load_postgres(postgres_conn_id, str(target["table"]), rows, partition, mode)
-        if rows is not None:
-            add_partition_columns(rows, partition, str(target["table"]))  # checks values the files carry
-        return load_snowflake(
-            snowflake_conn_id,
-            str(target["table"]),
-            rows.schema if rows is not None else None,
-            stage_ref(target, source_prefix),
-            [f.relative for f in files],
-            _single_format(files),
-            partition,
-            mode,
-        )
+    files = list_files(source_prefix, pattern, client)
+    require_files(files, source_prefix, pattern, allow_empty)
+    log.info(
+        "delivering %d file(s) from %s to %s (%s)", len(files), source_prefix, kind, partition.describe()
+    )
+    if kind == "s3":
+        return load_s3(client, files, s3_target_url(target, source_prefix, partition), mode)
+    load = PartitionLoad(run_id or source_prefix, partition, mode, try_number)
+    rows = open_rows(files)  # the files' schema, from parquet footers: no row read yet
+    table = str(target["table"])
+    if kind == "duckdb":
+        return load_duckdb(str(target["path"]), table, rows, load)
+    if kind == "postgres":
+        return load_postgres(postgres_conn_id, table, rows, load)
+    if rows is not None:
+        check_partition_values(rows, partition, table)  # snowflake reads the rows itself: check them here
+    return load_snowflake(
+        snowflake_conn_id,
+        table,
+        rows.schema if rows is not None else None,
+        str(target["stage"]),
+        [split_s3_url(f.location)[1] for f in files],  # the stage is over the bucket's root
+        _single_format(files),
+        load,
+    )
 
 
 def _check_target(target: dict[str, Any]) -> str:
@@ -144,18 +156,6 @@ def s3_target_url(target: dict[str, Any], source_prefix: str, partition: Partiti
     if not bucket:
         raise DeliveryError(f"s3 target prefix {prefix!r}: no bucket: set bucket: or use an s3:// prefix")
     return partition_url(bucket, prefix, partition)
-
-
-def stage_ref(target: dict[str, Any], source_prefix: str) -> str:
-    """``@STAGE/path`` of the source prefix, the stage being an external stage over the output bucket."""
-    stage = "@" + str(target["stage"]).lstrip("@")
-    if not source_prefix.startswith("s3://"):
-        raise DeliveryError(
-            f"snowflake target: source {source_prefix} is not in s3, so no stage can see it: "
-            "deliver from an s3 output prefix"
-        )
-    path = split_s3_url(source_prefix)[1].strip("/")
-    return f"{stage}/{path}" if path else stage
 
 
 def _single_format(files: list[SourceFile]) -> str:

@@ -14,10 +14,13 @@ import duckdb
 import pyarrow as pa
 
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
+from dag_factory.deliver.files import FileRows
+from dag_factory.deliver.ledger import LedgerSql, PartitionLoad, ledger_parts, load_once
+from dag_factory.deliver.partition import Partition, partition_batches, partition_schema
 from dag_factory.deliver.sql import (
     delete_partition,
-    prepare_partition,
+    prepare_table,
+    quote_ident,
     quote_table,
     split_table_name,
 )
@@ -25,33 +28,37 @@ from dag_factory.deliver.sql import (
 log = logging.getLogger("dag_factory.deliver")
 
 LOCK_WAIT_SECONDS = 120.0
+# a delivery streams rows into a table, and DuckDB writes each full row group to the file: without a
+# limit it keeps them cached, up to 80% of the machine's memory; above it, it spills to <file>.tmp
+MEMORY_LIMIT = "128MB"
 
 
-def load_duckdb(
-    path: str, table: str, rows: pa.Table | None, partition: Partition, mode: str = "replace_partition"
-) -> int:
-    """Create the table if absent, then replace the partition's rows (or append) in one transaction.
+def load_duckdb(path: str, table: str, rows: FileRows | None, load: PartitionLoad) -> int:
+    """Create the table if absent, then replace the partition's rows (or append them, once) and write
+    the ledger row (dag_factory.deliver.ledger), in one transaction.
 
-    ``rows`` are the files' rows without partition columns; None means no files (an empty delivery).
-    DuckDB lets one process at a time open a file for writing: parallel deliveries into the same file
-    queue on a lock file beside it and so run one after another; another process holding the file is
-    waited for up to LOCK_WAIT_SECONDS.
+    ``rows`` are the files' rows without partition columns, streamed in a batch at a time; None means
+    no files (an empty load). DuckDB lets one process at a time open a file for writing: parallel
+    deliveries into the same file queue on a lock file beside it and so run one after another; another
+    process holding the file is waited for up to LOCK_WAIT_SECONDS.
     """
-    check_mode(mode)
     parts = split_table_name(table)
-    if rows is not None:
-        rows = add_partition_columns(rows, partition, table)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with _queued(path), _connect(path) as con:
         con.begin()
         try:
-            count = _load(con, parts, table, rows, partition, mode)
+            count = _load(con, parts, table, rows, load)
         except Exception:
             con.rollback()
             raise
         con.commit()
     log.info(
-        "loaded %d row(s) into duckdb %s table %s (%s, %s)", count, path, table, partition.describe(), mode
+        "loaded %d row(s) into duckdb %s table %s (%s, %s)",
+        count,
+        path,
+        table,
+        load.partition.describe(),
+        load.mode,
     )
     return count
 
@@ -70,7 +77,7 @@ def _connect(path: str, wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckD
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return duckdb.connect(path)
+            return duckdb.connect(path, config={"memory_limit": MEMORY_LIMIT})
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise DeliveryError(f"duckdb {path}: cannot open for writing: {exc}") from exc
@@ -78,26 +85,51 @@ def _connect(path: str, wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckD
 
 
 def _load(
-    con: duckdb.DuckDBPyConnection,
-    parts: list[str],
-    table: str,
-    rows: pa.Table | None,
-    partition: Partition,
-    mode: str,
+    con: duckdb.DuckDBPyConnection, parts: list[str], table: str, rows: FileRows | None, load: PartitionLoad
 ) -> int:
-    name = quote_table(parts)
+    schema = None if rows is None else partition_schema(rows.schema, load.partition)
     create = functools.partial(_create_table, con, parts)
-    delete = functools.partial(con.execute, *delete_partition(name, partition, "?"))
-    if not prepare_partition(table, _table_columns(con, parts), rows, mode, create, delete):
+    if not prepare_table(table, _table_columns(con, parts), schema, create):
         return 0
-    assert rows is not None
-    # registered views live as long as the connection, which load_duckdb closes
-    con.register("_deliver_rows", rows)
+    ledger = LedgerSql(quote_table(ledger_parts(parts)), ".".join(parts), quote_ident, "?")
+    con.execute(ledger.create())
+    name = quote_table(parts)
+    delete = functools.partial(con.execute, *delete_partition(name, load.partition, "?"))
+    insert = functools.partial(_insert, con, name, table, rows, load.partition)
+    return load_once(con, ledger, load, delete, insert)
+
+
+class _Batches:
+    """The batches DuckDB pulls, keeping the error that stopped them: DuckDB reports it as its own."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self._batches = batches
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._batches
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, name: str, table: str, rows: FileRows | None, partition: Partition
+) -> int:
+    if rows is None:
+        return 0
+    batches = _Batches(partition_batches(rows, partition, table))
+    # a reader, not a table: DuckDB pulls one batch at a time, so the files never sit in memory whole
+    reader = pa.RecordBatchReader.from_batches(partition_schema(rows.schema, partition), iter(batches))
+    con.register("_deliver_rows", reader)  # lives as long as the connection, which load_duckdb closes
     try:
-        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _deliver_rows")
-    except duckdb.Error as exc:
+        inserted = con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _deliver_rows").fetchone()
+    except Exception as exc:
+        if batches.error is not None:
+            raise batches.error from None
         raise DeliveryError(f"table {table}: insert failed, nothing changed: {exc}") from exc
-    return int(rows.num_rows)
+    return int(inserted[0]) if inserted else 0
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, parts: list[str]) -> list[str] | None:
@@ -112,8 +144,8 @@ def _table_columns(con: duckdb.DuckDBPyConnection, parts: list[str]) -> list[str
     return [r[0] for r in found] or None
 
 
-def _create_table(con: duckdb.DuckDBPyConnection, parts: list[str], rows: pa.Table) -> None:
+def _create_table(con: duckdb.DuckDBPyConnection, parts: list[str], schema: pa.Schema) -> None:
     if len(parts) > 1:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(parts[:-1])}")
-    con.register("_deliver_schema", rows.schema.empty_table())
+    con.register("_deliver_schema", schema.empty_table())
     con.execute(f"CREATE TABLE {quote_table(parts)} AS SELECT * FROM _deliver_schema")

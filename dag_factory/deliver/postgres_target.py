@@ -1,4 +1,8 @@
-"""Load rows into PostgreSQL through the Airflow postgres provider's hook, with COPY."""
+"""Load rows into PostgreSQL through the Airflow postgres provider's hook, with COPY.
+
+The rows go over one batch at a time (one COPY per batch, all in the load's transaction): the worker
+holds one batch's CSV, never the whole output's.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.partition import Partition, add_partition_columns, check_mode
+from dag_factory.deliver.files import FileRows
+from dag_factory.deliver.ledger import LedgerSql, PartitionLoad, ledger_parts, load_once
+from dag_factory.deliver.partition import Partition, partition_batches, partition_schema
 from dag_factory.deliver.sql import (
     delete_partition,
-    prepare_partition,
+    prepare_table,
     quote_ident,
     quote_table,
     split_table_name,
@@ -51,25 +57,21 @@ def postgres_type(arrow_type: pa.DataType) -> str:
     return "text"  # strings, nulls, dictionaries and anything rare: text round-trips
 
 
-def load_postgres(
-    conn_id: str, table: str, rows: pa.Table | None, partition: Partition, mode: str = "replace_partition"
-) -> int:
-    """Create the table if absent, then DELETE the partition and COPY the rows in one transaction.
+def load_postgres(conn_id: str, table: str, rows: FileRows | None, load: PartitionLoad) -> int:
+    """Create the table if absent, then DELETE the partition (or check the ledger, when appending),
+    COPY the rows and write the ledger row (dag_factory.deliver.ledger), in one transaction.
 
-    ``rows`` are the files' rows without partition columns; None means no files (an empty delivery).
+    ``rows`` are the files' rows without partition columns; None means no files (an empty load).
     A transaction-scoped advisory lock on the table name serialises parallel fan-out loads, so two
     values creating the same new table at once do not collide.
     """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    check_mode(mode)
     parts = split_table_name(table)
-    if rows is not None:
-        rows = add_partition_columns(rows, partition, table)
     conn: Any = PostgresHook(postgres_conn_id=conn_id).get_conn()
     try:
         with conn.cursor() as cur:
-            count = _load(cur, parts, table, rows, partition, mode)
+            count = _load(cur, parts, table, rows, load)
         conn.commit()
     except Exception as exc:
         conn.rollback()
@@ -78,23 +80,48 @@ def load_postgres(
         raise DeliveryError(f"table {table}: load failed, nothing changed: {exc}") from exc
     finally:
         conn.close()
-    log.info("loaded %d row(s) into postgres table %s (%s, %s)", count, table, partition.describe(), mode)
+    log.info(
+        "loaded %d row(s) into postgres table %s (%s, %s)",
+        count,
+        table,
+        load.partition.describe(),
+        load.mode,
+    )
     return count
 
 
-def _load(
-    cur: Any, parts: list[str], table: str, rows: pa.Table | None, partition: Partition, mode: str
-) -> int:
+def _load(cur: Any, parts: list[str], table: str, rows: FileRows | None, load: PartitionLoad) -> int:
     name = quote_table(parts)
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (".".join(parts),))
+    schema = None if rows is None else partition_schema(rows.schema, load.partition)
     create = functools.partial(_create_table, cur, parts)
-    delete = functools.partial(cur.execute, *delete_partition(name, partition, "%s"))
-    if not prepare_partition(table, _table_columns(cur, parts), rows, mode, create, delete):
+    if not prepare_table(table, _table_columns(cur, parts), schema, create):
         return 0
-    assert rows is not None
-    columns = ", ".join(quote_ident(c) for c in rows.column_names)
-    _copy(cur, f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", _to_csv(rows))
-    return int(rows.num_rows)
+    ledger = LedgerSql(quote_table(ledger_parts(parts)), ".".join(parts), quote_ident, "%s")
+    _create_ledger(cur, ledger)
+    delete = functools.partial(cur.execute, *delete_partition(name, load.partition, "%s"))
+    insert = functools.partial(_insert, cur, name, table, rows, load.partition)
+    return load_once(cur, ledger, load, delete, insert)
+
+
+def _create_ledger(cur: Any, ledger: LedgerSql) -> None:
+    cur.execute("SELECT to_regclass(%s)", (ledger.name,))
+    if cur.fetchone()[0] is None:
+        # loads into other tables of the schema may create it at the same moment: one at a time
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("ledger:" + ledger.name,))
+        cur.execute(ledger.create())
+
+
+def _insert(cur: Any, name: str, table: str, rows: FileRows | None, partition: Partition) -> int:
+    if rows is None:
+        return 0
+    count = 0
+    columns = ", ".join(quote_ident(f.name) for f in partition_schema(rows.schema, partition))
+    for batch in partition_batches(rows, partition, table):
+        if batch.num_rows:
+            _copy(cur, f"COPY {name} ({columns}) FROM STDIN WITH (FORMAT csv)", _to_csv(batch))
+            count += batch.num_rows
+    return count
 
 
 def _table_columns(cur: Any, parts: list[str]) -> list[str] | None:
@@ -113,8 +140,7 @@ def _table_columns(cur: Any, parts: list[str]) -> list[str] | None:
     return found or None
 
 
-def _create_table(cur: Any, parts: list[str], rows: pa.Table) -> None:
-    schema = rows.schema
+def _create_table(cur: Any, parts: list[str], schema: pa.Schema) -> None:
     if len(parts) == 2:
         # two new tables in one new schema: lock the schema name too. Only create the schema when
         # missing: CREATE SCHEMA IF NOT EXISTS still needs the privilege
@@ -126,7 +152,7 @@ def _create_table(cur: Any, parts: list[str], rows: pa.Table) -> None:
     cur.execute(f"CREATE TABLE {quote_table(parts)} ({columns})")
 
 
-def _to_csv(rows: pa.Table) -> bytes:
+def _to_csv(rows: pa.RecordBatch) -> bytes:
     """CSV in PostgreSQL's dialect: nulls unquoted-empty, strings always quoted, nested values as json."""
     columns = []
     for field, column in zip(rows.schema, rows.columns, strict=True):
@@ -141,7 +167,7 @@ def _to_csv(rows: pa.Table) -> bytes:
         elif pa.types.is_dictionary(field.type):
             column = pc.cast(column, field.type.value_type)
         columns.append(column)
-    plain = pa.table(columns, names=rows.column_names)
+    plain = pa.record_batch(columns, names=rows.column_names)
     out = io.BytesIO()
     pacsv.write_csv(plain, out, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     return out.getvalue()

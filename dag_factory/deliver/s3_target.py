@@ -10,6 +10,9 @@ then are the partition's objects that are not in the new set deleted. S3 has no 
 part way leaves the partition holding the old files plus some new ones, never an empty partition; a
 re-run finishes the job. Readers listing the partition mid-load may see that mix for a moment.
 ``append`` only uploads (same-named files are overwritten, others kept).
+
+Objects already in S3 (the production outputs) are copied server side, in parts when large; only local
+files (the local backend) are uploaded. Row counts come from parquet footers (ranged reads).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 from typing import Any
 
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.files import SourceFile, count_rows, split_s3_url
+from dag_factory.deliver.files import SourceFile, copy_s3_object, count_rows, split_s3_url
 from dag_factory.deliver.partition import DATE_COLUMN, Partition, check_mode
 
 log = logging.getLogger("dag_factory.deliver")
@@ -34,7 +37,7 @@ def partition_url(bucket: str, prefix: str, partition: Partition) -> str:
 
 
 def load_s3(client: Any, files: list[SourceFile], target_url: str, mode: str = "replace_partition") -> int:
-    """Upload files under the partition URL, then (replace mode) delete its stale objects; return rows."""
+    """Copy files under the partition URL, then (replace mode) delete its stale objects; return rows."""
     check_mode(mode)
     bucket, key_prefix = split_s3_url(target_url)
     rows = sum(count_rows(f) for f in files)  # before any upload: a corrupt file stops the load here
@@ -42,9 +45,12 @@ def load_s3(client: Any, files: list[SourceFile], target_url: str, mode: str = "
     for source in files:
         key = key_prefix + source.relative
         try:
-            client.upload_file(str(source.path), bucket, key)
+            if source.in_s3:
+                copy_s3_object(client, source.location, f"s3://{bucket}/{key}")
+            else:
+                client.upload_file(source.location, bucket, key)
         except Exception as exc:
-            raise DeliveryError(f"{source.relative}: upload to s3://{bucket}/{key} failed: {exc}") from exc
+            raise DeliveryError(f"{source.relative}: copy to s3://{bucket}/{key} failed: {exc}") from exc
         new_keys.add(key)
     stale = [] if mode == "append" else _stale_keys(client, bucket, key_prefix, new_keys)
     for start in range(0, len(stale), 1000):  # delete_objects takes at most 1000 keys

@@ -1,24 +1,33 @@
 """Load files from a Snowflake stage: SQL generated as plain strings, run in one transaction.
 
-The statements for one partition::
+The statements for one partition (identifiers always quoted: a column named ``values``, ``start`` or a
+fan-out named ``group`` is a reserved word to Snowflake; plain names are upper-cased first, which is how
+Snowflake resolves them unquoted, so notebook column ``score`` is column ``SCORE``)::
 
+    CREATE TABLE IF NOT EXISTS "ML"."CHURN_SCORES" (...)             -- DDL commits: before BEGIN
+    CREATE TABLE IF NOT EXISTS "ML"."_DAG_FACTORY_DELIVERIES" (...)   -- the ledger (deliver.ledger)
     BEGIN
-    DELETE FROM T WHERE LOGICAL_DATE = '2026-01-05'::DATE AND COUNTRY = 'de'     -- replace mode only
-    COPY INTO T (C1, ..., LOGICAL_DATE, COUNTRY)
-      FROM (SELECT $1:"c1"::TYPE, ..., '2026-01-05'::DATE, 'de' FROM @STAGE/path/)
-      FILES = ('predictions/a.parquet', ...) FILE_FORMAT = (...) FORCE = TRUE
+    SELECT ... FROM "ML"."_DAG_FACTORY_DELIVERIES" WHERE ...          -- append: delivered already?
+    DELETE FROM "ML"."CHURN_SCORES" WHERE "LOGICAL_DATE" = '2026-01-05'::DATE AND "COUNTRY" = 'de'
+    COPY INTO "ML"."CHURN_SCORES" ("C1", ..., "LOGICAL_DATE", "COUNTRY")
+      FROM (SELECT $1:"c1"::TYPE, ..., '2026-01-05'::DATE, 'de' FROM @"ML"."NOTEBOOK_OUTPUTS")
+      FILES = ('churn-model/scheduled__2026-01-05T04:00:00+00:00/de/predictions/a.parquet', ...)
+      FILE_FORMAT = (...) FORCE = TRUE                                -- FORCE: replace mode only
+    DELETE + INSERT the ledger row
     COMMIT
 
-FILES lists the exact files we matched (at most 1000 per COPY, Snowflake's limit), so Snowflake loads
-what the glob matched and nothing else. FORCE = TRUE is needed because Snowflake skips files it loaded
-in the last 64 days: without it a re-run would delete the partition and then load nothing.
-``stage_ref`` is any stage reference (``@ML.NOTEBOOK_OUTPUTS/churn-model/...`` for an external stage
-over the output bucket in production, an internal stage in tests): one generator serves both.
+The stage is an external stage over the root of the output bucket, and FILES lists the exact objects
+we matched as string literals (at most 1000 per COPY, Snowflake's limit): the run id's ``:`` and ``+``
+stay inside quotes, and Snowflake loads what the glob matched and nothing else. FORCE = TRUE, which
+turns off Snowflake's 64-day load history, is needed only where the partition was just deleted (else a
+re-run would delete the rows and then load nothing); an append keeps the load history as a second guard
+behind the ledger.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -27,7 +36,8 @@ from typing import Any
 import pyarrow as pa
 
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.partition import DATE_COLUMN, Partition, check_mode
+from dag_factory.deliver.ledger import LedgerSql, PartitionLoad, ledger_parts, load_once
+from dag_factory.deliver.partition import DATE_COLUMN, Partition
 from dag_factory.deliver.sql import check_columns, quote_ident, split_table_name
 
 log = logging.getLogger("dag_factory.deliver")
@@ -59,8 +69,9 @@ def snowflake_type(arrow_type: pa.DataType) -> str:
 
 
 def column_name(name: str) -> str:
-    """Snowflake column for a file field: plain names unquoted (so upper case), others quoted as is."""
-    return name.upper() if _PLAIN.match(name) else quote_ident(name)
+    """Snowflake column for a file field, quoted: plain names upper case (as Snowflake resolves them
+    unquoted, so existing tables match), others exactly as the file has them."""
+    return quote_ident(name.upper() if _PLAIN.match(name) else name)
 
 
 def string_literal(value: str) -> str:
@@ -69,8 +80,17 @@ def string_literal(value: str) -> str:
 
 
 def table_name(table: str) -> str:
-    """The table as written in SQL: plain dotted names, upper case (Snowflake's unquoted resolution)."""
-    return ".".join(split_table_name(table)).upper()
+    """The table as written in SQL: each part upper case and quoted."""
+    return _quoted_name(split_table_name(table))
+
+
+def _quoted_name(parts: Sequence[str]) -> str:
+    return ".".join(quote_ident(p.upper()) for p in parts)
+
+
+def stage_reference(stage: str) -> str:
+    """``@"DB"."SCHEMA"."STAGE"`` for a stage named like a table (an ``@`` in front is allowed)."""
+    return "@" + _quoted_name(split_table_name(stage.removeprefix("@"), "stage"))
 
 
 def target_columns(schema: pa.Schema, partition: Partition) -> list[tuple[str, str]]:
@@ -92,51 +112,46 @@ def _partition_defs(partition: Partition) -> str:
 
 
 def expected_columns(columns: Sequence[tuple[str, str]], partition: Partition) -> list[str]:
-    """Column names the table must have, as Snowflake reports them (unquoted ones upper case)."""
+    """Column names the table must have, as Snowflake reports them (plain ones upper case)."""
     names = [n for n, _ in columns] + partition.columns
     return [n.upper() if _PLAIN.match(n) else n for n in names]
 
 
-def load_sql(
+def delete_sql(table: str, partition: Partition) -> str:
+    """DELETE the partition's rows (replace mode, before the COPY)."""
+    literals = _partition_literals(partition)
+    where = " AND ".join(f"{column_name(c)} = {v}" for c, v in zip(partition.columns, literals, strict=True))
+    return f"DELETE FROM {table_name(table)} WHERE {where}"
+
+
+def copy_sql(
     table: str,
     columns: Sequence[tuple[str, str]],
-    stage_ref: str,
+    stage: str,
     files: Sequence[str],
     file_format: str,
     partition: Partition,
     mode: str = "replace_partition",
-) -> list[str]:
-    """The statements that replace (or append to) one partition from staged files, in one transaction.
+) -> str:
+    """COPY the files into the table, the partition columns as literals.
 
-    ``columns`` are (file field, Snowflake type); ``files`` are paths relative to ``stage_ref``.
-    No files means no COPY: in replace mode the partition is emptied.
+    ``columns`` are (file field, Snowflake type); ``files`` are paths from the stage's root.
     """
-    check_mode(mode)
     if len(files) > MAX_FILES:
         raise DeliveryError(
-            f"{len(files)} files match under {stage_ref}: a snowflake COPY takes at most {MAX_FILES}; "
-            f"write fewer, larger files"
+            f"table {table}: {len(files)} files match, but a snowflake COPY takes at most {MAX_FILES}: "
+            "write fewer, larger files"
         )
     if file_format not in _FILE_FORMATS:
         raise DeliveryError(f"file format {file_format!r}: snowflake loads only {', '.join(_FILE_FORMATS)}")
-    name = table_name(table)
-    literals = _partition_literals(partition)
-    statements = ["BEGIN"]
-    if mode == "replace_partition":
-        where = " AND ".join(
-            f"{column_name(c)} = {v}" for c, v in zip(partition.columns, literals, strict=True)
-        )
-        statements.append(f"DELETE FROM {name} WHERE {where}")
-    if files:
-        into = ", ".join([column_name(n) for n, _ in columns] + [column_name(c) for c in partition.columns])
-        select = ", ".join([f"$1:{quote_ident(n)}::{t}" for n, t in columns] + literals)
-        listed = ", ".join(string_literal(f) for f in files)
-        statements.append(
-            f"COPY INTO {name} ({into}) FROM (SELECT {select} FROM {stage_ref.rstrip('/')}/) "
-            f"FILES = ({listed}) FILE_FORMAT = ({_FILE_FORMATS[file_format]}) FORCE = TRUE"
-        )
-    statements.append("COMMIT")
-    return statements
+    into = ", ".join([column_name(n) for n, _ in columns] + [column_name(c) for c in partition.columns])
+    select = ", ".join([f"$1:{quote_ident(n)}::{t}" for n, t in columns] + _partition_literals(partition))
+    listed = ", ".join(string_literal(f) for f in files)
+    force = " FORCE = TRUE" if mode == "replace_partition" else ""
+    return (
+        f"COPY INTO {table_name(table)} ({into}) FROM (SELECT {select} FROM {stage_reference(stage)}) "
+        f"FILES = ({listed}) FILE_FORMAT = ({_FILE_FORMATS[file_format]}){force}"
+    )
 
 
 def _partition_literals(partition: Partition) -> list[str]:
@@ -146,24 +161,31 @@ def _partition_literals(partition: Partition) -> list[str]:
     return literals
 
 
-def run_load(
-    conn: Any, table: str, schema: pa.Schema | None, statements: list[str], partition: Partition
-) -> int:
-    """Create the table if absent, check its columns, then run the statements; return rows loaded.
+def ledger_sql(table: str) -> LedgerSql:
+    """The ledger beside the table; parameters bound by the connector (its pyformat ``%s``)."""
+    parts = split_table_name(table)
+    return LedgerSql(_quoted_name(ledger_parts(parts)), ".".join(parts).upper(), column_name, "%s")
+
+
+def run_load(conn: Any, table: str, schema: pa.Schema | None, copy: str | None, load: PartitionLoad) -> int:
+    """Create the table if absent and check its columns, then load (``copy``, None for no files) with
+    the ledger row in one transaction; return the rows delivered.
 
     ``conn`` is a DB-API connection (the SnowflakeHook's); any failure rolls the transaction back.
     """
+    partition = load.partition
     cur = conn.cursor()
     try:
         if schema is not None:
             _prepare_table(cur, table, target_columns(schema, partition), partition)
         elif not _table_exists(cur, table):
             return 0  # an empty delivery into a table never created: nothing to replace
-        loaded = 0
-        for sql in statements:
-            cur.execute(sql)
-            if sql.startswith("COPY INTO"):
-                loaded += _rows_loaded(cur)
+        ledger = ledger_sql(table)
+        cur.execute(ledger.create())  # DDL commits implicitly in snowflake, so it runs before BEGIN
+        cur.execute("BEGIN")
+        delete = functools.partial(cur.execute, delete_sql(table, partition))
+        loaded = load_once(cur, ledger, load, delete, functools.partial(_copy, cur, copy))
+        cur.execute("COMMIT")
     except Exception as exc:
         with contextlib.suppress(Exception):  # keep the load's own error, not a failed rollback's
             cur.execute("ROLLBACK")
@@ -173,6 +195,13 @@ def run_load(
     finally:
         cur.close()
     return loaded
+
+
+def _copy(cur: Any, sql: str | None) -> int:
+    if sql is None:
+        return 0
+    cur.execute(sql)
+    return _rows_loaded(cur)
 
 
 def _prepare_table(cur: Any, table: str, columns: list[tuple[str, str]], partition: Partition) -> None:
@@ -205,21 +234,30 @@ def load_snowflake(
     conn_id: str,
     table: str,
     schema: pa.Schema | None,
-    stage_ref: str,
+    stage: str,
     files: Sequence[str],
     file_format: str,
-    partition: Partition,
-    mode: str = "replace_partition",
+    load: PartitionLoad,
 ) -> int:
-    """Generate the load SQL and run it through the Airflow SnowflakeHook; return rows loaded."""
+    """Generate the load SQL and run it through the Airflow SnowflakeHook; return rows delivered.
+
+    ``stage`` names an external stage over the output bucket's root; ``files`` are object keys there.
+    """
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
+    partition = load.partition
     columns = target_columns(schema, partition) if schema is not None else []
-    statements = load_sql(table, columns, stage_ref, files, file_format, partition, mode)
+    copy = copy_sql(table, columns, stage, files, file_format, partition, load.mode) if files else None
     conn = SnowflakeHook(snowflake_conn_id=conn_id).get_conn()
     try:
-        count = run_load(conn, table, schema, statements, partition)
+        count = run_load(conn, table, schema, copy, load)
     finally:
         conn.close()
-    log.info("loaded %d row(s) into snowflake table %s (%s, %s)", count, table, partition.describe(), mode)
+    log.info(
+        "loaded %d row(s) into snowflake table %s (%s, %s)",
+        count,
+        table,
+        partition.describe(),
+        load.mode,
+    )
     return count

@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 _NAME_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
-def split_table_name(table: str) -> list[str]:
-    """Split ``schema.table`` (or ``db.schema.table``) into plain name parts."""
+def split_table_name(table: str, kind: str = "table") -> list[str]:
+    """Split ``schema.table`` (or ``db.schema.table``; a stage's name alike) into plain name parts."""
     parts = table.split(".")
     if not 1 <= len(parts) <= 3 or not all(_NAME_PART.match(p) for p in parts):
         raise DeliveryError(
-            f"table {table!r}: not a valid table name: use letters, digits and _ as [database.][schema.]table"
+            f"{kind} {table!r}: not a valid {kind} name: use letters, digits and _ as "
+            f"[database.][schema.]{kind}"
         )
     return parts
 
@@ -59,23 +60,16 @@ def check_columns(table: str, table_columns: list[str], file_columns: list[str])
         )
 
 
-def prepare_partition(
-    table: str,
-    existing: list[str] | None,
-    rows: pa.Table | None,
-    mode: str,
-    create: Callable[[pa.Table], object],
-    delete: Callable[[], object],
+def prepare_table(
+    table: str, existing: list[str] | None, schema: pa.Schema | None, create: Callable[[pa.Schema], object]
 ) -> bool:
-    """Inside the load's transaction: create the table from the rows (or check its columns), clear the
-    partition for replace_partition; True when there are rows left to insert."""
-    if existing is None and rows is None:
-        return False  # nothing to load and no schema to create the table from
+    """Inside the load's transaction: create the table from the rows' schema, or check its columns
+    against them. False when there is no table and no schema to create it from (an empty delivery)."""
+    if existing is None and schema is None:
+        return False
     if existing is None:
-        assert rows is not None
-        create(rows)
-    elif rows is not None:
-        check_columns(table, existing, rows.column_names)
-    if mode == "replace_partition":
-        delete()
-    return rows is not None and rows.num_rows > 0
+        assert schema is not None
+        create(schema)
+    elif schema is not None:
+        check_columns(table, existing, schema.names)
+    return True

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dag_factory.deliver.files import split_s3_url
+from dag_factory.deliver.files import copy_s3_object, split_s3_url
 
 log = logging.getLogger("dag_factory.deliver.tries")
 
@@ -79,9 +79,8 @@ def _write_manifest(url: str, keys: list[str], s3: Any) -> None:
 def _move(prefix: str, relative: str, target: str, s3: Any) -> None:
     source = f"{prefix.rstrip('/')}/{relative}"
     if prefix.startswith("s3://"):
+        copy_s3_object(s3, source, f"{target}/{relative}")
         bucket, key = split_s3_url(source)
-        target_bucket, target_key = split_s3_url(f"{target}/{relative}")
-        s3.copy_object(Bucket=target_bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": key})
         s3.delete_object(Bucket=bucket, Key=key)
         return
     destination = Path(target, relative)

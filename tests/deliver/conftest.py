@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +44,29 @@ def outputs(tmp_path: Path) -> Path:
     path = tmp_path / "outputs"
     path.mkdir()
     return path
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def delivery_logs() -> Iterator[list[str]]:
+    """The delivery stage's log messages while the block runs.
+
+    Our own handler: importing airflow reconfigures logging, so caplog may not see the records.
+    """
+    records, logger = _Records(), logging.getLogger("dag_factory.deliver")
+    logger.addHandler(records)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield records.messages
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(old_level)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.deliver import DeliveryError, Partition, deliver
-from dag_factory.deliver.dispatch import s3_target_url, stage_ref
+from dag_factory.deliver.dispatch import s3_target_url
 
 
 @pytest.mark.parametrize(
@@ -39,18 +39,6 @@ def test_snowflake_needs_an_s3_source(tmp_path: Path) -> None:
     target = {"to": "snowflake", "table": "T", "stage": "S", "files": "*.json", "allow_empty": True}
     with pytest.raises(DeliveryError, match="deliver from an s3 output prefix"):
         deliver(target, str(tmp_path), dt.date(2026, 1, 5), "country", "de")
-
-
-@pytest.mark.parametrize(
-    ("target", "source", "expected"),
-    [
-        ({"stage": "ML.OUTPUTS"}, "s3://out/churn/run1/de/", "@ML.OUTPUTS/churn/run1/de"),
-        ({"stage": "@ML.OUTPUTS"}, "s3://out/churn/run1/de", "@ML.OUTPUTS/churn/run1/de"),
-        ({"stage": "S"}, "s3://out/", "@S"),
-    ],
-)
-def test_stage_ref(target: dict[str, str], source: str, expected: str) -> None:
-    assert stage_ref(target, source) == expected
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dag_factory.deliver import DeliveryError, deliver
+from dag_factory.deliver import DeliveryError, deliver, dispatch
 from tests.deliver.conftest import write_corrupt, write_json, write_parquet
 from tests.servers.moto import MotoServer
 
@@ -169,3 +170,32 @@ def test_a_link_out_of_a_local_prefix_is_refused(outputs: Path, tmp_path: Path) 
     target = {"to": "duckdb", "path": str(tmp_path / "w.duckdb"), "table": "t", "files": "**/*.json"}
     with pytest.raises(DeliveryError, match=r"is a link to .*secret\.json, outside the output prefix"):
         deliver(target, str(outputs), DAY, "country", "de")
+
+
+def test_s3_outputs_are_copied_server_side(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # outputs already in s3 are copied by s3 itself (in parts above 8 MB): neither downloaded nor
+    # uploaded again; the row count comes from the parquet footer (a ranged read of its last bytes)
+    rows = 1_200_000
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"v": range(rows)}), path, use_dictionary=False, compression="none")
+    assert path.stat().st_size > 9 * 2**20
+    s3.upload_file(str(path), "outputs", "churn/run1/de/predictions/big.parquet")
+    calls: list[tuple[str, str | None]] = []  # (operation, key)
+    fetched: list[int] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, params.get("Key")))
+
+    def count(parsed: dict[str, Any], **_: Any) -> None:
+        fetched.append(int(parsed.get("ContentLength", 0)))
+
+    s3.meta.events.register("before-parameter-build.s3", record)
+    s3.meta.events.register("after-call.s3.GetObject", count)
+    monkeypatch.setattr(dispatch, "_s3_client", lambda _conn_id: s3)
+    target = {"to": "s3", "bucket": "warehouse", "prefix": "curated/churn", "files": "predictions/*"}
+    assert deliver(target, "s3://outputs/churn/run1/de/", DAY, "country", "de") == rows
+    copied = s3.head_object(Bucket="warehouse", Key=PART + "predictions/big.parquet")
+    assert copied["ContentLength"] == path.stat().st_size
+    operations = {name for name, _ in calls}
+    assert "UploadPartCopy" in operations and not {"PutObject", "UploadPart"} & operations, calls
+    assert 0 < sum(fetched) < 100_000, f"fetched {sum(fetched)} bytes of a {path.stat().st_size}-byte file"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,32 @@ def test_a_retry_sets_aside_what_earlier_tries_wrote_in_s3(aws_env: MotoServer) 
         "churn/manual__1/.dag-factory/outputs/de/de.nb_02_train.json",
         "churn/manual__1/.dag-factory/failed-tries/de/de.nb_02_train/try-1/predictions/part-a1.parquet",
     }
+
+
+@pytest.mark.integration
+def test_a_large_output_is_set_aside_by_a_server_side_multipart_copy(aws_env: MotoServer) -> None:
+    # copy_object stops at 5 GB: the move is boto3's managed copy, in parts above its 8 MB threshold
+    # (the moved object's ETag counts them), and no byte goes through the worker
+    s3 = aws_env.client("s3")
+    s3.create_bucket(Bucket="out", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    prefix = "s3://out/churn/manual__1/de"
+    assert set_aside_failed_tries(prefix, "de.nb_02_train", 1, s3) == []
+    body = b"x" * (9 * 2**20)
+    s3.put_object(Bucket="out", Key="churn/manual__1/de/predictions/big.parquet", Body=body)
+    calls: list[tuple[str, str | None]] = []  # (operation, key)
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, params.get("Key")))
+
+    s3.meta.events.register("before-parameter-build.s3", record)
+
+    assert set_aside_failed_tries(prefix, "de.nb_02_train", 2, s3) == ["predictions/big.parquet"]
+    moved = s3.head_object(
+        Bucket="out",
+        Key="churn/manual__1/.dag-factory/failed-tries/de/de.nb_02_train/try-1/predictions/big.parquet",
+    )
+    assert moved["ContentLength"] == len(body)
+    assert moved["ETag"].strip('"').endswith("-2"), moved["ETag"]  # 8 MB + 1 MB
+    assert "UploadPartCopy" in {name for name, _ in calls}
+    through_the_worker = {"CopyObject", "GetObject", "PutObject", "UploadPart"}
+    assert [c for c in calls if c[0] in through_the_worker and str(c[1]).endswith("big.parquet")] == [], calls

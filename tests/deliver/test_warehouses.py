@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import logging
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pytest
 
 from dag_factory.deliver import DeliveryError, deliver
-from tests.deliver.conftest import write_corrupt, write_json, write_parquet
+from tests.deliver.conftest import delivery_logs, write_corrupt, write_json, write_parquet
 from tests.servers.postgres import PostgresServer
 
 DAY = dt.date(2026, 1, 5)
@@ -42,9 +41,15 @@ class Warehouse:
     conn_ids: dict[str, str]
 
     def load(
-        self, target: dict[str, Any], prefix: str, day: Any, column: str | None, value: str | None
+        self,
+        target: dict[str, Any],
+        prefix: str,
+        day: Any,
+        column: str | None,
+        value: str | None,
+        **run: Any,
     ) -> int:
-        return deliver(target, prefix, day, column, value, **self.conn_ids)
+        return deliver(target, prefix, day, column, value, **run, **self.conn_ids)
 
 
 def _duckdb_warehouse(tmp_path: Path) -> Warehouse:
@@ -96,30 +101,13 @@ def _expected(rows: list[dict[str, Any]], day: dt.date, value: str) -> list[tupl
     return sorted((r["customer_id"], r["score"], day, value) for r in rows)
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_first_load(warehouse: Warehouse, tmp_path: Path) -> None:
     prefix = _prefix(tmp_path, "de", SCORES_DE)
-    # our own handler: importing airflow reconfigures logging, so caplog may not see the records
-    records, logger = _Records(), logging.getLogger("dag_factory.deliver")
-    logger.addHandler(records)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
+    with delivery_logs() as messages:
         count = warehouse.load(warehouse.target(), prefix, DAY, "country", "de")
-    finally:
-        logger.removeHandler(records)
-        logger.setLevel(old_level)
     assert count == 3
     assert warehouse.rows(TABLE) == _expected(SCORES_DE, DAY, "de")
-    assert any(m.startswith("loaded 3 row(s) into") for m in records.messages)
+    assert any(m.startswith("loaded 3 row(s) into") for m in messages)
 
 
 def test_rerun_is_idempotent(warehouse: Warehouse, tmp_path: Path) -> None:
@@ -148,11 +136,64 @@ def test_replacing_one_value_leaves_the_others(warehouse: Warehouse, tmp_path: P
     )
 
 
-def test_append_mode_doubles(warehouse: Warehouse, tmp_path: Path) -> None:
+RUN = "scheduled__2026-01-05T04:00:00+00:00"
+LEDGER = "ml._dag_factory_deliveries"
+DE_KEY = "logical_date=2026-01-05, country=de"
+
+
+def _ledger(warehouse: Warehouse) -> list[tuple[Any, ...]]:
+    """The ledger's rows without their time stamp."""
+    return [row[:-1] for row in warehouse.rows(LEDGER)]
+
+
+def test_append_retry_after_commit_delivers_once(warehouse: Warehouse, tmp_path: Path) -> None:
+    # try 1 committed its rows, then the task failed (a lost acknowledgement, an XCom push that timed
+    # out): Airflow runs try 2 of the same task, with the same run id, on the same files
     prefix = _prefix(tmp_path, "de", SCORES_DE)
-    for _ in range(2):
-        assert warehouse.load(warehouse.target(mode="append"), prefix, DAY, "country", "de") == 3
+    target = warehouse.target(mode="append")
+    assert warehouse.load(target, prefix, DAY, "country", "de", run_id=RUN, try_number=1) == 3
+    with delivery_logs() as messages:
+        assert warehouse.load(target, prefix, DAY, "country", "de", run_id=RUN, try_number=2) == 3
+    assert warehouse.rows(TABLE) == _expected(SCORES_DE, DAY, "de")
+    skipped = [m for m in messages if "already delivered" in m]
+    assert len(skipped) == 1, messages
+    assert skipped[0].startswith(
+        f"table ml.churn_scores ({DE_KEY}): already delivered by try 1 of run {RUN} at "
+    )
+    assert skipped[0].endswith(" (3 row(s)): not appended again")
+    assert _ledger(warehouse) == [(TABLE, RUN, DE_KEY, "append", 1, 3)]
+
+
+def test_append_adds_each_runs_rows(warehouse: Warehouse, tmp_path: Path) -> None:
+    # a re-run of the date is another run: append means its rows are added too
+    prefix = _prefix(tmp_path, "de", SCORES_DE)
+    for run in ("manual__1", "manual__2"):
+        assert warehouse.load(warehouse.target(mode="append"), prefix, DAY, "country", "de", run_id=run) == 3
     assert warehouse.rows(TABLE) == sorted(_expected(SCORES_DE, DAY, "de") * 2)
+    assert _ledger(warehouse) == [
+        (TABLE, "manual__1", DE_KEY, "append", None, 3),
+        (TABLE, "manual__2", DE_KEY, "append", None, 3),
+    ]
+
+
+def test_a_failed_append_is_not_recorded(warehouse: Warehouse, tmp_path: Path) -> None:
+    # the ledger row is written in the load's transaction: a load that failed is retried in full
+    warehouse.load(warehouse.target(), _prefix(tmp_path, "fr", SCORES_FR), DAY, "country", "fr")
+    bad = _prefix(tmp_path, "bad", [{"customer_id": 5, "score": "not a number"}], files=1)
+    with pytest.raises(DeliveryError, match=r"ml.churn_scores"):
+        warehouse.load(warehouse.target(mode="append"), bad, DAY, "country", "de", run_id=RUN, try_number=1)
+    good = _prefix(tmp_path, "de", SCORES_DE)
+    assert warehouse.load(warehouse.target(mode="append"), good, DAY, "country", "de", run_id=RUN) == 3
+    assert warehouse.rows(TABLE) == sorted(_expected(SCORES_DE, DAY, "de") + _expected(SCORES_FR, DAY, "fr"))
+    assert [row for row in _ledger(warehouse) if row[1] == RUN] == [(TABLE, RUN, DE_KEY, "append", None, 3)]
+
+
+def test_replace_records_the_latest_try(warehouse: Warehouse, tmp_path: Path) -> None:
+    prefix = _prefix(tmp_path, "de", SCORES_DE)
+    for try_number in (1, 2):
+        warehouse.load(warehouse.target(), prefix, DAY, "country", "de", run_id=RUN, try_number=try_number)
+    assert warehouse.rows(TABLE) == _expected(SCORES_DE, DAY, "de")
+    assert _ledger(warehouse) == [(TABLE, RUN, DE_KEY, "replace_partition", 2, 3)]
 
 
 def test_corrupt_file_midway_leaves_old_rows(warehouse: Warehouse, tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
         "aws_conn_id": conns["aws"],
         "pool": plan.api_pool["name"] if plan.api_pool else "default_pool",
         "dag_id_for_name": plan.dag_id,
+        "env": plan.env,
         "group": args["group"],
         "poke_interval": args["poll_s"],
         "timeout": args["timeout_s"],  # the whole wait, across pokes
@@ -61,6 +62,7 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
             subnet_id=args["subnet_id"],
             security_group_ids=args["security_group_ids"],
             lifecycle_config=args["lifecycle_config"],
+            instance_security=args["instance_security"],
             tags=args["tags"],
             max_age_s=args["max_age_s"],
             **common,
@@ -161,6 +163,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "dag_id": plan.dag_id,
                 "run_id": "{{ run_id }}",
                 "group": group.group_id,
+                "env": plan.env,
                 "aws_conn_id": conns["aws"],
                 "host_key_bucket": task.args.get("host_key_bucket"),
             },
@@ -202,21 +205,31 @@ def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
     return ops
 
 
-def _notifier(plan: DagPlan) -> Any:
-    emails = plan.notify.get("on_failure") or []
-    if not emails:
-        return None
+def _notifiers(plan: DagPlan) -> dict[str, Any]:
+    """The spec's `notify` as task callbacks: an email per failed task, and per try that is retried."""
+    if not any(plan.notify.values()):
+        return {}  # the smtp provider is not imported for DAGs that send no mail
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    return SmtpNotifier(
-        to=emails,
-        subject=f"[dag-factory] {plan.dag_id} failed in {plan.env}",
-        html_content="Task {{ ti.task_id }} of {{ dag.dag_id }} failed, run {{ run_id }}: {{ ti.log_url }}",
-    )
+    callbacks: dict[str, Any] = {}
+    for key, callback, what in (
+        ("on_failure", "on_failure_callback", "failed"),
+        ("on_retry", "on_retry_callback", "is being retried"),
+    ):
+        emails = plan.notify.get(key) or []
+        if emails:
+            callbacks[callback] = SmtpNotifier(
+                to=emails,
+                subject=f"[dag-factory] {plan.dag_id} {what} in {plan.env}",
+                html_content=(
+                    f"Task {{{{ ti.task_id }}}} of {{{{ dag.dag_id }}}} {what}, run {{{{ run_id }}}}, "
+                    "try {{ ti.try_number }}: {{ ti.log_url }}"
+                ),
+            )
+    return callbacks
 
 
 def build_dag(plan: DagPlan) -> DAG:
-    notifier = _notifier(plan)
     default_args: dict[str, Any] = {
         "owner": plan.owner,
         "retries": plan.retries,
@@ -227,8 +240,7 @@ def build_dag(plan: DagPlan) -> DAG:
         # and did this run choose the task's fan-out value (a manual run's `values`)?
         "pre_execute": functools.partial(before_task, plan.env),
     }
-    if notifier is not None:
-        default_args["on_failure_callback"] = notifier
+    default_args.update(_notifiers(plan))
     with DAG(
         dag_id=plan.dag_id,
         description=plan.description or None,

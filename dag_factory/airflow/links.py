@@ -19,6 +19,8 @@ from urllib.parse import quote
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.operator import BaseOperator
 
+from dag_factory.plan.model import CODE_VERSION_TEMPLATE, CODE_VERSIONS_FOLDER
+
 log = logging.getLogger("dag_factory.airflow.links")
 
 TARGETS_ATTR = "dag_factory_link_targets"
@@ -69,7 +71,22 @@ class _TargetLink(BaseOperatorLink):
         if target is None:
             return ""
         path = str(target["path"]).replace("{{ run_id }}", ti_key.run_id)
+        if CODE_VERSION_TEMPLATE in path:  # the notebook source: in the code version the run synced
+            path = _in_code_version(path, target, ti_key)
         return link_url(path, target["style"], target.get("region"), target["aws_conn_id"])
+
+
+def _in_code_version(path: str, target: dict[str, Any], ti: Any) -> str:
+    """The path with the run's code version; without the run (no task context), the versions folder."""
+    from dag_factory.airflow.params import code_version
+
+    head, _, tail = path.partition(f"/{CODE_VERSION_TEMPLATE}/")
+    context = ti.get_template_context() if hasattr(ti, "get_template_context") else None
+    if context is None:
+        return head + "/"
+    code = head.removesuffix(f"/{CODE_VERSIONS_FOLDER}")
+    version = code_version(code, target["aws_conn_id"], target.get("region"), context["dag_run"])
+    return f"{head}/{version}/{tail}"
 
 
 class ExecutedNotebookLink(_TargetLink):

@@ -3,8 +3,10 @@
 Each poke makes one status read and at most one API call (dag_factory.compute.sagemaker.advance, the
 life cycle shared with the orphan sweeper); between pokes the task is rescheduled, so it holds neither a
 worker slot nor a slot of the SageMaker API pool while AWS starts, stops or deletes an instance (minutes
-on AWS). The instance name is derived from (dag id, run id, group) at run time, so a retried create
-finds its own instance and a teardown finds an instance even when create failed before it returned.
+on AWS). The instance name is derived from (environment, dag id, run id, group) at run time, so a
+retried create finds its own instance and a teardown finds an instance even when create failed before it
+returned; a create that meets an instance of its name recognises its own by the run's tags
+(compute.sagemaker.create_instance). Every create sends the platform's hardening (instance_security).
 A reschedule-mode sensor works under a real scheduler and under ``dag.test(use_executor=True)``;
 a deferrable trigger would need a triggerer process, which ``dag.test`` does not run.
 """
@@ -18,8 +20,15 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from dag_factory.compute import aws
-from dag_factory.compute.naming import FACTORY_TAG, MAX_AGE_TAG, encode_tag_value, instance_name
-from dag_factory.compute.sagemaker import Goal, advance, is_permanent
+from dag_factory.compute.naming import ENV_TAG, FACTORY_TAG, MAX_AGE_TAG, encode_tag_value, instance_name
+from dag_factory.compute.sagemaker import (
+    Goal,
+    NameTaken,
+    advance,
+    create_instance,
+    is_permanent,
+    security_fields,
+)
 from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM
 
 
@@ -29,10 +38,13 @@ class _InstanceSensor(BaseSensorOperator):
     goal: Goal = "gone"
     ui_color = "#f0e4d0"
 
-    def __init__(self, *, dag_id_for_name: str, group: str, aws_conn_id: str = "aws_default", **kwargs: Any):
+    def __init__(
+        self, *, dag_id_for_name: str, env: str, group: str, aws_conn_id: str = "aws_default", **kwargs: Any
+    ):
         kwargs.setdefault("mode", "reschedule")
         super().__init__(**kwargs)
         self.dag_id_for_name = dag_id_for_name
+        self.env = env
         self.group = group
         self.aws_conn_id = aws_conn_id
 
@@ -42,7 +54,7 @@ class _InstanceSensor(BaseSensorOperator):
         return SageMakerHook(aws_conn_id=self.aws_conn_id, config=aws.retry_config()).conn  # type: ignore[no-untyped-call]
 
     def instance(self, context: Any) -> str:
-        return instance_name(self.dag_id_for_name, str(context["run_id"]), self.group)
+        return instance_name(self.dag_id_for_name, str(context["run_id"]), self.group, env=self.env)
 
     def create(self, client: Any, name: str, context: Any) -> None:
         raise AirflowFailException(f"notebook instance {name} does not exist")
@@ -51,6 +63,8 @@ class _InstanceSensor(BaseSensorOperator):
         client, name = self.client(), self.instance(context)
         try:
             progress = advance(client, name, self.goal, lambda: self.create(client, name, context))
+        except NameTaken as exc:
+            raise AirflowFailException(f"{exc} (not retried)") from exc
         except aws.api_errors() as exc:
             if is_permanent(exc):
                 raise AirflowFailException(f"{exc} (not retried: AWS refused the request itself)") from exc
@@ -80,6 +94,7 @@ class CreateNotebookInstanceSensor(_InstanceSensor):
         subnet_id: str,
         security_group_ids: list[str],
         lifecycle_config: str | None,
+        instance_security: dict[str, Any],
         tags: dict[str, str],
         max_age_s: int,
         **kwargs: Any,
@@ -91,6 +106,7 @@ class CreateNotebookInstanceSensor(_InstanceSensor):
         self.subnet_id = subnet_id
         self.security_group_ids = security_group_ids
         self.lifecycle_config = lifecycle_config
+        self.instance_security = dict(instance_security)  # platform.InstanceSecurity, as plain data
         self.instance_tags = tags
         self.max_age_s = max_age_s
 
@@ -98,6 +114,7 @@ class CreateNotebookInstanceSensor(_InstanceSensor):
         """The spec's tags (checked at validate) and the run-time ones (encoded for AWS)."""
         runtime = {
             FACTORY_TAG: "true",
+            ENV_TAG: self.env,
             "dag_id": self.dag_id_for_name,
             "run_id": str(context["run_id"]),
             "group": self.group,
@@ -114,10 +131,11 @@ class CreateNotebookInstanceSensor(_InstanceSensor):
             "SubnetId": self.subnet_id,
             "SecurityGroupIds": list(self.security_group_ids),
             "Tags": [{"Key": k, "Value": v} for k, v in self.tags(context).items()],
+            **security_fields(**self.instance_security),
         }
         if self.lifecycle_config:
             kwargs["LifecycleConfigName"] = self.lifecycle_config
-        client.create_notebook_instance(**kwargs)
+        create_instance(client, kwargs)
 
     def reached(self, client: Any, name: str, context: Any) -> None:
         # when SageMaker made it (a retry that reuses the instance keeps the first time): the run

@@ -45,6 +45,7 @@ def resolve_private_ip(
     dag_id: str,
     run_id: str,
     group: str,
+    env: str,
     aws_conn_id: str,
     host_key_bucket: str | None = None,
     ti: Any = None,
@@ -57,7 +58,7 @@ def resolve_private_ip(
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
     config = aws.retry_config()
-    name = instance_name(dag_id, run_id, group)
+    name = instance_name(dag_id, run_id, group, env=env)
     sagemaker = SageMakerHook(aws_conn_id=aws_conn_id, config=config).conn  # type: ignore[no-untyped-call]
     ec2 = EC2Hook(aws_conn_id=aws_conn_id, api_type="client_type", config=config).conn
     ip = private_ip(sagemaker, ec2, name)
@@ -102,8 +103,10 @@ def deliver_outputs(
     partition_column: str | None,
     partition_value: str | None,
     connections: dict[str, str],
+    ti: Any = None,
 ) -> int:
-    """Load one value's output files into one target; the row count goes to the log and XCom."""
+    """Load one value's output files into one target; the row count goes to the log and XCom. The
+    run id keys the target's delivery ledger: a retry of an append that committed adds nothing."""
     import datetime as dt
 
     from dag_factory.deliver import deliver
@@ -117,6 +120,8 @@ def deliver_outputs(
         postgres_conn_id=connections.get("postgres", "postgres_default"),
         snowflake_conn_id=connections.get("snowflake", "snowflake_default"),
         aws_conn_id=connections.get("aws", "aws_default"),
+        run_id=ti.run_id if ti is not None else None,
+        try_number=int(ti.try_number) if ti is not None else None,
     )
     log.info(
         "delivered %d rows to %s %s", rows, target.get("to"), target.get("table") or target.get("prefix")
@@ -177,6 +182,20 @@ def _write_text(url: str, text: str, content_type: str, aws_conn_id: str) -> Non
     Path(url).write_text(text)
 
 
+def _synced_code_version(inputs: dict[str, Any], aws_conn_id: str, dag_run: Any) -> str | None:
+    """The code version the run's prepare steps synced; None (and why, in the log) when unknown: the
+    report is written whatever else failed."""
+    from dag_factory.airflow.params import code_version
+
+    if dag_run is None or not inputs.get("code"):
+        return None
+    try:
+        return code_version(inputs["code"], aws_conn_id, inputs.get("region"), dag_run)
+    except Exception as exc:  # no deploy before the run, the code bucket unreadable
+        log.warning("the run report names no code version: %s", exc)
+        return None
+
+
 def write_run_report(
     inputs: dict[str, Any], run_id: str, aws_conn_id: str, ti: Any = None, dag_run: Any = None
 ) -> str:
@@ -205,10 +224,12 @@ def write_run_report(
                 text = _read_text(task["executed"], aws_conn_id)
                 notebooks[task["task_id"]] = json.loads(text) if text else None
     instances = {
-        g["group_id"]: instance_name(inputs["dag_id"], run_id, g["group_id"]) for g in inputs["groups"]
+        g["group_id"]: instance_name(inputs["dag_id"], run_id, g["group_id"], env=inputs["env"])
+        for g in inputs["groups"]
     }
     conf = dict(dag_run.conf or {}) if dag_run is not None else {}
-    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf)
+    version = _synced_code_version(inputs, aws_conn_id, dag_run)
+    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf, version)
     folder = inputs["folder"]
     previous = _read_text(f"{folder}/{REPORT_JSON}", aws_conn_id)  # a repaired run's earlier report
     report = with_earlier(report, json.loads(previous) if previous else None)

@@ -9,6 +9,8 @@ MAX_INSTANCE_NAME = 63
 FACTORY_TAG = "dag-factory"  # tag key marking instances this factory created (for the orphan sweeper)
 ENV_TAG = "env"  # the environment that created the instance (the planner's tag): gc touches only its own
 MAX_AGE_TAG = "dag-factory-max-age"  # seconds an instance can live in a run of its DAG (plan-derived)
+# the tags that say whose an instance is: the same on the instance a create finds under its name = its own
+IDENTITY_TAGS = (FACTORY_TAG, ENV_TAG, "dag_id", "run_id", "group")
 
 MAX_TAG_VALUE = 256
 # SageMaker tag values: letters, digits, spaces and _ . : / = + - @ (AWS also allows non-ASCII letters,
@@ -17,13 +19,15 @@ _TAG_SAFE = re.compile(r"[A-Za-z0-9 _.:/+\-@]")
 _HASHED = "=="  # never produced by escaping ("=" always becomes "=3D"): marks a shortened value
 
 
-def instance_name(dag_id: str, run_id: str, group: str) -> str:
-    """A SageMaker notebook instance name: unique per run and group, the same on every retry.
+def instance_name(dag_id: str, run_id: str, group: str, *, env: str) -> str:
+    """A SageMaker notebook instance name: unique per environment, run and group, the same on every retry.
 
+    The environment is part of it because run ids repeat across environments (a scheduled run of
+    preprod and of prod has the same id) and two environments may share an account.
     `[a-zA-Z0-9](-*[a-zA-Z0-9])*`, at most 63 characters: readable head, hash for uniqueness.
     """
-    digest = hashlib.sha256(f"{dag_id}\n{run_id}\n{group}".encode()).hexdigest()[:10]
-    head = re.sub(r"[^a-zA-Z0-9]+", "-", f"nb-{dag_id}-{group}").strip("-")
+    digest = hashlib.sha256(f"{env}\n{dag_id}\n{run_id}\n{group}".encode()).hexdigest()[:10]
+    head = re.sub(r"[^a-zA-Z0-9]+", "-", f"nb-{env}-{dag_id}-{group}").strip("-")
     head = head[: MAX_INSTANCE_NAME - len(digest) - 1].rstrip("-")
     return f"{head}-{digest}"
 

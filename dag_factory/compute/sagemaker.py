@@ -9,6 +9,11 @@ running instance must be stopped before it is deleted; a Stopped instance is sta
 instance is waited for, never deleted twice; a Failed instance (e.g. its lifecycle configuration failed)
 is deleted, and whoever wanted it in service retries (`InstanceFailed`), so a replacement is bounded by
 the caller's retries.
+
+`create_instance` is CreateNotebookInstance made idempotent: a create whose answer was lost (botocore
+retried it) or whose instance DescribeNotebookInstance does not show yet meets its own instance under
+the name, recognises it by the run's tags and goes on waiting for it. `security_fields` are the
+hardening every create sends.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dag_factory.compute.naming import IDENTITY_TAGS
 from dag_factory.errors import DagFactoryError
 
 log = logging.getLogger("dag_factory.compute.sagemaker")
@@ -77,6 +83,10 @@ class InstanceFailed(InstanceError):
     retry of whoever wanted it in service creates a new one."""
 
 
+class NameTaken(InstanceError):
+    """An instance of this name exists and is not this run's: it is left alone, and a retry cannot help."""
+
+
 @dataclass(frozen=True)
 class Progress:
     """What one `advance` saw and did."""
@@ -108,6 +118,80 @@ def describe(client: Any, name: str) -> dict[str, Any] | None:
         ):
             return None
         raise
+
+
+def tags_of(client: Any, arn: str) -> dict[str, str]:
+    """Every tag of a SageMaker resource (ListTags, all pages)."""
+    tags: dict[str, str] = {}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"ResourceArn": arn}
+        if token:
+            kwargs["NextToken"] = token
+        page = client.list_tags(**kwargs)
+        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        token = page.get("NextToken")
+        if not token:
+            return tags
+
+
+def security_fields(
+    *, direct_internet_access: bool, root_access: bool, kms_key_id: str | None
+) -> dict[str, Any]:
+    """CreateNotebookInstance's hardening, always sent (AWS's defaults are internet access, root access
+    and IMDSv1 all on). Lifecycle configurations run as root whatever RootAccess says."""
+    fields: dict[str, Any] = {
+        "DirectInternetAccess": "Enabled" if direct_internet_access else "Disabled",
+        "RootAccess": "Enabled" if root_access else "Disabled",
+        "InstanceMetadataServiceConfiguration": {"MinimumInstanceMetadataServiceVersion": "2"},
+    }
+    if kms_key_id:
+        fields["KmsKeyId"] = kms_key_id
+    return fields
+
+
+def _is_duplicate_name(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") == "ValidationException" and (
+        "duplicate" in message or "already exists" in message
+    )
+
+
+def create_instance(client: Any, request: dict[str, Any]) -> None:
+    """CreateNotebookInstance with ``request``; when the name is taken by an instance carrying this
+    request's identity tags (compute.naming.IDENTITY_TAGS), that instance is this run's: its create
+    went through but the answer was lost (botocore retried it), or DescribeNotebookInstance did not
+    show it yet. Anyone else's instance raises NameTaken."""
+    name = request["NotebookInstanceName"]
+    try:
+        client.create_notebook_instance(**request)
+        return
+    except Exception as exc:
+        if not _is_duplicate_name(exc):
+            raise
+    described = describe(client, name)
+    if described is None:  # created, not visible yet (or deleted since): the next look decides
+        log.info("notebook instance %s exists but is not described yet: waiting for it", name)
+        return
+    theirs = tags_of(client, str(described["NotebookInstanceArn"]))
+    ours = {tag["Key"]: tag["Value"] for tag in request.get("Tags", [])}
+    differ = [key for key in IDENTITY_TAGS if theirs.get(key) != ours.get(key)]
+    if differ:
+        raise NameTaken(
+            f"notebook instance {name} exists and is not this run's (its "
+            + ", ".join(f"{key}={theirs.get(key, '(none)')}" for key in differ)
+            + "; this run's "
+            + ", ".join(f"{key}={ours.get(key, '(none)')}" for key in differ)
+            + "): it is left alone; delete it if it is a leftover, then clear this task"
+        )
+    log.info(
+        "notebook instance %s already exists with this run's tags (an earlier create's answer was lost)", name
+    )
 
 
 def take_step(client: Any, name: str, step: Step, create: Callable[[], None] | None = None) -> None:

@@ -25,7 +25,7 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.local.timing import split_run
-from dag_factory.plan.model import DagPlan
+from dag_factory.plan.model import CODE_VERSION_TEMPLATE, DagPlan
 from dag_factory.plan.planner import plan_dag
 from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder
 from dag_factory.spec.platform import LocalEnvironment
@@ -140,6 +140,7 @@ def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
 
     The create_instance tasks wait for a build on its lock; they build it themselves when this is off.
     """
+    from dag_factory.compute.code_versions import FolderCodeStore, current_version
     from dag_factory.compute.shared_env import make_spares, shared_environment
 
     args = next(t.args for t in plan.groups[0].tasks if t.kind == "create_instance")
@@ -149,7 +150,11 @@ def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
 
     def build() -> None:
         try:
-            inputs = (args["env_cache"], args["python"], args["packages"], args["requirements"])
+            requirements = args["requirements"]
+            if requirements:  # the version the run syncs: the one just deployed
+                version = current_version(FolderCodeStore(Path(plan.code))) or ""
+                requirements = requirements.replace(CODE_VERSION_TEMPLATE, version)
+            inputs = (args["env_cache"], args["python"], args["packages"], requirements)
             venv = shared_environment(*inputs, build=False)
             if venv is None:
                 shared_environment(*inputs)

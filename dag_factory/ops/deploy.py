@@ -1,10 +1,12 @@
-"""`dag-factory deploy`: sync a validated project to its environment's code bucket.
+"""`dag-factory deploy`: a validated project becomes its environment's current code version.
 
 The project folder (notebooks, requirements, anything else the notebooks read) plus the spec file go
-to `s3://<code bucket>/<project>/` (sagemaker environments, boto3; `AWS_ENDPOINT_URL` is honoured)
-or to `<root>/<code bucket>/<project>/` (local environments: `dag-factory run` deploys there first).
-Files are compared by MD5 (the S3 ETag of a single-part upload): only changed files are uploaded,
-and remote files no longer in the project are deleted. `--dry-run` only lists the changes.
+to `s3://<code bucket>/<project>/versions/<version>/` (sagemaker environments, boto3;
+`AWS_ENDPOINT_URL` is honoured) or `<root>/<code bucket>/<project>/versions/<version>/` (local
+environments: `dag-factory run` deploys there first), one immutable folder per content
+(dag_factory.compute.code_versions: each run syncs the version current when it was queued). Files are
+compared by MD5 with the current version: changed ones are uploaded, unchanged ones copied in place.
+`--dry-run` only lists the changes.
 
 The project folder must lie inside the spec's repository (`load.project`). Never uploaded, and
 listed as skipped with the reason: files that look like secrets (`.env`, keys, ssh and cloud
@@ -14,19 +16,29 @@ repository (links to folders are not followed).
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
-import hashlib
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dag_factory.compute import aws
+from dag_factory.compute.code_versions import (
+    VERSIONS,
+    CodeStore,
+    FolderCodeStore,
+    S3CodeStore,
+    content_version,
+    current_version,
+    file_md5,
+    publish,
+    version_files,
+)
 from dag_factory.errors import DagFactoryError, SpecError
 from dag_factory.load.files import PLATFORM_FILE
 from dag_factory.load.project import inside, project_dir_problems, repository_root
 from dag_factory.load.specs import LoadedSpec
-from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.platform import SageMakerEnvironment
 
 _SECRET = "may hold secrets"
 _KEY = "a private key or certificate"
@@ -67,7 +79,11 @@ class DeployError(DagFactoryError):
 
 @dataclass
 class Sync:
+    """A deploy: the version it makes current, and how it differs from the one that was."""
+
     destination: str
+    version: str
+    previous: str | None  # the version current before (None: the first deploy)
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
@@ -102,14 +118,6 @@ def find_spec(target: Path) -> Path:
 
 def _skip_reason(name: str) -> str | None:
     return next((reason for pattern, reason in SKIPPED if fnmatch.fnmatch(name, pattern)), None)
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def project_files(loaded: LoadedSpec) -> ProjectFiles:
@@ -151,84 +159,64 @@ def project_files(loaded: LoadedSpec) -> ProjectFiles:
     return ProjectFiles(dict(sorted(files.items())), dict(sorted(skipped.items())))
 
 
-def _diff(local: dict[str, Path], remote: dict[str, str], destination: str, skipped: dict[str, str]) -> Sync:
-    sync = Sync(destination, skipped=skipped)
-    for key, path in local.items():
+def _diff(local: dict[str, str], remote: dict[str, str], sync: Sync) -> None:
+    for key, md5 in local.items():
         if key not in remote:
             sync.added.append(key)
-        elif remote[key] != _md5(path):
+        elif remote[key] != md5:
             sync.changed.append(key)
         else:
             sync.unchanged += 1
     sync.deleted = sorted(k for k in remote if k not in local)
-    return sync
 
 
-def _s3_sync(loaded: LoadedSpec, env: SageMakerEnvironment, dry_run: bool) -> Sync:
-    bucket, prefix = env.buckets.code, f"{loaded.spec.project}/"
-    client = aws.client("s3", env.region)
-    remote: dict[str, str] = {}
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                remote[item["Key"][len(prefix) :]] = item["ETag"].strip('"')
-    except client.exceptions.NoSuchBucket:
-        raise DeployError(f"code bucket s3://{bucket} does not exist (platform file, buckets.code)") from None
-    project = project_files(loaded)
-    local = project.files
-    sync = _diff(local, remote, f"s3://{bucket}/{prefix}", project.skipped)
-    if dry_run:
-        return sync
-    for key in [*sync.added, *sync.changed]:
-        with local[key].open("rb") as body:
-            client.put_object(Bucket=bucket, Key=prefix + key, Body=body)
-    for start in range(0, len(sync.deleted), 1000):
-        chunk = sync.deleted[start : start + 1000]
-        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": prefix + k} for k in chunk]})
-    return sync
-
-
-def _local_sync(loaded: LoadedSpec, env: LocalEnvironment, dry_run: bool) -> Sync:
+def code_store(loaded: LoadedSpec, env: str) -> CodeStore:
+    """Where the environment keeps the project's deployed code."""
     assert loaded.platform is not None
-    root = (loaded.platform.path.parent / env.root).resolve()
-    target = root / env.buckets.code / loaded.spec.project
-    remote = (
-        {p.relative_to(target).as_posix(): _md5(p) for p in sorted(target.rglob("*")) if p.is_file()}
-        if target.is_dir()
-        else {}
-    )
-    project = project_files(loaded)
-    local = project.files
-    sync = _diff(local, remote, str(target) + "/", project.skipped)
-    if dry_run:
-        return sync
-    for key in [*sync.added, *sync.changed]:
-        (target / key).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(local[key], target / key)
-    for key in sync.deleted:
-        (target / key).unlink()
-    return sync
+    settings = loaded.platform.settings.environments[env]
+    if isinstance(settings, SageMakerEnvironment):
+        return S3CodeStore(aws.client("s3", settings.region), settings.buckets.code, loaded.spec.project)
+    root = (loaded.platform.path.parent / settings.root).resolve()
+    return FolderCodeStore(root / settings.buckets.code / loaded.spec.project)
 
 
 def deploy_project(loaded: LoadedSpec, env: str, dry_run: bool = False) -> Sync:
+    """Deploy the project as a new version (compute.code_versions), unless it is the current one."""
     if loaded.platform is None:
         raise DeployError(f"{loaded.path}: no platform file; pass --platform")
-    settings = loaded.platform.settings.environments[env]
-    if isinstance(settings, SageMakerEnvironment):
-        return _s3_sync(loaded, settings, dry_run)
-    return _local_sync(loaded, settings, dry_run)
+    store = code_store(loaded, env)
+    project = project_files(loaded)
+    md5s = {key: file_md5(path) for key, path in project.files.items()}
+    version = content_version(md5s)
+    try:
+        current = current_version(store)
+    except Exception as exc:
+        if isinstance(store, S3CodeStore) and isinstance(exc, store.client.exceptions.NoSuchBucket):
+            raise DeployError(
+                f"code bucket s3://{store.bucket} does not exist (platform file, buckets.code)"
+            ) from None
+        raise
+    sync = Sync(f"{store.location}/{VERSIONS}/{version}/", version, current, skipped=project.skipped)
+    _diff(md5s, version_files(store, current) if current else {}, sync)
+    if not dry_run:
+        publish(store, project.files, md5s, dt.datetime.now(dt.UTC))
+    return sync
 
 
 def render_sync(sync: Sync, dry_run: bool) -> str:
-    verb = "would" if dry_run else ""
     lines = [f"  skipped {path}: {reason}" for path, reason in sync.skipped.items()]
     lines += (
         [f"+ {k}" for k in sync.added] + [f"~ {k}" for k in sync.changed] + [f"- {k}" for k in sync.deleted]
     )
     counts = f"{len(sync.added)} added, {len(sync.changed)} changed, {len(sync.deleted)} deleted"
     counts += f", {sync.unchanged} unchanged, {len(sync.skipped)} skipped"
-    if dry_run:
-        lines.append(f"dry run: {verb} sync {sync.destination}: {counts}; nothing changed")
+    against = f" (against version {sync.previous})" if sync.previous else " (the first deploy)"
+    if sync.version == sync.previous:
+        lines.append(
+            f"version {sync.version} at {sync.destination} is current already: {counts}; nothing changed"
+        )
+    elif dry_run:
+        lines.append(f"dry run: would deploy version {sync.version} to {sync.destination}: {counts}{against}")
     else:
-        lines.append(f"deployed to {sync.destination}: {counts}")
+        lines.append(f"deployed version {sync.version} to {sync.destination}: {counts}{against}")
     return "\n".join(lines)

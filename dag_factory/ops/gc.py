@@ -39,7 +39,7 @@ from dag_factory.compute.naming import (
     decode_tag_value,
     instance_name,
 )
-from dag_factory.compute.sagemaker import InstanceError, advance
+from dag_factory.compute.sagemaker import InstanceError, advance, tags_of
 from dag_factory.errors import DagFactoryError
 
 DEFAULT_MAX_AGE = dt.timedelta(hours=6)  # for an instance without a max-age tag
@@ -148,20 +148,6 @@ def _instances(client: Any) -> Iterator[dict[str, Any]]:
             return
 
 
-def _tags(client: Any, arn: str) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"ResourceArn": arn}
-        if token:
-            kwargs["NextToken"] = token
-        page = client.list_tags(**kwargs)
-        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
-        token = page.get("NextToken")
-        if not token:
-            return tags
-
-
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -187,7 +173,7 @@ def find_orphans(
         age = now - created
         if older_than is not None and age < older_than:
             continue  # no tags needed to know
-        tags = _tags(client, summary["NotebookInstanceArn"])
+        tags = tags_of(client, summary["NotebookInstanceArn"])
         if tags.get(FACTORY_TAG) != "true" or tags.get(ENV_TAG) != env or age < max_age(tags, older_than):
             continue
         found.append(
@@ -196,13 +182,13 @@ def find_orphans(
     return sorted(found, key=lambda o: o.created)
 
 
-def _belongs_to_live_run(orphan: Orphan, runs: LiveRuns, cache: dict[str, set[str]]) -> bool:
+def _belongs_to_live_run(orphan: Orphan, env: str, runs: LiveRuns, cache: dict[str, set[str]]) -> bool:
     dag_id, group = orphan.tags.get("dag_id"), orphan.tags.get("group")
     if not dag_id or group is None:
         return False
     if dag_id not in cache:
         cache[dag_id] = runs.live_run_ids(dag_id)
-    return any(instance_name(dag_id, run_id, group) == orphan.name for run_id in cache[dag_id])
+    return any(instance_name(dag_id, run_id, group, env=env) == orphan.name for run_id in cache[dag_id])
 
 
 def sweep(
@@ -221,7 +207,7 @@ def sweep(
     cache: dict[str, set[str]] = {}
     pending: list[Orphan] = []
     for orphan in find_orphans(client, env, older_than, now):
-        if _belongs_to_live_run(orphan, runs, cache):
+        if _belongs_to_live_run(orphan, env, runs, cache):
             results[orphan.name] = SweepResult(orphan, "spared", "its run is still live")
         elif dry_run:
             results[orphan.name] = SweepResult(orphan, "would delete")

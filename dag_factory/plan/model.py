@@ -19,6 +19,11 @@ class Estimate:
 
 
 DAG_TAG = "dag-factory"  # every generated DAG carries this Airflow tag
+# The DAG's Jinja macro naming the code version a run syncs (dag_factory.compute.code_versions): the one
+# current when the run started, the same in every lane and retry of the run.
+CODE_VERSION_MACRO = "code_version"
+CODE_VERSIONS_FOLDER = "versions"  # <code>/<project>/versions/<version>/: the deployed files
+CODE_VERSION_TEMPLATE = "{{ " + CODE_VERSION_MACRO + "(dag_run) }}"
 
 TaskKind = Literal[
     "create_instance", "resolve_ip", "prepare", "notebook", "stop_instance", "delete_instance", "deliver"
@@ -81,6 +86,8 @@ class DagPlan:
     # the trigger form: name -> JSON schema with default (plan.params.trigger_params)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     publish: tuple[PublishPlan, ...] = ()  # per delivery target with an asset: its one event per run
+    code: str = ""  # where the project's code versions are: s3://<code>/<project> or the local folder
+    region: str | None = None  # the environment's AWS region (None: local)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ publish task after every value's delivery records the run's one asset event.
 from __future__ import annotations
 
 import math
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,16 @@ from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.assets import delivery_asset
 from dag_factory.plan.guard import KILL_GRACE_S, StepBounds, guarded
-from dag_factory.plan.model import DAG_TAG, DagPlan, Estimate, GroupPlan, PublishPlan, TaskPlan
+from dag_factory.plan.model import (
+    CODE_VERSION_TEMPLATE,
+    CODE_VERSIONS_FOLDER,
+    DAG_TAG,
+    DagPlan,
+    Estimate,
+    GroupPlan,
+    PublishPlan,
+    TaskPlan,
+)
 from dag_factory.plan.params import OVERRIDES_JSON, VALUES_PARAM, trigger_params
 from dag_factory.plan.scripts import (
     HostLayout,
@@ -32,7 +42,7 @@ from dag_factory.plan.scripts import (
     runtime_parameters_json,
 )
 from dag_factory.spec.job import AssetSchedule, Delivery, JobSpec, Notebook
-from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.platform import GROUP_PLACEHOLDER, LocalEnvironment, SageMakerEnvironment
 from dag_factory.spec.types import parse_duration
 
 SHARED_GROUP = "shared"
@@ -54,25 +64,42 @@ def _seconds(duration: str) -> int:
     return int(parse_duration(duration).total_seconds())
 
 
+def _activate(*words: str) -> str:
+    """Source an activate script with nounset off: conda's scripts and packages' activate.d hooks read
+    variables that may be unset (e.g. PS1), and the steps run under `set -u`."""
+    return f"set +u; source {' '.join(shlex.quote(word) for word in words)}; set -u"
+
+
+def _code_version_dir(code_head: str) -> str:
+    """The folder of the code version the run syncs (dag_factory.compute.code_versions), as a template:
+    the version is the one current when the run started, in every lane and retry."""
+    return f"{code_head}/{CODE_VERSIONS_FOLDER}/{CODE_VERSION_TEMPLATE}"
+
+
+# Every value in these shell lines is quoted: the platform's paths (checked by spec.platform as well),
+# the group and the buckets. The local work dir holds Airflow Jinja, which renders inside the quotes.
 def _local_layout(env: LocalEnvironment, root: Path, dag_id: str, group: str, project: str) -> HostLayout:
     # no ':' from the run id: the venv's bin folder goes on $PATH
     workdir = f'{root}/work/{dag_id}/{{{{ run_id | replace(":", "_") }}}}/{group}'
-    code = f"{root}/{env.buckets.code}/{project}"
+    code = _code_version_dir(f"{root}/{env.buckets.code}/{project}")
     install = "uv pip install --quiet" if shutil.which("uv") else "python -m pip install --quiet"
+    source, target = shlex.quote(f"{code}/."), shlex.quote(f"{workdir}/project/")
     return HostLayout(
         workdir=workdir,
-        activate=f"source '{workdir}/venv/bin/activate'",
-        sync=f"mkdir -p '{workdir}/project' && cp -R '{code}/.' '{workdir}/project/'",
+        activate=_activate(f"{workdir}/venv/bin/activate"),
+        sync=f"mkdir -p {target} && cp -R {source} {target}",
         install=install,
     )
 
 
 def _sagemaker_layout(env: SageMakerEnvironment, project: str, spec: JobSpec, group: str) -> HostLayout:
-    workdir = env.ssh.workdir.replace("{group}", group)
+    workdir = env.ssh.workdir.replace(GROUP_PLACEHOLDER, group)
+    source = shlex.quote(_code_version_dir(f"s3://{env.buckets.code}/{project}") + "/")
+    target = shlex.quote(f"{workdir}/project/")
     return HostLayout(
         workdir=workdir,
-        activate=f"source {env.ssh.conda_activate} {spec.runtime.conda_env}",
-        sync=f"aws s3 sync --delete --only-show-errors s3://{env.buckets.code}/{project}/ {workdir}/project/",
+        activate=_activate(env.ssh.conda_activate, spec.runtime.conda_env),
+        sync=f"aws s3 sync --delete --only-show-errors {source} {target}",
         install="pip install --quiet",
     )
 
@@ -160,7 +187,7 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
             "kernel": notebook.kernel or spec.runtime.kernel,
             "timeout_s": timeout,
             "output_notebook": output_notebook,
-            "source": f"{ctx.code_head()}/{notebook.path}",
+            "source": f"{_code_version_dir(ctx.code_head())}/{notebook.path}",
             "output_prefix": output_prefix,
             "notebook_retries": notebook.retries,
             "value": value,
@@ -232,13 +259,13 @@ def _local_create_args(ctx: _Context, layout: HostLayout) -> dict[str, Any]:
     """A work directory whose venv is a clone of the shared environment the prepare step would build."""
     assert isinstance(ctx.env, LocalEnvironment) and ctx.root is not None
     spec = ctx.spec
-    code = ctx.root / ctx.env.buckets.code / spec.project
+    code = _code_version_dir(f"{ctx.root}/{ctx.env.buckets.code}/{spec.project}")
     return {
         "workdir": layout.workdir,
         "python": sys.executable,
         "env_cache": str(ctx.root / "envs"),
         "packages": list(runtime_packages(spec.runtime.papermill_version)),
-        "requirements": str(code / spec.runtime.requirements) if spec.runtime.requirements else None,
+        "requirements": f"{code}/{spec.runtime.requirements}" if spec.runtime.requirements else None,
     }
 
 
@@ -255,6 +282,7 @@ def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[Tas
             "volume_size_gb": spec.compute.volume_size_gb,
             "role_arn": env.role_arn,
             "lifecycle_config": env.lifecycle_config,
+            "instance_security": env.instance_security.model_dump(),
             "subnet_id": env.subnet_id,
             "security_group_ids": list(env.security_group_ids),
             # "env": compute.naming.ENV_TAG, by which gc keeps to its own environment
@@ -420,4 +448,6 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         schedule_assets=tuple(spec.schedule.assets) if isinstance(spec.schedule, AssetSchedule) else (),
         params=params,
         publish=publish,
+        code=ctx.code_head(),
+        region=env.region if isinstance(env, SageMakerEnvironment) else None,
     )

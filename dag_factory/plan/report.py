@@ -62,6 +62,8 @@ def report_inputs(plan: DagPlan) -> dict[str, Any]:
         "backend": plan.backend,
         "fan_out": plan.fan_out_name,
         "folder": run_folder(plan),
+        "code": plan.code,  # the code versions; the report names the one the run synced
+        "region": plan.region,
         "form": {name: schema["default"] for name, schema in plan.params.items()},  # the trigger form
         "estimate": {
             "instance_type": plan.estimate.instance_type,
@@ -149,6 +151,7 @@ def build_report(
     notebooks: dict[str, dict[str, Any] | None],
     instances: dict[str, str] | None = None,
     conf: dict[str, Any] | None = None,
+    code_version: str | None = None,
 ) -> dict[str, Any]:
     """`tis`: task id -> {state, duration}; `xcoms`: task id -> {key: value}; `notebooks`: notebook
     task id -> its executed notebook (None when there is none); `instances`: group id -> its instance's
@@ -180,6 +183,7 @@ def build_report(
         "env": inputs["env"],
         "backend": inputs["backend"],
         "fan_out": inputs["fan_out"],
+        "code_version": code_version,  # what every value's prepare step synced (None: not known)
         "status": "failed" if left or any(v["status"] == "failed" for v in values) else "success",
         "values": values,
         # what a manual run chose: its values (None: all) and the parameters it overrode
@@ -272,7 +276,8 @@ def render_html(report: dict[str, Any]) -> str:
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
 padding:4px;vertical-align:top}} tr.failed td.value{{color:#b00}}</style></head>
 <body><h1>{e(report["dag_id"])}: {e(report["status"])}</h1>
-<p>run {e(report["run_id"])}, environment {e(report["env"])} ({e(report["backend"])})</p>
+<p>run {e(report["run_id"])}, environment {e(report["env"])} ({e(report["backend"])}), code version
+{e(report.get("code_version") or "unknown")}</p>
 {_choices_html(report)}
 <table><thead><tr><th>{e(label)}</th><th>status</th><th>tasks</th><th>failure</th><th>rows delivered</th>
 <th>rendered notebooks</th><th>instance-hours</th><th>cost</th></tr></thead>

@@ -1,16 +1,82 @@
-"""Platform settings owned by data engineers: one file, one entry per environment."""
+"""Platform settings owned by data engineers: one file, one entry per environment.
+
+Paths on the instance (``ssh.workdir``, ``ssh.conda_activate``) reach shell lines: they must be absolute
+and hold only letters, digits, ``/ . _ -`` (and, in the workdir, the ``{group}`` placeholder), so that a
+typo cannot become a command; the planner quotes them all the same.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from dag_factory.spec.job import InstanceType
-from dag_factory.spec.rules import Violation, raise_violations
-from dag_factory.spec.types import Duration, Identifier, StrictModel
+from dag_factory.spec.rules import Violation, raise_violations, rule_error
+from dag_factory.spec.text import shown
+from dag_factory.spec.types import Duration, Identifier, SchemaExtra, StrictModel
 
 BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+
+GROUP_PLACEHOLDER = "{group}"  # in ssh.workdir: the task group (fan-out value, or "shared")
+_PATH_CHARACTER = re.compile(r"[A-Za-z0-9_./-]")
+HOME_ON_INSTANCE = "/home/ec2-user"  # the notebook user's home on a SageMaker notebook instance
+
+
+def _instance_path(placeholder: bool) -> Callable[[str], str]:
+    allowed = "letters, digits, '/', '.', '_', '-'" + (" and the {group} placeholder" if placeholder else "")
+
+    def check(value: str) -> str:
+        if value.startswith("~/"):
+            raise rule_error(
+                f"{shown(value)} is not an absolute path",
+                f"write {HOME_ON_INSTANCE}{value[1:]}: the steps quote paths, where '~' is no home folder",
+            )
+        if not value.startswith("/"):
+            raise rule_error(
+                f"{shown(value)} is not an absolute path",
+                f"write the whole path, e.g. {HOME_ON_INSTANCE}/{value.lstrip('~')}",
+            )
+        rest = value.replace(GROUP_PLACEHOLDER, "") if placeholder else value
+        bad = next((c for c in rest if not _PATH_CHARACTER.fullmatch(c)), None)
+        if bad is not None:
+            what = "a space" if bad == " " else repr(bad)
+            raise rule_error(
+                f"{shown(value)} holds {what}, which no path on the instance needs",
+                f"paths reach shell commands: use {allowed}",
+            )
+        return value
+
+    return check
+
+
+InstancePath = Annotated[
+    str, AfterValidator(_instance_path(placeholder=False)), SchemaExtra.of(pattern=r"^/[A-Za-z0-9_./-]*$")
+]
+InstancePathWithGroup = Annotated[
+    str,
+    AfterValidator(_instance_path(placeholder=True)),
+    SchemaExtra.of(pattern=r"^/(?:[A-Za-z0-9_./-]|\{group\})*$"),
+]
+
+_KMS_KEY = re.compile(
+    r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|alias/[A-Za-z0-9/_-]+"
+)
+
+
+def _check_kms_key(value: str) -> str:
+    if not _KMS_KEY.fullmatch(value):
+        raise rule_error(
+            f"{shown(value)} is not a KMS key",
+            "use a key ARN such as arn:aws:kms:<region>:<account>:key/<id>, a key id, or alias/<name>",
+        )
+    return value
+
+
+KmsKey = Annotated[str, AfterValidator(_check_kms_key), SchemaExtra.of(pattern=f"^(?:{_KMS_KEY.pattern})$")]
 
 
 class Buckets(StrictModel):
@@ -35,10 +101,10 @@ class ApiPool(StrictModel):
 class SshSettings(StrictModel):
     """What runs on the instance. Login user, port and key belong to the Airflow SSH connection."""
 
-    conda_activate: str = Field(
+    conda_activate: InstancePath = Field(
         "/home/ec2-user/anaconda3/bin/activate", description="script sourced with the conda env name"
     )
-    workdir: str = Field(
+    workdir: InstancePathWithGroup = Field(
         "/home/ec2-user/SageMaker/job",
         description="where the project is synced; {group} is replaced by the task group (fan-out value)",
     )
@@ -47,6 +113,25 @@ class SshSettings(StrictModel):
         description="accept-new: trust the key a new instance shows first, then pin it for the run; "
         "pinned: the key the instance's lifecycle configuration published to "
         "s3://<code bucket>/_host_keys/<instance>.pub; off: no check",
+    )
+
+
+class InstanceSecurity(StrictModel):
+    """How every notebook instance is locked down; sent with each CreateNotebookInstance, together with
+    IMDSv2 only (MinimumInstanceMetadataServiceVersion 2), which is not a choice."""
+
+    direct_internet_access: bool = Field(
+        False,
+        description="SageMaker's own route to the internet; false: the instance reaches only what its subnet "
+        "routes to (a NAT gateway, VPC endpoints for S3 and the package index)",
+    )
+    root_access: bool = Field(
+        False,
+        description="sudo for the notebook user (the steps run as it); lifecycle configurations run as root "
+        "either way",
+    )
+    kms_key_id: KmsKey | None = Field(
+        None, description="KMS key that encrypts the instance's ML storage volume; none: an AWS managed key"
     )
 
 
@@ -102,6 +187,7 @@ class SageMakerEnvironment(_Environment):
     subnet_id: Annotated[str, Field(pattern=r"^subnet-[0-9a-z]+$")]
     security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-z]+$")]] = Field(min_length=1)
     lifecycle_config: str | None = None
+    instance_security: InstanceSecurity = Field(default_factory=InstanceSecurity)
     api_pool: ApiPool = Field(default_factory=ApiPool)
     poll_interval: Duration = Field("30s", description="how often a waiting task asks SageMaker again")
     airflow_url: str | None = Field(

@@ -192,7 +192,8 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
     assert "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'" in nb.command
     prepare = dag.get_task("fr.prepare")
     assert (
-        "aws s3 sync --delete --only-show-errors s3://automated-notebook-prod/churn-model/" in prepare.command
+        "aws s3 sync --delete --only-show-errors "
+        "'s3://automated-notebook-prod/churn-model/versions/{{ code_version(dag_run) }}/'" in prepare.command
     )
     assert "pip install --quiet papermill==2.7.0" in prepare.command
     assert prepare.outputs_prefix is None and prepare.execution_timeout.total_seconds() == 1800 + 90

@@ -32,8 +32,7 @@ def test_sagemaker_notebook_task_links_to_the_s3_console() -> None:
     assert _links(dag.get_task("fr.nb_02_train")) == {
         "Executed notebook": f"{console}nb-output-prod?region=eu-west-1&prefix="
         "churn-model/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/fr/02_train.html",
-        "Notebook source": f"{console}automated-notebook-prod?region=eu-west-1&prefix="
-        "churn-model/notebooks/02_train.ipynb",
+        "Notebook source": f"{console}automated-notebook-prod?region=eu-west-1&prefix=churn-model/versions/",
     }
     assert _links(dag.get_task("report")) == {
         "Run report": f"{console}nb-output-prod?region=eu-west-1&prefix="
@@ -73,8 +72,34 @@ def test_local_links_are_files() -> None:
     root = (CONFIGS / ".." / ".dag-factory").resolve()
     assert links == {
         "Executed notebook": f"file://{root}/runs/churn-demo/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/de/01_features.html",
-        "Notebook source": f"file://{root}/code/churn-demo/notebooks/01_features.ipynb",
+        # without the run's context: the project's code versions (a task's link names its run's version)
+        "Notebook source": f"file://{root}/code/churn-demo/versions/",
     }
+
+
+def test_notebook_source_link_opens_the_code_version_the_run_synced(tmp_path: Path) -> None:
+    """Two deploys, a run started between them: its link opens the notebook of the first version."""
+    from dag_factory.compute.code_versions import FolderCodeStore, content_version, file_md5, publish
+
+    platform = (CONFIGS / "platform.yaml").read_text().replace("../.dag-factory", str(tmp_path / "root"))
+    (tmp_path / "platform.yaml").write_text(platform)
+    dag = dag_from_spec(CONFIGS / "churn-demo.yaml", env="local", platform=tmp_path / "platform.yaml")
+    store = FolderCodeStore(tmp_path / "root" / "code" / "churn-demo")
+    monday = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    key = "notebooks/01_features.ipynb"
+    for hour, text in ((9, "first"), (11, "second")):
+        notebook = tmp_path / text / key
+        notebook.parent.mkdir(parents=True)
+        notebook.write_text(text)
+        publish(store, {key: notebook}, {key: file_md5(notebook)}, monday.replace(hour=hour))
+    first = content_version({key: file_md5(tmp_path / "first" / key)})
+    run = SimpleNamespace(start_date=monday.replace(hour=10), run_after=monday)
+    ti = SimpleNamespace(run_id=RUN, get_template_context=lambda: {"dag_run": run})
+    task = dag.get_task("de.nb_01_features")
+    link = next(link for link in task.operator_extra_links if link.name == "Notebook source")
+    url = link.get_link(task, ti_key=ti)
+    assert url == f"file://{store.root}/versions/{first}/notebooks/01_features.ipynb"
+    assert Path(url.removeprefix("file://")).read_text() == "first"
 
 
 def test_links_survive_serialization_and_the_plugin_registers_them() -> None:

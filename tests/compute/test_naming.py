@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dag_factory.compute.naming import (
@@ -21,10 +21,37 @@ RUN_IDS = st.from_regex(r"[A-Za-z0-9_.~:+-]{1,250}", fullmatch=True) | st.text(m
 
 
 def test_names_are_valid_stable_and_unique() -> None:
-    name = instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~x", "de")
+    name = instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~x", "de", env="prod")
     assert re.fullmatch(NAME_PATTERN, name) and len(name) <= 63
-    assert name == instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~x", "de")
-    assert name != instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~y", "de")
+    assert name == instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~x", "de", env="prod")
+    assert name != instance_name("churn-model", "manual__2026-01-05T04:00:00+00:00~y", "de", env="prod")
+
+
+SCHEDULED = "scheduled__2026-01-05T04:00:00+00:00"  # the same run id in every environment
+
+
+def test_environments_in_one_account_never_share_an_instance() -> None:
+    """A scheduled run has the same id in preprod and prod: their instances must still differ, or the
+    first teardown deletes the other environment's instance."""
+    preprod = instance_name("churn-model", SCHEDULED, "de", env="preprod")
+    prod = instance_name("churn-model", SCHEDULED, "de", env="prod")
+    assert preprod != prod
+    assert preprod.startswith("nb-preprod-churn-model-de-") and prod.startswith("nb-prod-churn-model-de-")
+
+
+@settings(deadline=None)  # generating from regexes is slow on a loaded machine, not the code under test
+@given(
+    env=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,40}", fullmatch=True),  # platform environment names
+    dag_id=st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?", fullmatch=True),  # spec.job.ProjectName
+    group=st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,30}[A-Za-z0-9])?", fullmatch=True),  # FanOutValue
+    run_id=RUN_IDS,
+)
+def test_every_name_is_one_sagemaker_accepts_and_names_its_environment(
+    env: str, dag_id: str, group: str, run_id: str
+) -> None:
+    name = instance_name(dag_id, run_id, group, env=env)
+    assert re.fullmatch(NAME_PATTERN, name) and len(name) <= 63, name
+    assert name != instance_name(dag_id, run_id, group, env=env + "x")
 
 
 def test_run_ids_are_encoded_reversibly_into_the_allowed_set() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.distributed.deployment import Deployment, Job
+from tests.distributed.deployment import CLUSTER_ENV, Deployment, Job
 
 pytestmark = pytest.mark.integration  # one Celery cluster, one xdist worker (tests/conftest.py)
 
@@ -84,7 +84,7 @@ def test_churn_example_on_two_workers_beside_a_broken_spec_with_a_retry(
     # missed once in a parallel CI run (the try was retried, still without its interface, and failed)
     spec = deployment.spec("churn-demo", CHURN_VALUES, retries=1, retry_delay="30s")
     (job,) = deployment.deploy([spec], extra_files={"project_configs/broken-job.yaml": broken})
-    attached = interface_attached_late(monkeypatch, f"nb-{job.dag_id}-{RETRIED}-")
+    attached = interface_attached_late(monkeypatch, f"nb-{CLUSTER_ENV}-{job.dag_id}-{RETRIED}-")
     run_id = deployment.run(job, wait=False)
     import_errors = follow_run(deployment, job, run_id, attached)
     print(deployment.timeline(job, run_id))

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
+from dag_factory.compute.code_versions import S3CodeStore, file_md5, publish
 from dag_factory.local.airflow_home import ApiServer
 from dag_factory.local.execute import ProgressCallback, RunResult, run_dag, task_error
 from tests.servers.airflow import ENVIRONMENT, POOL, Deployment
@@ -136,12 +137,15 @@ class E2E:
                    buckets["code"], workdir)  # fmt: skip
 
     def deploy(self, project_dir: Path, bucket: str, project: str) -> None:
-        """What CI's deploy step does: the project folder to s3://<code bucket>/<project>/."""
-        s3 = self.sm.moto.client("s3")
-        for path in sorted(project_dir.rglob("*")):
-            if path.is_file() and ".ipynb_checkpoints" not in path.parts and "__pycache__" not in path.parts:
-                key = f"{project}/{path.relative_to(project_dir).as_posix()}"
-                s3.upload_file(str(path), bucket, key)
+        """What CI's deploy step does: the project folder becomes the current code version in
+        s3://<code bucket>/<project>/ (dag_factory.compute.code_versions, as `dag-factory deploy`)."""
+        files = {
+            path.relative_to(project_dir).as_posix(): path
+            for path in sorted(project_dir.rglob("*"))
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts and "__pycache__" not in path.parts
+        }
+        store = S3CodeStore(self.sm.moto.client("s3"), bucket, project)
+        publish(store, files, {key: file_md5(path) for key, path in files.items()}, dt.datetime.now(dt.UTC))
 
     # --- running it --------------------------------------------------------------------------------
     def run_env(self, **extra: str) -> dict[str, str]:

@@ -235,7 +235,7 @@ def test_clear_failed_notebook_reruns_its_value(e2e: E2E, airflow_deployment: De
     deployment = airflow_deployment
     job, run_id, marker = fr_failed_once(e2e, deployment, "churn-clear")
     before = tries(deployment, job, run_id)
-    fr_name, de_name = (instance_name(job.dag_id, run_id, v) for v in ("fr", "de"))
+    fr_name, de_name = (instance_name(job.dag_id, run_id, v, env=ENV_NAME) for v in ("fr", "de"))
     assert e2e.sm.aws.statuses(fr_name) == LIFE
 
     marker.unlink()
@@ -268,7 +268,7 @@ def test_repair_reruns_only_failed_values(e2e: E2E, airflow_deployment: Deployme
     first = report(e2e, job, run_id)
     assert first["status"] == "failed"
     assert {v["value"]: v["status"] for v in first["values"]} == {"de": "success", "fr": "failed"}
-    fr_name, de_name = (instance_name(job.dag_id, run_id, v) for v in ("fr", "de"))
+    fr_name, de_name = (instance_name(job.dag_id, run_id, v, env=ENV_NAME) for v in ("fr", "de"))
 
     marker.unlink()
     deployment.clear_run(job.dag_id, run_id, only_failed=True)
@@ -357,7 +357,7 @@ def test_failed_delete_fails_the_run(
     run_id = deployment.trigger(job.dag_id, midnight(DATE))
 
     assert wait_over(deployment, job, run_id) == "failed"
-    name = instance_name(job.dag_id, run_id, "de")
+    name = instance_name(job.dag_id, run_id, "de", env=ENV_NAME)
     got = task_states(deployment, job, run_id)
     assert got == {
         **{f"de.{t}": "success" for t in ("create_instance", "resolve_ip", "prepare", "nb_00_score")},
@@ -401,7 +401,7 @@ def test_backfill_three_dates(e2e: E2E, airflow_deployment: Deployment) -> None:
     deploy(e2e, deployment, job)
     dates = [DATE + dt.timedelta(days=n) for n in range(3)]
     run_ids = {d: f"backfill__{midnight(d).isoformat()}" for d in dates}
-    names = {d: instance_name(job.dag_id, run_ids[d], "de") for d in dates}
+    names = {d: instance_name(job.dag_id, run_ids[d], "de", env=ENV_NAME) for d in dates}
     # One sshd plays every instance: two runs' steps of one group at once would share its folder (the
     # guard of one would kill the other's step as its own leftover; on SageMaker each run has a host of
     # its own). So the runs overlap, but each later run's instance stays Pending (held by the fake)
@@ -510,7 +510,7 @@ def test_overlapping_runs_of_one_date(e2e: E2E, airflow_deployment: Deployment) 
         injected = injected_source(s3_json(e2e, job, f"{job.dag_id}/{run_id}/de/00_score.ipynb"))
         assert f'logical_date = "{DATE.isoformat()}"' in injected, injected
         assert f'run_id = "{run_id}"' in injected, injected
-    names = [instance_name(job.dag_id, r, "de") for r in (first, second)]
+    names = [instance_name(job.dag_id, r, "de", env=ENV_NAME) for r in (first, second)]
     assert names[0] != names[1]
     assert [e2e.sm.aws.statuses(n) for n in names] == [LIFE, LIFE]
     assert e2e.rows(TABLE) == {"de": ROWS["de"]}

@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
+from dag_factory.compute.code_versions import S3CodeStore, current_version
 from dag_factory.local.execute import RunResult, log_events
 from dag_factory.local.failures import group_failure
 from dag_factory.plan.notebook_failure import MARKER
@@ -34,6 +35,7 @@ from tests.e2e.conftest import (
 from tests.servers.airflow import Deployment
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, Throttling, wait_for_status
 from tests.servers.sagemaker_rules import Latencies
+from tests.servers.smtp import Mailbox, running_mailbox
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +57,15 @@ def failure_reason(job: Job, result: RunResult, value: str) -> str:
     group = next(g for g in plan.groups if g.group_id == value)
     tis = [ti for ti in result.task_instances if ti.task_id.startswith(f"{value}.")]
     return group_failure(group, tis, result.run_id)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with running_mailbox() as box:
+        yield box
+
+
+NOTIFY = {"on_failure": ["team@example.com"], "on_retry": ["oncall@example.com"]}
 
 
 def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2E) -> None:
@@ -133,11 +144,13 @@ def assert_rendered_and_reported(e2e: E2E, job: Job, result: RunResult) -> None:
     # the extra links, read back through Airflow's REST API (stored in XCom by the worker)
     console = f"https://s3.console.aws.amazon.com/s3/object/{job.output_bucket}?region=eu-west-1&prefix="
     source = f"https://s3.console.aws.amazon.com/s3/object/{job.code_bucket}?region=eu-west-1&prefix="
+    # the source as the run synced it: the version deployed before it started (the only one here)
+    version = current_version(S3CodeStore(e2e.sm.moto.client("s3"), job.code_bucket, job.dag_id))
     for task_id in ("fr.nb_02_train", "de.nb_01_features"):
         value, notebook = task_id.split(".")[0], task_id.split(".nb_")[1]
         assert extra_links(e2e, job, result.run_id, task_id) == {
             "Executed notebook": console + quote(f"{folder}/{value}/{notebook}.html"),
-            "Notebook source": source + quote(f"{job.dag_id}/notebooks/{notebook}.ipynb"),
+            "Notebook source": source + quote(f"{job.dag_id}/versions/{version}/notebooks/{notebook}.ipynb"),
         }
     assert extra_links(e2e, job, result.run_id, "report") == {
         "Run report": console + quote(f"{folder}/report.html")
@@ -218,7 +231,7 @@ def test_fault_fails_the_run_and_leaves_no_instance(
     assert_nothing_left(e2e, result, ["de"])
     if fault.created:
         name = result.xcom("de.create_instance")
-        assert name.startswith("nb-churn-demo-de-")
+        assert name.startswith(f"nb-{ENV_NAME}-churn-demo-de-")
     assert e2e.rows("analytics.churn_scores") == {}
 
 
@@ -336,9 +349,9 @@ def test_chatty_notebook_bounded_by_timeout(e2e: E2E) -> None:
 # --- retries that know what failed -------------------------------------------------------------------
 
 
-def test_notebook_error_not_retried(e2e: E2E) -> None:
-    job = e2e.job(["fr"], notebook_params={"fail_for": "fr"})  # spec retries: 1
-    result = e2e.run(job)
+def test_notebook_error_not_retried(e2e: E2E, mailbox: Mailbox) -> None:
+    job = e2e.job(["fr"], notebook_params={"fail_for": "fr"}, notify=NOTIFY)  # spec retries: 1
+    result = e2e.run(job, AIRFLOW_CONN_SMTP_DEFAULT=mailbox.connection_uri)
 
     assert result.state == "failed", result.log_path
     nb = result.ti("fr.nb_02_train")
@@ -348,9 +361,14 @@ def test_notebook_error_not_retried(e2e: E2E) -> None:
     assert result.ti("fr.nb_01_features").try_number == 1
     assert_nothing_left(e2e, result, ["fr"])
     assert e2e.rows("analytics.churn_scores") == {}
+    # notify.on_failure: one mail for the failed notebook task (the callback runs as the task fails)
+    failed = mailbox.wait_for(lambda m: "Task fr.nb_02_train of " in mailbox.body(m))
+    assert failed["Subject"] == f"[dag-factory] {job.dag_id} failed in {ENV_NAME}"
+    assert failed["X-Envelope-To"] == "team@example.com"
+    assert [s for s in mailbox.subjects() if "retried" in s] == []  # nothing was retried
 
 
-def test_ssh_drop_is_retried(e2e: E2E) -> None:
+def test_ssh_drop_is_retried(e2e: E2E, mailbox: Mailbox) -> None:
     """The SSH session of a running notebook is cut (its sshd process killed): an infrastructure fault.
     The instance side kills the orphaned notebook, and the retry runs it again."""
     project = copy_project(e2e.tmp_path / "project")
@@ -360,7 +378,7 @@ def test_ssh_drop_is_retried(e2e: E2E) -> None:
     )
     (project / "notebooks" / "00_slow_once.ipynb").write_text(slow)
     notebooks = [{"path": "notebooks/00_slow_once.ipynb", "timeout": "15m"}, *yaml_notebooks()]
-    job = e2e.job(["de"], project_dir=project, notebooks=notebooks)
+    job = e2e.job(["de"], project_dir=project, notebooks=notebooks, notify=NOTIFY)
     dropped: list[int] = []
 
     flag = Path(job.workdir.replace("{group}", "de"), "project", "first-try-done")
@@ -376,7 +394,7 @@ def test_ssh_drop_is_retried(e2e: E2E) -> None:
         return True
 
     with Watch(cut_the_session):
-        result = e2e.run(job)
+        result = e2e.run(job, AIRFLOW_CONN_SMTP_DEFAULT=mailbox.connection_uri)
 
     assert dropped, "the notebook never ran"
     assert result.state == "success", result.error
@@ -388,6 +406,12 @@ def test_ssh_drop_is_retried(e2e: E2E) -> None:
     assert wait_for_no_step_processes(job) == {}
     assert_nothing_left(e2e, result, ["de"])
     assert e2e.rows("analytics.churn_scores") == {"de": 800}
+    # notify.on_retry: the failed first try was mailed (the run succeeded: no failure mail)
+    assert mailbox.subjects() == [f"[dag-factory] {job.dag_id} is being retried in {ENV_NAME}"]
+    retried = mailbox.messages[0]
+    assert retried["X-Envelope-To"] == "oncall@example.com"
+    body = mailbox.body(retried)
+    assert "Task de.nb_00_slow_once of " in body and ", try 1: " in body, body
 
 
 def yaml_notebooks() -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from dag_factory.compute.naming import FACTORY_TAG
 from dag_factory.local.execute import TaskProgress
 from tests.e2e.conftest import E2E, ENV_NAME, Job
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, wait_for_status
+from tests.servers.sagemaker_rules import HARDENED
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +145,7 @@ def test_gc_spares_other_environment(e2e: E2E) -> None:
             NotebookInstanceName=name, InstanceType=NOTEBOOK_INSTANCE_TYPE, RoleArn=ROLE_ARN,
             Tags=[{"Key": FACTORY_TAG, "Value": "true"}, {"Key": "env", "Value": env},
                   {"Key": "dag_id", "Value": "churn-demo"}, {"Key": "group", "Value": "de"},
-                  {"Key": "run_id", "Value": "scheduled__2026-01-01T04:00:00+00:00"}],
+                  {"Key": "run_id", "Value": "scheduled__2026-01-01T04:00:00+00:00"}], **HARDENED,
         )  # fmt: skip
         wait_for_status(sm, name, "InService")
 

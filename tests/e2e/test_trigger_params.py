@@ -11,7 +11,7 @@ import urllib.error
 import pytest
 
 from dag_factory.compute.naming import instance_name
-from tests.e2e.conftest import DATE, E2E, RUN_TIMEOUT_S, injected_source, states
+from tests.e2e.conftest import DATE, E2E, ENV_NAME, RUN_TIMEOUT_S, injected_source, states
 from tests.servers.airflow import Deployment
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def test_trigger_with_params_runs_selected_values(e2e: E2E, airflow_deployment: 
     assert set(states(result, "de").values()) == {"skipped"}
     assert set(states(result, "fr").values()) == {"success"}
     created = {t.name for t in e2e.sm.aws.history if t.status == "Pending"}
-    assert created == {instance_name(job.dag_id, run_id, "fr")}  # de's was never created
+    assert created == {instance_name(job.dag_id, run_id, "fr", env=ENV_NAME)}  # de's was never created
     for notebook in ("01_features.ipynb", "02_train.ipynb"):
         injected = injected_source(e2e.executed_notebook(job, run_id, "fr", notebook))
         assert "lookback_days = 30\n" in injected and 'country = "fr"\n' in injected

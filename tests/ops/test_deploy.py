@@ -1,4 +1,5 @@
-"""deploy: validate, then sync the project to the code bucket (moto S3, or the local code folder)."""
+"""deploy: validate, then make the project the current code version in the code bucket (moto S3, or the
+local code folder): one immutable folder per content, and a deploy log."""
 
 from __future__ import annotations
 
@@ -45,17 +46,22 @@ def _deploy(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _keys(moto: MotoServer) -> dict[str, str]:
-    listed = moto.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="churn-model/")
-    return {o["Key"]: o["ETag"] for o in listed.get("Contents", [])}
+def _keys(moto: MotoServer, prefix: str = "churn-model/") -> dict[str, str]:
+    pages = moto.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"][len(prefix) :]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+
+def _deployed(output: str) -> str:
+    """The version a deploy's last line names."""
+    return output.splitlines()[-1].split("version ", 1)[1].split(" ", 1)[0]
 
 
 EXPECTED = {
-    "churn-model/README.md",
-    "churn-model/job.yaml",
-    "churn-model/requirements.txt",
-    "churn-model/notebooks/01_features.ipynb",
-    "churn-model/notebooks/02_train.ipynb",
+    "README.md",
+    "job.yaml",
+    "requirements.txt",
+    "notebooks/01_features.ipynb",
+    "notebooks/02_train.ipynb",
 }
 
 
@@ -66,31 +72,47 @@ def test_deploy_to_s3(project: Path, aws_env: MotoServer) -> None:
     )
     code, output = _deploy(str(project), "--env", "preprod", "--dry-run")
     assert code == 0, output
-    assert "5 added, 0 changed, 0 deleted" in output and "nothing changed" in output
+    first = _deployed(output)
+    assert output.splitlines()[-1] == (
+        f"dry run: would deploy version {first} to s3://{BUCKET}/churn-model/versions/{first}/: "
+        "5 added, 0 changed, 0 deleted, 0 unchanged, 4 skipped (the first deploy)"
+    )
     assert _keys(aws_env) == {}
 
     code, output = _deploy(str(project), "--env", "preprod")
     assert code == 0, output
-    assert f"deployed to s3://{BUCKET}/churn-model/: 5 added" in output
-    first = _keys(aws_env)
-    assert set(first) == EXPECTED
+    assert _deployed(output) == first
+    files = _keys(aws_env, f"churn-model/versions/{first}/")
+    assert set(files) == EXPECTED
+    log = set(_keys(aws_env, "churn-model/deploys/"))
+    assert len(log) == 1 and next(iter(log)).endswith(f"_{first}")
 
-    code, output = _deploy(str(project / "job.yaml"), "--env", "preprod")
+    code, output = _deploy(str(project / "job.yaml"), "--env", "preprod")  # the same content again
     assert code == 0, output
-    assert "0 added, 0 changed, 0 deleted, 5 unchanged" in output
-    assert _keys(aws_env) == first
+    assert output.splitlines()[-1] == (
+        f"version {first} at s3://{BUCKET}/churn-model/versions/{first}/ is current: "
+        "0 added, 0 changed, 0 deleted, 5 unchanged, 4 skipped; nothing changed"
+    )
+    assert len(_keys(aws_env, "churn-model/deploys/")) == 1
 
     (project / "README.md").unlink()
     (project / "requirements.txt").write_text("pandas==3.1.1\n")
     code, output = _deploy(str(project), "--env", "preprod", "--dry-run")
     assert "~ requirements.txt" in output and "- README.md" in output
-    assert _keys(aws_env) == first
+    assert set(_keys(aws_env, "churn-model/versions/")) == {f"{first}/{k}" for k in EXPECTED}
     code, output = _deploy(str(project), "--env", "preprod")
     assert code == 0, output
-    assert "0 added, 1 changed, 1 deleted" in output
-    after = _keys(aws_env)
-    assert set(after) == EXPECTED - {"churn-model/README.md"}
-    assert after["churn-model/requirements.txt"] != first["churn-model/requirements.txt"]
+    second = _deployed(output)
+    assert output.splitlines()[-1].endswith(
+        f"0 added, 1 changed, 1 deleted, 3 unchanged, 4 skipped (against version {first})"
+    )
+    after = _keys(aws_env, f"churn-model/versions/{second}/")
+    assert set(after) == EXPECTED - {"README.md"}
+    assert after["requirements.txt"] != files["requirements.txt"]
+    assert _keys(aws_env, f"churn-model/versions/{first}/") == files  # a version never changes
+    assert sorted(k.split("_", 1)[1] for k in _keys(aws_env, "churn-model/deploys/")) == sorted(
+        [first, second]
+    )
 
 
 @pytest.mark.integration
@@ -104,13 +126,16 @@ def test_deploy_to_the_local_code_folder(project: Path) -> None:
     target = project.parent / "local" / "code" / "churn-model"
     code, output = _deploy(str(project), "--env", "local")
     assert code == 0, output
-    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == sorted(
-        k.removeprefix("churn-model/") for k in EXPECTED
+    first = target / "versions" / _deployed(output)
+    assert sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file()) == sorted(
+        EXPECTED
     )
     (project / "README.md").unlink()
     code, output = _deploy(str(project), "--env", "local")
     assert "0 added, 0 changed, 1 deleted, 4 unchanged" in output
-    assert not (target / "README.md").exists()
+    second = target / "versions" / _deployed(output)
+    assert not (second / "README.md").exists() and (first / "README.md").exists()
+    assert len(list((target / "deploys").iterdir())) == 2
 
 
 def test_an_invalid_project_is_not_deployed(project: Path) -> None:
@@ -177,15 +202,15 @@ def test_deploy_never_uploads_secrets_and_says_what_it_skipped(
 ) -> None:
     s3 = aws_env.client("s3")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.put_object(Bucket=BUCKET, Key="churn-model/.env", Body=b"SECRET=old\n")  # an older deploy's
     code, output = _deploy(str(project_with_secrets), "--env", "preprod")
     assert code == 0, output
-    assert set(_keys(aws_env)) == EXPECTED  # the old .env is gone, no new secret arrived
+    version = _deployed(output)
+    assert set(_keys(aws_env, f"churn-model/versions/{version}/")) == EXPECTED  # no secret arrived
     lines = output.splitlines()
     assert [line for line in lines if line.startswith("  skipped ")] == SKIPPED_LINES
-    assert "- .env" in lines
     assert lines[-1] == (
-        f"deployed to s3://{BUCKET}/churn-model/: 5 added, 0 changed, 1 deleted, 0 unchanged, 17 skipped"
+        f"deployed version {version} to s3://{BUCKET}/churn-model/versions/{version}/: "
+        "5 added, 0 changed, 0 deleted, 0 unchanged, 17 skipped (the first deploy)"
     )
 
 
@@ -197,8 +222,9 @@ def test_deploy_to_the_local_code_folder_skips_secrets_too(project_with_secrets:
     assert not target.exists()
     code, output = _deploy(str(project_with_secrets), "--env", "local")
     assert code == 0, output
-    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == sorted(
-        ["notebooks", *(k.removeprefix("churn-model/") for k in EXPECTED)]
+    version = target / "versions" / _deployed(output)
+    assert sorted(p.relative_to(version).as_posix() for p in version.rglob("*")) == sorted(
+        ["notebooks", *EXPECTED]
     )
 
 
@@ -252,4 +278,5 @@ def test_warnings_are_shown_but_do_not_stop_a_deploy(project: Path) -> None:
     where = f"notebook notebooks/02_train.ipynb, cell {len(nb.cells)}, line 2"
     assert f"warning: notebooks[1].path: {where}: " in output
     assert "sys.exit() stops papermill at this cell" in output
-    assert (project.parent / "local" / "code" / "churn-model" / "notebooks" / "02_train.ipynb").is_file()
+    version = project.parent / "local" / "code" / "churn-model" / "versions" / _deployed(output)
+    assert (version / "notebooks" / "02_train.ipynb").is_file()

@@ -18,7 +18,7 @@ from dag_factory.local.airflow_home import ApiServer
 from dag_factory.ops.gc import AirflowRuns, find_orphans, format_age, sagemaker_client, sweep
 from tests.servers.moto import REGION, MotoServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv, wait_for_status
-from tests.servers.sagemaker_rules import StrictNotebooks
+from tests.servers.sagemaker_rules import HARDENED, StrictNotebooks
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,7 @@ def create(moto: MotoServer, name: str, tags: dict[str, str], age: dt.timedelta 
         InstanceType=NOTEBOOK_INSTANCE_TYPE,
         RoleArn=ROLE_ARN,
         Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        **HARDENED,  # as the factory creates them (the fake refuses factory instances without it)
     )
     if age:
         from moto.core import DEFAULT_ACCOUNT_ID
@@ -134,6 +135,7 @@ def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs:
     sensor = CreateNotebookInstanceSensor(
         task_id="create_instance",
         dag_id_for_name="churn-demo",
+        env="e2e",
         group="fr",
         tags={"project": "churn-demo", "owner": "growth", "env": "e2e"},
         instance_type=NOTEBOOK_INSTANCE_TYPE,
@@ -142,6 +144,7 @@ def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs:
         subnet_id=sagemaker_env.subnet_id,
         security_group_ids=sagemaker_env.security_group_ids,
         lifecycle_config=None,
+        instance_security={"direct_internet_access": False, "root_access": False, "kms_key_id": None},
         max_age_s=3600,
         aws_conn_id="aws_default",
     )
@@ -158,7 +161,7 @@ def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs:
         time.sleep(0.1)
     assert set(pushed) == {CREATED_XCOM}
     name = done.xcom_value  # type: ignore[union-attr]
-    assert name == instance_name("churn-demo", run_id, "fr")
+    assert name == instance_name("churn-demo", run_id, "fr", env="e2e")
     create(sagemaker_env.moto, "not-ours", {}, age=dt.timedelta(days=1))
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=1)
 

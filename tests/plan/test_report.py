@@ -242,3 +242,10 @@ def test_report_opens_in_a_headless_browser_with_every_value(tmp_path: Path) -> 
     assert by_value["fr"][1] == "failed" and by_value["fr"][3] == "fr.nb_train: cell 3: KeyError: 'fr'"
     assert by_value["de"][1] == "success" and by_value["de"][6:] == ["0.500 h", "$0.03"]
     assert by_value["de"][5] == "nb/train.ipynb"  # the rendered notebook's link text
+
+
+def test_the_report_names_the_code_version_the_run_synced() -> None:
+    report = build_report(INPUTS, RUN, {}, {}, {}, code_version="3f2a9c0d1e4b")
+    assert report["code_version"] == "3f2a9c0d1e4b"
+    assert "code version\n3f2a9c0d1e4b</p>" in render_html(report)
+    assert "code version\nunknown</p>" in render_html(build_report(INPUTS, RUN, {}, {}, {}))

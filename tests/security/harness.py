@@ -3,7 +3,8 @@ see what each spec string becomes once Airflow renders a task and bash runs its 
 
 Commands run for real through bash, with recording stand-ins for the programs they call (papermill,
 pip, uv, python, aws, the conda activate script): each stand-in writes its argv to a record file, so
-a test sees every argument exactly as the program would receive it.
+a test sees every argument exactly as the program would receive it. The activate scripts read unset
+variables, as conda's own scripts and packages' activate.d hooks do, while the steps run under `set -u`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import yaml
 
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.plan.guard import PAPERMILL_LAUNCHER
-from dag_factory.plan.model import DagPlan, GroupPlan
+from dag_factory.plan.model import CODE_VERSION_MACRO, DagPlan, GroupPlan
 from dag_factory.plan.params import OVERRIDES_MACRO, overrides
 from dag_factory.plan.planner import plan_dag
 
@@ -81,6 +82,23 @@ RECORDER = """#!/bin/bash
 printf '%s\\0' "${0##*/}" "$@" > "$RECORD_DIR/$$.$RANDOM$RANDOM"
 """
 PROGRAMS = ("papermill", "pip", "uv", "python", "aws", "activate-args")
+# Variables an activate script reads that a non-interactive shell need not have: conda.sh reads PS1,
+# gdal's activate.d hook backs up GDAL_DATA. `run_group` makes sure they are unset.
+UNSET_IN_ACTIVATE = ("PS1", "GDAL_DATA")
+
+
+def conda_activate_script(bin_dir: Path) -> str:
+    """The stand-in of conda's bin/activate: records where it was sourced from and its arguments."""
+    return (
+        'if [ -n "$PS1" ]; then :; fi  # conda.sh\n'
+        'export _CONDA_SET_GDAL_DATA="$GDAL_DATA"  # an activate.d hook\n'
+        f'"{bin_dir}/activate-args" "${{BASH_SOURCE[0]}}" "$@"\n'
+        f'export PATH="{bin_dir}:$PATH"\n'
+    )
+
+
+def venv_activate_script(bin_dir: Path) -> str:
+    return f'if [ -n "$PS1" ]; then :; fi\nexport PATH="{bin_dir}:$PATH"\n'
 
 
 @dataclass
@@ -94,6 +112,8 @@ class World:
     local_root: Path
     sagemaker_workdir: Path
     home: Path  # HOME of every command the world runs: a string that reaches a shell touches ~/pwned
+    platform_data: dict[str, Any] = field(default_factory=dict)  # what platform.yaml holds now
+    base_platform: dict[str, Any] = field(default_factory=dict)  # what it held when created
 
     @property
     def sentinel(self) -> Path:
@@ -108,7 +128,7 @@ class World:
             (bin_dir / name).write_text(RECORDER)
             (bin_dir / name).chmod(0o755)
         conda_activate = bin_dir / "conda-activate"  # sourced as `source <it> <conda env>`
-        conda_activate.write_text(f'"{bin_dir}/activate-args" "$@"\nexport PATH="{bin_dir}:$PATH"\n')
+        conda_activate.write_text(conda_activate_script(bin_dir))
         home = root / "home"
         home.mkdir()
         world = cls(
@@ -139,8 +159,24 @@ class World:
                 },
             },
         }
-        world.platform.write_text(yaml.safe_dump(platform))
+        world.write_platform(platform)
+        world.base_platform = copy.deepcopy(platform)
         return world
+
+    def write_platform(self, platform: dict[str, Any]) -> None:
+        self.platform_data = copy.deepcopy(platform)
+        self.platform.write_text(yaml.safe_dump(platform, allow_unicode=False, sort_keys=False))
+
+    def environment(self, env: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.platform_data["environments"][env]
+        return found
+
+    def workdir_on_instance(self, group: str) -> Path:
+        """The prod environment's ssh.workdir for this group (where the "instance" keeps the project)."""
+        return Path(self.environment("prod")["ssh"]["workdir"].replace("{group}", group))
+
+    def local_root_of(self) -> Path:
+        return (self.platform.parent / self.environment("local")["root"]).resolve()
 
     def write_spec(self, spec: dict[str, Any]) -> None:
         # non-ASCII as escapes in double quotes: raw, some (NEL, U+2028) would read back as line breaks
@@ -189,6 +225,14 @@ def context() -> dict[str, Any]:
     }
 
 
+CODE_VERSION = "0123456789ab"  # the deployed code version every rendered task syncs
+
+
+def _code_version(dag_run: Any) -> str:
+    """The DAG's `code_version` macro (dag_factory.airflow.params), without a code store to ask."""
+    return CODE_VERSION
+
+
 class _DagRun:
     """A scheduled run: no conf, so no parameter is overridden."""
 
@@ -219,7 +263,11 @@ def render_with_jinja(plan: DagPlan, group: GroupPlan) -> Rendered:
     env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
     # the DAG's macro (dag_factory.airflow.params.dag_macros), as plain data: what a run overrides
     defaults = {name: schema["default"] for name, schema in plan.params.items()}
-    ctx = {**context(), OVERRIDES_MACRO: functools.partial(overrides, defaults=defaults)}
+    ctx = {
+        **context(),
+        OVERRIDES_MACRO: functools.partial(overrides, defaults=defaults),
+        CODE_VERSION_MACRO: _code_version,
+    }
     out = Rendered()
     for task in group.tasks:
         if "command" in task.args:
@@ -239,6 +287,7 @@ def render_with_airflow(plan: DagPlan, group: GroupPlan) -> Rendered:
     from dag_factory.airflow.build import build_dag
 
     dag = build_dag(plan)
+    dag.user_defined_macros[CODE_VERSION_MACRO] = _code_version  # no code bucket to ask here
     out = Rendered()
     for task in dag.tasks:
         if not task.task_id.startswith(group.group_id + "."):
@@ -310,12 +359,15 @@ def run_group(world: World, plan: DagPlan, group: GroupPlan, rendered: Rendered,
     if plan.backend == "local":
         workdir = Path(rendered.create["workdir"])
         (workdir / "venv" / "bin").mkdir(parents=True, exist_ok=True)
-        (workdir / "venv" / "bin" / "activate").write_text(f'export PATH="{world.bin}:$PATH"\n')
-        (world.local_root / "code" / plan.dag_id).mkdir(parents=True, exist_ok=True)
+        (workdir / "venv" / "bin" / "activate").write_text(venv_activate_script(world.bin))
+        code_bucket = world.environment("local")["buckets"]["code"]
+        (world.local_root_of() / code_bucket / plan.dag_id / "versions" / CODE_VERSION).mkdir(
+            parents=True, exist_ok=True
+        )
     else:
-        (world.sagemaker_workdir / group.group_id / "project").mkdir(parents=True, exist_ok=True)
+        (world.workdir_on_instance(group.group_id) / "project").mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in UNSET_IN_ACTIVATE},
         "HOME": str(world.home),
         "RECORD_DIR": str(record),
         "PATH": f"{world.bin}:{os.environ['PATH']}",

@@ -110,7 +110,10 @@ def _papermill_version(r: Reach, value: str) -> None:
 
 def _conda_env(r: Reach, value: str) -> None:
     if r.env == "prod":  # the local backend activates its own virtualenv
-        assert r.calls.of("activate-args") and all(argv == [value] for argv in r.calls.of("activate-args"))
+        # the activate script records where it was sourced from, then its arguments
+        assert r.calls.of("activate-args") and all(
+            argv[1:] == [value] for argv in r.calls.of("activate-args")
+        )
 
 
 def _parameter(name: str, notebook: str = "first.ipynb") -> Sink:

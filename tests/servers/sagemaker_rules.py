@@ -23,6 +23,15 @@ patches moto's model classes in this process (moto runs in-process as ``Threaded
   (a test orders events without betting on how fast a loaded machine is).
 - **Quotas**: ``quotas = {"ml.t3.medium": 1}``: a create or start beyond that many instances of the type
   (all but Stopped and Failed count) answers ``ResourceLimitExceeded``, as AWS's service quota does.
+- **The factory's hardening**: a create carrying the factory's tag (``dag-factory: true``) must say
+  ``DirectInternetAccess``, ``RootAccess`` and ``InstanceMetadataServiceConfiguration`` (AWS would take its
+  own defaults: internet, root and IMDSv1 on), as the product always does; stricter than AWS on purpose,
+  for instances the product creates. DescribeNotebookInstance answers the IMDS configuration too (moto
+  drops it), so a test reads back what was sent. ``HARDENED`` is what a test's own create sends.
+- **Lost answers**: ``lose_answers(action, times)``: the next ``times`` calls of ``action`` are carried
+  out and then answered HTTP 500 (the answer never arrived), so botocore retries them.
+- **Slow to show**: ``hide(part, times)``: the next ``times`` DescribeNotebookInstance calls of an
+  instance whose name contains ``part`` answer RecordNotFound, as AWS may right after a create.
 
 Every transition is kept in ``history`` and every status DescribeNotebookInstance answered in
 ``described``, so a test can prove that the waits ran. ``rejected`` holds every call refused.
@@ -43,6 +52,14 @@ import pytest
 LIMITED_STATES = ("Pending", "InService", "Stopping", "Updating", "Deleting")  # count toward quotas
 TAG_PUNCTUATION = set("_.:/=+-@")
 NAME_PATTERN = r"[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+FACTORY_TAG = "dag-factory"  # as dag_factory.compute.naming (the fake does not import the product)
+HARDENING = ("DirectInternetAccess", "RootAccess", "InstanceMetadataServiceConfiguration")
+# what a test's own create of a factory-tagged instance sends (the product's defaults)
+HARDENED: dict[str, Any] = {
+    "DirectInternetAccess": "Disabled",
+    "RootAccess": "Disabled",
+    "InstanceMetadataServiceConfiguration": {"MinimumInstanceMetadataServiceVersion": "2"},
+}
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,20 @@ def tag_problems(tags: list[dict[str, str]]) -> list[str]:
     return problems
 
 
+def hardening_problems(kwargs: dict[str, Any], imds: Any) -> list[str]:
+    """A factory-tagged create that leaves a hardening field to AWS's default (see module doc)."""
+    tags = {t.get("Key"): t.get("Value") for t in kwargs.get("tags") or []}
+    if tags.get(FACTORY_TAG) != "true":
+        return []
+    sent = {
+        "DirectInternetAccess": kwargs.get("direct_internet_access"),
+        "RootAccess": kwargs.get("root_access"),
+        "InstanceMetadataServiceConfiguration": imds,
+    }
+    missing = [field for field in HARDENING if not sent[field]]
+    return [f"the factory's instances must be hardened: {', '.join(missing)} not sent"] if missing else []
+
+
 def _validation_error(problems: list[str]) -> Exception:
     from moto.sagemaker.exceptions import ValidationError
 
@@ -174,7 +205,11 @@ class StrictNotebooks:
     described: list[tuple[str, str]] = field(default_factory=list)  # (name, status answered)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (action, name, message)
     held: set[str] = field(default_factory=set)  # name substrings kept Pending until released
+    lost: list[tuple[str, str]] = field(default_factory=list)  # (action, name) answered 500 after doing it
     _failing: dict[str, int] = field(default_factory=dict)
+    _losing: dict[str, int] = field(default_factory=dict)
+    _hidden: dict[str, int] = field(default_factory=dict)
+    _request: threading.local = field(default_factory=threading.local, repr=False)
     _auto_stops: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -196,6 +231,24 @@ class StrictNotebooks:
     def release(self, part: str) -> None:
         with self._lock:
             self.held.discard(part)
+
+    def lose_answers(self, action: str, times: int = 1) -> None:
+        """The next ``times`` calls of ``action`` (e.g. "CreateNotebookInstance") are carried out, then
+        answered HTTP 500, as when the answer is lost on the way: botocore retries them."""
+        with self._lock:
+            self._losing[action] = self._losing.get(action, 0) + times
+
+    def hide(self, part: str, times: int = 1) -> None:
+        """The next ``times`` descriptions of instances whose name contains ``part`` say RecordNotFound."""
+        with self._lock:
+            self._hidden[part] = self._hidden.get(part, 0) + times
+
+    def _take(self, counters: dict[str, int], key: str) -> bool:
+        with self._lock:
+            if counters.get(key, 0) > 0:
+                counters[key] -= 1
+                return True
+            return False
 
     def statuses(self, name: str) -> list[str]:
         """Every status ``name`` went through, in order."""
@@ -287,21 +340,44 @@ class StrictNotebooks:
         }  # fmt: skip
         original_to_dict = FakeSagemakerNotebookInstance.to_dict
         original_describe = SageMakerResponse.describe_notebook_instance
+        original_create_response = SageMakerResponse.create_notebook_instance
 
         def create_notebook_instance(backend: Any, *args: Any, **kwargs: Any) -> Any:
             with strict._lock:
                 strict.reconcile(backend)
                 name = kwargs.get("notebook_instance_name", "")
+                imds = getattr(strict._request, "imds", None)
                 problems = validation_problems(
                     kwargs, set(backend.notebook_instance_lifecycle_configurations)
-                )
+                ) + hardening_problems(kwargs, imds)
                 if problems:
                     raise strict._refuse("CreateNotebookInstance", name, _validation_error(problems))
                 try:
                     strict._check_quota(backend, kwargs["instance_type"])
                 except Exception as exc:
                     raise strict._refuse("CreateNotebookInstance", name, exc) from None
-                return original["create_notebook_instance"](backend, *args, **kwargs)
+                try:
+                    notebook = original["create_notebook_instance"](backend, *args, **kwargs)
+                except Exception as exc:  # a duplicate name
+                    raise strict._refuse("CreateNotebookInstance", name, exc) from None
+                notebook.instance_metadata_service_configuration = imds
+                return notebook
+
+        def create_notebook_instance_response(response: Any) -> Any:
+            # moto's response drops InstanceMetadataServiceConfiguration: hand it to the backend's create
+            strict._request.imds = response._get_param("InstanceMetadataServiceConfiguration")
+            try:
+                answer = original_create_response(response)
+            finally:
+                strict._request.imds = None
+            if strict._take(strict._losing, "CreateNotebookInstance"):
+                with strict._lock:
+                    strict.lost.append(
+                        ("CreateNotebookInstance", response._get_param("NotebookInstanceName"))
+                    )
+                body = '{"__type": "InternalFailure", "message": "We encountered an internal error."}'
+                return body, {"status": 500, "Content-Type": "application/x-amz-json-1.1"}
+            return answer
 
         def get_notebook_instance(backend: Any, name: str) -> Any:
             strict.reconcile(backend)
@@ -351,11 +427,18 @@ class StrictNotebooks:
             answer: dict[str, Any] = original_to_dict(notebook)
             if notebook.status == "Failed" and getattr(notebook, "failure_reason", None):
                 answer["FailureReason"] = notebook.failure_reason
+            imds = getattr(notebook, "instance_metadata_service_configuration", None)
+            if imds:
+                answer["InstanceMetadataServiceConfiguration"] = imds
             return answer
 
         def describe_notebook_instance(response: Any) -> Any:
-            answer = original_describe(response)
+            from moto.sagemaker.exceptions import ValidationError
+
             name = response._get_param("NotebookInstanceName")
+            if any(part in name and strict._take(strict._hidden, part) for part in list(strict._hidden)):
+                raise ValidationError(message="RecordNotFound")  # as moto says for an unknown instance
+            answer = original_describe(response)
             notebook = response.sagemaker_backend.notebook_instances.get(name)
             if notebook is not None:
                 with strict._lock:
@@ -377,6 +460,7 @@ class StrictNotebooks:
         # AWS's instance-type list replaces moto's shorter one (checked in create_notebook_instance)
         monkeypatch.setattr(FakeSagemakerNotebookInstance, "validate_instance_type", lambda self, t: None)
         monkeypatch.setattr(SageMakerResponse, "describe_notebook_instance", describe_notebook_instance)
+        monkeypatch.setattr(SageMakerResponse, "create_notebook_instance", create_notebook_instance_response)
         return self
 
 

@@ -20,8 +20,8 @@ from airflow.sdk.exceptions import (
     AirflowTaskTimeout,
 )
 
-from dag_factory.airflow.ssh import InstanceSSHOperator
-from dag_factory.plan.guard import Fault, classify_exit, guard_messages, retry_verdict
+from dag_factory.airflow.ssh import InstanceSSHOperator, OutputTail
+from dag_factory.plan.guard import Fault, classify_exit, guard_messages, is_own_message, retry_verdict
 
 
 class _ExitStatus(Exception):
@@ -112,11 +112,15 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
         super().__init__(**kwargs)
         self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, aws_conn_id)
 
+    def stderr_tail(self) -> OutputTail:
+        # the verdict names the guard's last message, however much output came after it
+        return OutputTail(pin=is_own_message)
+
     def raise_for_status(self, exit_status: int, stderr: bytes, context: Any = None) -> None:
         if exit_status != 0:
             raise _ExitStatus(exit_status, stderr.decode("utf-8", "replace"))
 
-    def execute(self, context: Any = None) -> bytes | str:
+    def execute(self, context: Any = None) -> Any:
         self.set_aside_failed_tries(context)
         try:
             return super().execute(context)

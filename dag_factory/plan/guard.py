@@ -146,10 +146,17 @@ def classify_exit(status: int) -> Fault:
     return "infrastructure"
 
 
+MESSAGE_PREFIX = "dag-factory: "  # how the guard's and the launcher's own lines begin
+
+
+def is_own_message(line: str) -> bool:
+    """Whether an output line is one of the guard's or the launcher's own ("dag-factory: ...")."""
+    return line.strip().startswith(MESSAGE_PREFIX)
+
+
 def guard_messages(stderr: str) -> list[str]:
-    """The guard's and the launcher's own lines in a step's stderr ("dag-factory: ...")."""
-    prefix = "dag-factory: "
-    return [line.strip()[len(prefix) :] for line in stderr.splitlines() if line.strip().startswith(prefix)]
+    """The guard's and the launcher's own lines in a step's stderr, without the prefix."""
+    return [line.strip()[len(MESSAGE_PREFIX) :] for line in stderr.splitlines() if is_own_message(line)]
 
 
 def retry_verdict(

@@ -146,10 +146,28 @@ _RENDER_HTML = (
 )
 
 
+# Copies papermill's log (a local file the step wrote as the log streamed) beside the executed notebook,
+# through papermill's I/O like the HTML: a local path or s3://. Same quoting rules as _RENDER_HTML.
+_SAVE_LOG = (
+    "import sys; from papermill.iorw import papermill_io; "
+    'papermill_io.write(open(sys.argv[1], encoding="utf-8", errors="replace").read(), sys.argv[2], '
+    'extensions=[".log"])'
+)
+
+
+def _beside(output_notebook: str, suffix: str) -> str:
+    stem = output_notebook[: -len(".ipynb")] if output_notebook.endswith(".ipynb") else output_notebook
+    return stem + suffix
+
+
 def html_path(output_notebook: str) -> str:
     """Where the HTML rendering of an executed notebook goes: beside it, `.ipynb` -> `.html`."""
-    stem = output_notebook[: -len(".ipynb")] if output_notebook.endswith(".ipynb") else output_notebook
-    return stem + ".html"
+    return _beside(output_notebook, ".html")
+
+
+def log_path(output_notebook: str) -> str:
+    """Where papermill's full log of a notebook run goes: beside the executed notebook, `.log`."""
+    return _beside(output_notebook, ".log")
 
 
 def runtime_packages(papermill_version: str) -> tuple[str, ...]:
@@ -205,6 +223,17 @@ def notebook_command(
     lines = [f"cd {shlex.quote(layout.project)}", layout.activate]
     if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
         lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
+    # papermill's log (its stderr) streams to the task log and, through tee, into a file in the work
+    # directory that is then kept beside the executed notebook: the worker keeps only a tail of it.
+    # fd 3 carries papermill's stdout past the pipe; pipefail keeps papermill's status, not tee's.
+    # Saving it is best effort and says so without the guard's prefix (the step's verdict names the
+    # guard's last message: the notebook's, not this one's)
+    log = log_path(output_notebook)
+    run = f'{{ {" ".join(words)} 2>&1 >&3 3>&- | tee "$papermill_log" >&2 3>&-; }} 3>&1 || status=$?'
+    save_log = (
+        f"python -c '{_SAVE_LOG}' \"$papermill_log\" '{log}' "
+        f"|| echo \"could not save papermill's log as\" '{log}' >&2"
+    )
     # papermill writes the executed notebook also when a cell fails: render it (a rendering problem is
     # reported but never hides the notebook's result); on a failure the task log says why in the
     # notebook's own terms; the exit code stays papermill's
@@ -214,7 +243,10 @@ def notebook_command(
         [
             *lines,
             "status=0",
-            " ".join(words) + " || status=$?",
+            f"papermill_log=$(mktemp {shlex.quote(layout.workdir + '/papermill-XXXXXX')})",
+            run,
+            save_log,
+            'rm -f "$papermill_log"',
             f'{render} || echo "dag-factory: could not render the executed notebook as HTML" >&2',
             f'if [ "$status" -ne 0 ]; then {explain} || true; exit "$status"; fi',
         ]

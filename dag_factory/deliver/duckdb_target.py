@@ -77,7 +77,9 @@ def _connect(path: str, wait_seconds: float = LOCK_WAIT_SECONDS) -> duckdb.DuckD
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            return duckdb.connect(path, config={"memory_limit": MEMORY_LIMIT})
+            # one thread: each of DuckDB's scan threads pulls batches of its own ahead of the insert,
+            # so the peak grew with the threads and with how busy the machine was (360-680 MB measured)
+            return duckdb.connect(path, config={"memory_limit": MEMORY_LIMIT, "threads": 1})
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise DeliveryError(f"duckdb {path}: cannot open for writing: {exc}") from exc

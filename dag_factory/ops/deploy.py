@@ -212,9 +212,7 @@ def render_sync(sync: Sync, dry_run: bool) -> str:
     counts += f", {sync.unchanged} unchanged, {len(sync.skipped)} skipped"
     against = f" (against version {sync.previous})" if sync.previous else " (the first deploy)"
     if sync.version == sync.previous:
-        lines.append(
-            f"version {sync.version} at {sync.destination} is current already: {counts}; nothing changed"
-        )
+        lines.append(f"version {sync.version} at {sync.destination} is current: {counts}; nothing changed")
     elif dry_run:
         lines.append(f"dry run: would deploy version {sync.version} to {sync.destination}: {counts}{against}")
     else:

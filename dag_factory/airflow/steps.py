@@ -4,12 +4,14 @@ The step's script runs under dag_factory.plan.guard (bounded on the host, killed
 exit status says whose fault a failure is, and ``retry_verdict`` turns that into a retry (an
 AirflowException) or a failure at once (AirflowFailException, said so in the log). A notebook step
 first sets aside what failed tries of it wrote (dag_factory.deliver.tries), so delivery loads each row
-once. Over SSH on a SageMaker instance (``GuardedSSHOperator``) or under bash on this machine
-(``GuardedBashOperator``, the local backend): one policy for both.
+once; a retry stops, on the host, whatever those tries left running before that (a process still alive
+could write again after the set-aside). Over SSH on a SageMaker instance (``GuardedSSHOperator``) or
+under bash on this machine (``GuardedBashOperator``, the local backend): one policy for both.
 """
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any, NoReturn
 
 from airflow.providers.standard.operators.bash import BashOperator
@@ -38,6 +40,7 @@ class _Step:
     infra_retries: int
     notebook_retries: int
     outputs_prefix: str | None
+    stop_earlier_tries: str | None
     aws_conn_id: str
 
     def use_policy(
@@ -46,13 +49,18 @@ class _Step:
         infra_retries: int,
         notebook_retries: int,
         outputs_prefix: str | None,
+        stop_earlier_tries: str | None,
         aws_conn_id: str,
     ) -> None:
         self.step_label = step_label
         self.infra_retries = infra_retries
         self.notebook_retries = notebook_retries
         self.outputs_prefix = outputs_prefix
+        self.stop_earlier_tries = stop_earlier_tries
         self.aws_conn_id = aws_conn_id
+
+    def is_retry(self, context: Any) -> bool:
+        return bool(self.stop_earlier_tries) and int(context["ti"].try_number) > 1
 
     def set_aside_failed_tries(self, context: Any) -> None:
         if not self.outputs_prefix:
@@ -97,7 +105,7 @@ def _detail(status: int, stderr: str) -> str:
 class GuardedSSHOperator(_Step, InstanceSSHOperator):
     """An instance step over SSH (see module doc), with the platform's host-key policy."""
 
-    template_fields = (*InstanceSSHOperator.template_fields, "outputs_prefix")
+    template_fields = (*InstanceSSHOperator.template_fields, "outputs_prefix", "stop_earlier_tries")
 
     def __init__(
         self,
@@ -106,11 +114,23 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
         infra_retries: int,
         notebook_retries: int = 0,
         outputs_prefix: str | None = None,
+        stop_earlier_tries: str | None = None,
         aws_conn_id: str = "aws_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, aws_conn_id)
+        self.use_policy(
+            step_label, infra_retries, notebook_retries, outputs_prefix, stop_earlier_tries, aws_conn_id
+        )
+
+    def run_ssh_client_command(self, ssh_client: Any, command: str, context: Any = None) -> bytes:
+        # on the instance, an earlier try's processes are stopped before what they wrote is set aside
+        if self.is_retry(context):
+            assert self.stop_earlier_tries is not None
+            self.log.info("stopping what earlier tries of this step left running on the instance")
+            super().run_ssh_client_command(ssh_client, self.stop_earlier_tries, context)
+        self.set_aside_failed_tries(context)
+        return super().run_ssh_client_command(ssh_client, command, context)
 
     def stderr_tail(self) -> OutputTail:
         # the verdict names the guard's last message, however much output came after it
@@ -121,9 +141,8 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
             raise _ExitStatus(exit_status, stderr.decode("utf-8", "replace"))
 
     def execute(self, context: Any = None) -> Any:
-        self.set_aside_failed_tries(context)
         try:
-            return super().execute(context)
+            return super().execute(context)  # sets aside failed tries' outputs once connected
         except _ExitStatus as failed:
             fault = "infrastructure" if failed.status == -1 else classify_exit(failed.status)
             self.fail(fault, _detail(failed.status, failed.stderr), context)
@@ -144,7 +163,7 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
 class GuardedBashOperator(_Step, BashOperator):
     """An instance step of the local backend (see module doc)."""
 
-    template_fields = (*BashOperator.template_fields, "outputs_prefix")
+    template_fields = (*BashOperator.template_fields, "outputs_prefix", "stop_earlier_tries")
 
     def __init__(
         self,
@@ -153,12 +172,18 @@ class GuardedBashOperator(_Step, BashOperator):
         infra_retries: int,
         notebook_retries: int = 0,
         outputs_prefix: str | None = None,
+        stop_earlier_tries: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.use_policy(step_label, infra_retries, notebook_retries, outputs_prefix, "aws_default")
+        self.use_policy(
+            step_label, infra_retries, notebook_retries, outputs_prefix, stop_earlier_tries, "aws_default"
+        )
 
     def execute(self, context: Any) -> Any:
+        if self.is_retry(context):  # earlier tries' processes stopped before their outputs are set aside
+            assert self.stop_earlier_tries is not None
+            subprocess.run(["bash", "-c", self.stop_earlier_tries], check=False, timeout=60)
         self.set_aside_failed_tries(context)
         try:
             return super().execute(context)

@@ -46,6 +46,19 @@ except PapermillExecutionError as error:
 
 RUN_PAPERMILL = "run_papermill"  # the shell function notebook steps call instead of `papermill`
 
+# Finds a step's processes by the marker in their environment, and stops them: SIGTERM, then SIGKILL.
+_KILL_FUNCTIONS = r"""step_pids() { grep -lz "$@" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }
+kill_step() {  # grep arguments that select the processes
+    local pids i
+    pids=$(step_pids "$@")
+    [ -n "$pids" ] || return 0
+    kill -TERM $pids 2>/dev/null
+    for i in $(seq 10); do sleep 0.5; pids=$(step_pids "$@"); [ -n "$pids" ] || return 0; done
+    kill -KILL $pids 2>/dev/null
+    return 0
+}
+"""
+
 _GUARD = r"""set -uo pipefail
 # dag-factory guard (dag_factory/plan/guard.py): this step is bounded and dies with its task
 step={step}
@@ -61,17 +74,7 @@ if [ "$left" -le 0 ]; then
 fi
 limit=$(( own < left ? own : left ))
 mark="$step#$$"  # this try's processes; "$step#" matches every try's
-step_pids() {{ grep -lz "$@" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }}
-kill_step() {{  # grep arguments that select the processes
-    local pids i
-    pids=$(step_pids "$@")
-    [ -n "$pids" ] || return 0
-    kill -TERM $pids 2>/dev/null
-    for i in $(seq 10); do sleep 0.5; pids=$(step_pids "$@"); [ -n "$pids" ] || return 0; done
-    kill -KILL $pids 2>/dev/null
-    return 0
-}}
-{run_papermill}() {{ python -c '{launcher}' "$@"; }}
+{kill_functions}{run_papermill}() {{ python -c '{launcher}' "$@"; }}
 export -f {run_papermill}
 kill_step -F "DAG_FACTORY_STEP=$step#"  # leftovers of an earlier try of this step
 trap 'kill_step -xF "DAG_FACTORY_STEP=$mark"; exit {stopped}' TERM INT HUP
@@ -133,8 +136,17 @@ def guarded(body: str, bounds: StepBounds) -> str:
         grace=KILL_GRACE_S,
         run_papermill=RUN_PAPERMILL,
         launcher=PAPERMILL_LAUNCHER,
+        kill_functions=_KILL_FUNCTIONS,
         body=body,
     )
+
+
+def stop_earlier_tries(bounds: StepBounds) -> str:
+    """A script that stops whatever earlier tries of the step left running on the host (the guard's
+    first act too). A retry runs it before it sets aside what those tries wrote: a process still alive
+    could write again after that (a notebook's `finally`, a flush on SIGTERM)."""
+    step = shlex.quote(f"{bounds.workdir}#{bounds.step}")
+    return f'{_KILL_FUNCTIONS}kill_step -F "DAG_FACTORY_STEP="{step}"#"\n'
 
 
 def classify_exit(status: int) -> Fault:

@@ -21,7 +21,7 @@ from typing import Any
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.assets import delivery_asset
-from dag_factory.plan.guard import KILL_GRACE_S, StepBounds, guarded
+from dag_factory.plan.guard import KILL_GRACE_S, StepBounds, guarded, stop_earlier_tries
 from dag_factory.plan.model import (
     CODE_VERSION_TEMPLATE,
     CODE_VERSIONS_FOLDER,
@@ -155,9 +155,12 @@ def _parameters(ctx: _Context, value: str | None, notebook: Notebook) -> dict[st
     return merged
 
 
+def _bounds(ctx: _Context, layout: HostLayout, task_id: str, timeout_s: int) -> StepBounds:
+    return StepBounds(layout.workdir, task_id, timeout_s, _seconds(ctx.spec.compute.timeout))
+
+
 def _guarded(ctx: _Context, layout: HostLayout, task_id: str, body: str, timeout_s: int) -> str:
-    budget = _seconds(ctx.spec.compute.timeout)
-    return guarded(body, StepBounds(layout.workdir, task_id, timeout_s, budget))
+    return guarded(body, _bounds(ctx, layout, task_id, timeout_s))
 
 
 def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream: str) -> list[TaskPlan]:
@@ -183,6 +186,8 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
         )
         args = {
             "command": _guarded(ctx, layout, task_id, command, timeout),
+            # a retry runs it before it sets aside what the earlier tries wrote
+            "stop_earlier_tries": stop_earlier_tries(_bounds(ctx, layout, task_id, timeout)),
             "notebook": notebook.path,
             "kernel": notebook.kernel or spec.runtime.kernel,
             "timeout_s": timeout,

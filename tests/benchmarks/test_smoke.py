@@ -1,0 +1,45 @@
+"""`make bench`'s harnesses stay true: each benchmark's smoke mode runs here (checks only, no timing
+target), so a benchmark whose own checks fail (a DAG with an unexpected task, a run that failed) fails CI
+instead of turning red unnoticed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _smoke(script: str, out: Path, *args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--smoke", "--json", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_parse_benchmark_smoke_passes_its_checks(tmp_path: Path) -> None:
+    doc = _smoke("run.py", tmp_path / "parse.json", "--benchmarks", "parse")
+    rows = {(r["variant"], r["n"]): r for r in doc["rows"] if r.get("available", True)}
+    assert {variant for variant, _ in rows} >= {"handwritten", "ours", "ours_warm"}
+    assert all(r["ok"] for r in rows.values()), {k: r.get("errors") for k, r in rows.items() if not r["ok"]}
+    # ours has the hand-written shape plus its designed DAG-level tasks: the run report, one publish task
+    shape = rows[("handwritten", 2)]["tasks_per_dag"][0]
+    assert rows[("ours", 2)]["tasks_per_dag"] == [shape + 2]
+
+
+def test_local_benchmark_smoke_runs_both_sides(tmp_path: Path) -> None:
+    doc = _smoke("local_run.py", tmp_path / "local.json")
+    kinds = sorted(r["kind"] for r in doc["rows"])
+    assert kinds == ["first", "floor", "floor", "rerun"]
+    assert all(r["ok"] for r in doc["rows"])

@@ -1,7 +1,7 @@
 # pytest-xdist workers: the integration tests mostly wait on servers, so more workers than cores pay off
 TEST_WORKERS ?= 4
 
-.PHONY: install test test-fast unit lint schema demo bench bench-local bench-cluster golden clean
+.PHONY: install test test-fast unit lint schema demo bench bench-smoke bench-local bench-cluster golden clean
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -10,7 +10,11 @@ $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not bench" --durations=25
+
+# the benchmarks' own checks, at smoke size (tests/benchmarks)
+bench-smoke: install
+	$(BIN)/pytest -n 2 -m bench
 
 # the inner loop: everything that starts no server, kernel or Airflow process (CI runs `make test`)
 test-fast: install

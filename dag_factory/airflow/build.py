@@ -117,7 +117,8 @@ def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
             task_id=task.task_id,
             python_callable=tasks.create_local_instance,
             op_kwargs={
-                key: args[key] for key in ("workdir", "python", "env_cache", "packages", "requirements")
+                key: args[key]
+                for key in ("workdir", "python", "env_cache", "packages", "code", "requirements")
             },
         )
     if task.kind == "resolve_ip":

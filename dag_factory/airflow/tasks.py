@@ -16,6 +16,7 @@ from dag_factory.compute import aws
 from dag_factory.compute.naming import instance_name
 from dag_factory.compute.sagemaker import private_ip, published_host_key
 from dag_factory.compute.workspace import create_workspace, remove_workspace
+from dag_factory.plan.model import CODE_VERSIONS_FOLDER
 from dag_factory.plan.report import (
     CREATED_XCOM,
     DELETED_XCOM,
@@ -78,10 +79,18 @@ def create_local_instance(
     python: str,
     env_cache: str | None = None,
     packages: Sequence[str] = (),
+    code: str | None = None,
     requirements: str | None = None,
     ti: Any = None,
+    dag_run: Any = None,
 ) -> str:
-    """The local backend's instance (a work dir + venv); its creation time goes to XCom for the report."""
+    """The local backend's instance (a work dir + venv); its creation time goes to XCom for the report.
+    ``requirements`` is a path in the project: read in the code version the run syncs."""
+    from dag_factory.airflow.params import code_version
+
+    if code and requirements:
+        version = code_version(code, "aws_default", None, dag_run)
+        requirements = f"{code}/{CODE_VERSIONS_FOLDER}/{version}/{requirements}"
     path = create_workspace(workdir, python, env_cache, packages, requirements)
     ti.xcom_push(key=CREATED_XCOM, value=now_iso())
     return path

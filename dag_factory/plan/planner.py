@@ -264,13 +264,14 @@ def _local_create_args(ctx: _Context, layout: HostLayout) -> dict[str, Any]:
     """A work directory whose venv is a clone of the shared environment the prepare step would build."""
     assert isinstance(ctx.env, LocalEnvironment) and ctx.root is not None
     spec = ctx.spec
-    code = _code_version_dir(f"{ctx.root}/{ctx.env.buckets.code}/{spec.project}")
     return {
         "workdir": layout.workdir,
         "python": sys.executable,
         "env_cache": str(ctx.root / "envs"),
         "packages": list(runtime_packages(spec.runtime.papermill_version)),
-        "requirements": f"{code}/{spec.runtime.requirements}" if spec.runtime.requirements else None,
+        # in the code version the run syncs, which the task resolves (after the environment check)
+        "code": ctx.code_head(),
+        "requirements": spec.runtime.requirements,
     }
 
 

@@ -136,22 +136,32 @@ def _script(lines: list[str]) -> str:
 
 NBCONVERT = "nbconvert==7.17.2"  # renders each executed notebook as HTML, next to it
 
-# Reads the executed notebook and writes its HTML through papermill's I/O, so the same line works for
-# a local path and for s3:// (papermill's boto3 handler). No single quotes (it is single-quoted) and
-# no double braces (the command is a Jinja template).
-_RENDER_HTML = (
-    "import sys, nbformat; from nbconvert import HTMLExporter; from papermill.iorw import papermill_io; "
-    "notebook = nbformat.reads(papermill_io.read(sys.argv[1]), as_version=4); "
-    'papermill_io.write(HTMLExporter().from_notebook_node(notebook)[0], sys.argv[2], extensions=[".html"])'
-)
-
-
-# Copies papermill's log (a local file the step wrote as the log streamed) beside the executed notebook,
-# through papermill's I/O like the HTML: a local path or s3://. Same quoting rules as _RENDER_HTML.
-_SAVE_LOG = (
-    "import sys; from papermill.iorw import papermill_io; "
-    'papermill_io.write(open(sys.argv[1], encoding="utf-8", errors="replace").read(), sys.argv[2], '
-    'extensions=[".log"])'
+# After papermill, one Python process (its start-up and imports cost about a second: one, not two, per
+# notebook) keeps papermill's log (a local file the step wrote as the log streamed) beside the executed
+# notebook and renders the executed notebook as HTML beside it, both through papermill's I/O, so the same
+# code works for a local path and for s3:// (papermill's boto3 handler). Papermill writes the executed
+# notebook also when a cell fails, so it is rendered then too. Each part is best effort and says so on
+# stderr: neither hides the notebook's result. The log's message has no guard prefix (the step's verdict
+# names the guard's last message: the notebook's, not this one's). No single quotes (the code is
+# single-quoted) and no double braces (the command is a Jinja template).
+_KEEP_LOG_AND_HTML = "\n".join(
+    [
+        "import sys",
+        "from papermill.iorw import papermill_io",
+        "papermill_log, log, executed, html = sys.argv[1:5]",
+        "try:",
+        '    text = open(papermill_log, encoding="utf-8", errors="replace").read()',
+        '    papermill_io.write(text, log, extensions=[".log"])',
+        "except Exception as exc:",
+        '    print(f"could not save the papermill log as {log}: {exc}", file=sys.stderr)',
+        "try:",
+        "    import nbformat",
+        "    from nbconvert import HTMLExporter",
+        "    notebook = nbformat.reads(papermill_io.read(executed), as_version=4)",
+        '    papermill_io.write(HTMLExporter().from_notebook_node(notebook)[0], html, extensions=[".html"])',
+        "except Exception as exc:",
+        '    print(f"dag-factory: could not render the executed notebook as HTML: {exc}", file=sys.stderr)',
+    ]
 )
 
 
@@ -226,18 +236,12 @@ def notebook_command(
     # papermill's log (its stderr) streams to the task log and, through tee, into a file in the work
     # directory that is then kept beside the executed notebook: the worker keeps only a tail of it.
     # fd 3 carries papermill's stdout past the pipe; pipefail keeps papermill's status, not tee's.
-    # Saving it is best effort and says so without the guard's prefix (the step's verdict names the
-    # guard's last message: the notebook's, not this one's)
-    log = log_path(output_notebook)
+    # On a failure the task log then says why in the notebook's own terms; the exit code stays papermill's.
     run = f'{{ {" ".join(words)} 2>&1 >&3 3>&- | tee "$papermill_log" >&2 3>&-; }} 3>&1 || status=$?'
-    save_log = (
-        f"python -c '{_SAVE_LOG}' \"$papermill_log\" '{log}' "
-        f"|| echo \"could not save papermill's log as\" '{log}' >&2"
+    keep = (
+        f"python -c '{_KEEP_LOG_AND_HTML}' \"$papermill_log\" '{log_path(output_notebook)}' "
+        f"'{output_notebook}' '{html_path(output_notebook)}'"
     )
-    # papermill writes the executed notebook also when a cell fails: render it (a rendering problem is
-    # reported but never hides the notebook's result); on a failure the task log says why in the
-    # notebook's own terms; the exit code stays papermill's
-    render = f"python -c '{_RENDER_HTML}' '{output_notebook}' '{html_path(output_notebook)}'"
     explain = explain_command(output_notebook, notebook_path)
     return _script(
         [
@@ -245,9 +249,8 @@ def notebook_command(
             "status=0",
             f"papermill_log=$(mktemp {shlex.quote(layout.workdir + '/papermill-XXXXXX')})",
             run,
-            save_log,
+            f'{keep} || echo "dag-factory: could not keep the log and HTML of the executed notebook" >&2',
             'rm -f "$papermill_log"',
-            f'{render} || echo "dag-factory: could not render the executed notebook as HTML" >&2',
             f'if [ "$status" -ne 0 ]; then {explain} || true; exit "$status"; fi',
         ]
     )

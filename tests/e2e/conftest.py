@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -322,6 +323,32 @@ def attempt_error(result: RunResult, task_id: str, try_number: int) -> str:
     ti = result.ti(task_id)
     assert ti.log_path is not None
     return task_error(ti.log_path.with_name(f"attempt={try_number}.log"))
+
+
+def state_mismatches(result: RunResult) -> set[tuple[str, int]]:
+    """(task_id, try_number) of each try Airflow itself ended because the executor's success for a
+    reschedule-mode sensor's poke came after its next poke was scheduled (apache/airflow#71172: logged as
+    "state mismatch"; more likely the more loaded the machine). Such a retry is Airflow's, not ours."""
+    db = result.log_path.parents[2] / "airflow.db"  # the run's log is <home>/logs/runs/<run>.log
+    sql = "SELECT task_id, try_number FROM log WHERE dag_id = ? AND run_id = ? AND event = 'state mismatch'"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        rows = conn.execute(sql, (result.dag_id, result.run_id)).fetchall()
+    return {(str(task_id), int(try_number)) for task_id, try_number in rows}
+
+
+def tries_told(result: RunResult) -> str:
+    """Each task that failed or was retried: its tries and what each logged (for assertion messages, so
+    a failure in CI says why without the logs)."""
+    mismatched = state_mismatches(result)
+    lines = [f"run {result.run_id}: {result.state} {result.error}".strip()]
+    for ti in result.task_instances:
+        if ti.state == "success" and ti.try_number <= 1:
+            continue
+        lines.append(f"{ti.task_id}: {ti.state} after {ti.try_number} tries")
+        for n in range(1, ti.try_number + 1):
+            airflows = " (Airflow's state mismatch)" if (ti.task_id, n) in mismatched else ""
+            lines.append(f"  try {n}{airflows}: {attempt_error(result, ti.task_id, n)[:300]}")
+    return "\n".join(lines)
 
 
 def notebook_text(*cells: str, parameters: str = "country = 'de'\noutput_prefix = '/tmp'") -> str:

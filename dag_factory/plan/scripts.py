@@ -186,17 +186,44 @@ def runtime_packages(papermill_version: str) -> tuple[str, ...]:
 
 
 def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:
-    """Sync the project, activate the env, install the pinned papermill and the requirements."""
+    """Sync the project, activate the env, install the pinned papermill and the requirements (once per
+    environment: see `_install_once`)."""
     packages = " ".join(shlex.quote(p) for p in runtime_packages(papermill_version))
+    installs = [f"{layout.install} {packages}"]
+    requirements_file = None
+    if requirements:
+        requirements_file = shlex.quote(layout.project + "/" + requirements)
+        installs.append(f"{layout.install} -r {requirements_file}")
     lines = [
         f"mkdir -p {shlex.quote(layout.workdir)}",
         layout.sync,
         layout.activate,
-        f"{layout.install} {packages}",
+        *_install_once(installs, packages, requirements_file),
     ]
-    if requirements:
-        lines.append(f"{layout.install} -r {shlex.quote(layout.project + '/' + requirements)}")
     return _script(lines)
+
+
+INSTALLED_STAMP = ".dag-factory-installed"  # in the environment's prefix: one line per installed set
+
+
+def _install_once(installs: list[str], packages: str, requirements_file: str | None) -> list[str]:
+    """The install lines, skipped when this environment already got exactly this set from an earlier
+    prepare: each value's prepare on a shared instance, a retried prepare, a re-run on a restarted one.
+    The set is the hash of the package list and the requirements file's content, recorded in a stamp in
+    the prefix of the Python that runs the notebooks (the env pip installs into), after the installs
+    succeeded. A missing requirements file hashes as empty, so the installer runs and says what is wrong.
+    No double braces (the command is a Jinja template)."""
+    read_requirements = f"cat {requirements_file} 2>/dev/null || true; " if requirements_file else ""
+    return [
+        f'installed_stamp="$(python -c "import sys; print(sys.prefix)")/{INSTALLED_STAMP}"',
+        f'wanted="$({{ echo {shlex.quote(packages)}; {read_requirements}}} | sha256sum | cut -c1-32)"',
+        'if grep -qxF "$wanted" "$installed_stamp" 2>/dev/null; then',
+        '  echo "prepare: this environment already has these packages (an earlier prepare installed them)"',
+        "else",
+        *(f"  {line}" for line in installs),
+        '  echo "$wanted" >> "$installed_stamp"',
+        "fi",
+    ]
 
 
 def notebook_command(

@@ -94,8 +94,13 @@ def write_dag_file(
     return path
 
 
-def expected_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> dict[Path, str]:
-    return {dags_dir / dag_file_name(spec): dag_file_source(spec, dags_dir, env=env) for spec in specs}
+def expected_dag_files(
+    specs: list[Path], dags_dir: Path, env: str | None = None, platform: Path | None = None
+) -> dict[Path, str]:
+    return {
+        dags_dir / dag_file_name(spec): dag_file_source(spec, dags_dir, env=env, platform=platform)
+        for spec in specs
+    }
 
 
 _SPEC_ARGUMENT = re.compile(r'^dag = dag_from_spec\(Path\(__file__\)\.parent / "([^"]+)"', re.MULTILINE)
@@ -120,9 +125,12 @@ def orphaned_dag_files(dags_dir: Path) -> list[Path]:
     )
 
 
-def write_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> list[Path]:
-    """Write a DAG file per spec (pinned to ``env`` when given); every other file is left alone."""
-    return sorted(write_dag_file(spec, dags_dir, env=env) for spec in specs)
+def write_dag_files(
+    specs: list[Path], dags_dir: Path, env: str | None = None, platform: Path | None = None
+) -> list[Path]:
+    """Write a DAG file per spec (pinned to ``env`` and ``platform`` when given); every other file is left
+    alone."""
+    return sorted(write_dag_file(spec, dags_dir, env=env, platform=platform) for spec in specs)
 
 
 def prune_dag_files(dags_dir: Path) -> list[Path]:
@@ -133,8 +141,10 @@ def prune_dag_files(dags_dir: Path) -> list[Path]:
     return orphans
 
 
-def stale_dag_files(specs: list[Path], dags_dir: Path, env: str | None = None) -> list[Path]:
+def stale_dag_files(
+    specs: list[Path], dags_dir: Path, env: str | None = None, platform: Path | None = None
+) -> list[Path]:
     """DAG files of ``specs`` that are missing or out of date, and orphans (their spec is gone)."""
-    wanted = expected_dag_files(specs, dags_dir, env)
+    wanted = expected_dag_files(specs, dags_dir, env, platform)
     stale = [p for p, src in wanted.items() if not p.exists() or p.read_text() != src]
     return sorted(set(stale) | set(orphaned_dag_files(dags_dir)))

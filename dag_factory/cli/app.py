@@ -5,6 +5,8 @@ Exit codes: 0 ok, 1 invalid input or a failed run, 2 usage error, 3 internal err
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 from importlib import import_module
 
@@ -28,6 +30,8 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Console entry point: our errors print as messages, never as tracebacks."""
+    # `kill -USR1 <pid>` prints where every thread of a dag-factory that seems stuck is (to stderr)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except UsageError as exc:

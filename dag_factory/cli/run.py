@@ -18,7 +18,7 @@ DEMO_DATE = "2026-01-05"
 def _run(
     spec: Path,
     env: str,
-    date: str,
+    date: str | None,
     only: list[str],
     keep: bool,
     platform: Path | None,
@@ -26,35 +26,49 @@ def _run(
 ) -> int:
     from rich.console import Console
 
-    from dag_factory.local.job import prepare_job, report_lines, run_local, summarize
+    from dag_factory.local.job import (
+        RunError,
+        date_before_start,
+        nothing_ran,
+        prepare_job,
+        report_lines,
+        run_local,
+        summarize,
+    )
     from dag_factory.local.progress import render_summary
     from dag_factory.local.timing import render_split
 
     try:
-        logical_date = dt.date.fromisoformat(date)
+        logical_date = dt.date.fromisoformat(date) if date else dt.date.today()  # as `init` writes start_date
     except ValueError:
         raise UsageError(f"--date {date!r} is not YYYY-MM-DD") from None
     if notebooks:  # a doomed run fails here in a second, not after minutes of setting up
         require_valid(spec, platform, "not run")
     console = Console()
     job = prepare_job(spec, env, platform, only)
+    if (before := date_before_start(job.plan, logical_date)) is not None:
+        raise RunError(f"not run: {before}")
     result = run_local(job, logical_date, keep, console)
     rows = summarize(job, result)
     label = job.plan.fan_out_name or "group"
-    console.print(render_summary(rows, title=f"{job.plan.dag_id} {date}: {result.state}", value_label=label))
+    title = f"{job.plan.dag_id} {logical_date}: {result.state}"
+    console.print(render_summary(rows, title=title, value_label=label))
     if result.interrupted:
         console.print("[red]interrupted[/red]: the run was stopped and its work directories removed")
     for line in report_lines(job, result):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(render_split(result.timings), highlight=False)
     console.print(f"Airflow log of the run: {result.log_path}")
+    if (why := nothing_ran(job, result, logical_date)) is not None:
+        console.print(f"[red]nothing ran[/red]: {why}", highlight=False, soft_wrap=True)
+        return EXIT_INVALID
     return EXIT_OK if result.succeeded else EXIT_INVALID
 
 
 def run(
     spec: Annotated[Path, typer.Argument(help="the job spec to run")],
     env: Annotated[str, typer.Option(help="a local environment of the platform file")] = "local",
-    date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE,
+    date: Annotated[str | None, typer.Option(help="logical date, YYYY-MM-DD (default: today)")] = None,
     only: Annotated[list[str] | None, typer.Option(help="run only these fan-out values")] = None,
     keep: Annotated[bool, typer.Option(help="keep the work directories for debugging")] = False,
     platform: PlatformOption = None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dag_factory import settings
 from dag_factory.cli.options import PlatformOption, add_commands, format_option
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
 from dag_factory.validate.report import RENDERERS
@@ -59,6 +60,13 @@ def dags(
             "$DAG_FACTORY_ENV or the Variable dag_factory_env when it parses them"
         ),
     ] = None,
+    platform: Annotated[
+        Path | None,
+        typer.Option(
+            help="pin the DAG files to this platform file; without it they use what Airflow finds when it "
+            f"parses them: ${settings.PLATFORM}, else the nearest platform.yaml above the spec"
+        ),
+    ] = None,
 ) -> None:
     """Write one small DAG file per spec into the Airflow DAG folder."""
     from dag_factory.airflow.dag_files import (
@@ -71,17 +79,18 @@ def dags(
     from dag_factory.load.files import spec_files
 
     found = spec_files(specs)
+    platforms = _require_platforms(found, platform)
     if env is not None:
-        _check_pinned_env(found, env)
+        _check_pinned_env(platforms, env)
     if check:
-        stale = stale_dag_files(found, out, env)
+        stale = stale_dag_files(found, out, env, platform)
         orphans = set(orphaned_dag_files(out))
         for path in stale:
             fix = "--prune removes it" if path in orphans else f"run dag-factory dags --out {out}"
             what = f"its spec {generated_for(path)} is gone" if path in orphans else "missing or out of date"
             typer.echo(f"stale: {path}: {what} ({fix})")
         raise typer.Exit(EXIT_INVALID if stale else EXIT_OK)
-    for path in write_dag_files(found, out, env):
+    for path in write_dag_files(found, out, env, platform):
         typer.echo(f"wrote {path}")
     if prune:
         for path in prune_dag_files(out):
@@ -91,14 +100,27 @@ def dags(
             typer.echo(f"orphaned: {path}: its spec {generated_for(path)} is gone (--prune removes it)")
 
 
-def _check_pinned_env(specs: list[Path], env: str) -> None:
+def _require_platforms(specs: list[Path], explicit: Path | None) -> list[Path]:
+    """Each spec's platform file: a DAG file whose spec has none cannot import in Airflow (its environment
+    is unknown), so none is written."""
+    from dag_factory.load.files import require_platform
+
+    found = []
+    for spec in specs:
+        try:
+            found.append(require_platform(spec, explicit))
+        except UsageError as exc:
+            raise UsageError(f"no DAG file written: {exc}; a DAG file without one cannot import") from None
+    return found
+
+
+def _check_pinned_env(platforms: list[Path], env: str) -> None:
     """A pinned environment must exist in every spec's platform file."""
     from dag_factory.load.diagnose import suggest
-    from dag_factory.load.files import require_platform
     from dag_factory.load.specs import load_platform_cached
 
-    for spec in specs:
-        platform = load_platform_cached(require_platform(spec))
+    for path in platforms:
+        platform = load_platform_cached(path)
         known = platform.settings.environments
         if env not in known:
             hint = suggest(env, known)

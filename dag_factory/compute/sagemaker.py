@@ -212,13 +212,18 @@ def take_step(client: Any, name: str, step: Step, create: Callable[[], None] | N
         client.delete_notebook_instance(NotebookInstanceName=name)
 
 
+def status_of(described: dict[str, Any] | None) -> str:
+    """The status in a `describe` answer; GONE when there was none."""
+    return GONE if described is None else str(described["NotebookInstanceStatus"])
+
+
 def advance(client: Any, name: str, goal: Goal, create: Callable[[], None] | None = None) -> Progress:
     """One status read and at most one API call towards ``goal``.
 
     Raises InstanceFailed after deleting a Failed instance on the way to in_service.
     """
     described = describe(client, name)
-    status = GONE if described is None else str(described["NotebookInstanceStatus"])
+    status = status_of(described)
     step = next_step(status, goal)
     take_step(client, name, step, create)
     if step == "replace":
@@ -246,7 +251,11 @@ def drive(
         if progress.step == "done":
             return progress.status
         if time.monotonic() > deadline:
-            raise InstanceError(f"notebook instance {name} still {progress.status} after {timeout_s:.0f}s")
+            # what it is now, not what it was before this round's call (a create just made it Pending)
+            status = status_of(describe(client, name))
+            if next_step(status, goal) == "done":
+                return status
+            raise InstanceError(f"notebook instance {name} still {status} after {timeout_s:.0f}s")
         sleep(poll_s)
 
 

@@ -2,6 +2,8 @@
 
 The reason comes from the task's own log (the last attempt's) and, for a notebook, the executed
 notebook. The kinds, first match wins:
+- missing input: the step's script found the notebook, the requirements file or the whole project
+  missing from the deployed code (`plan/scripts.py::require_input`): what to deploy;
 - timed out: Airflow's execution timeout, or the SSH command's idle timeout; with the cell that ran;
 - notebook error: the line the helper run after papermill printed (`plan/notebook_failure.py`, the
   same on both backends), else the executed notebook read here: cell, line, exception, message;
@@ -31,11 +33,13 @@ _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w.]*\.)?(?P<name>[A-Za-z_]\w*(?:Error|Exception|Exit)): ?(?P<message>.*)$"
 )
 _LIMIT = 400
+_MISSING_INPUT = "missing input: "
 
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # timed out, notebook error, kernel died, install failure, infrastructure error; a state
+    kind: str  # missing input, timed out, notebook error, kernel died, install failure, infrastructure
+    # error; or a task state
     detail: str = ""
 
     def text(self, task_id: str) -> str:
@@ -122,6 +126,12 @@ class _Evidence:
     notebook: dict[str, Any] | None
 
 
+def _missing_input(seen: _Evidence) -> Failure | None:
+    said = [m.removeprefix(_MISSING_INPUT) for m in guard_messages("\n".join(seen.lines))
+            if m.startswith(_MISSING_INPUT)]  # fmt: skip
+    return Failure("missing input", said[-1]) if said else None
+
+
 def _timed_out(seen: _Evidence) -> Failure | None:
     cell = _running_cell(seen.lines, seen.notebook)
     # the guard bounds every step on its host and says which limit ended it (plan/guard.py)
@@ -178,7 +188,7 @@ def explain_failure(task: TaskPlan, ti: TaskInstanceResult | None, executed: Pat
     exc_type, exc_value = _exception(events)
     notebook = _read_notebook(executed) if task.kind == "notebook" else None
     seen = _Evidence(task, [str(e.get("event", "")).strip() for e in events], exc_type, exc_value, notebook)
-    for kind in (_timed_out, _notebook_error, _kernel_died, _install_failed):
+    for kind in (_missing_input, _timed_out, _notebook_error, _kernel_died, _install_failed):
         failure = kind(seen)
         if failure is not None:
             return failure

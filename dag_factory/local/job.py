@@ -71,6 +71,32 @@ def prepare_job(spec: Path, env: str, platform: Path | None, only: list[str]) ->
     return LocalJob(loaded, env, plan, root, tuple(only))
 
 
+def date_before_start(plan: DagPlan, logical_date: dt.date | None) -> str | None:
+    """Why a run of ``logical_date`` would run nothing because of the spec's start_date (None when not):
+    Airflow schedules no task of a date before it, and the run would still end "success"."""
+    start = dt.date.fromisoformat(plan.start_date[:10])
+    if logical_date is None or logical_date >= start:
+        return None
+    return (
+        f"--date {logical_date} is before the spec's start_date {start}: Airflow runs no task of an earlier "
+        f"date. Pass --date {start} or later (or leave --date out: today), or move start_date."
+    )
+
+
+def nothing_ran(job: LocalJob, result: RunResult, logical_date: dt.date | None) -> str | None:
+    """Why a run that did not fail ran no task of any value (None when some task of a value ran): it
+    says "success" while nothing was computed, so the CLI exits 1 with this sentence."""
+    group_tasks = [ti for group in job.plan.groups for ti in _group_rows(result, group.group_id)]
+    if result.interrupted or any(ti.state in ("success", "failed", "up_for_retry") for ti in group_tasks):
+        return None
+    when = f"for {logical_date}" if logical_date else "without a logical date"
+    label = job.plan.fan_out_name or "group"
+    return (
+        f"the run {when} ended {result.state} but Airflow ran no task of any {label}: check that the date is "
+        f"on or after the spec's start_date {job.plan.start_date[:10]}, and the Airflow log of the run."
+    )
+
+
 def _group_rows(result: RunResult, group: str) -> list[Any]:
     return [ti for ti in result.task_instances if ti.task_id.startswith(group + ".")]
 

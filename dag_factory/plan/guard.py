@@ -12,8 +12,10 @@ inherits (papermill, the Jupyter kernel, anything the notebook spawns). The guar
   the Airflow task process that started it (the task timed out, was marked failed, its worker was
   SIGKILLed): nobody on the worker is left to kill it, so the instance notices by itself;
 - tells failures apart by exit status: ``EXIT_NOTEBOOK_ERROR`` (the notebook raised: papermill's
-  PapermillExecutionError), ``EXIT_TIMED_OUT`` (the step's or the group's time is up); anything else is
-  the infrastructure's (a sync, an install, a kernel that died, a write to S3 that failed).
+  PapermillExecutionError), ``EXIT_TIMED_OUT`` (the step's or the group's time is up),
+  ``EXIT_MISSING_INPUT`` (the step's script found a notebook, requirements file or project missing from
+  the deployed code); anything else is the infrastructure's (a sync, an install, a kernel that died, a
+  write to S3 that failed).
 
 The same text runs over SSH on a SageMaker instance and under bash on the local backend.
 """
@@ -25,12 +27,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 EXIT_NOTEBOOK_ERROR = 85
+EXIT_MISSING_INPUT = 86  # a step's script: an input is not in the deployed project (scripts.require_input)
 EXIT_TIMED_OUT = 124  # as coreutils' timeout
 EXIT_STOPPED = 143  # the guard was stopped, or the session that started it is gone
 KILL_GRACE_S = 30  # SIGTERM first; SIGKILL this much later
 STATE_DIR = ".dag-factory"
 
-Fault = Literal["notebook", "timeout", "infrastructure"]
+Fault = Literal["notebook", "timeout", "infrastructure", "input"]
 
 # papermill's CLI, but the notebook's own error (a cell raised) exits EXIT_NOTEBOOK_ERROR instead of 1:
 # that one is a bug in the notebook; papermill's other failures (no kernel, a dead kernel, an S3 write)
@@ -155,6 +158,8 @@ def classify_exit(status: int) -> Fault:
         return "notebook"
     if status == EXIT_TIMED_OUT:
         return "timeout"
+    if status == EXIT_MISSING_INPUT:
+        return "input"
     return "infrastructure"
 
 
@@ -179,8 +184,11 @@ def retry_verdict(
     A notebook's own error or timeout is a bug or a budget in the notebook: re-running it repeats hours
     of work on a billed instance and fails the same way, so it is retried only as often as the spec's
     ``notebooks[].retries`` asks (default 0). Everything else (a dropped SSH session, a failed sync or
-    install, a dead kernel) is the infrastructure's and gets the spec's ``retries``.
+    install, a dead kernel) is the infrastructure's and gets the spec's ``retries``. A missing input fails
+    the same way on every try, whatever the budgets: never retried.
     """
+    if fault == "input":
+        return False, "a missing input: not retried (deploy the project with it, then clear the task)"
     if fault == "infrastructure":
         budget, what = infra_retries, "an infrastructure fault"
         knob = "retries"

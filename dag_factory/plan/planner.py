@@ -87,8 +87,10 @@ def _local_layout(env: LocalEnvironment, root: Path, dag_id: str, group: str, pr
     return HostLayout(
         workdir=workdir,
         activate=_activate(f"{workdir}/venv/bin/activate"),
-        sync=f"mkdir -p {target} && cp -R {source} {target}",
+        # a code version that is not there copies nothing: the step then says the project is missing
+        sync=f"mkdir -p {target} && {{ [ ! -d {shlex.quote(code)} ] || cp -R {source} {target}; }}",
         install=install,
+        code=code,
     )
 
 
@@ -101,6 +103,7 @@ def _sagemaker_layout(env: SageMakerEnvironment, project: str, spec: JobSpec, gr
         activate=_activate(env.ssh.conda_activate, spec.runtime.conda_env),
         sync=f"aws s3 sync --delete --only-show-errors {source} {target}",
         install="pip install --quiet",
+        code=_code_version_dir(f"s3://{env.buckets.code}/{project}"),
     )
 
 

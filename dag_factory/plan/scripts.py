@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dag_factory.plan.guard import RUN_PAPERMILL
+from dag_factory.plan.guard import EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_PAPERMILL
 from dag_factory.plan.notebook_failure import explain_command
 
 Parameters = dict[str, Any]
@@ -35,6 +35,7 @@ class HostLayout:
     activate: str  # shell line that activates the Python env the notebooks run in
     sync: str  # shell line that copies the deployed project into <workdir>/project
     install: str  # installer command prefix, e.g. "pip install --quiet"
+    code: str = ""  # where `sync` copies the deployed project from (named when it is missing)
 
     @property
     def project(self) -> str:
@@ -180,6 +181,13 @@ def log_path(output_notebook: str) -> str:
     return _beside(output_notebook, ".log")
 
 
+def require_input(test: str, *what: str) -> str:
+    """A shell line: unless ``[ test ]`` holds, say that ``what`` (words, quoted here) is missing and exit
+    EXIT_MISSING_INPUT: a missing input is the deployment's, never retried (plan/guard.py)."""
+    said = " ".join(shlex.quote(word) for word in what)
+    return f'[ {test} ] || {{ echo "{MESSAGE_PREFIX}missing input:" {said} >&2; exit {EXIT_MISSING_INPUT}; }}'
+
+
 def runtime_packages(papermill_version: str) -> tuple[str, ...]:
     """What the prepare step installs before the requirements (the local shared environments too)."""
     return (f"papermill=={papermill_version}", "ipykernel", NBCONVERT)
@@ -194,9 +202,19 @@ def prepare_command(layout: HostLayout, papermill_version: str, requirements: st
     if requirements:
         requirements_file = shlex.quote(layout.project + "/" + requirements)
         installs.append(f"{layout.install} -r {requirements_file}")
+    project = shlex.quote(layout.project)
+    deployed = layout.code or layout.project
+    checks = [
+        require_input(f'-n "$(ls -A {project} 2>/dev/null)"', "the deployed project is empty:", deployed,
+                      "has no files (deploy the project first: dag-factory deploy)"),
+    ]  # fmt: skip
+    if requirements_file:
+        checks.append(require_input(f"-f {requirements_file}", "the requirements file", str(requirements),
+                                    "is not in the deployed project"))  # fmt: skip
     lines = [
         f"mkdir -p {shlex.quote(layout.workdir)}",
         layout.sync,
+        *checks,
         layout.activate,
         *_install_once(installs, packages, requirements_file),
     ]
@@ -211,17 +229,19 @@ def _install_once(installs: list[str], packages: str, requirements_file: str | N
     prepare: each value's prepare on a shared instance, a retried prepare, a re-run on a restarted one.
     The set is the hash of the package list and the requirements file's content, recorded in a stamp in
     the prefix of the Python that runs the notebooks (the env pip installs into), after the installs
-    succeeded. A missing requirements file hashes as empty, so the installer runs and says what is wrong.
-    No double braces (the command is a Jinja template)."""
-    read_requirements = f"cat {requirements_file} 2>/dev/null || true; " if requirements_file else ""
+    succeeded. (A requirements file that is missing stopped the step before: `require_input`.) No double
+    braces (the command is a Jinja template)."""
+    read_requirements = f"cat {requirements_file}; " if requirements_file else ""
     return [
-        f'installed_stamp="$(python -c "import sys; print(sys.prefix)")/{INSTALLED_STAMP}"',
+        'env_prefix="$(python -c "import sys; print(sys.prefix)" 2>/dev/null || true)"',
+        f'installed_stamp="$env_prefix/{INSTALLED_STAMP}"',
         f'wanted="$({{ echo {shlex.quote(packages)}; {read_requirements}}} | sha256sum | cut -c1-32)"',
-        'if grep -qxF "$wanted" "$installed_stamp" 2>/dev/null; then',
+        'if [ -d "$env_prefix" ] && grep -qxF "$wanted" "$installed_stamp" 2>/dev/null; then',
         '  echo "prepare: this environment already has these packages (an earlier prepare installed them)"',
         "else",
         *(f"  {line}" for line in installs),
-        '  echo "$wanted" >> "$installed_stamp"',
+        # no prefix known, or one this user cannot write: the next prepare installs again, nothing fails
+        '  if [ -d "$env_prefix" ]; then echo "$wanted" >> "$installed_stamp" 2>/dev/null || true; fi',
         "fi",
     ]
 
@@ -257,7 +277,12 @@ def notebook_command(
         "--log-output",
         "--no-progress-bar",
     ]
-    lines = [f"cd {shlex.quote(layout.project)}", layout.activate]
+    notebook_file = shlex.quote(f"{layout.project}/{notebook_path}")
+    lines = [
+        require_input(f"-f {notebook_file}", "the notebook", notebook_path, "is not in the deployed project"),
+        f"cd {shlex.quote(layout.project)}",
+        layout.activate,
+    ]
     if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
         lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
     # papermill's log (its stderr) streams to the task log and, through tee, into a file in the work

@@ -86,10 +86,18 @@ def _check_notebook_path(value: str) -> str:
     return value
 
 
+NAME_MAX = 255  # bytes in one file or folder name, on every file system the steps run on
+
+
 def _check_relative_file(value: str) -> str:
     path = PurePosixPath(value)
     if path.is_absolute() or value.startswith("~") or ".." in path.parts:
         raise rule_error(f"path {value!r} must be relative and stay inside the project folder")
+    if any(len(part.encode()) > NAME_MAX for part in path.parts):
+        raise rule_error(
+            f"path {value[:40]!r}... has a name longer than {NAME_MAX} bytes: no file system holds it",
+            "shorten the file or folder name",
+        )
     return value
 
 

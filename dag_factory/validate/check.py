@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dag_factory import settings
 from dag_factory.errors import Diagnostic, SpecError
-from dag_factory.load.files import PLATFORM_FILE, collect_files, find_platform
+from dag_factory.load.files import CONFIG_FOLDER, PLATFORM_FILE, collect_files, find_platform
 from dag_factory.load.project import project_dir_problems
 from dag_factory.load.specs import LoadedPlatform, load_platform, load_spec
 
@@ -72,7 +73,21 @@ def validate_file(path: Path, platforms: PlatformCache, notebooks: bool = True) 
         from dag_factory.validate.contract import check_contract
 
         problems = check_contract(loaded)
+    if platform is None:
+        problems = [_no_platform(path), *problems]
     return FileResult(str(path), "spec", problems)
+
+
+def _no_platform(spec: Path) -> Diagnostic:
+    """Valid as far as the spec alone goes: what the platform file decides was not checked."""
+    return Diagnostic(
+        str(spec), 1, 1, "",
+        f"no {PLATFORM_FILE} found for this spec (nor in a {CONFIG_FOLDER}/ folder above it): its "
+        "environments, instance types, timeouts, buckets and connections were not checked against a platform",
+        f"pass --platform FILE or set ${settings.PLATFORM} to your data-engineering team's platform file; "
+        "plan, run and dags need one",
+        severity="warning",
+    )  # fmt: skip
 
 
 def validate_paths(

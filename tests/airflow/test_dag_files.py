@@ -103,3 +103,34 @@ def test_files_it_did_not_generate_are_never_touched(shared: tuple[Path, Path, P
     hand_written.write_text("from airflow.sdk import DAG\n")
     assert _dags(spec_a, "--out", dags, "--prune") == (0, f"wrote {dags / 'churn.py'}\n")
     assert hand_written.read_text() == "from airflow.sdk import DAG\n"
+
+
+def test_a_spec_without_a_platform_file_gets_no_dag_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DAG file whose spec has no platform file cannot import (its environment is unknown): refused, with
+    what to pass; --platform pins one into the file, which then loads."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.delenv("DAG_FACTORY_PLATFORM", raising=False)
+    spec = _repo(tmp_path / "team-a", "churn.yaml", "churn-a")
+    lone = tmp_path / "elsewhere" / "churn.yaml"  # the spec alone, outside any folder with a platform file
+    lone.parent.mkdir()
+    shutil.copy(spec, lone)
+    dags = tmp_path / "dags"
+
+    code, output = _dags(lone, "--out", dags)
+    assert code == 2
+    assert " ".join(output.split()) == (
+        f"error: no DAG file written: no platform.yaml found for {lone} (nor in a project_configs/ folder "
+        "above it); pass --platform or set $DAG_FACTORY_PLATFORM; a DAG file without one cannot import"
+    )
+    assert not dags.exists()
+
+    platform = spec.parent / "platform.yaml"
+    assert _dags(lone, "--out", dags, "--platform", platform) == (0, f"wrote {dags / 'churn.py'}\n")
+    assert _dags(lone, "--out", dags, "--platform", platform, "--check") == (0, "")
+    monkeypatch.setenv("DAG_FACTORY_ENV", "local")
+    bag = DagBag(dag_folder=str(dags))
+    assert bag.import_errors == {}
+    assert bag.dag_ids == ["churn-a"]

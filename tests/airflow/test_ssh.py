@@ -259,3 +259,33 @@ def test_chatty_notebook_streams_with_bounded_memory(
     assert result["xcom"] == {}
     assert result["cpu_s"] < CPU_BOUND_S, result
     assert result["rss_growth_kb"] < RSS_BOUND_KB, result
+
+
+@pytest.mark.integration
+def test_a_missing_notebook_over_ssh_fails_at_once_and_names_it(ssh_conn: SshdServer, tmp_path: Path) -> None:
+    """The SageMaker backend's step (GuardedSSHOperator, the guard, the product's notebook script) for a
+    notebook the deployed project lacks: failed for good on the first try, whatever the retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dag_factory.airflow.steps import GuardedSSHOperator
+    from dag_factory.plan.scripts import HostLayout, notebook_command
+
+    workdir = tmp_path / "work"
+    (workdir / "project" / "notebooks").mkdir(parents=True)
+    layout = HostLayout(workdir=str(workdir), activate="true", sync="true", install="true")
+    out = str(tmp_path / "out.ipynb")
+    script = notebook_command(layout, "notebooks/02_sumary.ipynb", out, "python3", {}, "{}")
+    operator = GuardedSSHOperator(
+        task_id="nb_02_sumary", ssh_conn_id="ssh_default", remote_host=ssh_conn.addresses[1],
+        command=guarded(script, StepBounds(str(workdir), "nb_02_sumary", 600, 3600)), cmd_timeout=60,
+        host_keys="off", step_label="notebook notebooks/02_sumary.ipynb", infra_retries=3, notebook_retries=3,
+    )  # fmt: skip
+    ti = RecordingTI()
+    ti.try_number = 1  # type: ignore[attr-defined]
+    with pytest.raises(AirflowFailException) as failed:
+        operator.execute({"ti": ti, "task_instance": ti})
+    assert str(failed.value) == (
+        "notebook notebooks/02_sumary.ipynb failed (exit status 86: missing input: the notebook "
+        "notebooks/02_sumary.ipynb is not in the deployed project): a missing input: not retried (deploy the "
+        "project with it, then clear the task)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -43,3 +44,31 @@ def test_no_notebooks_skips_the_contract(project: Path) -> None:
     assert result.exit_code == 1
     assert "is not declared" not in result.output
     assert "unknown environment 'nowhere'" in result.output
+
+
+def _starting(project: Path, start: dt.date) -> Path:
+    spec = yaml.safe_load(project.read_text())
+    spec["start_date"] = start
+    project.write_text(yaml.safe_dump(spec))
+    return project
+
+
+def test_a_date_before_start_date_is_refused_before_anything_runs(project: Path, tmp_path: Path) -> None:
+    """Airflow runs no task of a date before start_date and would still say "success": refused at once."""
+    result = CliRunner().invoke(app, ["run", str(project), "--no-notebooks", "--date", "2026-01-04"])
+    assert result.exit_code == 1, result.output
+    assert " ".join(result.output.split()) == (
+        "not run: --date 2026-01-04 is before the spec's start_date 2026-01-05: Airflow runs no task of an "
+        "earlier date. Pass --date 2026-01-05 or later (or leave --date out: today), or move start_date."
+    )
+    assert not (tmp_path / "root").exists(), "nothing was set up for a run that would run nothing"
+
+
+def test_run_without_date_runs_today(project: Path) -> None:
+    """No --date is today, never the demo's date: a spec starting tomorrow is refused for today."""
+    today = dt.date.today()
+    tomorrow = today + dt.timedelta(days=1)
+    result = CliRunner().invoke(app, ["run", str(_starting(project, tomorrow)), "--no-notebooks"])
+    assert result.exit_code == 1, result.output
+    assert f"--date {today} is before the spec's start_date {tomorrow}" in " ".join(result.output.split())
+    assert "(default: today)" in CliRunner().invoke(app, ["run", "--help"]).output

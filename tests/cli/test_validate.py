@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -168,3 +169,19 @@ def test_console_script_exit_codes() -> None:
     assert "Traceback" not in bad.stdout + bad.stderr
     missing = subprocess.run([exe, "validate", "nope.yaml"], capture_output=True, text=True)
     assert missing.returncode == 2
+
+
+def test_a_spec_without_a_platform_file_is_valid_with_a_located_warning(tmp_path: Path) -> None:
+    """A data scientist's own project, outside this repository: what the spec alone says is checked; what
+    a platform file decides is not, and the warning says so at the spec, with where one comes from."""
+    shutil.copytree(REPO / "tests" / "validate" / "contract" / "typo_parameter", tmp_path / "project")
+    spec = tmp_path / "project" / "spec.yaml"
+    code, output = _validate("--no-notebooks", str(spec))
+    assert code == 0, output
+    assert output.splitlines() == [
+        f"{spec}:1:1: warning: no platform.yaml found for this spec (nor in a project_configs/ folder above "
+        "it): its environments, instance types, timeouts, buckets and connections were not checked against a "
+        "platform (pass --platform FILE or set $DAG_FACTORY_PLATFORM to your data-engineering team's "
+        "platform file; plan, run and dags need one)",
+        "1 file(s) checked: all valid, 1 warning(s)",
+    ]

@@ -128,6 +128,10 @@ def test_drive_gives_up_after_its_timeout(strict_aws: StrictNotebooks) -> None:
     strict_aws.latencies = type(strict_aws.latencies)(pending_s=30)
     with pytest.raises(InstanceError, match="nb-t still Pending after 1s"):
         drive(client, "nb-t", "in_service", timeout_s=1, poll_s=0.2, create=lambda: _create(client, "nb-t"))
+    # the time is up right after the call that created it: the message says what it is now, not what it
+    # was before that call (it said "still Deleted" when a loaded machine made the create take 1 s)
+    with pytest.raises(InstanceError, match="nb-u still Pending after 0s"):
+        drive(client, "nb-u", "in_service", timeout_s=0, poll_s=0.2, create=lambda: _create(client, "nb-u"))
 
 
 @pytest.mark.integration

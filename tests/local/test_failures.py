@@ -42,7 +42,8 @@ def test_failure_case(case: Path) -> None:
 
 def test_every_failure_kind_has_a_case() -> None:
     kinds = {explain_failure(*_case(case)).kind for case in CASES}
-    assert {"notebook error", "timed out", "kernel died", "install failure", "infrastructure error"} <= kinds
+    assert {"missing input", "notebook error", "timed out", "kernel died", "install failure",
+            "infrastructure error"} <= kinds  # fmt: skip
 
 
 def test_tasks_that_did_not_fail_say_their_state() -> None:

@@ -191,7 +191,14 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     assert started.exists(), f"the notebook never started (run exit {proc.poll()}): {b''.join(lines)!r}"
     assert any(work.rglob("venv")), "the run never created its work directory"
     os.kill(proc.pid, signal.SIGINT)
-    proc.wait(timeout=180)
+    try:
+        proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:  # say where it is stuck: the CLI dumps its threads on SIGUSR1
+        os.kill(proc.pid, signal.SIGUSR1)
+        reader.join(timeout=10)
+        proc.kill()
+        said = b"".join(lines)[-6000:].decode(errors="replace")
+        raise AssertionError(f"the run did not end after Ctrl-C: {said}") from None
     reader.join(timeout=30)
     output = b"".join(lines)
     assert proc.returncode != 0
@@ -351,3 +358,21 @@ def _html_text(path: Path) -> str:
     parser = Text()
     parser.feed(path.read_text())
     return " ".join(parser.parts) + "\n" + "\n".join(parser.links)
+
+
+@pytest.mark.integration
+def test_a_missing_notebook_fails_at_once_not_retried_and_names_it(tmp_path: Path) -> None:
+    """A spec naming a notebook the project lacks, run without the contract check (`run --no-notebooks`):
+    a missing input, not an infrastructure fault to retry after a delay; the summary names the notebook."""
+    nb = _notebook({"name": "python3", "display_name": "Python 3", "language": "python"}, "country = 'de'")
+    notebooks = [{"path": "notebooks/first.ipynb"}, {"path": "notebooks/02_sumary.ipynb"}]
+    fan_out = {"name": "country", "values": ["de"]}
+    spec, platform = _one_notebook_job(tmp_path, "first", nb, notebooks=notebooks, retries=2, fan_out=fan_out)
+    _, result, rows = _run(spec, platform, [])
+    assert result.state == "failed"
+    assert rows["de"].error == (
+        "nb_02_sumary: missing input: the notebook notebooks/02_sumary.ipynb is not in the deployed project"
+    ), rows
+    missing = result.ti("de.nb_02_sumary")
+    assert missing.try_number == 1, missing  # retries: 2, yet not retried
+    assert result.ti("de.nb_first").state == "success"

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from dag_factory.plan.guard import EXIT_MISSING_INPUT
 from dag_factory.plan.scripts import INSTALLED_STAMP, HostLayout, prepare_command
 
 ALREADY = "prepare: this environment already has these packages (an earlier prepare installed them)"
@@ -106,12 +108,48 @@ def test_a_failed_install_leaves_no_stamp_and_the_retry_installs(tmp_path: Path)
     assert ALREADY not in retried.stdout and (env / INSTALLED_STAMP).exists()
 
 
-def test_a_missing_requirements_file_is_left_to_the_installer(tmp_path: Path) -> None:
+def test_a_missing_requirements_file_is_a_missing_input(tmp_path: Path) -> None:
     (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "notebook.ipynb").write_text("{}")
     env = _env(tmp_path, "env")
 
     result = _prepare(tmp_path, env)
-    assert result.returncode == 1
-    assert f"Could not open requirements file: {tmp_path}/work/project/requirements.txt" in result.stderr
-    assert len(_installs(env)) == 2
-    assert not (env / INSTALLED_STAMP).exists()
+    assert result.returncode == EXIT_MISSING_INPUT
+    assert result.stderr.splitlines()[-1] == (
+        "dag-factory: missing input: the requirements file requirements.txt is not in the deployed project"
+    )
+    assert _installs(env) == [] and not (env / INSTALLED_STAMP).exists()
+
+
+def test_an_empty_deployed_project_is_a_missing_input(tmp_path: Path) -> None:
+    env = _env(tmp_path, "env")
+    layout = _layout(tmp_path, env)  # its code folder exists, with nothing in it
+    (tmp_path / "code" / "notebooks").rmdir()
+    command = prepare_command(replace(layout, code="s3://code/churn/versions/abc"), "2.7.0", None)
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert result.returncode == EXIT_MISSING_INPUT
+    assert result.stderr.splitlines()[-1] == (
+        "dag-factory: missing input: the deployed project is empty: s3://code/churn/versions/abc has no "
+        "files (deploy the project first: dag-factory deploy)"
+    )
+
+
+def test_an_environment_whose_prefix_is_unknown_installs_every_time(tmp_path: Path) -> None:
+    """A `python` that does not say its prefix (a wrapper, a broken env): no stamp anywhere (not in `/`),
+    and every prepare installs."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "requirements.txt").write_text("pandas==2.2.3\n")
+    env = _env(tmp_path, "env")
+    silent = tmp_path / "silent-bin"
+    silent.mkdir()
+    (silent / "python").write_text("#!/bin/sh\nexit 0\n")
+    (silent / "python").chmod(0o755)
+    layout = _layout(tmp_path, env)
+    layout = replace(layout, activate=f"{layout.activate}; export PATH={silent}:$PATH")
+    command = prepare_command(layout, "2.7.0", "requirements.txt")
+    for _ in range(2):
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert ALREADY not in done.stdout
+    assert len(_installs(env)) == 4
+    assert not Path("/", INSTALLED_STAMP).exists() and not (env / INSTALLED_STAMP).exists()

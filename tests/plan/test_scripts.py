@@ -18,7 +18,14 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dag_factory.plan.guard import EXIT_NOTEBOOK_ERROR, StepBounds, guarded
+from dag_factory.plan.guard import (
+    EXIT_MISSING_INPUT,
+    EXIT_NOTEBOOK_ERROR,
+    StepBounds,
+    classify_exit,
+    guarded,
+    retry_verdict,
+)
 from dag_factory.plan.scripts import (
     HostLayout,
     encode_parameters,
@@ -316,3 +323,24 @@ def test_failed_notebook_is_rendered_and_the_step_still_fails(tmp_path: Path) ->
     text = _html_text(out / "n.html")
     assert "first cell ran" in text
     assert "ValueError" in text and "no rows for de" in text
+
+
+def test_a_missing_notebook_is_a_missing_input_named_by_its_path(tmp_path: Path) -> None:
+    """The deployed project lacks the notebook (a typo, a file not committed): the step says which, with the
+    guard's exit status for a missing input (never retried), before papermill or a kernel starts."""
+    (tmp_path / "work" / "project" / "notebooks").mkdir(parents=True)
+    layout = HostLayout(workdir=str(tmp_path / "work"), activate="false", sync="true", install="true")
+    out = str(tmp_path / "out" / "02_sumary.ipynb")
+    command = notebook_command(layout, "notebooks/02_sumary.ipynb", out, "python3", {}, "{}")
+    command = guarded(command, StepBounds(str(tmp_path / "work"), "nb_02_sumary", 600, 3600))
+    result = subprocess.run(["bash", "-c", _render(command, "manual__1", "2026-01-05")], capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == EXIT_MISSING_INPUT, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "dag-factory: missing input: the notebook notebooks/02_sumary.ipynb is not in the deployed project"
+    )
+    assert classify_exit(result.returncode) == "input"
+    assert retry_verdict("input", 1, infra_retries=3, notebook_retries=3) == (
+        False,
+        "a missing input: not retried (deploy the project with it, then clear the task)",
+    )

@@ -351,6 +351,16 @@ class Calls:
         return found
 
 
+def _deploy(world: World, group: GroupPlan, project: Path) -> None:
+    """What a deploy puts where the steps read it: each notebook of the group and the requirements file
+    (empty: the stand-ins only record their arguments), under the names the spec gives them."""
+    requirements = yaml.safe_load(world.spec.read_text()).get("runtime", {}).get("requirements")
+    names = [str(t.args["notebook"]) for t in group.tasks if t.kind == "notebook"]
+    for name in [*names, *([requirements] if requirements else [])]:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).touch()
+
+
 def run_group(world: World, plan: DagPlan, group: GroupPlan, rendered: Rendered, tmp: Path) -> Calls:
     """Run prepare, then each notebook command, through bash; return what the stand-ins received."""
     record = tmp / "calls"
@@ -361,11 +371,9 @@ def run_group(world: World, plan: DagPlan, group: GroupPlan, rendered: Rendered,
         (workdir / "venv" / "bin").mkdir(parents=True, exist_ok=True)
         (workdir / "venv" / "bin" / "activate").write_text(venv_activate_script(world.bin))
         code_bucket = world.environment("local")["buckets"]["code"]
-        (world.local_root_of() / code_bucket / plan.dag_id / "versions" / CODE_VERSION).mkdir(
-            parents=True, exist_ok=True
-        )
-    else:
-        (world.workdir_on_instance(group.group_id) / "project").mkdir(parents=True, exist_ok=True)
+        _deploy(world, group, world.local_root_of() / code_bucket / plan.dag_id / "versions" / CODE_VERSION)
+    else:  # the aws stand-in syncs nothing: the project is where the sync would have put it
+        _deploy(world, group, world.workdir_on_instance(group.group_id) / "project")
     env = {
         **{k: v for k, v in os.environ.items() if k not in UNSET_IN_ACTIVATE},
         "HOME": str(world.home),

@@ -43,7 +43,7 @@ ENV_NAME = ENVIRONMENT  # the platform file's environment: the real-scheduler wo
 POSTGRES_CONN_ID = "e2e_postgres"
 DATE = dt.date(2026, 1, 5)
 RUN_TIMEOUT_S = 600.0
-# every e2e job retries: infrastructure faults are retried, notebook errors are not (docs/operations.md: retries)
+# every e2e job retries: infrastructure faults are retried, notebook errors are not (docs/operations.md)
 RETRIES = 1
 RETRY_DELAY = "5s"
 DEPLOYED_POLL_INTERVAL = "10s"  # runs on the real scheduler (run_deployed)

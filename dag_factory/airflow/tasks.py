@@ -16,7 +16,7 @@ from dag_factory.compute import aws
 from dag_factory.compute.naming import instance_name
 from dag_factory.compute.sagemaker import private_ip, published_host_key
 from dag_factory.compute.workspace import create_workspace, remove_workspace
-from dag_factory.plan.model import CODE_VERSIONS_FOLDER
+from dag_factory.plan.model import code_version_dir
 from dag_factory.plan.report import (
     CREATED_XCOM,
     DELETED_XCOM,
@@ -90,7 +90,7 @@ def create_local_instance(
 
     if code and requirements:
         version = code_version(code, "aws_default", None, dag_run)
-        requirements = f"{code}/{CODE_VERSIONS_FOLDER}/{version}/{requirements}"
+        requirements = f"{code_version_dir(code, version)}/{requirements}"
     path = create_workspace(workdir, python, env_cache, packages, requirements)
     ti.xcom_push(key=CREATED_XCOM, value=now_iso())
     return path

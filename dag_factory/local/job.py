@@ -25,7 +25,7 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.local.timing import split_run
-from dag_factory.plan.model import CODE_VERSIONS_FOLDER, DagPlan
+from dag_factory.plan.model import DagPlan, code_version_dir
 from dag_factory.plan.planner import plan_dag
 from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder
 from dag_factory.spec.platform import LocalEnvironment
@@ -179,7 +179,7 @@ def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
             requirements = args["requirements"]
             if requirements:  # in the version the run syncs: the one just deployed
                 version = current_version(FolderCodeStore(Path(args["code"])))
-                requirements = f"{args['code']}/{CODE_VERSIONS_FOLDER}/{version}/{requirements}"
+                requirements = f"{code_version_dir(args['code'], str(version))}/{requirements}"
             inputs = (args["env_cache"], args["python"], args["packages"], requirements)
             venv = shared_environment(*inputs, build=False)
             if venv is None:

@@ -23,6 +23,11 @@ DAG_TAG = "dag-factory"  # every generated DAG carries this Airflow tag
 # current when the run started, the same in every lane and retry of the run.
 CODE_VERSION_MACRO = "code_version"
 CODE_VERSIONS_FOLDER = "versions"  # <code>/<project>/versions/<version>/: the deployed files
+
+
+def code_version_dir(code_head: str, version: str) -> str:
+    """The folder of one deployed code version under ``code_head`` (<code>/<project>)."""
+    return f"{code_head}/{CODE_VERSIONS_FOLDER}/{version}"
 CODE_VERSION_TEMPLATE = "{{ " + CODE_VERSION_MACRO + "(dag_run) }}"
 
 TaskKind = Literal[

@@ -24,13 +24,13 @@ from dag_factory.plan.assets import delivery_asset
 from dag_factory.plan.guard import KILL_GRACE_S, StepBounds, guarded, stop_earlier_tries
 from dag_factory.plan.model import (
     CODE_VERSION_TEMPLATE,
-    CODE_VERSIONS_FOLDER,
     DAG_TAG,
     DagPlan,
     Estimate,
     GroupPlan,
     PublishPlan,
     TaskPlan,
+    code_version_dir,
 )
 from dag_factory.plan.params import OVERRIDES_JSON, VALUES_PARAM, trigger_params
 from dag_factory.plan.scripts import (
@@ -73,7 +73,7 @@ def _activate(*words: str) -> str:
 def _code_version_dir(code_head: str) -> str:
     """The folder of the code version the run syncs (dag_factory.compute.code_versions), as a template:
     the version is the one current when the run started, in every lane and retry."""
-    return f"{code_head}/{CODE_VERSIONS_FOLDER}/{CODE_VERSION_TEMPLATE}"
+    return code_version_dir(code_head, CODE_VERSION_TEMPLATE)
 
 
 # Every value in these shell lines is quoted: the platform's paths (checked by spec.platform as well),

@@ -206,7 +206,12 @@ def _synced_code_version(inputs: dict[str, Any], aws_conn_id: str, dag_run: Any)
 
 
 def write_run_report(
-    inputs: dict[str, Any], run_id: str, aws_conn_id: str, ti: Any = None, dag_run: Any = None
+    inputs: dict[str, Any],
+    run_id: str,
+    aws_conn_id: str,
+    logical_date: str | None = None,
+    ti: Any = None,
+    dag_run: Any = None,
 ) -> str:
     """The last task of a run (trigger rule all_done): report.json and report.html in the run's folder.
 
@@ -238,7 +243,9 @@ def write_run_report(
     }
     conf = dict(dag_run.conf or {}) if dag_run is not None else {}
     version = _synced_code_version(inputs, aws_conn_id, dag_run)
-    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf, version)
+    started = getattr(dag_run, "start_date", None)
+    wall = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else None
+    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf, version, logical_date, wall)
     folder = inputs["folder"]
     previous = _read_text(f"{folder}/{REPORT_JSON}", aws_conn_id)  # a repaired run's earlier report
     report = with_earlier(report, json.loads(previous) if previous else None)

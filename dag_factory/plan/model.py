@@ -28,6 +28,8 @@ CODE_VERSIONS_FOLDER = "versions"  # <code>/<project>/versions/<version>/: the d
 def code_version_dir(code_head: str, version: str) -> str:
     """The folder of one deployed code version under ``code_head`` (<code>/<project>)."""
     return f"{code_head}/{CODE_VERSIONS_FOLDER}/{version}"
+
+
 CODE_VERSION_TEMPLATE = "{{ " + CODE_VERSION_MACRO + "(dag_run) }}"
 
 TaskKind = Literal[
@@ -93,6 +95,7 @@ class DagPlan:
     publish: tuple[PublishPlan, ...] = ()  # per delivery target with an asset: its one event per run
     code: str = ""  # where the project's code versions are: s3://<code>/<project> or the local folder
     region: str | None = None  # the environment's AWS region (None: local)
+    spec_file: str = ""  # the spec the plan was made from, as its loader was given it
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -145,17 +145,23 @@ class _Context:
         return f"s3://{bucket}/{self.spec.project}"
 
 
-def _parameters(ctx: _Context, value: str | None, notebook: Notebook) -> dict[str, Any]:
-    """Global, then per value, then per notebook; then the static standard parameters."""
+def _value_parameters(ctx: _Context, value: str | None) -> dict[str, Any]:
+    """What every notebook of a value gets: global, then per value, then the static standard ones."""
     spec = ctx.spec
     merged: dict[str, Any] = dict(spec.parameters)
     if spec.fan_out and value is not None:
         merged.update(spec.fan_out.parameters.get(value, {}))
         merged[spec.fan_out.name] = value
-    merged.update(notebook.parameters)
-    merged["env"] = ctx.env_name
-    merged["aws_account_id"] = ctx.env.account_id
-    return merged
+    return merged | _standard_parameters(ctx)
+
+
+def _standard_parameters(ctx: _Context) -> dict[str, Any]:
+    return {"env": ctx.env_name, "aws_account_id": ctx.env.account_id}
+
+
+def _parameters(ctx: _Context, value: str | None, notebook: Notebook) -> dict[str, Any]:
+    """Global, then per value, then per notebook; then the static standard parameters."""
+    return _value_parameters(ctx, value) | notebook.parameters | _standard_parameters(ctx)
 
 
 def _bounds(ctx: _Context, layout: HostLayout, task_id: str, timeout_s: int) -> StepBounds:
@@ -199,6 +205,9 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
             "output_prefix": output_prefix,
             "notebook_retries": notebook.retries,
             "value": value,
+            # for the run report: the value's parameters, and the notebook's own on top of them
+            "parameters": _value_parameters(ctx, value),
+            "notebook_parameters": dict(notebook.parameters),
             **ctx.links(),
         }
         tasks.append(TaskPlan(task_id, "notebook", (upstream,), args))
@@ -347,12 +356,17 @@ def _lanes(groups: list[GroupPlan], max_parallel: int) -> list[GroupPlan]:
     return out
 
 
+def retry_wait_s(retry_delay_s: int, try_number: int) -> tuple[int, int]:
+    """The shortest and longest wait before the retry that follows try ``try_number`` (1 = the first).
+    Airflow waits between ``retry_delay * RETRY_BACKOFF**(n-1)`` and twice that (a per-task jitter),
+    capped at the max delay."""
+    shortest = math.ceil(retry_delay_s * RETRY_BACKOFF ** (max(try_number, 1) - 1))
+    return min(shortest, MAX_RETRY_DELAY_S), min(2 * shortest, MAX_RETRY_DELAY_S)
+
+
 def retry_delays_s(retries: int, retry_delay_s: int) -> int:
-    """The longest the waits between ``retries`` retries add up to. Airflow waits, after try n, between
-    ``retry_delay * RETRY_BACKOFF**(n-1)`` and twice that (a per-task jitter), capped at the max delay."""
-    return sum(
-        min(2 * math.ceil(retry_delay_s * RETRY_BACKOFF**k), MAX_RETRY_DELAY_S) for k in range(retries)
-    )
+    """The longest the waits between ``retries`` retries add up to."""
+    return sum(retry_wait_s(retry_delay_s, n)[1] for n in range(1, retries + 1))
 
 
 def instance_max_age_s(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment) -> int:
@@ -459,4 +473,5 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         publish=publish,
         code=ctx.code_head(),
         region=env.region if isinstance(env, SageMakerEnvironment) else None,
+        spec_file=str(loaded.path),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 from typing import Any
 
 from dag_factory.plan.model import DagPlan
@@ -30,6 +31,11 @@ def run_folder(plan: DagPlan) -> str:
     return str(notebook.args["output_notebook"]).rsplit("/", 2)[0]
 
 
+def target_label(target: dict[str, Any]) -> str:
+    """A delivery target as the run summary and the report name it: ``duckdb:analytics.churn_scores``."""
+    return f"{target['to']}:{target.get('table') or target.get('prefix', '')}"
+
+
 def report_inputs(plan: DagPlan) -> dict[str, Any]:
     """What the report task needs to know about the plan, as plain (templated) data."""
     groups = []
@@ -45,19 +51,30 @@ def report_inputs(plan: DagPlan) -> dict[str, Any]:
                     "html": html_path(task.args["output_notebook"]),
                 }
             elif task.kind == "deliver":
-                target = task.args["target"]
-                entry |= {
-                    "value": task.args["partition_value"],
-                    "target": f"{target['to']}:{target.get('table') or target.get('prefix', '')}",
-                }
+                entry |= {"value": task.args["partition_value"], "target": target_label(task.args["target"])}
             tasks.append(entry)
-        entry = {"group_id": group.group_id, "values": list(group.values), "tasks": tasks}
+        notebooks = [t for t in group.tasks if t.kind == "notebook"]
+        parameters = {str(t.args["value"]): t.args["parameters"] for t in notebooks}
+        entry = {
+            "group_id": group.group_id,
+            "values": list(group.values),
+            "tasks": tasks,
+            "parameters": parameters,
+        }
         workdir = group.task("create_instance").args.get("workdir")
         if workdir:  # locally the instance is a work directory (on SageMaker its name is the run's)
             entry["instance"] = workdir
         groups.append(entry)
+    notebook_parameters = {
+        t.args["notebook"]: t.args["notebook_parameters"]
+        for g in plan.groups
+        for t in g.tasks
+        if t.kind == "notebook" and t.args["notebook_parameters"]
+    }
     return {
         "dag_id": plan.dag_id,
+        "spec": plan.spec_file,
+        "notebook_parameters": notebook_parameters,  # each notebook's own, on top of its value's
         "env": plan.env,
         "backend": plan.backend,
         "fan_out": plan.fan_out_name,
@@ -74,6 +91,31 @@ def report_inputs(plan: DagPlan) -> dict[str, Any]:
         },
         "groups": groups,
     }
+
+
+# Airflow's default sensitive names (DEFAULT_SENSITIVE_FIELDS of its secrets masker, kept equal by
+# tests/airflow/test_report_files.py): a value whose name holds one is shown as "***", as Airflow shows
+# it in a log or a rendered field.
+SENSITIVE_NAMES = frozenset(
+    {
+        "access_key", "access_token", "api_key", "apikey", "auth_header", "authorization", "bearer",
+        "connection_string", "dsn", "passphrase", "passwd", "password", "private_key", "proxy",
+        "proxy_password", "proxies", "secret", "service_account", "service_key", "token", "keyfile_dict",
+        "webhook_url",
+    }
+)  # fmt: skip
+REDACTED = "***"
+
+
+def redacted(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters with each sensitive one's value hidden (Airflow's rule: a name that, lower-cased and
+    with non-word runs as "_", contains a sensitive name)."""
+
+    def hidden(name: str) -> bool:
+        normalized = re.sub(r"\W+", "_", name.strip().lower())
+        return any(sensitive in normalized for sensitive in SENSITIVE_NAMES)
+
+    return {name: REDACTED if hidden(name) else value for name, value in parameters.items()}
 
 
 def failing_cell(notebook: dict[str, Any]) -> str:
@@ -152,11 +194,15 @@ def build_report(
     instances: dict[str, str] | None = None,
     conf: dict[str, Any] | None = None,
     code_version: str | None = None,
+    logical_date: str | None = None,
+    wall_time_s: float | None = None,
 ) -> dict[str, Any]:
     """`tis`: task id -> {state, duration}; `xcoms`: task id -> {key: value}; `notebooks`: notebook
     task id -> its executed notebook (None when there is none); `instances`: group id -> its instance's
-    name (a local group's work directory is in `inputs`); `conf`: what the run was triggered with."""
+    name (a local group's work directory is in `inputs`); `conf`: what the run was triggered with;
+    `logical_date`: the date its notebooks got; `wall_time_s`: from the run's start to this report."""
     price = inputs["estimate"]["usd_per_hour"]
+    chosen = overrides(conf, inputs.get("form", {}))
     values = []
     left = []
     total_hours = 0.0
@@ -174,12 +220,27 @@ def build_report(
         for value in group["values"] or [None]:
             own = [t for t in group["tasks"] if t["kind"] in ("notebook", "deliver") and t["value"] == value]
             entry = _value_entry(value, instance_tasks[:3] + own + instance_tasks[3:], tis, xcoms, notebooks)
-            entry |= {"group": gid, "instance_hours": hours, "cost_usd": _cost(hours, price)}
+            runtime = {
+                "logical_date": logical_date,
+                "run_id": run_id,
+                "output_prefix": f"{inputs['folder']}/{value if value is not None else gid}",
+            }
+            injected = {**group.get("parameters", {}).get(str(value), {}), **chosen, **runtime}
+            entry |= {
+                "group": gid,
+                "instance_hours": hours,
+                "cost_usd": _cost(hours, price),
+                "parameters": redacted(injected),
+            }
             values.append(entry)
     total_hours = round(total_hours, 4)
     return {
         "dag_id": inputs["dag_id"],
         "run_id": run_id,
+        "logical_date": logical_date,
+        "spec": inputs.get("spec", ""),
+        "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1),
+        "notebook_parameters": {nb: redacted(p) for nb, p in inputs.get("notebook_parameters", {}).items()},
         "env": inputs["env"],
         "backend": inputs["backend"],
         "fan_out": inputs["fan_out"],
@@ -188,7 +249,7 @@ def build_report(
         "values": values,
         # what a manual run chose: its values (None: all) and the parameters it overrode
         "chosen_values": (conf or {}).get(VALUES_PARAM) if VALUES_PARAM in inputs.get("form", {}) else None,
-        "overrides": overrides(conf, inputs.get("form", {})),
+        "overrides": redacted(chosen),
         # instances whose delete did not succeed: `dag-factory gc` removes them (docs/operations.md)
         "left_instances": left,
         "total": {"instance_hours": total_hours, "cost_usd": _cost(total_hours, price)},
@@ -252,6 +313,23 @@ def _left_html(left: list[dict[str, Any]]) -> str:
     return _list_html("Instances that may be left", items, "ul", intro)
 
 
+def _parameters_html(parameters: dict[str, Any]) -> str:
+    return "<br>".join(
+        f"{html.escape(name)} = {html.escape(repr(value))}" for name, value in parameters.items()
+    )
+
+
+def _notebook_parameters_html(report: dict[str, Any]) -> str:
+    e = html.escape
+    items = [f"{e(nb)}: {_parameters_html(p)}" for nb, p in report.get("notebook_parameters", {}).items()]
+    intro = "<p>on top of each value's parameters</p>"
+    return _list_html("Each notebook's own parameters", items, "ul", intro)
+
+
+def _seconds_text(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} s"
+
+
 def render_html(report: dict[str, Any]) -> str:
     """A self-contained page: one row per value, the totals beside the plan's estimate."""
     e = html.escape
@@ -268,23 +346,30 @@ def render_html(report: dict[str, Any]) -> str:
         rows.append(
             f'<tr class="{e(v["status"])}"><td class="value">{e(v["value"] or v["group"])}</td>'
             f"<td>{e(v['status'])}</td><td>{tasks}</td><td>{e(v['failure'])}</td><td>{delivered or '-'}</td>"
-            f"<td>{links}</td><td>{_hours_text(v['instance_hours'])}</td><td>{money(v['cost_usd'])}</td></tr>"
+            f"<td>{links}</td><td>{_parameters_html(v.get('parameters', {}))}</td>"
+            f"<td>{_hours_text(v['instance_hours'])}</td><td>{money(v['cost_usd'])}</td></tr>"
         )
     est, total = report["estimate"], report["total"]
+    sections = (
+        _notebook_parameters_html(report)
+        + _left_html(report["left_instances"])
+        + _earlier_html(report.get("earlier", []))
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(report["dag_id"])} {e(report["run_id"])}</title>
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;
 padding:4px;vertical-align:top}} tr.failed td.value{{color:#b00}}</style></head>
 <body><h1>{e(report["dag_id"])}: {e(report["status"])}</h1>
-<p>run {e(report["run_id"])}, environment {e(report["env"])} ({e(report["backend"])}), code version
-{e(report.get("code_version") or "unknown")}</p>
+<p>run {e(report["run_id"])} for logical date {e(report.get("logical_date") or "unknown")}, spec
+{e(report.get("spec") or "unknown")}, environment {e(report["env"])} ({e(report["backend"])}), code version
+{e(report.get("code_version") or "unknown")}; wall time {_seconds_text(report.get("wall_time_s"))}</p>
 {_choices_html(report)}
 <table><thead><tr><th>{e(label)}</th><th>status</th><th>tasks</th><th>failure</th><th>rows delivered</th>
-<th>rendered notebooks</th><th>instance-hours</th><th>cost</th></tr></thead>
+<th>rendered notebooks</th><th>injected parameters</th><th>instance-hours</th><th>cost</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
-{_left_html(report["left_instances"])}{_earlier_html(report.get("earlier", []))}<h2>Totals</h2>
+{sections}<h2>Totals</h2>
 <table><tr><th></th><th>instance-hours</th><th>cost</th></tr>
 <tr><td>actual</td><td>{_hours_text(total["instance_hours"])}</td><td>{money(total["cost_usd"])}</td></tr>
 <tr><td>plan estimate (maximum: {est["instances"]} x {e(est["instance_type"])} for the whole timeout)</td>

@@ -10,6 +10,14 @@ import pytest
 from moto import mock_aws
 
 from dag_factory.airflow.tasks import _read_text, _write_text
+from dag_factory.plan.report import SENSITIVE_NAMES
+
+
+def test_the_report_hides_the_parameters_airflow_hides() -> None:
+    """The run report (plan layer, no Airflow import) redacts by Airflow's default sensitive names."""
+    from airflow.sdk._shared.secrets_masker.secrets_masker import DEFAULT_SENSITIVE_FIELDS
+
+    assert SENSITIVE_NAMES == DEFAULT_SENSITIVE_FIELDS
 
 
 def test_local_files_round_trip(tmp_path: Path) -> None:

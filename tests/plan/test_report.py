@@ -205,16 +205,16 @@ def test_html_shows_every_value(value: str) -> None:
     header, *rows = parser.rows
     assert header == [
         "country", "status", "tasks", "failure", "rows delivered", "rendered notebooks",
-        "instance-hours", "cost",
+        "injected parameters", "instance-hours", "cost",
     ]  # fmt: skip
     row = next(r for r in rows if r[0] == value)
     if value == "fr":
         assert row[1] == "failed" and row[3] == "fr.nb_train: cell 3: KeyError: 'fr'"
         assert row[4] == "postgres:ml.scores: -"
-        assert row[6:] == ["1.000 h", "$0.05"]
+        assert row[7:] == ["1.000 h", "$0.05"]
     else:
         assert row[1] == "success" and row[4] == "postgres:ml.scores: 800"
-        assert row[6:] == ["0.500 h", "$0.03"]
+        assert row[7:] == ["0.500 h", "$0.03"]
     assert f"{FOLDER}/{value}/train.html" in parser.links
 
 
@@ -240,12 +240,48 @@ def test_report_opens_in_a_headless_browser_with_every_value(tmp_path: Path) -> 
     by_value = {row[0]: row for row in rows}
     assert sorted(by_value) == ["de", "fr"]
     assert by_value["fr"][1] == "failed" and by_value["fr"][3] == "fr.nb_train: cell 3: KeyError: 'fr'"
-    assert by_value["de"][1] == "success" and by_value["de"][6:] == ["0.500 h", "$0.03"]
+    assert by_value["de"][1] == "success" and by_value["de"][7:] == ["0.500 h", "$0.03"]
     assert by_value["de"][5] == "nb/train.ipynb"  # the rendered notebook's link text
 
 
 def test_the_report_names_the_code_version_the_run_synced() -> None:
     report = build_report(INPUTS, RUN, {}, {}, {}, code_version="3f2a9c0d1e4b")
     assert report["code_version"] == "3f2a9c0d1e4b"
-    assert "code version\n3f2a9c0d1e4b</p>" in render_html(report)
-    assert "code version\nunknown</p>" in render_html(build_report(INPUTS, RUN, {}, {}, {}))
+    assert "code version\n3f2a9c0d1e4b; wall time" in render_html(report)
+    assert "code version\nunknown; wall time" in render_html(build_report(INPUTS, RUN, {}, {}, {}))
+
+
+def test_the_report_shows_the_date_spec_wall_time_and_each_values_injected_parameters() -> None:
+    """What each value's notebooks got, as papermill injected it: the value's parameters, what the manual
+    run overrode, the run-time ones; a sensitive name's value hidden as Airflow hides it."""
+    values = {"de": {"lookback_days": 90, "country": "de", "api_token": "s3cr3t", "env": "preprod"}}
+    inputs = {
+        **INPUTS,
+        "spec": "project_configs/churn.yaml",
+        "form": {"lookback_days": 90},
+        "notebook_parameters": {"nb/train.ipynb": {"max_depth": 4, "DB-Password": "hunter2"}},
+        "groups": [{**_group("de"), "parameters": values}],
+    }
+    report = build_report(
+        inputs, RUN, {}, {}, {}, conf={"lookback_days": 30}, logical_date="2026-01-05", wall_time_s=41.26
+    )
+    assert report["values"][0]["parameters"] == {
+        "lookback_days": 30,
+        "country": "de",
+        "api_token": "***",
+        "env": "preprod",
+        "logical_date": "2026-01-05",
+        "run_id": RUN,
+        "output_prefix": f"{FOLDER}/de",
+    }
+    assert report["notebook_parameters"] == {"nb/train.ipynb": {"max_depth": 4, "DB-Password": "***"}}
+    assert (report["logical_date"], report["spec"], report["wall_time_s"]) == (
+        "2026-01-05",
+        "project_configs/churn.yaml",
+        41.3,
+    )
+    page = render_html(report)
+    assert f"run {RUN} for logical date 2026-01-05, spec\nproject_configs/churn.yaml," in page
+    assert "wall time 41.3 s</p>" in page
+    assert "api_token = &#x27;***&#x27;" in page and "s3cr3t" not in page and "hunter2" not in page
+    assert "nb/train.ipynb: max_depth = 4<br>DB-Password = &#x27;***&#x27;" in page

@@ -28,10 +28,10 @@ lint: install
 	$(BIN)/lint-imports
 
 schema: install
-	$(BIN)/dag-factory schema --write schemas
+	$(BIN)/dag-factory schema --output schemas
 
 golden: install
-	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/review tests/local/test_failures.py -q
+	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/review tests/local/test_failures.py tests/cli/test_help.py -q
 
 demo: install
 	$(BIN)/dag-factory demo

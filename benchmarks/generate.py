@@ -446,7 +446,7 @@ OURS_CHILD_ENV = {"DAG_FACTORY_ENV": ENV}
 def write_ours_dag_files(spec_paths: list[Path], dag_dir: Path) -> list[Path]:
     """THE PLUG POINT: write our package's DAG folder for these specs; return the files written.
 
-    Uses the real CLI, `dag-factory dags SPEC_DIR --out DAG_DIR` (one loader file per spec calling
+    Uses the real CLI, `dag-factory dags SPEC_DIR --output DAG_DIR` (one loader file per spec calling
     dag_factory.airflow.build.dag_from_spec; the env comes from $DAG_FACTORY_ENV, set via OURS_CHILD_ENV).
     Raise NotAvailable (-> a "skipped" row) when our build cannot be used.
     """
@@ -454,7 +454,7 @@ def write_ours_dag_files(spec_paths: list[Path], dag_dir: Path) -> list[Path]:
     if not cli.exists():
         raise NotAvailable("not available yet: no .venv/bin/dag-factory")
     spec_dir = spec_paths[0].parent
-    cmd = [str(cli), "dags", str(spec_dir), "--out", str(dag_dir)]
+    cmd = [str(cli), "dags", str(spec_dir), "--output", str(dag_dir)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise NotAvailable(f"`dag-factory dags` failed ({done.returncode}): {done.stderr.strip()[-300:]}")
@@ -828,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default="50,200")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--dagfactory-loader", choices=("per-file", "folder"), default="per-file")
     args = parser.parse_args(argv)
     for n in (int(s) for s in args.sizes.split(",")):

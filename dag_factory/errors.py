@@ -82,7 +82,7 @@ class UsageError(DagFactoryError):
     """The command was called wrongly (a missing file, a bad option value): exit code 2."""
 
 
-# Exit codes of every command (README, "Exit codes").
+# Exit codes of every command (docs/cli.md, "Exit codes").
 EXIT_OK = 0  # done, everything valid
 EXIT_INVALID = 1  # invalid input (a spec, a platform file), or the job/run failed
 EXIT_USAGE = 2  # wrong arguments, a file or folder that does not exist

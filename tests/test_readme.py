@@ -254,7 +254,7 @@ def test_the_worked_example_outside_the_repository(tmp_path: Path, monkeypatch: 
     assert '"../../data-engineering/project_configs/platform.yaml"' in written, written
     # what the guide says the same `dags` command does without a platform file
     monkeypatch.delenv("DAG_FACTORY_PLATFORM")
-    refused = CliRunner().invoke(app, ["dags", "jobs/churn/churn.yaml", "--out", "other-dags"])
+    refused = CliRunner().invoke(app, ["dags", "jobs/churn/churn.yaml", "--output", "other-dags"])
     assert refused.exit_code == EXIT_USAGE, refused.output
     assert refused.output.startswith("error: no DAG file written: no platform.yaml found for jobs/churn/"), (
         refused

@@ -1,6 +1,7 @@
 """The `dag-factory` command: one Typer app, one module per command family, one exit-code policy.
 
-Exit codes: 0 ok, 1 invalid input or a failed run, 2 usage error, 3 internal error (a bug).
+Help is click's plain layout (flags shown as flags, nothing boxed: the same in a terminal, a pipe and
+the golden files of tests/cli/help); each command's help is a few lines, the policy lives in docs/.
 """
 
 from __future__ import annotations
@@ -9,18 +10,48 @@ import faulthandler
 import signal
 import sys
 from importlib import import_module
+from typing import Annotated
 
 import typer
 
 from dag_factory import settings
-from dag_factory.errors import EXIT_INTERNAL, EXIT_INVALID, EXIT_USAGE, DagFactoryError, UsageError
+from dag_factory.cli.options import report_error
+from dag_factory.errors import EXIT_INTERNAL, DagFactoryError
+
+DISTRIBUTION = "dag-factory-notebooks"  # the name pip knows the package by (pyproject.toml)
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 invalid input (a spec, platform file or notebook) or failed work; "
+    "2 usage error (the command line is wrong); 3 internal error (a bug); 130 interrupted."
+)
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Validate notebook job specs and build, plan and run the Airflow DAGs they describe.",
+    epilog=f"{EXIT_CODES} Guide: docs/cli.md",
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        typer.echo(f"dag-factory {version(DISTRIBUTION)}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Validate notebook job specs and build, plan and run the Airflow DAGs they describe."""
+
 
 # Each family registers its commands; none imports Airflow when the CLI starts.
 COMMAND_MODULES = ("spec", "init", "run", "review", "ops")
@@ -34,12 +65,8 @@ def main() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
-    except UsageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except DagFactoryError as exc:
-        typer.echo(str(exc), err=True)
-        sys.exit(EXIT_INVALID)
+    except DagFactoryError as exc:  # one raised outside a command's guard (add_commands)
+        sys.exit(report_error(exc))
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

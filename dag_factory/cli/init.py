@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dag_factory.cli.options import add_commands
+from dag_factory.cli.options import add_commands, argument, flag, output_option
 from dag_factory.errors import UsageError
 
 
@@ -41,17 +42,24 @@ def _confirmed_order(found: list[str]) -> list[str]:
 
 
 def init(
-    project_dir: Annotated[Path, typer.Argument(help="folder with the notebooks")] = Path("."),
+    project_dir: Annotated[Path, argument("DIR", "folder with the notebooks (default: .)")] = Path("."),
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="spec file to write; default <PROJECT_DIR>/<project>.yaml"),
+        Path | None, output_option("spec file to write (default: <DIR>/<project>.yaml)")
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="ask nothing: notebooks in file order")] = False,
-    force: Annotated[bool, typer.Option(help="overwrite an existing spec file")] = False,
-    owner: Annotated[str | None, typer.Option(help="team or person; default: your login name")] = None,
-    start_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: today")] = None,
+    yes: Annotated[bool, flag("ask nothing: the notebooks in file order", "--yes", "-y")] = False,
+    force: Annotated[bool, flag("overwrite an existing spec file", "--force")] = False,
+    owner: Annotated[
+        str | None, typer.Option(metavar="NAME", help="team or person (default: your login)")
+    ] = None,
+    start_date: Annotated[
+        str | None, typer.Option(metavar="YYYY-MM-DD", help="the spec's start_date (default: today)")
+    ] = None,
 ) -> None:
-    """Write a job spec for a folder of notebooks: their order and their parameters' defaults."""
+    """Write a spec for a folder of notebooks.
+
+    It lists the notebooks in the order you confirm, with their parameters' defaults; without a
+    terminal, pass --yes.
+    """
     from dag_factory.validate.scaffold import find_notebooks, project_name, render_spec, scaffold, write_spec
 
     try:
@@ -61,9 +69,20 @@ def init(
     spec_path = output or project_dir / f"{project_name(project_dir)}.yaml"
     if spec_path.exists() and not force:  # before any question
         raise UsageError(f"{spec_path} exists: pass --force to overwrite it")
+    if not project_dir.is_dir():
+        raise UsageError(f"{project_dir}: no such folder (pass the folder that holds the notebooks)")
     order = None
-    if not yes and project_dir.is_dir() and (found := find_notebooks(project_dir)):
-        order = _confirmed_order(found)
+    if not yes and (found := find_notebooks(project_dir)):
+        try:
+            order = _confirmed_order(found)
+        except typer.Abort:  # no answer came: end of input, or Ctrl-C
+            if sys.stdin.isatty():
+                raise
+            typer.echo()  # end the question's line
+            raise UsageError(
+                "init asks for the notebooks' order and got no answer (no terminal): pass --yes to take "
+                "them in file order"
+            ) from None
     draft = scaffold(project_dir, order)
     text = render_spec(
         draft, owner=owner or _owner(), start_date=start, spec_path=spec_path, project_dir=project_dir

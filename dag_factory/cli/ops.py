@@ -10,6 +10,8 @@ import typer
 from dag_factory.cli.options import (
     PlatformOption,
     add_commands,
+    argument,
+    flag,
     load_platform_for,
     load_spec_file,
     require_valid,
@@ -18,41 +20,39 @@ from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
 def deploy(
-    target: Annotated[Path, typer.Argument(help="the job spec, or a project folder holding one spec")],
-    env: Annotated[str, typer.Option(help="platform environment to deploy to")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="list what would change, change nothing")
-    ] = False,
+    target: Annotated[Path, argument("SPEC_OR_DIR", "the job spec, or a project folder holding one spec")],
+    env: Annotated[str, typer.Option(metavar="ENV", help="platform environment to deploy to")],
+    dry_run: Annotated[bool, flag("list what would change, change nothing", "--dry-run")] = False,
     platform: PlatformOption = None,
 ) -> None:
-    """Validate (spec + notebook contract), then sync the project to the environment's code bucket."""
+    """Validate a project, then sync it to its code bucket.
+
+    The spec and the notebook contract are checked first; nothing is synced when they fail. Each sync
+    is a new code version. See docs/deploy.md.
+    """
     from dag_factory.ops.deploy import deploy_project, find_spec, render_sync
 
     spec = find_spec(target)
     require_valid(spec, platform, "not deployed")
-    loaded = load_spec_file(spec, platform)
-    loaded.for_env(env)
+    loaded = load_spec_file(spec, platform, env)
     typer.echo(render_sync(deploy_project(loaded, env, dry_run=dry_run), dry_run))
 
 
 def gc(
-    env: Annotated[str, typer.Option(help="a sagemaker environment of the platform file")],
+    env: Annotated[str, typer.Option(metavar="ENV", help="a sagemaker environment of the platform file")],
     older_than: Annotated[
         str | None,
-        typer.Option(help="only instances older than this (e.g. 6h, 90m); default: each instance's max age"),
+        typer.Option(metavar="DURATION", help="e.g. 6h, 90m (default: each instance's max age)"),
     ] = None,
     platform: PlatformOption = None,
-    dry_run: Annotated[bool, typer.Option(help="only list what would be deleted")] = False,
+    dry_run: Annotated[bool, flag("only list what would be deleted", "--dry-run")] = False,
 ) -> None:
-    """Stop and delete notebook instances the factory created in this environment (tags dag-factory=true,
-    env=ENV) whose run is over, e.g. after a worker was killed before its teardown ran. An instance is
-    old enough when it outlived its DAG's longest possible run (its dag-factory-max-age tag, derived
-    from the spec's timeouts and retries) or --older-than. Airflow (the environment's airflow_url) is
-    asked which runs are still live: their instances are spared. Untagged instances and other
-    environments' are never touched. Exit 0 ok, 1 a deletion failed, Airflow could not be asked or the
-    platform file is invalid, 2 usage."""
+    """Delete notebook instances that outlived their run.
+
+    Only this environment's instances tagged by dag-factory, past their max age, whose run Airflow says
+    is over. Exit 1 when a deletion failed or Airflow could not be asked. See docs/deploy.md.
+    """
     from dag_factory import settings
-    from dag_factory.load.diagnose import suggest
     from dag_factory.ops.gc import AirflowRuns, sagemaker_client, sweep
     from dag_factory.spec.platform import SageMakerEnvironment
     from dag_factory.spec.types import parse_duration
@@ -62,10 +62,7 @@ def gc(
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
     loaded = load_platform_for(Path.cwd(), platform)
-    environment = loaded.settings.environments.get(env)
-    if environment is None:
-        known = loaded.settings.environments
-        raise UsageError(f"unknown environment {env!r} in {loaded.path} ({suggest(env, known)})")
+    environment = loaded.environment(env)
     if not isinstance(environment, SageMakerEnvironment):
         raise UsageError(f"environment {env!r} runs on {environment.backend}: it has no notebook instances")
     if not environment.airflow_url:

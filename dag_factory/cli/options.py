@@ -18,10 +18,37 @@ if TYPE_CHECKING:
 PlatformOption = Annotated[
     Path | None,
     typer.Option(
-        help=f"platform settings file; default: ${settings.PLATFORM} or the nearest platform.yaml "
-        "(or project_configs/platform.yaml) above the spec"
+        metavar="FILE",
+        help=f"platform file; default: ${settings.PLATFORM}, else the nearest platform.yaml above the spec",
     ),
 ]
+
+
+def argument(metavar: str, help: str) -> Any:
+    return typer.Argument(metavar=metavar, help=help, show_default=False)
+
+
+SpecArgument = Annotated[Path, argument("SPEC", "the job spec")]
+
+
+def output_option(what: str) -> Any:
+    """-o/--output: where a command writes its file (or folder) of results."""
+    return typer.Option("--output", "-o", metavar="PATH", help=what)
+
+
+def flag(help: str, *names: str) -> Any:
+    """A flag that is off unless given: shown as the flag alone, without a default or a --no- twin."""
+    return typer.Option(*names, help=help, show_default=False)
+
+
+def report_error(exc: DagFactoryError) -> int:
+    """Our error as a message on stderr, never a traceback, and its exit code: 2 when the command line is
+    wrong (a usage error), 1 when a file it names is invalid or the work failed."""
+    if isinstance(exc, UsageError):
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    typer.echo(str(exc), err=True)
+    return EXIT_INVALID
 
 
 def format_option(renderers: Mapping[str, Any], what: str) -> Any:
@@ -35,6 +62,7 @@ def format_option(renderers: Mapping[str, Any], what: str) -> Any:
 
     return typer.Option(
         "--format",
+        metavar="FORMAT",
         callback=check,
         autocompletion=lambda: choices,
         help=f"{what}: {', '.join(choices)}",
@@ -48,14 +76,17 @@ def load_platform_for(near: Path, explicit: Path | None) -> LoadedPlatform:
     return load_platform(require_platform(near, explicit))
 
 
-def load_spec_file(spec: Path, explicit_platform: Path | None) -> LoadedSpec:
-    """The spec validated against its platform file; a missing file is a usage error."""
-    from dag_factory.errors import UsageError
+def load_spec_file(spec: Path, explicit_platform: Path | None, env: str | None = None) -> LoadedSpec:
+    """The spec validated against its platform file (and `env` checked against it); a missing file is a
+    usage error."""
     from dag_factory.load.specs import load_spec
 
     if not spec.is_file():
         raise UsageError(f"no such spec file: {spec}")
-    return load_spec(spec, load_platform_for(spec, explicit_platform))
+    platform = load_platform_for(spec, explicit_platform)
+    if env is not None:
+        platform.environment(env)
+    return load_spec(spec, platform)
 
 
 def require_valid(spec: Path, explicit_platform: Path | None, refused: str) -> None:
@@ -84,11 +115,7 @@ def add_commands(app: typer.Typer, *commands: Callable[..., None]) -> None:
         def guarded(*args: Any, __command: Callable[..., None] = command, **kwargs: Any) -> None:
             try:
                 __command(*args, **kwargs)
-            except UsageError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(EXIT_USAGE) from None
             except DagFactoryError as exc:
-                typer.echo(str(exc), err=True)
-                raise typer.Exit(EXIT_INVALID) from None
+                raise typer.Exit(report_error(exc)) from None
 
         app.command()(guarded)

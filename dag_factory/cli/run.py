@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dag_factory.cli.options import PlatformOption, add_commands, require_valid
+from dag_factory.cli.options import PlatformOption, SpecArgument, add_commands, flag, require_valid
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "project_configs" / "churn-demo.yaml"
@@ -35,7 +36,8 @@ def _run(
         run_local,
         summarize,
     )
-    from dag_factory.local.progress import render_summary
+    from dag_factory.local.progress import render_summary, summary_lines
+    from dag_factory.local.progress import say as print_line
     from dag_factory.local.timing import render_split
 
     try:
@@ -51,35 +53,53 @@ def _run(
     result = run_local(job, logical_date, keep, console)
     rows = summarize(job, result)
     label = job.plan.fan_out_name or "group"
-    title = f"{job.plan.dag_id} {logical_date}: {result.state}"
-    console.print(render_summary(rows, title=title, value_label=label))
+    say = functools.partial(print_line, console)
+    say(f"{job.plan.dag_id} {logical_date}: {result.state}")
+    console.print(render_summary(rows, value_label=label))
     if result.interrupted:
-        console.print("[red]interrupted[/red]: the run was stopped and its work directories removed")
-    for line in report_lines(job, result):
-        console.print(line, highlight=False, soft_wrap=True)
-    console.print(render_split(result.timings), highlight=False)
-    console.print(f"Airflow log of the run: {result.log_path}")
+        say("interrupted: the run was stopped and its work directories removed")
+    for line in [*summary_lines(rows), *report_lines(job, result)]:
+        say(line)
+    say(render_split(result.timings))
+    say("Airflow log of the run:")
+    say(f"  {result.log_path}")
     if (why := nothing_ran(job, result, logical_date)) is not None:
-        console.print(f"[red]nothing ran[/red]: {why}", highlight=False, soft_wrap=True)
+        say(f"nothing ran: {why}")
         return EXIT_INVALID
     return EXIT_OK if result.succeeded else EXIT_INVALID
 
 
+DateOption = Annotated[str | None, typer.Option(metavar="YYYY-MM-DD", help="logical date (default: today)")]
+
+
 def run(
-    spec: Annotated[Path, typer.Argument(help="the job spec to run")],
-    env: Annotated[str, typer.Option(help="a local environment of the platform file")] = "local",
-    date: Annotated[str | None, typer.Option(help="logical date, YYYY-MM-DD (default: today)")] = None,
-    only: Annotated[list[str] | None, typer.Option(help="run only these fan-out values")] = None,
-    keep: Annotated[bool, typer.Option(help="keep the work directories for debugging")] = False,
+    spec: SpecArgument,
+    env: Annotated[
+        str, typer.Option(metavar="ENV", help="a local environment of the platform file")
+    ] = "local",
+    date: DateOption = None,
+    only: Annotated[
+        list[str] | None, typer.Option(metavar="VALUE", help="run only this fan-out value (repeatable)")
+    ] = None,
+    keep: Annotated[bool, flag("keep the work directories, to debug in them", "--keep")] = False,
     platform: PlatformOption = None,
-    notebooks: Annotated[bool, typer.Option(help="check the notebook contract first")] = True,
+    no_notebooks: Annotated[bool, flag("skip the notebook contract check", "--no-notebooks")] = False,
 ) -> None:
-    """Run a job end to end on this machine through real Airflow (local backend)."""
-    raise typer.Exit(_run(spec, env, date, only or [], keep, platform, notebooks))
+    """Run a job on this machine through real Airflow.
+
+    The same DAG as in production, on the local backend; outputs go to the local warehouse. Exit 1
+    when a value failed or nothing ran. See docs/local-runs.md.
+    """
+    raise typer.Exit(_run(spec, env, date, only or [], keep, platform, not no_notebooks))
 
 
-def demo(date: Annotated[str, typer.Option(help="logical date, YYYY-MM-DD")] = DEMO_DATE) -> None:
-    """Run the example job locally, then show where its outputs are and query the warehouse."""
+def demo(
+    date: Annotated[str, typer.Option(metavar="YYYY-MM-DD", help="logical date")] = DEMO_DATE,
+) -> None:
+    """Run the example job, then show its outputs.
+
+    The churn demo of project_configs/, on the local backend, then a query of its warehouse.
+    """
     code = _run(DEMO_SPEC, "local", date, [], False, None)
     from dag_factory.local.demo import show_outputs
 

@@ -9,18 +9,25 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dag_factory.errors import Diagnostic, SpecError
+from dag_factory.errors import Diagnostic, SpecError, UsageError
 from dag_factory.load.diagnose import diagnose, suggest
 from dag_factory.load.yaml_source import Loc, Positions, YamlDocument, format_loc, parse_yaml, read_yaml
 from dag_factory.load.yaml_versions import version_problems
 from dag_factory.spec.job import JobSpec
-from dag_factory.spec.platform import PlatformSettings, SageMakerEnvironment
+from dag_factory.spec.platform import Environment, PlatformSettings, SageMakerEnvironment
 
 
 @dataclass(frozen=True)
 class LoadedPlatform:
     path: Path
     settings: PlatformSettings
+
+    def environment(self, env: str) -> Environment:
+        """The environment a command line named (`--env`); an unknown one is a usage error."""
+        known = self.settings.environments
+        if env not in known:
+            raise UsageError(f"--env {env!r} is not an environment of {self.path} ({suggest(env, known)})")
+        return known[env]
 
 
 @dataclass

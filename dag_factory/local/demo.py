@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from rich.console import Console
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from dag_factory.load.files import require_platform
 from dag_factory.load.specs import load_platform
+from dag_factory.local.progress import say as print_line
 from dag_factory.spec.platform import LocalEnvironment
 
 
@@ -21,17 +23,20 @@ def show_outputs(spec: Path, date: str) -> None:
     root = (platform_path.parent / settings.root).resolve()
     warehouse = root / settings.warehouse
     console = Console()
-    console.print(f"executed notebooks: {root / settings.buckets.output / 'churn-demo'}")
-    console.print(f"warehouse:          {warehouse}")
+    say = functools.partial(print_line, console)
+    say("executed notebooks of every run:")
+    say(f"  {root / settings.buckets.output / 'churn-demo'}")
+    say("warehouse:")
+    say(f"  {warehouse}")
     if not warehouse.exists():
-        console.print("[red]no warehouse yet: the run delivered nothing[/red]")
+        say("no warehouse yet: the run delivered nothing")
         return
     query = (
         "SELECT country, count(*) AS customers, round(avg(churn_probability), 3) AS avg_churn, "
         "sum(CASE WHEN predicted_churn THEN 1 ELSE 0 END) AS predicted_churners "
         "FROM analytics.churn_scores WHERE logical_date = ? GROUP BY country ORDER BY country"
     )
-    console.print(f"\n{query.replace('?', repr(date))};")
+    say(f"\n{query.replace('?', repr(date))};")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         result = con.execute(query, [date])
         table = Table(*[d[0] for d in result.description])

@@ -48,6 +48,7 @@ class TaskProgress(NamedTuple):
     state: str | None
     start: datetime | None
     end: datetime | None
+    try_number: int = 0  # of the try running or just ended (0: none started yet)
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,9 @@ def _run_child(
     run_id = run.found()
     tis = read_task_instances(db, dag_id, run_id, log_folder=Path(env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"]))
     if on_progress is not None and not interrupted:  # after Ctrl-C the caller wants out, not a redraw
-        on_progress([TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end) for t in tis])
+        on_progress(
+            [TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end, t.try_number) for t in tis]
+        )
     state = "failed" if interrupted else (read_dag_run_state(db, dag_id, run_id) or "failed")
     error = stopped
     if not error and ((proc.returncode != 0 and outcome != "lingering") or state != "success"):
@@ -414,7 +417,7 @@ def task_error(log_path: Path) -> str:
 
 def read_progress(db: Path, dag_id: str, run_id: str) -> list[TaskProgress]:
     return [
-        TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end)
+        TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end, t.try_number)
         for t in read_task_instances(db, dag_id, run_id)
     ]
 

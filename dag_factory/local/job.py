@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory import settings
-from dag_factory.errors import DagFactoryError
+from dag_factory.errors import DagFactoryError, UsageError
 from dag_factory.load.diagnose import suggest
 from dag_factory.load.files import require_platform
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
@@ -25,9 +25,9 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.local.timing import split_run
-from dag_factory.plan.model import DagPlan, code_version_dir
+from dag_factory.plan.model import DagPlan, GroupPlan, code_version_dir
 from dag_factory.plan.planner import plan_dag
-from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder
+from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder, target_label
 from dag_factory.spec.platform import LocalEnvironment
 
 log = logging.getLogger("dag_factory.local.job")
@@ -52,20 +52,18 @@ class LocalJob:
 
 
 def prepare_job(spec: Path, env: str, platform: Path | None, only: list[str]) -> LocalJob:
+    """The job `run` would start; what the command line names wrong (the environment, a value) is a
+    usage error, before anything runs."""
     platform_path = require_platform(spec, platform)
-    loaded = load_spec(spec, load_platform(platform_path))
-    settings = loaded.platform.settings.environments.get(env) if loaded.platform else None
-    if settings is None:
-        known = loaded.platform.settings.environments if loaded.platform else {}
-        raise RunError(f"unknown environment {env!r} ({suggest(env, known)})")
+    loaded_platform = load_platform(platform_path)
+    settings = loaded_platform.environment(env)
+    loaded = load_spec(spec, loaded_platform)
     if not isinstance(settings, LocalEnvironment):
-        raise RunError(
-            f"environment {env!r} runs on {settings.backend}; `run` executes local environments only"
-        )
+        raise UsageError(f"--env {env!r} runs on {settings.backend}; `run` executes local environments only")
     values = loaded.for_env(env).values
     unknown = [v for v in only if v not in values]
     if unknown:
-        raise RunError(f"--only {unknown[0]!r} is not a fan-out value ({suggest(unknown[0], values)})")
+        raise UsageError(f"--only {unknown[0]!r} is not a fan-out value ({suggest(unknown[0], values)})")
     plan = plan_dag(loaded, env, only=tuple(only))
     root = (platform_path.parent / settings.root).resolve()
     return LocalJob(loaded, env, plan, root, tuple(only))
@@ -119,22 +117,35 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
                 break
         executed = shown.args["output_notebook"].replace("{{ run_id }}", result.run_id)
         error = group_failure(group, tis, result.run_id) if failed else ""  # the real reason, never "failed"
-        delivered = [
-            x.value
-            for x in result.xcoms
-            if x.task_id.startswith(group.group_id + ".deliver_") and x.key == "return_value"
-        ]
         rows.append(
             SummaryRow(
                 value=group.group_id,
                 status="failed" if failed else "success",
                 duration=duration,
                 executed_notebook=executed,
-                rows_delivered=sum(int(v) for v in delivered) if delivered else None,
+                rows_delivered=_rows_per_target(group, result),
                 error=error,
             )
         )
     return rows
+
+
+def _rows_per_target(group: GroupPlan, result: RunResult) -> dict[str, int | None]:
+    """Each delivery target's rows for the group, summed over its values in a shared group (None: no
+    deliver task of the target returned a count)."""
+    returned = {
+        x.task_id: x.value
+        for x in result.xcoms
+        if x.task_id.startswith(group.group_id + ".") and x.key == "return_value"
+    }
+    delivered: dict[str, int | None] = {}
+    for task in group.tasks:
+        if task.kind == "deliver":
+            label, value = target_label(task.args["target"]), returned.get(f"{group.group_id}.{task.task_id}")
+            delivered[label] = delivered.get(label)
+            if value is not None:
+                delivered[label] = (delivered[label] or 0) + int(value)
+    return delivered
 
 
 def report_lines(job: LocalJob, result: RunResult) -> list[str]:
@@ -148,8 +159,9 @@ def report_lines(job: LocalJob, result: RunResult) -> list[str]:
     actual = f"instance-hours {total['instance_hours']:.3f}, cost {money(total['cost_usd'])}"
     planned = f"{estimate['instance_hours_max']:.2f} h, {money(estimate['cost_max_usd'])}"
     lines = [
-        f"run report: {folder / REPORT_HTML} (and {REPORT_JSON})",
         f"{actual}; plan estimate at most {planned}",
+        f"run report (and {REPORT_JSON} beside it):",
+        f"  {folder / REPORT_HTML}",
         "rendered notebooks:",
     ]
     for value in report["values"]:
@@ -234,7 +246,7 @@ def _run_local(
     from dag_factory.local.airflow_home import prepare_airflow_home
     from dag_factory.local.execute import run_dag
     from dag_factory.local.execution_server import stop_unless_kept
-    from dag_factory.local.progress import LiveProgress
+    from dag_factory.local.progress import progress_display
 
     home = job.root / "airflow"
     env = prepare_airflow_home(home, parallelism=max(4, job.plan.max_active_tasks))
@@ -253,7 +265,10 @@ def _run_local(
     steps = [task.task_id for task in job.plan.groups[0].tasks]  # columns in the order tasks run
     title = f"{job.plan.dag_id} {logical_date or 'no logical date'} ({job.env})"
     try:
-        with LiveProgress(title=title, group_label=label, console=console, steps=steps) as live:
+        display = progress_display(
+            console, title=title, group_label=label, steps=steps, retry_delay_s=job.plan.retry_delay_s
+        )
+        with display as live:
             return run_dag(
                 dag_file,
                 job.plan.dag_id,

@@ -135,7 +135,8 @@ def render_spec(
     )
     header = [
         "# Written by `dag-factory init`: notebooks in run order, each with its parameters' defaults.",
-        "# Next: a schedule, compute.instance_type, a fan_out and deliver targets (see the README).",
+        "# Next: a schedule, compute.instance_type, a fan_out and deliver targets"
+        " (every key: dag-factory's docs/spec.md).",
     ]
     for nb in draft.notebooks:
         header += [f"# {nb.path}: {line}" for line in nb.not_written]

@@ -234,7 +234,7 @@ def test_local_backend_builds_same_task_ids_with_local_operators() -> None:
 
 
 def test_dag_files_are_fresh() -> None:
-    assert stale_dag_files(SPECS, ROOT / "dags") == [], "run: dag-factory dags project_configs --out dags"
+    assert stale_dag_files(SPECS, ROOT / "dags") == [], "run: dag-factory dags project_configs --output dags"
 
 
 def test_dagbag_loads_every_spec_and_isolates_a_broken_one(

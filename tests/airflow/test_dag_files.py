@@ -46,10 +46,10 @@ def test_two_repos_write_into_one_folder_and_both_dags_load(
     from airflow.dag_processing.dagbag import DagBag
 
     spec_a, spec_b, dags = shared
-    assert _dags(spec_a, "--out", dags) == (0, f"wrote {dags / 'churn.py'}\n")
-    assert _dags(spec_b, "--out", dags) == (0, f"wrote {dags / 'scores.py'}\n")  # a's file is kept
-    assert _dags(spec_a, "--out", dags, "--check") == (0, "")  # nobody else's file is stale for a
-    assert _dags(spec_b, "--out", dags, "--check") == (0, "")
+    assert _dags(spec_a, "--output", dags) == (0, f"wrote {dags / 'churn.py'}\n")
+    assert _dags(spec_b, "--output", dags) == (0, f"wrote {dags / 'scores.py'}\n")  # a's file is kept
+    assert _dags(spec_a, "--output", dags, "--check") == (0, "")  # nobody else's file is stale for a
+    assert _dags(spec_b, "--output", dags, "--check") == (0, "")
 
     monkeypatch.setenv("DAG_FACTORY_ENV", "local")
     bag = DagBag(dag_folder=str(dags))
@@ -59,21 +59,21 @@ def test_two_repos_write_into_one_folder_and_both_dags_load(
 
 def test_a_spec_that_is_gone_leaves_an_orphan_only_prune_removes(shared: tuple[Path, Path, Path]) -> None:
     spec_a, spec_b, dags = shared
-    _dags(spec_a, "--out", dags)
-    _dags(spec_b, "--out", dags)
+    _dags(spec_a, "--output", dags)
+    _dags(spec_b, "--output", dags)
     spec_a.unlink()  # team a removed its job
     orphan = dags / "churn.py"
 
-    assert _dags(spec_b, "--out", dags) == (
+    assert _dags(spec_b, "--output", dags) == (
         0,
         f"wrote {dags / 'scores.py'}\norphaned: {orphan}: its spec {spec_a} is gone (--prune removes it)\n",
     )
     assert orphan.exists()
-    assert _dags(spec_b, "--out", dags, "--check") == (
+    assert _dags(spec_b, "--output", dags, "--check") == (
         1,
         f"stale: {orphan}: its spec {spec_a} is gone (--prune removes it)\n",
     )
-    assert _dags(spec_b, "--out", dags, "--prune") == (
+    assert _dags(spec_b, "--output", dags, "--prune") == (
         0,
         f"wrote {dags / 'scores.py'}\nremoved {orphan} (its spec is gone)\n",
     )
@@ -84,10 +84,10 @@ def test_a_spec_never_replaces_another_specs_dag_file_of_the_same_name(tmp_path:
     mine = _repo(tmp_path / "team-a", "churn.yaml", "churn-a")
     theirs = _repo(tmp_path / "team-b", "churn.yaml", "churn-b")
     dags = tmp_path / "dags"
-    _dags(mine, "--out", dags)
+    _dags(mine, "--output", dags)
     before = (dags / "churn.py").read_text()
 
-    code, output = _dags(theirs, "--out", dags)
+    code, output = _dags(theirs, "--output", dags)
     assert code == 2
     assert output == (
         f"error: {dags / 'churn.py'} is the DAG file of another spec ({mine}); {theirs} would replace it: "
@@ -101,7 +101,7 @@ def test_files_it_did_not_generate_are_never_touched(shared: tuple[Path, Path, P
     dags.mkdir(parents=True)
     hand_written = dags / "hand_written.py"
     hand_written.write_text("from airflow.sdk import DAG\n")
-    assert _dags(spec_a, "--out", dags, "--prune") == (0, f"wrote {dags / 'churn.py'}\n")
+    assert _dags(spec_a, "--output", dags, "--prune") == (0, f"wrote {dags / 'churn.py'}\n")
     assert hand_written.read_text() == "from airflow.sdk import DAG\n"
 
 
@@ -119,7 +119,7 @@ def test_a_spec_without_a_platform_file_gets_no_dag_file(
     shutil.copy(spec, lone)
     dags = tmp_path / "dags"
 
-    code, output = _dags(lone, "--out", dags)
+    code, output = _dags(lone, "--output", dags)
     assert code == 2
     assert " ".join(output.split()) == (
         f"error: no DAG file written: no platform.yaml found for {lone} (nor in a project_configs/ folder "
@@ -128,8 +128,8 @@ def test_a_spec_without_a_platform_file_gets_no_dag_file(
     assert not dags.exists()
 
     platform = spec.parent / "platform.yaml"
-    assert _dags(lone, "--out", dags, "--platform", platform) == (0, f"wrote {dags / 'churn.py'}\n")
-    assert _dags(lone, "--out", dags, "--platform", platform, "--check") == (0, "")
+    assert _dags(lone, "--output", dags, "--platform", platform) == (0, f"wrote {dags / 'churn.py'}\n")
+    assert _dags(lone, "--output", dags, "--platform", platform, "--check") == (0, "")
     monkeypatch.setenv("DAG_FACTORY_ENV", "local")
     bag = DagBag(dag_folder=str(dags))
     assert bag.import_errors == {}

@@ -138,9 +138,9 @@ def test_dags_command_pins_a_known_environment(tmp_path: Path) -> None:
 
     from dag_factory.cli.app import app
 
-    typo = CliRunner().invoke(app, ["dags", str(CONFIGS), "--out", str(tmp_path), "--env", "prood"])
+    typo = CliRunner().invoke(app, ["dags", str(CONFIGS), "--output", str(tmp_path), "--env", "prood"])
     assert typo.exit_code == 2 and "(did you mean 'prod'?)" in typo.output
     assert not list(tmp_path.glob("*.py"))
-    pinned = CliRunner().invoke(app, ["dags", str(CONFIGS), "--out", str(tmp_path), "--env", "prod"])
+    pinned = CliRunner().invoke(app, ["dags", str(CONFIGS), "--output", str(tmp_path), "--env", "prod"])
     assert pinned.exit_code == 0, pinned.output
     assert (tmp_path / "churn_demo.py").read_text().endswith('churn-demo.yaml", env=\'prod\')\n')

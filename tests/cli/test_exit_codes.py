@@ -64,3 +64,57 @@ def test_an_internal_error_exits_3_without_a_traceback() -> None:
     assert done.returncode == EXIT_INTERNAL, done.stderr
     assert done.stderr.startswith("internal error: KeyError: 'x' (a bug in dag-factory")
     assert "Traceback" not in done.stderr
+
+
+PLATFORM = REPO / "project_configs" / "platform.yaml"
+DEMO = REPO / "project_configs" / "churn-demo.yaml"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", str(SPEC)],
+        ["diff", str(SPEC), str(SPEC)],
+        ["graph", str(SPEC)],
+        ["deploy", str(SPEC), "--dry-run"],
+        ["dags", str(SPEC), "-o", "unused"],
+        ["gc"],
+        ["run", str(DEMO), "--no-notebooks"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_an_unknown_environment_is_a_usage_error_for_every_command(args: list[str]) -> None:
+    """One meaning, one exit code: a command line naming an environment the platform file lacks."""
+    result = CliRunner().invoke(app, [*args, "--env", "prood", "--platform", str(PLATFORM)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert (
+        result.output == f"error: --env 'prood' is not an environment of {PLATFORM} (did you mean 'prod'?)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", str(DEMO), "--no-notebooks", "--only", "dee"], "error: --only 'dee' is not a fan-out value"),
+        (
+            ["run", str(DEMO), "--no-notebooks", "--date", "5.1.2026"],
+            "error: --date '5.1.2026' is not YYYY-MM-DD",
+        ),
+        (["init", "no-such-folder"], "error: no-such-folder: no such folder"),
+        (["schema", "-o", "/proc/no-such/folder"], "error: --output /proc/no-such/folder: "),
+        (["plan", "no-such.yaml"], "error: no such spec file: no-such.yaml"),
+        (["validate", "--no-such-option", "x"], "No such option: --no-such-option"),
+    ],
+    ids=lambda x: str(x)[:40],
+)
+def test_what_the_command_line_gets_wrong_exits_2(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert message in result.output
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"dag-factory {version('dag-factory-notebooks')}\n")

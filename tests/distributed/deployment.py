@@ -181,7 +181,7 @@ class Deployment:
         for name, text in (extra_files or {}).items():
             (self.bundle / name).write_text(text)
         subprocess.run(
-            [DAG_FACTORY, "dags", "project_configs", "--out", "dags"],
+            [DAG_FACTORY, "dags", "project_configs", "--output", "dags"],
             cwd=self.bundle, check=True, capture_output=True, text=True,
         )  # fmt: skip
         self.cluster.publish()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,11 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
     assert result.state == "success", result.log_path
     assert {v: r.status for v, r in rows.items()} == {"de": "success", "fr": "success"}
     assert _scores(root) == [("de", 800), ("fr", 500)]  # de has its own n_customers
-    assert rows["de"].rows_delivered == 801  # 800 scores + 1 metrics row
+    # locally the warehouse targets load into DuckDB: rows per target, never summed across them
+    assert rows["de"].rows_delivered == {
+        "duckdb:analytics.churn_scores": 800,
+        "duckdb:analytics.churn_metrics": 1,
+    }
     # one asset event per target for the run, after both values' deliveries (the total in its XCom)
     assert result.xcom("publish_0_postgres") == 1300 and result.xcom("publish_1_postgres") == 2
     # executed notebooks archived with the injected parameters
@@ -149,13 +156,90 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
     assert len(printed) == 3 + 4
 
 
-@pytest.mark.integration
-def test_keep_leaves_the_work_directory_for_debugging(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class PipedRun:
+    """`dag-factory run --keep --only de` as a CI log gets it: stdout a pipe, 80 columns."""
+
+    root: Path
+    spec: Path
+    returncode: int
+    output: str
+
+
+@pytest.fixture(scope="module")
+def piped_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipedRun]:
+    import os
+    import subprocess
+    import sys
+
+    from dag_factory.local.execution_server import STATE_FILE, stop_execution_api
+
+    tmp_path = tmp_path_factory.mktemp("piped")
     spec, platform = _project(tmp_path)
-    _, result, _ = _run(spec, platform, ["nl"], keep=True)
-    assert result.state == "success"
-    kept = list((tmp_path / "root" / "work").rglob("nl"))
+    command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
+    done = subprocess.run(
+        [*command, "--only", "de", "--date", str(DATE), "--keep"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path, timeout=600,
+        env={**os.environ, "COLUMNS": "80"}, text=True,
+    )  # fmt: skip
+    yield PipedRun(tmp_path / "root", spec, done.returncode, done.stdout)
+    for state in tmp_path.rglob(STATE_FILE):
+        stop_execution_api(state.parent)
+
+
+@pytest.mark.integration
+def test_keep_leaves_the_work_directory_for_debugging(piped_run: PipedRun) -> None:
+    assert piped_run.returncode == 0, piped_run.output
+    kept = list((piped_run.root / "work").rglob("de"))
     assert kept and (kept[0] / "venv" / "bin" / "papermill").exists()
+
+
+@pytest.mark.integration
+def test_a_piped_run_prints_plain_lines_and_whole_paths(piped_run: PipedRun) -> None:
+    """No escape codes, no redrawn grid; progress as timed lines; rows per target; every path whole on a
+    line of its own (the terminal is 80 columns wide, the paths are longer)."""
+    lines = piped_run.output.splitlines()
+    assert piped_run.returncode == 0, piped_run.output
+    assert "\x1b" not in piped_run.output
+    timed = [line[9:] for line in lines if re.match(r"\d\d:\d\d:\d\d ", line)]
+    assert timed[0] == f"churn-demo {DATE} (local): started" and "de: done" in timed
+    started = next(i for i, line in enumerate(lines) if line.endswith(": started"))
+    assert started < lines.index(f"churn-demo {DATE}: success")
+    assert (
+        "  duckdb:analytics.churn_scores: de 800" in lines
+        and "  duckdb:analytics.churn_metrics: de 1" in lines
+    )
+    report = json.loads((_run_folder(piped_run) / "report.json").read_text())
+    paths = [n["html"] for v in report["values"] for n in v["notebooks"]]
+    assert paths and all(len(p) > 80 for p in paths)
+    for path in [*paths, str(_run_folder(piped_run) / "report.html")]:
+        assert f"  {path}" in lines, f"{path} is not whole on a line of its own:\n{piped_run.output}"
+    table = lines[lines.index(f"churn-demo {DATE}: success") + 1 : lines.index("rows delivered, per target:")]
+    assert table and all(len(line) <= 80 for line in table), table
+
+
+def _run_folder(run: PipedRun) -> Path:
+    (folder,) = (run.root / "runs" / "churn-demo").iterdir()
+    return folder
+
+
+@pytest.mark.integration
+def test_the_run_report_shows_the_date_spec_wall_time_and_injected_parameters(piped_run: PipedRun) -> None:
+    report = json.loads((_run_folder(piped_run) / "report.json").read_text())
+    assert (report["logical_date"], report["spec"]) == (str(DATE), str(piped_run.spec))
+    assert 0 < report["wall_time_s"] < 600
+    (de,) = report["values"]
+    assert de["parameters"] == {
+        "lookback_days": 90,
+        "n_customers": 800,
+        "country": "de",
+        "env": "local",
+        "aws_account_id": de["parameters"]["aws_account_id"],
+        "logical_date": str(DATE),
+        "run_id": report["run_id"],
+        "output_prefix": str(_run_folder(piped_run) / "de"),
+    }
+    assert report["notebook_parameters"] == {"notebooks/02_train.ipynb": {"max_depth": 4}}
 
 
 @pytest.mark.integration
@@ -177,6 +261,7 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     )
     spec, platform = _one_notebook_job(tmp_path, "blocked", nb, fan_out={"name": "country", "values": ["de"]})
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
+
     # started as a shell starts a foreground command, which a terminal's Ctrl-C reaches: SIGINT neither
     # ignored nor blocked, whatever this pytest worker inherited or a library's thread left (once in
     # about six whole runs the SIGINT never arrived: the CLI's stacks showed it still waiting for the run)

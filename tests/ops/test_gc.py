@@ -233,7 +233,7 @@ def test_cli_sweeps_with_zero_age_and_dry_run(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--env", "ee2e"], "unknown environment 'ee2e'"),
+        (["--env", "ee2e"], "--env 'ee2e' is not an environment of"),
         (["--env", "local"], "environment 'local' runs on local"),
         (["--env", "e2e", "--older-than", "six hours"], "--older-than: invalid duration"),
         (["--env", "no_airflow"], "environment 'no_airflow' in"),

@@ -107,6 +107,18 @@ def test_init_accepts_the_file_order(tmp_path: Path) -> None:
     ).read_text()
 
 
+def test_init_without_a_terminal_says_to_pass_yes(tmp_path: Path) -> None:
+    """No answer can come (a pipe, CI): a usage error naming the flag, not click's bare "Aborted."."""
+    project = _project(HERE / "mixed-defaults", tmp_path)
+    code, output = _cli("init", str(project), *FIXED, input="")
+    assert code == 2
+    assert (
+        "error: init asks for the notebooks' order and got no answer (no terminal): pass --yes to take them "
+        "in file order"
+    ) in output.splitlines()
+    assert not (project / "mixed-defaults.yaml").exists()
+
+
 def test_init_without_notebooks_says_so(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     code, output = _cli("init", str(tmp_path / "empty"), "--yes", *FIXED)

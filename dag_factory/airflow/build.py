@@ -298,7 +298,7 @@ def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> Ba
             "inputs": report_inputs(plan),
             "run_id": "{{ run_id }}",
             "aws_conn_id": plan.connections["aws"],
-            "logical_date": JOB_DATE_TEMPLATE,  # rendered as the notebooks' logical_date parameter
+            "job_date": JOB_DATE_TEMPLATE,  # the notebooks' logical_date (not the context key of that name)
         },
         retries=0,
     )

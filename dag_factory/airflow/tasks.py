@@ -209,7 +209,7 @@ def write_run_report(
     inputs: dict[str, Any],
     run_id: str,
     aws_conn_id: str,
-    logical_date: str | None = None,
+    job_date: str | None = None,
     ti: Any = None,
     dag_run: Any = None,
 ) -> str:
@@ -245,7 +245,7 @@ def write_run_report(
     version = _synced_code_version(inputs, aws_conn_id, dag_run)
     started = getattr(dag_run, "start_date", None)
     wall = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else None
-    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf, version, logical_date, wall)
+    report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf, version, job_date, wall)
     folder = inputs["folder"]
     previous = _read_text(f"{folder}/{REPORT_JSON}", aws_conn_id)  # a repaired run's earlier report
     report = with_earlier(report, json.loads(previous) if previous else None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from airflow.sdk.bases.operator import BaseOperator
 from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import current_env
 from dag_factory.airflow.links import set_links
-from dag_factory.airflow.params import before_task, dag_macros, dag_params
+from dag_factory.airflow.params import ChecksEnvironment, dag_macros, dag_params
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
 from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.planner import (
@@ -27,6 +26,10 @@ from dag_factory.plan.planner import (
 )
 from dag_factory.plan.report import REPORT_HTML, REPORT_TASK, report_inputs
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE, html_path
+
+
+class FactoryPythonOperator(ChecksEnvironment, PythonOperator):
+    """A Python task of a factory DAG (deliveries, publishing, the report, the local instance tasks)."""
 
 
 def _seconds(task: TaskPlan, extra: int = 0) -> dt.timedelta:
@@ -113,7 +116,7 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
 def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
     args = task.args
     if task.kind == "create_instance":
-        return PythonOperator(
+        return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.create_local_instance,
             op_kwargs={
@@ -122,11 +125,11 @@ def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
             },
         )
     if task.kind == "resolve_ip":
-        return PythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)
+        return FactoryPythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)
     if task.kind == "stop_instance":
         return EmptyOperator(task_id=task.task_id)  # a work directory has nothing to stop
     if task.kind == "delete_instance":
-        return PythonOperator(
+        return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.remove_local_instance,
             op_kwargs={"workdir": args["workdir"]},
@@ -139,7 +142,7 @@ def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
 def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
     conns = plan.connections
     if task.kind == "deliver":
-        return PythonOperator(
+        return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.deliver_outputs,
             op_kwargs={
@@ -158,7 +161,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
     if task.kind in ("prepare", "notebook"):
         return _ssh_operator(plan, group, task, conns)
     if task.kind == "resolve_ip":
-        return PythonOperator(
+        return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.resolve_private_ip,
             op_kwargs={
@@ -238,9 +241,6 @@ def build_dag(plan: DagPlan) -> DAG:
         "retry_delay": dt.timedelta(seconds=plan.retry_delay_s),
         "retry_exponential_backoff": RETRY_BACKOFF,  # a multiplier (True would be 1.0: no backoff)
         "max_retry_delay": dt.timedelta(seconds=MAX_RETRY_DELAY_S),
-        # on the worker, before each task: is this worker configured for the DAG's environment?
-        # and did this run choose the task's fan-out value (a manual run's `values`)?
-        "pre_execute": functools.partial(before_task, plan.env),
     }
     default_args.update(_notifiers(plan))
     with DAG(
@@ -265,6 +265,9 @@ def build_dag(plan: DagPlan) -> DAG:
                 first.trigger_rule = TriggerRule.ALL_DONE
         published = _publish_tasks(plan, built)  # first: the deliveries then lead to them
         _report_task(plan, built).set_upstream(published)  # the report runs last
+    for task in dag.tasks:  # on the worker, before each task: is this worker configured for the DAG's
+        if isinstance(task, ChecksEnvironment):  # environment? did this run choose the task's value?
+            task.built_for = plan.env
     return dag
 
 
@@ -275,7 +278,7 @@ def _publish_tasks(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> 
     records no event for that target until it is repaired. Cheap: it reads the deliveries' XComs only."""
     published: list[BaseOperator] = []
     for publish in plan.publish:
-        op = PythonOperator(
+        op = FactoryPythonOperator(
             task_id=publish.task_id,
             python_callable=tasks.publish_delivery,
             op_kwargs={"asset": publish.asset, "deliveries": publish.deliveries, "run_id": "{{ run_id }}"},
@@ -291,7 +294,7 @@ def _publish_tasks(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> 
 
 def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> BaseOperator:
     """Last task of every run, also after failures: report.json/html beside the run's outputs."""
-    report = PythonOperator(
+    report = FactoryPythonOperator(
         task_id=REPORT_TASK,
         python_callable=tasks.write_run_report,
         op_kwargs={

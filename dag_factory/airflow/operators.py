@@ -19,6 +19,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
+from dag_factory.airflow.params import ChecksEnvironment
 from dag_factory.compute import aws
 from dag_factory.compute.naming import ENV_TAG, FACTORY_TAG, MAX_AGE_TAG, encode_tag_value, instance_name
 from dag_factory.compute.sagemaker import (
@@ -32,7 +33,7 @@ from dag_factory.compute.sagemaker import (
 from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM
 
 
-class _InstanceSensor(BaseSensorOperator):
+class _InstanceSensor(ChecksEnvironment, BaseSensorOperator):
     """Moves this run's instance one step towards ``goal`` per poke; done when it is there."""
 
     goal: Goal = "gone"

@@ -68,3 +68,16 @@ def before_task(built_for: str, context: Any = None) -> None:
         return
     if value is not None and value not in chosen:
         raise AirflowSkipException(f"{value} is not among the values this run chose: {', '.join(chosen)}")
+
+
+class ChecksEnvironment:
+    """A mixin for every operator of a factory DAG: before it executes, :func:`before_task` (the worker's
+    environment is the DAG's; the run chose the task's value). Operator behaviour rather than a
+    ``pre_execute`` callable in ``default_args``, which Airflow serialized into every task (about 900
+    bytes each) and showed as Python source in the DAG's details. ``built_for`` is set by the build."""
+
+    built_for: str = ""
+
+    def pre_execute(self, context: Any) -> None:
+        before_task(self.built_for, context)
+        super().pre_execute(context)  # type: ignore[misc]

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import (
     AirflowTaskTimeout,
 )
 
+from dag_factory.airflow.params import ChecksEnvironment
 from dag_factory.airflow.ssh import InstanceSSHOperator, OutputTail
 from dag_factory.plan.guard import Fault, classify_exit, guard_messages, is_own_message, retry_verdict
 
@@ -102,7 +103,7 @@ def _detail(status: int, stderr: str) -> str:
     return f"exit status {status}" + (f": {own[-1]}" if own else "")
 
 
-class GuardedSSHOperator(_Step, InstanceSSHOperator):
+class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
     """An instance step over SSH (see module doc), with the platform's host-key policy."""
 
     template_fields = (*InstanceSSHOperator.template_fields, "outputs_prefix", "stop_earlier_tries")
@@ -160,7 +161,7 @@ class GuardedSSHOperator(_Step, InstanceSSHOperator):
             self.fail("infrastructure", f"{type(exc).__name__}: {exc}", context)
 
 
-class GuardedBashOperator(_Step, BashOperator):
+class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
     """An instance step of the local backend (see module doc)."""
 
     template_fields = (*BashOperator.template_fields, "outputs_prefix", "stop_earlier_tries")

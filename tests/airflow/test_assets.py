@@ -93,7 +93,7 @@ def test_a_publish_task_waits_for_every_values_delivery_to_its_target() -> None:
     }
     assert publish.downstream_task_ids == {"report"}
     assert publish.retries == 0  # the spec's retries, as every other task
-    assert publish._pre_execute_hook == dag.default_args["pre_execute"]  # checks the worker's environment
+    assert publish.built_for == "local"  # checks the worker's environment (params.ChecksEnvironment)
     # clearing it reruns it alone: no instance, no delivery again
     cleared = dag.partial_subset(["publish_0_postgres"], include_upstream=False, include_downstream=False)
     assert set(cleared.task_dict) == {"publish_0_postgres"}

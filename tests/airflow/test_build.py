@@ -230,7 +230,27 @@ def test_local_backend_builds_same_task_ids_with_local_operators() -> None:
     prod, local = _dag("churn-model.yaml", "prod"), _dag("churn-model.yaml", "local")
     assert sorted(prod.task_ids) == sorted(local.task_ids)
     assert type(local.get_task("de.nb_01_features")).__name__ == "GuardedBashOperator"
-    assert type(local.get_task("de.create_instance")).__name__ == "PythonOperator"
+    assert type(local.get_task("de.create_instance")).__name__ == "FactoryPythonOperator"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_task_checks_the_workers_environment_as_operator_behaviour(env: str) -> None:
+    """Every task that runs on a worker checks its environment first (params.before_task), as the
+    operator's own pre_execute: no callable in default_args, serialized into every task and shown as
+    Python source in the DAG's details."""
+    import json
+
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from dag_factory.airflow.params import ChecksEnvironment
+
+    dag = _dag("churn-model.yaml", env)
+    runs_on_a_worker = [t for t in dag.tasks if not isinstance(t, EmptyOperator)]
+    assert runs_on_a_worker and all(isinstance(t, ChecksEnvironment) for t in runs_on_a_worker)
+    assert {t.built_for for t in runs_on_a_worker} == {env}  # type: ignore[attr-defined]
+    assert "pre_execute" not in dag.default_args
+    assert "pre_execute" not in json.dumps(DagSerialization.to_dict(dag))
 
 
 def test_dag_files_are_fresh() -> None:

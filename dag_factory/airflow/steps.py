@@ -12,6 +12,7 @@ under bash on this machine (``GuardedBashOperator``, the local backend): one pol
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any, NoReturn
 
 from airflow.providers.standard.operators.bash import BashOperator
@@ -25,6 +26,7 @@ from airflow.sdk.exceptions import (
 from dag_factory.airflow.params import ChecksEnvironment
 from dag_factory.airflow.ssh import InstanceSSHOperator, OutputTail
 from dag_factory.plan.guard import Fault, classify_exit, guard_messages, is_own_message, retry_verdict
+from dag_factory.plan.scripts import html_path
 
 
 class _ExitStatus(Exception):
@@ -32,6 +34,9 @@ class _ExitStatus(Exception):
         super().__init__(f"exit status {status}")
         self.status = status
         self.stderr = stderr
+
+
+_STEP_FIELDS = ("outputs_prefix", "stop_earlier_tries", "executed_notebook")  # rendered per run
 
 
 class _Step:
@@ -43,6 +48,7 @@ class _Step:
     outputs_prefix: str | None
     stop_earlier_tries: str | None
     aws_conn_id: str
+    executed_notebook: str | None
 
     def use_policy(
         self,
@@ -52,6 +58,7 @@ class _Step:
         outputs_prefix: str | None,
         stop_earlier_tries: str | None,
         aws_conn_id: str,
+        executed_notebook: str | None,
     ) -> None:
         self.step_label = step_label
         self.infra_retries = infra_retries
@@ -59,6 +66,18 @@ class _Step:
         self.outputs_prefix = outputs_prefix
         self.stop_earlier_tries = stop_earlier_tries
         self.aws_conn_id = aws_conn_id
+        self.executed_notebook = executed_notebook
+
+    def outcome(self, started: float) -> dict[str, Any] | None:
+        """A notebook step's XCom: where its executed notebook and rendering are, and how long it ran
+        (a prepare step pushes none: its output is in the log)."""
+        if not self.executed_notebook:
+            return None
+        return {
+            "executed_notebook": self.executed_notebook,
+            "html": html_path(self.executed_notebook),
+            "duration_s": round(time.monotonic() - started, 1),
+        }
 
     def is_retry(self, context: Any) -> bool:
         return bool(self.stop_earlier_tries) and int(context["ti"].try_number) > 1
@@ -106,7 +125,7 @@ def _detail(status: int, stderr: str) -> str:
 class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
     """An instance step over SSH (see module doc), with the platform's host-key policy."""
 
-    template_fields = (*InstanceSSHOperator.template_fields, "outputs_prefix", "stop_earlier_tries")
+    template_fields = (*InstanceSSHOperator.template_fields, *_STEP_FIELDS)
 
     def __init__(
         self,
@@ -117,11 +136,18 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         outputs_prefix: str | None = None,
         stop_earlier_tries: str | None = None,
         aws_conn_id: str = "aws_default",
+        executed_notebook: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.use_policy(
-            step_label, infra_retries, notebook_retries, outputs_prefix, stop_earlier_tries, aws_conn_id
+            step_label,
+            infra_retries,
+            notebook_retries,
+            outputs_prefix,
+            stop_earlier_tries,
+            aws_conn_id,
+            executed_notebook,
         )
 
     def run_ssh_client_command(self, ssh_client: Any, command: str, context: Any = None) -> bytes:
@@ -142,8 +168,10 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
             raise _ExitStatus(exit_status, stderr.decode("utf-8", "replace"))
 
     def execute(self, context: Any = None) -> Any:
+        started = time.monotonic()
         try:
-            return super().execute(context)  # sets aside failed tries' outputs once connected
+            super().execute(context)  # sets aside failed tries' outputs once connected
+            return self.outcome(started)
         except _ExitStatus as failed:
             fault = "infrastructure" if failed.status == -1 else classify_exit(failed.status)
             self.fail(fault, _detail(failed.status, failed.stderr), context)
@@ -164,7 +192,12 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
 class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
     """An instance step of the local backend (see module doc)."""
 
-    template_fields = (*BashOperator.template_fields, "outputs_prefix", "stop_earlier_tries")
+    template_fields = (
+        *BashOperator.template_fields,
+        "outputs_prefix",
+        "stop_earlier_tries",
+        "executed_notebook",
+    )
 
     def __init__(
         self,
@@ -174,11 +207,18 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
         notebook_retries: int = 0,
         outputs_prefix: str | None = None,
         stop_earlier_tries: str | None = None,
+        executed_notebook: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.use_policy(
-            step_label, infra_retries, notebook_retries, outputs_prefix, stop_earlier_tries, "aws_default"
+            step_label,
+            infra_retries,
+            notebook_retries,
+            outputs_prefix,
+            stop_earlier_tries,
+            "aws_default",
+            executed_notebook,
         )
 
     def execute(self, context: Any) -> Any:
@@ -186,8 +226,10 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
             assert self.stop_earlier_tries is not None
             subprocess.run(["bash", "-c", self.stop_earlier_tries], check=False, timeout=60)
         self.set_aside_failed_tries(context)
+        started = time.monotonic()
         try:
-            return super().execute(context)
+            super().execute(context)
+            return self.outcome(started)
         except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
             raise
         except AirflowException as exc:

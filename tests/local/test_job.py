@@ -75,6 +75,12 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
     # executed notebooks archived with the injected parameters
     executed = Path(rows["fr"].executed_notebook)
     assert executed.is_file() and executed.parent.name == "fr"
+    # the notebook task's XCom says where its executed notebook and rendering are, and how long it ran
+    told = result.xcom("fr.nb_02_train")
+    assert (told["executed_notebook"], told["html"]) == (str(executed), str(executed.with_suffix(".html")))
+    assert 0 < told["duration_s"] <= result.ti("fr.nb_02_train").duration
+    with pytest.raises(KeyError):  # a prepare step's output is in its log only
+        result.xcom("fr.prepare")
     cells = json.loads(executed.read_text())["cells"]
     injected = next(c for c in cells if "injected-parameters" in c["metadata"].get("tags", []))
     source = "".join(injected["source"])

@@ -172,13 +172,15 @@ def stream_command(
     get_pty: bool,
     log: Any,
     stderr_tail: OutputTail,
+    shown: str | None = None,
 ) -> int:
     """Run `command`, logging its lines as they come; its exit status (-1: the session ended without one).
 
     `timeout` is the provider's idle timeout (no output for that long: AirflowException, as it raises);
-    None waits as long as the command runs (the guard bounds it on the host).
+    None waits as long as the command runs (the guard bounds it on the host). `shown`: what the log says
+    runs, instead of the whole command (a step's script is kilobytes of guard).
     """
-    log.info("Running command: %s", command)
+    log.info("Running command: %s", shown or command)
     stdin, stdout, _ = client.exec_command(
         command=command, get_pty=get_pty, timeout=timeout, environment=environment
     )
@@ -223,6 +225,10 @@ class InstanceSSHOperator(SSHOperator):
         """What of the command's stderr `raise_for_status` is given."""
         return OutputTail()
 
+    def command_shown(self, command: str) -> str:
+        """What the task log says runs."""
+        return command
+
     def command_timeout(self) -> float | None:
         """The idle timeout, resolved as the provider does: the operator's, the connection's, 10 s."""
         for timeout in (self.cmd_timeout, self.hook.cmd_timeout):
@@ -234,7 +240,7 @@ class InstanceSSHOperator(SSHOperator):
         tail = self.stderr_tail()
         exit_status = stream_command(
             ssh_client, command, timeout=self.command_timeout(), environment=self.environment,
-            get_pty=self.get_pty, log=self.log, stderr_tail=tail,
+            get_pty=self.get_pty, log=self.log, stderr_tail=tail, shown=self.command_shown(command),
         )  # fmt: skip
         self.raise_for_status(exit_status, tail.text().encode("utf-8"), context=context)
         return b""

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import subprocess
 import time
+from functools import cached_property
 from typing import Any, NoReturn
 
+from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk.exceptions import (
     AirflowException,
@@ -25,7 +27,15 @@ from airflow.sdk.exceptions import (
 
 from dag_factory.airflow.params import ChecksEnvironment
 from dag_factory.airflow.ssh import InstanceSSHOperator, OutputTail
-from dag_factory.plan.guard import Fault, classify_exit, guard_messages, is_own_message, retry_verdict
+from dag_factory.plan.guard import (
+    MESSAGE_PREFIX,
+    Fault,
+    classify_exit,
+    guard_messages,
+    is_own_message,
+    retry_verdict,
+)
+from dag_factory.plan.notebook_failure import MARKER
 from dag_factory.plan.scripts import html_path
 
 
@@ -68,6 +78,11 @@ class _Step:
         self.aws_conn_id = aws_conn_id
         self.executed_notebook = executed_notebook
 
+    def script_shown(self) -> str:
+        """What the task log says runs: the step, not its script (kilobytes of guard; the task's
+        Rendered Template shows it whole)."""
+        return f"the script of {self.step_label}, under dag-factory's guard (all of it: Rendered Template)"
+
     def outcome(self, started: float) -> dict[str, Any] | None:
         """A notebook step's XCom: where its executed notebook and rendering are, and how long it ran
         (a prepare step pushes none: its output is in the log)."""
@@ -100,6 +115,8 @@ class _Step:
             fault, int(context["ti"].try_number), self.infra_retries, self.notebook_retries
         )
         message = f"{self.step_label} failed ({detail}): {verdict}"
+        if fault == "notebook" and self.executed_notebook:  # where to look: the notebook as it ran
+            message += f"; executed notebook: {html_path(self.executed_notebook)}"
         log = getattr(self, "log")  # noqa: B009 (the operator's logger)
         # `from None`: the task's error is this verdict, not the exit status or SSH error it wraps
         if retry:
@@ -115,11 +132,17 @@ def _is_bad_host_key(exc: BaseException) -> bool:
     return isinstance(exc, paramiko.BadHostKeyException)
 
 
-def _detail(status: int, stderr: str) -> str:
-    own = guard_messages(stderr)
+_EXPLAINED = MARKER.removeprefix(MESSAGE_PREFIX)  # "notebook error": the located error of a notebook
+
+
+def _detail(status: int, output: str) -> str:
+    """The exit status and what the step said last of its own: the notebook's located error (cell, line,
+    exception) when it printed one, else the guard's last message."""
+    own = guard_messages(output)
     if status == -1:
         return "the SSH session ended without an exit status: connection lost"
-    return f"exit status {status}" + (f": {own[-1]}" if own else "")
+    said = [m for m in own if m.startswith(_EXPLAINED)] or own
+    return f"exit status {status}" + (f": {said[-1]}" if said else "")
 
 
 class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
@@ -163,6 +186,9 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         # the verdict names the guard's last message, however much output came after it
         return OutputTail(pin=is_own_message)
 
+    def command_shown(self, command: str) -> str:
+        return command if command == self.stop_earlier_tries else self.script_shown()
+
     def raise_for_status(self, exit_status: int, stderr: bytes, context: Any = None) -> None:
         if exit_status != 0:
             raise _ExitStatus(exit_status, stderr.decode("utf-8", "replace"))
@@ -187,6 +213,34 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
                 raise AirflowFailException(message) from None
             self.log.warning("the SSH step failed", exc_info=True)
             self.fail("infrastructure", f"{type(exc).__name__}: {exc}", context)
+
+
+class _OutputLog:
+    """The subprocess hook's logger: each output line also goes to a tail (the guard's own lines pinned,
+    as over SSH), and the command logs as the step it runs, not its whole script."""
+
+    def __init__(self, log: Any, tail: OutputTail, shown: str) -> None:
+        self._log, self._tail, self._shown = log, tail, shown
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if msg == "Running command: %s":
+            args = (self._shown,)
+        elif msg == "%s" and len(args) == 1:  # a line of the command's output
+            self._tail.add(str(args[0]))
+        self._log.info(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
+class _StepSubprocessHook(SubprocessHook):
+    def __init__(self, tail: OutputTail, shown: str) -> None:
+        super().__init__()
+        self.tail, self.shown = tail, shown
+
+    @property
+    def log(self) -> Any:
+        return _OutputLog(super().log, self.tail, self.shown)
 
 
 class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
@@ -221,6 +275,11 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
             executed_notebook,
         )
 
+    @cached_property
+    def subprocess_hook(self) -> SubprocessHook:
+        """Runs the script (stdout and stderr as one stream), keeping a tail for the failure's verdict."""
+        return _StepSubprocessHook(OutputTail(pin=is_own_message), self.script_shown())
+
     def execute(self, context: Any) -> Any:
         if self.is_retry(context):  # earlier tries' processes stopped before their outputs are set aside
             assert self.stop_earlier_tries is not None
@@ -237,4 +296,6 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
             if process is None or process.returncode is None:
                 raise
             status = int(process.returncode)
-            self.fail(classify_exit(status), f"exit status {status}: {exc}", context)
+            hook = self.subprocess_hook
+            said = _detail(status, hook.tail.text()) if isinstance(hook, _StepSubprocessHook) else ""
+            self.fail(classify_exit(status), said or f"exit status {status}: {exc}", context)

@@ -303,6 +303,7 @@ def notebook_command(
             run,
             f'{keep} || echo "dag-factory: could not keep the log and HTML of the executed notebook" >&2',
             'rm -f "$papermill_log"',
-            f'if [ "$status" -ne 0 ]; then {explain} || true; exit "$status"; fi',
+            # the located error goes to stderr: the operator keeps the step's own lines for its verdict
+            f'if [ "$status" -ne 0 ]; then {explain} >&2 || true; exit "$status"; fi',
         ]
     )

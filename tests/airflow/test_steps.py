@@ -56,3 +56,49 @@ def test_a_retry_stops_the_earlier_try_before_setting_its_outputs_aside(tmp_path
     assert sorted(p.name for p in prefix.iterdir()) == []
     aside = tmp_path / "runs" / "manual__1" / ".dag-factory" / "failed-tries" / "de" / "de.nb_train" / "try-1"
     assert sorted(p.name for p in aside.iterdir()) == ["early.csv", "late.csv"]
+
+
+def test_a_failed_notebook_raises_with_its_located_error_and_the_executed_notebook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The task's error (its ERROR line in the log) is the notebook's located error the step printed,
+    with where the executed notebook is; the log names the step, not its whole script."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dag_factory.plan.guard import EXIT_NOTEBOOK_ERROR
+
+    located = "notebook error in nb/train.ipynb cell 3, line 3 `raise RuntimeError(x)`: RuntimeError: fr"
+    script = (
+        f"echo papermill output; echo 'dag-factory: {located}' >&2; echo after; exit {EXIT_NOTEBOOK_ERROR}"
+    )
+    step = GuardedBashOperator(
+        task_id="nb_train",
+        bash_command=script,
+        step_label="notebook nb/train.ipynb",
+        infra_retries=3,
+        executed_notebook=str(tmp_path / "fr" / "train.ipynb"),
+    )
+    ti = SimpleNamespace(task_id="fr.nb_train", try_number=1, dag_id="d", run_id="manual__1", map_index=-1)
+    with pytest.raises(AirflowFailException) as failed:
+        step.execute({"ti": ti, "task_instance": ti, "run_id": "manual__1"})
+    assert str(failed.value) == (
+        f"notebook nb/train.ipynb failed (exit status {EXIT_NOTEBOOK_ERROR}: {located}): the notebook's "
+        "own error: not retried (set notebooks[].retries to retry it); executed notebook: "
+        f"{tmp_path}/fr/train.html"
+    )
+    logged = capsys.readouterr().out  # Airflow's task log, as the task runner prints it
+    assert "Running command: the script of notebook nb/train.ipynb, under dag-factory's guard" in logged
+    assert "echo papermill output" not in logged  # the script itself is not logged
+    assert "[error    ] notebook nb/train.ipynb failed (exit status 85: notebook error in" in logged
+
+
+def test_a_notebook_step_tells_where_its_executed_notebook_is(tmp_path: Path) -> None:
+    executed = str(tmp_path / "de" / "train.ipynb")
+    step = GuardedBashOperator(
+        task_id="nb_train", bash_command="echo done", step_label="notebook nb/train.ipynb", infra_retries=0,
+        executed_notebook=executed,
+    )  # fmt: skip
+    ti = SimpleNamespace(task_id="de.nb_train", try_number=1, dag_id="d", run_id="manual__1", map_index=-1)
+    told = step.execute({"ti": ti, "task_instance": ti, "run_id": "manual__1"})
+    assert (told["executed_notebook"], told["html"]) == (executed, str(tmp_path / "de" / "train.html"))
+    assert told["duration_s"] >= 0

@@ -48,10 +48,14 @@ def code_version(code: str, aws_conn_id: str, region: str | None, dag_run: Any) 
         store = S3CodeStore(S3Hook(aws_conn_id=aws_conn_id, region_name=region).get_conn(), bucket, project)
     else:
         store = FolderCodeStore(Path(code))
-    # the later of the two: a run's start (reset when a finished run is cleared), and its run_after for a
-    # run `dag.test` starts (dag-factory run), whose start_date is its logical date
+    return version_at(store, run_started(dag_run))
+
+
+def run_started(dag_run: Any) -> dt.datetime:
+    """When a run started: the later of its start (reset when a finished run is cleared) and its
+    run_after, for a run `dag.test` starts (dag-factory run), whose start_date is its logical date."""
     started: dt.datetime = max(d for d in (dag_run.start_date, dag_run.run_after) if d is not None)
-    return version_at(store, started)
+    return started
 
 
 def before_task(built_for: str, context: Any = None) -> None:

@@ -243,8 +243,9 @@ def write_run_report(
     }
     conf = dict(dag_run.conf or {}) if dag_run is not None else {}
     version = _synced_code_version(inputs, aws_conn_id, dag_run)
-    started = getattr(dag_run, "start_date", None)
-    wall = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else None
+    from dag_factory.airflow.params import run_started
+
+    wall = (dt.datetime.now(dt.UTC) - run_started(dag_run)).total_seconds() if dag_run is not None else None
     report = build_report(inputs, run_id, tis, xcoms, notebooks, instances, conf, version, job_date, wall)
     folder = inputs["folder"]
     previous = _read_text(f"{folder}/{REPORT_JSON}", aws_conn_id)  # a repaired run's earlier report

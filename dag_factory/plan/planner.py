@@ -493,11 +493,11 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         connections=env.connections.model_dump(),
         host_keys=env.ssh.host_keys if isinstance(env, SageMakerEnvironment) else None,
         estimate=_estimate(spec, env, len(groups)),
-        doc_md=_doc_md(ctx, loaded.path, publish),
+        doc_md=_doc_md(ctx, loaded.path.resolve(), publish),
         schedule_assets=tuple(spec.schedule.assets) if isinstance(spec.schedule, AssetSchedule) else (),
         params=params,
         publish=publish,
         code=ctx.code_head(),
         region=env.region if isinstance(env, SageMakerEnvironment) else None,
-        spec_file=str(loaded.path),
+        spec_file=str(loaded.path.resolve()),
     )

@@ -154,12 +154,15 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
         assert text in shown
     # what `dag-factory run` prints after the summary
     printed = report_lines(job, result)
-    assert printed[0] == f"run report: {folder / 'report.html'} (and report.json)"
     actual = f"instance-hours {total['instance_hours']:.3f}, cost ${total['cost_usd']:.2f}"
-    assert printed[1] == f"{actual}; plan estimate at most 1.00 h, $3600.00"
-    assert printed[2] == "rendered notebooks:"
+    assert printed[:4] == [
+        f"{actual}; plan estimate at most 1.00 h, $3600.00",
+        "run report (and report.json beside it):",
+        f"  {folder / 'report.html'}",  # a path on a line of its own, never cut
+        "rendered notebooks:",
+    ]
     assert f"  {executed.with_suffix('.html')}" in printed
-    assert len(printed) == 3 + 4
+    assert len(printed) == 4 + 4
 
 
 @dataclass(frozen=True)

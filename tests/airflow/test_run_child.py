@@ -241,3 +241,23 @@ def test_a_delivery_imports_nothing_heavy_after_the_preload(tmp_path: Path) -> N
     imported = json.loads(proc.stdout.strip().splitlines()[-1])
     heavy = {"pandas", "pyarrow", "duckdb", "numpy"}
     assert [m for m in imported if m.split(".")[0] in heavy] == []
+
+
+def test_a_state_mismatch_callback_without_a_sink_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """dag.test's executor has no callback sink: a state mismatch of a task with a notify callback
+    (apache/airflow#71172) raised "Callback sink is not ready" and stopped the whole run in CI."""
+    from types import SimpleNamespace
+
+    from dag_factory.airflow.run_child import _mismatch_callbacks_logged
+
+    executor = LocalExecutor()
+    request = SimpleNamespace(msg="Executor reported success but the task instance's state is queued")
+    with pytest.raises(ValueError, match="Callback sink is not ready"):
+        executor.send_callback(request)  # type: ignore[arg-type]
+    with _mismatch_callbacks_logged(), caplog.at_level("WARNING", logger="dag_factory.airflow.run_child"):
+        executor.send_callback(request)  # type: ignore[arg-type]
+    assert "not run under dag.test (no callback sink): Executor reported success" in caplog.text
+    with pytest.raises(ValueError, match="Callback sink is not ready"):  # Airflow's own again after the run
+        executor.send_callback(request)  # type: ignore[arg-type]

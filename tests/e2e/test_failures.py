@@ -358,7 +358,12 @@ def test_notebook_error_not_retried(e2e: E2E, mailbox: Mailbox) -> None:
     assert result.state == "failed", result.log_path
     nb = result.ti("fr.nb_02_train")
     assert nb.state == "failed" and nb.try_number == 1, tries_told(result)
-    assert "the notebook raised RuntimeError: forced failure for fr" in nb.error, nb.error
+    located = (  # the task's error is the notebook's located error, then where the executed notebook is
+        "(exit status 85: notebook error in notebooks/02_train.ipynb cell 3, line 3 "
+        '`raise RuntimeError(f"forced failure for {country}")`: RuntimeError: forced failure for fr)'
+    )
+    assert located in nb.error, nb.error
+    assert "; executed notebook: s3://" in nb.error and nb.error.endswith("/fr/02_train.html"), nb.error
     assert "the notebook's own error: not retried (set notebooks[].retries to retry it)" in nb.error
     assert result.ti("fr.nb_01_features").try_number == 1
     assert_nothing_left(e2e, result, ["fr"])

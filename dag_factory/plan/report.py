@@ -108,14 +108,19 @@ REDACTED = "***"
 
 
 def redacted(parameters: dict[str, Any]) -> dict[str, Any]:
-    """The parameters with each sensitive one's value hidden (Airflow's rule: a name that, lower-cased and
-    with non-word runs as "_", contains a sensitive name)."""
+    """The parameters with each sensitive one's value hidden, in nested mappings too (Airflow's rule: a
+    name that, lower-cased and with non-word runs as "_", contains a sensitive name)."""
 
     def hidden(name: str) -> bool:
-        normalized = re.sub(r"\W+", "_", name.strip().lower())
+        normalized = re.sub(r"\W+", "_", str(name).strip().lower())
         return any(sensitive in normalized for sensitive in SENSITIVE_NAMES)
 
-    return {name: REDACTED if hidden(name) else value for name, value in parameters.items()}
+    def shown(name: str, value: Any) -> Any:
+        if hidden(name):
+            return REDACTED
+        return redacted(value) if isinstance(value, dict) else value
+
+    return {name: shown(name, value) for name, value in parameters.items()}
 
 
 def failing_cell(notebook: dict[str, Any]) -> str:

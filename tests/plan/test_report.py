@@ -254,7 +254,8 @@ def test_the_report_names_the_code_version_the_run_synced() -> None:
 def test_the_report_shows_the_date_spec_wall_time_and_each_values_injected_parameters() -> None:
     """What each value's notebooks got, as papermill injected it: the value's parameters, what the manual
     run overrode, the run-time ones; a sensitive name's value hidden as Airflow hides it."""
-    values = {"de": {"lookback_days": 90, "country": "de", "api_token": "s3cr3t", "env": "preprod"}}
+    db = {"host": "db", "password": "pw"}  # a nested mapping: its sensitive key hidden too
+    values = {"de": {"lookback_days": 90, "country": "de", "api_token": "s3cr3t", "env": "preprod", "db": db}}
     inputs = {
         **INPUTS,
         "spec": "project_configs/churn.yaml",
@@ -270,6 +271,7 @@ def test_the_report_shows_the_date_spec_wall_time_and_each_values_injected_param
         "country": "de",
         "api_token": "***",
         "env": "preprod",
+        "db": {"host": "db", "password": "***"},
         "logical_date": "2026-01-05",
         "run_id": RUN,
         "output_prefix": f"{FOLDER}/de",

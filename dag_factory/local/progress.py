@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -202,12 +203,9 @@ def render_progress(grid: ProgressGrid, *, title: str = "", group_label: str = "
     return table
 
 
-class LiveProgress:
-    """A live-updating grid in a terminal; pass the instance as ``on_progress`` to ``run_dag``.
-
-    >>> with LiveProgress(title="churn-model") as live:
-    ...     run_dag(..., on_progress=live)
-    """
+class _Display:
+    """What both progress displays keep: the latest task instances (a lock: the run's watcher sets them,
+    a display's own thread reads them) and how to arrange them into a grid."""
 
     def __init__(
         self,
@@ -225,6 +223,25 @@ class LiveProgress:
         self._title = title
         self._group_label = group_label
         self._console = console or Console()
+
+    @property
+    def rows(self) -> list[TaskProgress]:
+        with self._lock:
+            return list(self._rows)
+
+    def _grid(self, rows: Sequence[TaskProgress], now: datetime | None = None) -> ProgressGrid:
+        return progress_grid(rows, now, self._steps, self._retry_delay_s)
+
+
+class LiveProgress(_Display):
+    """A live-updating grid in a terminal; pass the instance as ``on_progress`` to ``run_dag``.
+
+    >>> with LiveProgress(title="churn-model") as live:
+    ...     run_dag(..., on_progress=live)
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._live = Live(
             get_renderable=self._renderable, console=self._console, refresh_per_second=4, transient=False
         )
@@ -234,13 +251,8 @@ class LiveProgress:
             self._rows = list(rows)
         self._live.refresh()
 
-    @property
-    def rows(self) -> list[TaskProgress]:
-        with self._lock:
-            return list(self._rows)
-
     def _renderable(self) -> Table:
-        grid = progress_grid(self.rows, steps=self._steps, retry_delay_s=self._retry_delay_s)
+        grid = self._grid(self.rows)
         table = render_progress(grid, title=self._title, group_label=self._group_label)
         unbounded = self._console.options.update_width(10_000)  # the grid's natural width, not squeezed
         fits = Measurement.get(self._console, unbounded, table).maximum <= self._console.width
@@ -259,7 +271,7 @@ class LiveProgress:
         self._live.__exit__(exc_type, exc, tb)
 
 
-class PlainProgress:
+class PlainProgress(_Display):
     """Progress as plain lines, for a pipe or a file (a CI log, `| tee`): each failure, retry and
     finished value when it happens, and every ``interval`` seconds what runs and what waits for a retry
     until when. Pass the instance as ``on_progress`` to ``run_dag``."""
@@ -267,38 +279,20 @@ class PlainProgress:
     def __init__(
         self,
         *,
-        title: str = "",
-        group_label: str = "group",
-        console: Console | None = None,
-        steps: Sequence[str] = (),
-        retry_delay_s: int | None = None,
         interval: float = HEARTBEAT_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        **options: Any,
     ) -> None:
-        self._rows: list[TaskProgress] = []
-        self._steps = list(steps)
-        self._retry_delay_s = retry_delay_s
-        self._title = title
-        self._group_label = group_label
-        self._console = console or Console()
+        super().__init__(**options)
         self._interval = interval
         self._clock = clock
-        self._lock = threading.Lock()
         self._told: dict[tuple[str, int], tuple[str | None, int]] = {}  # task -> (state, try) last said
         self._finished: set[str] = set()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
-    @property
-    def rows(self) -> list[TaskProgress]:
-        with self._lock:
-            return list(self._rows)
-
     def _say(self, text: str) -> None:
         say(self._console, f"{clock_time(self._clock())} {text}")
-
-    def _grid(self) -> ProgressGrid:
-        return progress_grid(self._rows, self._clock(), self._steps, self._retry_delay_s)
 
     def __call__(self, rows: list[TaskProgress]) -> None:
         with self._lock:
@@ -314,7 +308,7 @@ class PlainProgress:
                     by = _retry_by(row, self._retry_delay_s)
                     when = f", retry by {clock_time(by)}" if by else ""
                     self._say(f"{row.task_id}: try {row.try_number} failed{when}")
-            for status in value_statuses(self._grid()):
+            for status in value_statuses(self._grid(self._rows, self._clock())):
                 finished = status.status in ("done", "failed") and status.done == status.total
                 if finished and status.group not in self._finished:
                     self._finished.add(status.group)
@@ -323,7 +317,7 @@ class PlainProgress:
     def heartbeat(self) -> None:
         """One line: what runs now, what waits for a retry and until when, how many values are done."""
         with self._lock:
-            statuses = value_statuses(self._grid())
+            statuses = value_statuses(self._grid(self._rows, self._clock()))
         groups = [s for s in statuses if s.group]
         parts = []
         for kind in ("running", "up for retry", "queued"):
@@ -357,11 +351,11 @@ class PlainProgress:
             self._ticker.join()
 
 
-def progress_display(console: Console, **options: object) -> LiveProgress | PlainProgress:
+def progress_display(console: Console, **options: Any) -> LiveProgress | PlainProgress:
     """The live grid in a terminal; plain lines through a pipe, into a file or on a dumb terminal."""
     if console.is_terminal and not console.is_dumb_terminal:
-        return LiveProgress(console=console, **options)  # type: ignore[arg-type]
-    return PlainProgress(console=console, **options)  # type: ignore[arg-type]
+        return LiveProgress(console=console, **options)
+    return PlainProgress(console=console, **options)
 
 
 @dataclass(frozen=True)

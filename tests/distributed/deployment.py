@@ -199,15 +199,19 @@ class Deployment:
 
     # --- reading state -----------------------------------------------------------------------------
     def tries(self, job: Job, run_id: str) -> list[TaskTry]:
-        """Every try of every task: earlier tries from task_instance_history, the last from task_instance."""
+        """Every try of every task: earlier tries from task_instance_history, the last from task_instance.
+
+        Airflow 3.3 archives a try when it goes up for retry, so until the retry is queued the try is in
+        both tables (archived as failed, live as up_for_retry): the live row sorts last, so a task's
+        last entry is always its current state."""
         sql = (
-            "SELECT task_id, try_number, state, hostname FROM task_instance_history "
+            "SELECT task_id, try_number, state, hostname, 0 AS live FROM task_instance_history "
             "WHERE dag_id = %s AND run_id = %s UNION ALL "
-            "SELECT task_id, try_number, state, hostname FROM task_instance "
-            "WHERE dag_id = %s AND run_id = %s ORDER BY 1, 2"
+            "SELECT task_id, try_number, state, hostname, 1 AS live FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s ORDER BY 1, 2, 5"
         )
         rows = self.cluster.query(sql, (job.dag_id, run_id, job.dag_id, run_id))
-        return [TaskTry(*row) for row in rows]
+        return [TaskTry(*row[:4]) for row in rows]
 
     def state_mismatches(self, job: Job, run_id: str) -> set[tuple[str, int]]:
         """(task_id, try_number) of each try the scheduler ended as "killed externally" because the

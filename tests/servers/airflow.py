@@ -50,6 +50,7 @@ from dag_factory.local.execute import (
 POOL = "sagemaker_api"
 ENVIRONMENT = "e2e"  # the dag-factory environment the deployment's workers are configured for
 HEARTBEAT_TIMEOUT_S = 20
+LOCKED_DEADLINE_S = 30.0  # how long a REST call retries Airflow's 503 "Database is locked"
 
 
 def _airflow() -> str:
@@ -92,13 +93,22 @@ class Deployment:
 
     # --- the REST API ------------------------------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None) -> Any:
+        """One REST call. A 503 is retried: on SQLite Airflow answers a write that met the database
+        lock (a backfill's creation while the scheduler writes) with 503 "Database is locked"."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.server.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            text = answer.read()
-        return json.loads(text) if text else None
+        deadline = time.monotonic() + LOCKED_DEADLINE_S
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    text = answer.read()
+                return json.loads(text) if text else None
+            except urllib.error.HTTPError as error:
+                if error.code != 503 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)  # the lock is held by one short transaction of the scheduler's
 
     def set_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
         """Create or replace a connection (``extra`` as a dict)."""

@@ -10,6 +10,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
+from airflow.sdk.definitions.param import ParamsDict
 
 from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import current_env
@@ -269,6 +270,9 @@ def build_dag(plan: DagPlan) -> DAG:
     for task in dag.tasks:  # on the worker, before each task: is this worker configured for the DAG's
         if isinstance(task, ChecksEnvironment):  # environment? did this run choose the task's value?
             task.built_for = plan.env
+        # Airflow copies the DAG's params into each task and serializes every copy (1.3 KB x 160 tasks for
+        # churn-model); a task gets them from its DAG anyway (process_params merges the DAG's first)
+        task.params = ParamsDict()
     return dag
 
 

@@ -22,9 +22,15 @@ The same text runs over SSH on a SageMaker instance and under bash on the local 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import shlex
 from dataclasses import dataclass
 from typing import Literal
+
+from dag_factory.plan.notebook_failure import explain_program
+from dag_factory.spec.text import TEMPLATE
 
 EXIT_NOTEBOOK_ERROR = 85
 EXIT_MISSING_INPUT = 86  # a step's script: an input is not in the deployed project (scripts.require_input)
@@ -48,6 +54,7 @@ except PapermillExecutionError as error:
     sys.exit({EXIT_NOTEBOOK_ERROR})"""
 
 RUN_PAPERMILL = "run_papermill"  # the shell function notebook steps call instead of `papermill`
+LAUNCHER_FILE = "run_papermill.py"
 
 # Finds a step's processes by the marker in their environment, and stops them: SIGTERM, then SIGKILL.
 _KILL_FUNCTIONS = r"""step_pids() { grep -lz "$@" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }
@@ -62,39 +69,42 @@ kill_step() {  # grep arguments that select the processes
 }
 """
 
-_GUARD = r"""set -uo pipefail
+# The guard as a script of its own, installed once per work directory (see `guarded`): its arguments are
+# the step's marker, the group's state folder, the step's own timeout and the group's budget; the step's
+# script comes on stdin. Steps `exec` it: it keeps their shell's process id and parent (the SSH session
+# or the task process), which it watches.
+_GUARD = rf"""set -uo pipefail
 # dag-factory guard (dag_factory/plan/guard.py): this step is bounded and dies with its task
-step={step}
-state={state}
-own={own}
-budget={budget}
+step=$1
+state=$2
+own=$3
+budget=$4
+tools=$(cd "$(dirname "$0")" && pwd)
+body=$(cat)
 mkdir -p "$state" || exit 1
 [ -s "$state/started" ] || date +%s > "$state/started"  # the group's first step starts its clock
 left=$(( $(cat "$state/started") + budget - $(date +%s) ))
 if [ "$left" -le 0 ]; then
     echo "dag-factory: timed out: the group's compute.timeout (${{budget}}s) is used up" >&2
-    exit {timed_out}
+    exit {EXIT_TIMED_OUT}
 fi
 limit=$(( own < left ? own : left ))
 mark="$step#$$"  # this try's processes; "$step#" matches every try's
-{kill_functions}{run_papermill}() {{ python -c '{launcher}' "$@"; }}
-export -f {run_papermill}
+{_KILL_FUNCTIONS}export DAG_FACTORY_TOOLS="$tools"
+{RUN_PAPERMILL}() {{ python "$DAG_FACTORY_TOOLS/{LAUNCHER_FILE}" "$@"; }}
+export -f {RUN_PAPERMILL}
 kill_step -F "DAG_FACTORY_STEP=$step#"  # leftovers of an earlier try of this step
-trap 'kill_step -xF "DAG_FACTORY_STEP=$mark"; exit {stopped}' TERM INT HUP
-body=$(cat <<'DAG_FACTORY_STEP_BODY'
-{body}
-DAG_FACTORY_STEP_BODY
-)
+trap 'kill_step -xF "DAG_FACTORY_STEP=$mark"; exit {EXIT_STOPPED}' TERM INT HUP
 parent=$PPID
 started=$(date +%s)
-DAG_FACTORY_STEP="$mark" setsid timeout --kill-after={grace} "$limit" bash -c "$body" &
+DAG_FACTORY_STEP="$mark" setsid timeout --kill-after={KILL_GRACE_S} "$limit" bash -c "$body" &
 child=$!
 polls=0
 while kill -0 "$child" 2>/dev/null; do
     read -r _ _ _ ppid _ < /proc/$$/stat  # builtins only: no process per poll
     if [ "$ppid" != "$parent" ]; then  # the session or task that started the step is gone
         kill_step -xF "DAG_FACTORY_STEP=$mark"
-        exit {stopped}
+        exit {EXIT_STOPPED}
     fi
     case $polls in 0) sleep 0.02 ;; 1) sleep 0.05 ;; 2) sleep 0.1 ;; 3) sleep 0.2 ;; *) sleep 0.5 ;; esac
     polls=$((polls + 1))
@@ -103,16 +113,87 @@ wait "$child"
 status=$?
 kill_step -xF "DAG_FACTORY_STEP=$mark"  # whatever the step left behind (a kernel's children)
 ran=$(( $(date +%s) - started ))
-if [ "$status" -eq {timed_out} ] || {{ [ "$status" -eq 137 ] && [ "$ran" -ge "$limit" ]; }}; then
+if [ "$status" -eq {EXIT_TIMED_OUT} ] || {{ [ "$status" -eq 137 ] && [ "$ran" -ge "$limit" ]; }}; then
     if [ "$limit" -lt "$own" ]; then
         echo "dag-factory: timed out after ${{limit}}s: the group's compute.timeout (${{budget}}s) is up" >&2
     else
         echo "dag-factory: timed out after ${{limit}}s (the step's timeout)" >&2
     fi
-    exit {timed_out}
+    exit {EXIT_TIMED_OUT}
 fi
 exit "$status"
 """
+
+# After papermill, one Python process (its start-up and imports cost about a second: one, not two, per
+# notebook) keeps papermill's log (a local file the step wrote as the log streamed) beside the executed
+# notebook and renders the executed notebook as HTML beside it, both through papermill's I/O, so the same
+# code works for a local path and for s3:// (papermill's boto3 handler). Papermill writes the executed
+# notebook also when a cell fails, so it is rendered then too. Each part is best effort and says so on
+# stderr: neither hides the notebook's result. The log's message has no guard prefix (the step's verdict
+# names the guard's last message: the notebook's, not this one's).
+_KEEP_LOG_AND_HTML = """import sys
+from papermill.iorw import papermill_io
+papermill_log, log, executed, html = sys.argv[1:5]
+try:
+    text = open(papermill_log, encoding="utf-8", errors="replace").read()
+    papermill_io.write(text, log, extensions=[".log"])
+except Exception as exc:
+    print(f"could not save the papermill log as {log}: {exc}", file=sys.stderr)
+try:
+    import nbformat
+    from nbconvert import HTMLExporter
+    notebook = nbformat.reads(papermill_io.read(executed), as_version=4)
+    papermill_io.write(HTMLExporter().from_notebook_node(notebook)[0], html, extensions=[".html"])
+except Exception as exc:
+    print(f"dag-factory: could not render the executed notebook as HTML: {exc}", file=sys.stderr)
+"""
+
+GUARD_FILE = "guard.sh"
+KEEP_FILE = "keep_log_and_html.py"  # after papermill: the log and the HTML beside the executed notebook
+EXPLAIN_FILE = "explain_notebook_error.py"  # after a failed papermill: the located error
+_TOOL_END = "DAG_FACTORY_TOOL"
+_STEP_END = "DAG_FACTORY_STEP_BODY"
+
+
+@functools.cache
+def tools() -> dict[str, str]:
+    """The programs every step of a group calls on its host, by file name: the guard, papermill's
+    launcher and the helpers after papermill. They travel once, in the group's prepare step (see
+    `guarded`), not in every task's command."""
+    files = {
+        GUARD_FILE: _GUARD,
+        LAUNCHER_FILE: PAPERMILL_LAUNCHER + "\n",
+        KEEP_FILE: _KEEP_LOG_AND_HTML,
+        EXPLAIN_FILE: explain_program(),
+    }
+    for name, text in files.items():  # each is a quoted heredoc inside a command that Airflow renders
+        assert f"\n{_TOOL_END}\n" not in f"\n{text}", name
+        assert not TEMPLATE.search(text), f"{name} holds Jinja syntax"
+    return files
+
+
+@functools.cache
+def tools_dir(workdir: str) -> str:
+    """Where a work directory's tools are: named by their content, so a step always calls the version it
+    was built with, and a new version never changes a file that a running step reads."""
+    digest = hashlib.sha256(json.dumps(tools(), sort_keys=True).encode()).hexdigest()[:12]
+    return f"{workdir}/{STATE_DIR}/tools-{digest}"
+
+
+def install_tools(workdir: str) -> str:
+    """Shell lines that install the tools into the work directory unless they are there: staged in a
+    folder of their own, then renamed into place at once (a step that runs beside never sees half)."""
+    target = shlex.quote(tools_dir(workdir))
+    lines = [
+        f"tools={target}",
+        'if [ ! -d "$tools" ]; then',
+        '    mkdir -p "$(dirname "$tools")" && staged=$(mktemp -d "$tools.XXXXXX") || exit 1',
+    ]
+    for name, text in tools().items():
+        lines += [f"    cat > \"$staged/{name}\" <<'{_TOOL_END}'", text.rstrip("\n"), _TOOL_END]
+    lines.append('    mv -T "$staged" "$tools" 2>/dev/null || rm -rf "$staged"  # installed beside us first')
+    lines.append("fi")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -125,23 +206,40 @@ class StepBounds:
     group_budget_s: int  # compute.timeout: the bound for all steps of the group together
 
 
-def guarded(body: str, bounds: StepBounds) -> str:
-    """``body`` (a step script; may hold Airflow Jinja) run under the guard."""
-    if "\nDAG_FACTORY_STEP_BODY\n" in f"\n{body}\n":
+def under_installed_guard(body: str, bounds: StepBounds) -> str:
+    """``body`` (a step script; may hold Airflow Jinja) run under the guard that the group's prepare
+    installed: a few lines. Without the tools on the host (prepare never ran there) the step stops as a
+    missing input: clearing the value's prepare task with its downstream runs it again."""
+    if f"\n{_STEP_END}\n" in f"\n{body}\n":
         raise ValueError("a step script must not contain the guard's heredoc delimiter")
-    return _GUARD.format(
-        step=shlex.quote(f"{bounds.workdir}#{bounds.step}"),
-        state=shlex.quote(f"{bounds.workdir}/{STATE_DIR}"),
-        own=int(bounds.timeout_s),
-        budget=int(bounds.group_budget_s),
-        timed_out=EXIT_TIMED_OUT,
-        stopped=EXIT_STOPPED,
-        grace=KILL_GRACE_S,
-        run_papermill=RUN_PAPERMILL,
-        launcher=PAPERMILL_LAUNCHER,
-        kill_functions=_KILL_FUNCTIONS,
-        body=body,
+    tools_folder = tools_dir(bounds.workdir)
+    missing = (
+        f"{MESSAGE_PREFIX}missing input: the tools of dag-factory are not in {tools_folder}: the group's "
+        "prepare step installs them (clear it and its downstream tasks)"
     )
+    return (
+        "\n".join(
+            [
+                f"step={shlex.quote(f'{bounds.workdir}#{bounds.step}')}",
+                f"own={int(bounds.timeout_s)}",
+                f"budget={int(bounds.group_budget_s)}",
+                f"tools={shlex.quote(tools_folder)}",
+                f'[ -f "$tools/{GUARD_FILE}" ] || '
+                f"{{ echo {shlex.quote(missing)} >&2; exit {EXIT_MISSING_INPUT}; }}",
+                f'exec bash "$tools/{GUARD_FILE}" "$step" {shlex.quote(f"{bounds.workdir}/{STATE_DIR}")} '
+                f'"$own" "$budget" <<\'{_STEP_END}\'',
+                body,
+                _STEP_END,
+            ]
+        )
+        + "\n"
+    )
+
+
+def guarded(body: str, bounds: StepBounds) -> str:
+    """``body`` run under the guard, self-contained: the tools are installed first (the group's prepare
+    step, the first on its host)."""
+    return install_tools(bounds.workdir) + under_installed_guard(body, bounds)
 
 
 def stop_earlier_tries(bounds: StepBounds) -> str:

@@ -3,18 +3,16 @@ in papermill's output, which adds an injected-parameters cell and error banners)
 and the exception with its message.
 
 This module is read in two places: by `dag-factory run`'s summary, and on the instance itself, where
-`explain_command` runs it after papermill failed so that the task log says why (dag_factory is not
-installed there: keep this module to the standard library).
+`explain_command` runs it (one of the guard's tools) after papermill failed, so that the task log says
+why (dag_factory is not installed there: keep this module to the standard library).
 """
 
 from __future__ import annotations
 
 import ast
-import base64
 import functools
 import re
 import shlex
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +127,10 @@ def _strip(node: ast.stmt) -> ast.stmt:
 
 
 @functools.cache
-def _program() -> str:
-    """What explain_notebook_error needs of this module, then the entry point: compressed, base64.
-    (Every notebook task carries it, so only the definitions the entry point reaches go.)"""
+def explain_program() -> str:
+    """What explain_notebook_error needs of this module, then the entry point: the program a failed
+    notebook step runs on its host, where dag_factory is not installed (one of the guard's tools).
+    Only the definitions the entry point reaches go, without docstrings and annotations."""
     definitions = _definitions(ast.parse(Path(__file__).read_text(encoding="utf-8")))
     wanted, queue = set(), ["explain_notebook_error", "MARKER"]
     while queue:
@@ -142,12 +141,10 @@ def _program() -> str:
         queue.extend(n.id for n in ast.walk(definitions[name]) if isinstance(n, ast.Name))
     kept = [node for node in definitions.values() if any(definitions.get(n) is node for n in wanted)]
     module = ast.Module(body=[_strip(node) for node in dict.fromkeys(kept)], type_ignores=[])
-    code = ast.unparse(ast.fix_missing_locations(module)) + _ON_THE_INSTANCE
-    return base64.b64encode(zlib.compress(code.encode("utf-8"), 9)).decode("ascii")
+    return ast.unparse(ast.fix_missing_locations(module)) + _ON_THE_INSTANCE
 
 
-def explain_command(output_notebook: str, notebook_path: str) -> str:
-    """Shell words that print the explanation of a failed run (this module, shipped compressed:
-    the base64 alphabet needs no quoting and holds nothing Jinja would render)."""
-    loader = f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{_program()}')))"
-    return f"python -c \"{loader}\" '{output_notebook}' {shlex.quote(notebook_path)}"
+def explain_command(output_notebook: str, notebook_path: str, program: str) -> str:
+    """Shell words that print the explanation of a failed run: ``program`` is the shell word of where
+    `explain_program` is on the host."""
+    return f"python {program} '{output_notebook}' {shlex.quote(notebook_path)}"

@@ -21,7 +21,13 @@ from typing import Any
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.assets import delivery_asset
-from dag_factory.plan.guard import KILL_GRACE_S, StepBounds, guarded, stop_earlier_tries
+from dag_factory.plan.guard import (
+    KILL_GRACE_S,
+    StepBounds,
+    guarded,
+    stop_earlier_tries,
+    under_installed_guard,
+)
 from dag_factory.plan.model import (
     CODE_VERSION_TEMPLATE,
     DAG_TAG,
@@ -37,6 +43,7 @@ from dag_factory.plan.report import redacted
 from dag_factory.plan.scripts import (
     HostLayout,
     notebook_command,
+    notebook_header,
     output_prefix_template,
     prepare_command,
     runtime_packages,
@@ -169,10 +176,6 @@ def _bounds(ctx: _Context, layout: HostLayout, task_id: str, timeout_s: int) -> 
     return StepBounds(layout.workdir, task_id, timeout_s, _seconds(ctx.spec.compute.timeout))
 
 
-def _guarded(ctx: _Context, layout: HostLayout, task_id: str, body: str, timeout_s: int) -> str:
-    return guarded(body, _bounds(ctx, layout, task_id, timeout_s))
-
-
 def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream: str) -> list[TaskPlan]:
     spec = ctx.spec
     tail = value if value is not None else SHARED_GROUP
@@ -185,17 +188,22 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
         output_prefix = output_prefix_template(ctx.output_head(), tail)
         output_notebook = f"{output_prefix}/{Path(notebook.path).name}"
         timeout = _seconds(notebook.timeout or spec.compute.timeout)
+        kernel = notebook.kernel or spec.runtime.kernel
+        parameters = _parameters(ctx, value, notebook)
         command = notebook_command(
             layout,
             notebook.path,
             output_notebook,
-            notebook.kernel or spec.runtime.kernel,
-            _parameters(ctx, value, notebook),
+            kernel,
+            parameters,
             runtime_parameters_json(ctx.output_head(), tail),
             OVERRIDES_JSON if ctx.overridable else None,
         )
+        shown = redacted(parameters)
+        header = notebook_header(notebook.path, kernel, output_notebook, shown, ctx.overridable)
         args = {
-            "command": _guarded(ctx, layout, task_id, command, timeout),
+            # the group's prepare installed the guard; the command only calls it
+            "command": header + under_installed_guard(command, _bounds(ctx, layout, task_id, timeout)),
             # a retry runs it before it sets aside what the earlier tries wrote
             "stop_earlier_tries": stop_earlier_tries(_bounds(ctx, layout, task_id, timeout)),
             "notebook": notebook.path,
@@ -317,7 +325,8 @@ def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[Tas
     prepare_timeout = _seconds(env.timeouts.prepare)
     body = prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements)
     prepare = {
-        "command": _guarded(ctx, layout, "prepare", body, prepare_timeout),
+        # the first step on the host: it installs the guard and the tools the notebook steps call
+        "command": guarded(body, _bounds(ctx, layout, "prepare", prepare_timeout)),
         "timeout_s": prepare_timeout,
     }
     setup = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from dag_factory.plan.guard import EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_PAPERMILL
+from dag_factory.plan.guard import EXIT_MISSING_INPUT, EXPLAIN_FILE, KEEP_FILE, MESSAGE_PREFIX, RUN_PAPERMILL
 from dag_factory.plan.notebook_failure import explain_command
 
 Parameters = dict[str, Any]
@@ -137,34 +138,6 @@ def _script(lines: list[str]) -> str:
 
 NBCONVERT = "nbconvert==7.17.2"  # renders each executed notebook as HTML, next to it
 
-# After papermill, one Python process (its start-up and imports cost about a second: one, not two, per
-# notebook) keeps papermill's log (a local file the step wrote as the log streamed) beside the executed
-# notebook and renders the executed notebook as HTML beside it, both through papermill's I/O, so the same
-# code works for a local path and for s3:// (papermill's boto3 handler). Papermill writes the executed
-# notebook also when a cell fails, so it is rendered then too. Each part is best effort and says so on
-# stderr: neither hides the notebook's result. The log's message has no guard prefix (the step's verdict
-# names the guard's last message: the notebook's, not this one's). No single quotes (the code is
-# single-quoted) and no double braces (the command is a Jinja template).
-_KEEP_LOG_AND_HTML = "\n".join(
-    [
-        "import sys",
-        "from papermill.iorw import papermill_io",
-        "papermill_log, log, executed, html = sys.argv[1:5]",
-        "try:",
-        '    text = open(papermill_log, encoding="utf-8", errors="replace").read()',
-        '    papermill_io.write(text, log, extensions=[".log"])',
-        "except Exception as exc:",
-        '    print(f"could not save the papermill log as {log}: {exc}", file=sys.stderr)',
-        "try:",
-        "    import nbformat",
-        "    from nbconvert import HTMLExporter",
-        "    notebook = nbformat.reads(papermill_io.read(executed), as_version=4)",
-        '    papermill_io.write(HTMLExporter().from_notebook_node(notebook)[0], html, extensions=[".html"])',
-        "except Exception as exc:",
-        '    print(f"dag-factory: could not render the executed notebook as HTML: {exc}", file=sys.stderr)',
-    ]
-)
-
 
 def _beside(output_notebook: str, suffix: str) -> str:
     stem = output_notebook[: -len(".ipynb")] if output_notebook.endswith(".ipynb") else output_notebook
@@ -246,6 +219,30 @@ def _install_once(installs: list[str], packages: str, requirements_file: str | N
     ]
 
 
+def _shown(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False)  # one line: JSON escapes line breaks
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def notebook_header(
+    notebook_path: str, kernel: str, output_notebook: str, parameters: Parameters, overridable: bool
+) -> str:
+    """The first lines of a notebook step's command, what a person reads in Airflow's Rendered Template:
+    the notebook, where its executed copy goes, and the parameters (``parameters`` already redacted),
+    before the few lines that hand the step to the guard. (Spec strings hold no template syntax, so none
+    of this is Jinja.)"""
+    at_run_time = "logical_date, run_id, output_prefix"
+    if overridable:
+        at_run_time += ", then a manual run's overrides"
+    lines = [
+        f"# dag-factory: notebook {notebook_path}, kernel {kernel}",
+        f"# executed notebook: {output_notebook} (its .html and .log beside it)",
+        f"# parameters (at run time papermill also gets {at_run_time}):",
+        *(f"#   {name}: {_shown(value)}" for name, value in parameters.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def notebook_command(
     layout: HostLayout,
     notebook_path: str,
@@ -291,10 +288,10 @@ def notebook_command(
     # On a failure the task log then says why in the notebook's own terms; the exit code stays papermill's.
     run = f'{{ {" ".join(words)} 2>&1 >&3 3>&- | tee "$papermill_log" >&2 3>&-; }} 3>&1 || status=$?'
     keep = (
-        f"python -c '{_KEEP_LOG_AND_HTML}' \"$papermill_log\" '{log_path(output_notebook)}' "
+        f'python "$DAG_FACTORY_TOOLS/{KEEP_FILE}" "$papermill_log" \'{log_path(output_notebook)}\' '
         f"'{output_notebook}' '{html_path(output_notebook)}'"
     )
-    explain = explain_command(output_notebook, notebook_path)
+    explain = explain_command(output_notebook, notebook_path, f'"$DAG_FACTORY_TOOLS/{EXPLAIN_FILE}"')
     return _script(
         [
             *lines,

@@ -199,6 +199,53 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
     assert prepare.outputs_prefix is None and prepare.execution_timeout.total_seconds() == 1800 + 90
 
 
+def test_a_notebook_command_reads_first_as_its_notebook_output_and_parameters() -> None:
+    """Airflow's Rendered Template of a notebook task: what it runs, where the executed notebook goes and
+    with which parameters come first, and the whole command is a few lines (the guard and the helpers
+    after papermill travel once per value, in its prepare step, not in every notebook task)."""
+    dag = _dag("churn-model.yaml", "prod")
+    nb, prepare = dag.get_task("fr.nb_02_train"), dag.get_task("fr.prepare")
+    assert nb.command.splitlines()[:8] == [
+        "# dag-factory: notebook notebooks/02_train.ipynb, kernel python3",
+        "# executed notebook: s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb "
+        "(its .html and .log beside it)",
+        "# parameters (at run time papermill also gets logical_date, run_id, output_prefix, then a manual "
+        "run's overrides):",
+        "#   lookback_days: 90",
+        '#   country: "fr"',
+        '#   env: "prod"',
+        '#   aws_account_id: "444455556666"',
+        "#   max_depth: 6",
+    ]
+    assert len(nb.command) < 3000, len(nb.command)  # Airflow cuts a rendered field at 4,096
+    notebook_steps = [t for t in dag.tasks if t.task_id.split(".")[-1].startswith("nb_")]
+    assert len(notebook_steps) == 40
+    for task in notebook_steps:
+        assert "dag-factory guard" not in task.command and "def explain_notebook_error" not in task.command
+        assert 'exec bash "$tools/guard.sh"' in task.command
+    assert prepare.command.count("# dag-factory guard") == 1  # installed by prepare, then called
+    assert "def explain_notebook_error" in prepare.command
+
+
+def test_tasks_carry_no_copy_of_the_dags_params() -> None:
+    """Airflow copies a DAG's params into each task and serializes every copy; the factory's tasks carry
+    none (a task gets its DAG's params at run time): the trigger form is the DAG's alone."""
+    import json
+
+    from airflow.sdk.definitions.param import process_params
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = _dag("churn-model.yaml", "prod")
+    serialized = DagSerialization.to_dict(dag)["dag"]
+    assert not [t for t in serialized["tasks"] if "params" in t.get("__var", t)]
+    assert {name for name, _ in serialized["params"]} >= {"values", "lookback_days"}
+    task = dag.get_task("de.nb_01_features")
+    assert not task.params
+    at_run_time = process_params(dag, task, {"lookback_days": 30}, suppress_exception=False)
+    assert at_run_time["values"] == dag.params["values"] and at_run_time["lookback_days"] == 30
+    assert len(json.dumps(DagSerialization.to_dict(dag))) < 450_000  # was 663,758 with a copy per task
+
+
 def test_environment_override_changes_instance_type_and_schedule() -> None:
     dag = _dag("churn-model.yaml", "preprod")
     assert dag.get_task("de.create_instance").instance_type == "ml.t3.large"

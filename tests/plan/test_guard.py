@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from dag_factory.plan.guard import (
+    EXIT_MISSING_INPUT,
     EXIT_NOTEBOOK_ERROR,
     EXIT_STOPPED,
     EXIT_TIMED_OUT,
@@ -25,6 +26,9 @@ from dag_factory.plan.guard import (
     guard_messages,
     guarded,
     retry_verdict,
+    tools,
+    tools_dir,
+    under_installed_guard,
 )
 
 VENV_BIN = Path(sys.executable).parent
@@ -258,3 +262,34 @@ def test_retry_verdict(
 def test_the_body_cannot_end_the_heredoc_early(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="heredoc delimiter"):
         guarded("echo\nDAG_FACTORY_STEP_BODY\nrm -rf /", StepBounds(str(tmp_path), "s", 1, 1))
+
+
+def test_the_tools_are_installed_once_per_work_directory_named_by_their_content(tmp_path: Path) -> None:
+    """The group's prepare installs the guard and its tools; two installing at once leave one folder,
+    nothing half-written beside it, and every later step only calls them."""
+    racing = [
+        subprocess.Popen(["bash", "-c", guarded("true", StepBounds(str(tmp_path), f"s{i}", 60, 600))])
+        for i in range(4)
+    ]
+    assert [p.wait(timeout=60) for p in racing] == [0, 0, 0, 0]
+    installed = Path(tools_dir(str(tmp_path)))
+    assert sorted(p.name for p in installed.parent.iterdir()) == ["started", installed.name]
+    assert {p.name: p.read_text() for p in installed.iterdir()} == tools()
+
+    step = under_installed_guard("echo from the step; exit 3", StepBounds(str(tmp_path), "nb", 60, 600))
+    assert "# dag-factory guard" not in step, step
+    assert len(step.replace(str(tmp_path), "")) < 500, step  # a few lines but the work directory
+    done = run(step)
+    assert (done.returncode, done.stdout) == (3, "from the step\n"), done.stderr
+
+
+def test_a_step_on_a_host_without_the_tools_stops_as_a_missing_input(tmp_path: Path) -> None:
+    """Its prepare never ran on this host (an instance replaced under a cleared notebook task): not
+    retried, and the message says which task to clear."""
+    done = run(under_installed_guard("echo never", StepBounds(str(tmp_path), "nb", 60, 600)))
+    assert (done.returncode, done.stdout) == (EXIT_MISSING_INPUT, "")
+    assert classify_exit(done.returncode) == "input"
+    assert guard_messages(done.stderr) == [
+        f"missing input: the tools of dag-factory are not in {tools_dir(str(tmp_path))}: the group's "
+        "prepare step installs them (clear it and its downstream tasks)"
+    ]

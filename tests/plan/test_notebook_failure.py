@@ -16,11 +16,19 @@ from dag_factory.plan.notebook_failure import (
     MARKER,
     explain_command,
     explain_notebook_error,
+    explain_program,
     source_cell_number,
 )
 
 EXECUTED = Path(__file__).resolve().parent / "executed"
 VENV_BIN = Path(sys.executable).parent
+
+
+def _installed(folder: Path) -> str:
+    """The program written where the guard's tools go on a host; its shell word."""
+    program = folder / "explain_notebook_error.py"
+    program.write_text(explain_program(), encoding="utf-8")
+    return str(program)
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -63,7 +71,7 @@ def test_source_cell_numbers_skip_the_cells_papermill_added() -> None:
 @pytest.mark.parametrize("name", sorted(EXPLAINED))
 def test_the_helper_prints_the_same_on_the_instance(name: str, tmp_path: Path) -> None:
     """What runs after papermill fails on an instance: a python with papermill, no dag_factory."""
-    command = explain_command(str(EXECUTED / name), "notebooks/my notebook.ipynb")
+    command = explain_command(str(EXECUTED / name), "notebooks/my notebook.ipynb", _installed(tmp_path))
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}  # no PYTHONPATH: no dag_factory
     run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -73,13 +81,8 @@ def test_the_helper_prints_the_same_on_the_instance(name: str, tmp_path: Path) -
 def test_the_helper_needs_only_the_standard_library_and_papermill() -> None:
     """dag_factory is not installed on an instance: the shipped program imports nothing else."""
     import ast
-    import base64
-    import re
-    import zlib
 
-    encoded = re.search(r"b64decode\('([A-Za-z0-9+/=]+)'\)", explain_command("out.ipynb", "nb.ipynb"))
-    assert encoded is not None
-    program = ast.parse(zlib.decompress(base64.b64decode(encoded.group(1))).decode())
+    program = ast.parse(explain_program())
     imported = {
         (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
         for node in ast.walk(program)
@@ -91,6 +94,6 @@ def test_the_helper_needs_only_the_standard_library_and_papermill() -> None:
 
 
 def test_the_helper_is_quiet_without_an_executed_notebook(tmp_path: Path) -> None:
-    command = explain_command(str(tmp_path / "never-written.ipynb"), "nb.ipynb")
+    command = explain_command(str(tmp_path / "never-written.ipynb"), "nb.ipynb", _installed(tmp_path))
     run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env={**os.environ})
     assert (run.returncode, run.stdout) == (0, "")

@@ -344,3 +344,34 @@ def test_a_missing_notebook_is_a_missing_input_named_by_its_path(tmp_path: Path)
         False,
         "a missing input: not retried (deploy the project with it, then clear the task)",
     )
+
+
+def test_a_notebook_commands_header_is_one_line_per_parameter_with_sensitive_values_hidden(
+    tmp_path: Path,
+) -> None:
+    """The first lines of the command, as Airflow's Rendered Template shows them: a value stays on its
+    line (JSON escapes a line break), a sensitive one is hidden as in the DAG's docs, a long one is cut."""
+    from dag_factory.load.specs import load_platform, load_spec
+    from dag_factory.plan.planner import plan_dag
+
+    root = Path(__file__).resolve().parents[2]
+    spec = yaml.safe_load((root / "project_configs" / "churn-demo.yaml").read_text())
+    spec["project_dir"] = str(root / "examples" / "churn-demo")
+    spec["parameters"] = {"note": "a\nb", "api_token": "s3cr3t", "ids": list(range(100))}
+    path = tmp_path / "churn-demo.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    plan = plan_dag(load_spec(path, load_platform(root / "project_configs" / "platform.yaml")), "prod")
+    command = next(g for g in plan.groups if g.group_id == "de").task("nb_02_train").args["command"]
+    header = [line for line in command.splitlines() if line.startswith("#   ")]
+    ids = json.dumps(list(range(100)))
+    assert header == [
+        '#   note: "a\\nb"',
+        '#   api_token: "***"',
+        f"#   ids: {ids[:119]}…",
+        "#   n_customers: 800",
+        '#   country: "de"',
+        '#   env: "prod"',
+        '#   aws_account_id: "444455556666"',
+        "#   max_depth: 4",
+    ]
+    assert "s3cr3t" not in "\n".join(header)

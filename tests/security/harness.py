@@ -27,7 +27,7 @@ import jinja2.sandbox
 import yaml
 
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
-from dag_factory.plan.guard import PAPERMILL_LAUNCHER
+from dag_factory.plan.guard import LAUNCHER_FILE
 from dag_factory.plan.model import CODE_VERSION_MACRO, DagPlan, GroupPlan
 from dag_factory.plan.params import OVERRIDES_MACRO, overrides
 from dag_factory.plan.planner import plan_dag
@@ -323,8 +323,8 @@ class Calls:
         return [argv for name, argv in self.calls if name == program]
 
     def papermill(self, notebook_path_end: str) -> dict[str, Any]:
-        # the guard's run_papermill calls papermill's CLI through `python -c <launcher>`
-        launched = [argv[2:] for argv in self.of("python") if argv[:2] == ["-c", PAPERMILL_LAUNCHER]]
+        # the guard's run_papermill calls papermill's CLI through `python <tools>/run_papermill.py`
+        launched = [argv[1:] for argv in self.of("python") if argv and argv[0].endswith(f"/{LAUNCHER_FILE}")]
         for argv in [*self.of("papermill"), *launched]:
             if argv[0].endswith(notebook_path_end):
                 pairs = list(zip(argv[2::2], argv[3::2], strict=False))

@@ -834,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in (int(s) for s in args.sizes.split(",")):
         for variant in args.variants.split(","):
             try:
-                gen = generate(variant, n, args.out, args.dagfactory_loader)
+                gen = generate(variant, n, args.output, args.dagfactory_loader)
             except NotAvailable as exc:
                 print(f"{variant:12} N={n:<5} skipped: {exc}")
                 continue

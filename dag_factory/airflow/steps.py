@@ -32,6 +32,7 @@ from dag_factory.plan.guard import (
     Fault,
     classify_exit,
     guard_messages,
+    install_tools,
     is_own_message,
     retry_verdict,
 )
@@ -59,6 +60,7 @@ class _Step:
     stop_earlier_tries: str | None
     aws_conn_id: str
     executed_notebook: str | None
+    installs_tools: str | None  # the work directory, for a group's first step on its host (prepare)
 
     def use_policy(
         self,
@@ -69,6 +71,7 @@ class _Step:
         stop_earlier_tries: str | None,
         aws_conn_id: str,
         executed_notebook: str | None,
+        installs_tools: str | None,
     ) -> None:
         self.step_label = step_label
         self.infra_retries = infra_retries
@@ -77,6 +80,13 @@ class _Step:
         self.stop_earlier_tries = stop_earlier_tries
         self.aws_conn_id = aws_conn_id
         self.executed_notebook = executed_notebook
+        self.installs_tools = installs_tools
+
+    def tools_script(self) -> str | None:
+        """The script that installs the guard and its tools where the step's command calls them: built
+        here, from the worker's package, rather than carried in the DAG by every value's prepare task
+        (6 KB each, serialized)."""
+        return install_tools(self.installs_tools) if self.installs_tools else None
 
     def script_shown(self) -> str:
         """What the task log says runs: the step, not its script (kilobytes of guard; the task's
@@ -160,6 +170,7 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         stop_earlier_tries: str | None = None,
         aws_conn_id: str = "aws_default",
         executed_notebook: str | None = None,
+        installs_tools: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -171,9 +182,12 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
             stop_earlier_tries,
             aws_conn_id,
             executed_notebook,
+            installs_tools,
         )
 
     def run_ssh_client_command(self, ssh_client: Any, command: str, context: Any = None) -> bytes:
+        if (tools := self.tools_script()) is not None:
+            super().run_ssh_client_command(ssh_client, tools, context)
         # on the instance, an earlier try's processes are stopped before what they wrote is set aside
         if self.is_retry(context):
             assert self.stop_earlier_tries is not None
@@ -187,7 +201,11 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         return OutputTail(pin=is_own_message)
 
     def command_shown(self, command: str) -> str:
-        return command if command == self.stop_earlier_tries else self.script_shown()
+        if command == self.stop_earlier_tries:
+            return command
+        if command == self.tools_script():
+            return f"installing dag-factory's guard and tools in {self.installs_tools}"
+        return self.script_shown()
 
     def raise_for_status(self, exit_status: int, stderr: bytes, context: Any = None) -> None:
         if exit_status != 0:
@@ -262,6 +280,7 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
         outputs_prefix: str | None = None,
         stop_earlier_tries: str | None = None,
         executed_notebook: str | None = None,
+        installs_tools: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -273,6 +292,7 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
             stop_earlier_tries,
             "aws_default",
             executed_notebook,
+            installs_tools,
         )
 
     @cached_property
@@ -281,6 +301,12 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
         return _StepSubprocessHook(OutputTail(pin=is_own_message), self.script_shown())
 
     def execute(self, context: Any) -> Any:
+        if (tools := self.tools_script()) is not None:
+            installed = subprocess.run(["bash", "-c", tools], capture_output=True, text=True, timeout=60)
+            if installed.returncode != 0:
+                last = (installed.stderr.strip().splitlines() or [""])[-1]
+                detail = f"exit status {installed.returncode} installing the tools: {last}"
+                self.fail("infrastructure", detail, context)
         if self.is_retry(context):  # earlier tries' processes stopped before their outputs are set aside
             assert self.stop_earlier_tries is not None
             subprocess.run(["bash", "-c", self.stop_earlier_tries], check=False, timeout=60)

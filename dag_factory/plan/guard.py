@@ -237,8 +237,9 @@ def under_installed_guard(body: str, bounds: StepBounds) -> str:
 
 
 def guarded(body: str, bounds: StepBounds) -> str:
-    """``body`` run under the guard, self-contained: the tools are installed first (the group's prepare
-    step, the first on its host)."""
+    """``body`` run under the guard as one self-contained script, the tools installed first: what a
+    prepare task does in two commands (its operator installs them, its command calls them), for a
+    script run by hand on a host."""
     return install_tools(bounds.workdir) + under_installed_guard(body, bounds)
 
 

@@ -24,7 +24,6 @@ from dag_factory.plan.assets import delivery_asset
 from dag_factory.plan.guard import (
     KILL_GRACE_S,
     StepBounds,
-    guarded,
     stop_earlier_tries,
     under_installed_guard,
 )
@@ -325,8 +324,9 @@ def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[Tas
     prepare_timeout = _seconds(env.timeouts.prepare)
     body = prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements)
     prepare = {
-        # the first step on the host: it installs the guard and the tools the notebook steps call
-        "command": guarded(body, _bounds(ctx, layout, "prepare", prepare_timeout)),
+        "command": under_installed_guard(body, _bounds(ctx, layout, "prepare", prepare_timeout)),
+        # the first step on the host: its operator installs the guard and the tools every step calls
+        "installs_tools": layout.workdir,
         "timeout_s": prepare_timeout,
     }
     setup = [

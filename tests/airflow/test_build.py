@@ -202,7 +202,8 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
 def test_a_notebook_command_reads_first_as_its_notebook_output_and_parameters() -> None:
     """Airflow's Rendered Template of a notebook task: what it runs, where the executed notebook goes and
     with which parameters come first, and the whole command is a few lines (the guard and the helpers
-    after papermill travel once per value, in its prepare step, not in every notebook task)."""
+    after papermill are installed once per value, by its prepare step's operator, not carried in the
+    DAG)."""
     dag = _dag("churn-model.yaml", "prod")
     nb, prepare = dag.get_task("fr.nb_02_train"), dag.get_task("fr.prepare")
     assert nb.command.splitlines()[:8] == [
@@ -223,8 +224,9 @@ def test_a_notebook_command_reads_first_as_its_notebook_output_and_parameters() 
     for task in notebook_steps:
         assert "dag-factory guard" not in task.command and "def explain_notebook_error" not in task.command
         assert 'exec bash "$tools/guard.sh"' in task.command
-    assert prepare.command.count("# dag-factory guard") == 1  # installed by prepare, then called
-    assert "def explain_notebook_error" in prepare.command
+    # prepare's operator installs them (from the worker's package), then its command calls them too
+    assert prepare.installs_tools == "/home/ec2-user/SageMaker/job"
+    assert "# dag-factory guard" not in prepare.command and 'exec bash "$tools/guard.sh"' in prepare.command
 
 
 def test_tasks_carry_no_copy_of_the_dags_params() -> None:

@@ -102,3 +102,38 @@ def test_a_notebook_step_tells_where_its_executed_notebook_is(tmp_path: Path) ->
     told = step.execute({"ti": ti, "task_instance": ti, "run_id": "manual__1"})
     assert (told["executed_notebook"], told["html"]) == (executed, str(tmp_path / "de" / "train.html"))
     assert told["duration_s"] >= 0
+
+
+def test_the_prepare_step_installs_the_tools_every_later_step_calls(tmp_path: Path) -> None:
+    """The guard and its tools come from the worker's package, installed by the group's first step on
+    its host; a later step's command only calls them, and fails as a missing input where they are not."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dag_factory.plan.guard import tools, tools_dir, under_installed_guard
+
+    workdir = tmp_path / "work" / "de"
+    ti = SimpleNamespace(task_id="de.nb_train", try_number=1, dag_id="d", run_id="manual__1", map_index=-1)
+    context = {"ti": ti, "task_instance": ti, "run_id": "manual__1"}
+    notebook = GuardedBashOperator(
+        task_id="nb_train",
+        bash_command=under_installed_guard(
+            f"echo ran > {tmp_path}/ran", StepBounds(str(workdir), "nb", 60, 600)
+        ),
+        step_label="notebook nb/train.ipynb",
+        infra_retries=3,
+    )
+    with pytest.raises(AirflowFailException, match="missing input: the tools of dag-factory are not in"):
+        notebook.execute(context)  # not retried: only clearing the prepare task installs them
+
+    prepare = GuardedBashOperator(
+        task_id="prepare",
+        bash_command=under_installed_guard("true", StepBounds(str(workdir), "prepare", 60, 600)),
+        step_label="prepare",
+        infra_retries=1,
+        installs_tools=str(workdir),
+    )
+    prepare.execute(context)
+    installed = Path(tools_dir(str(workdir)))
+    assert {p.name: p.read_text() for p in installed.iterdir()} == tools()
+    notebook.execute(context)
+    assert (tmp_path / "ran").read_text() == "ran\n"

@@ -47,7 +47,8 @@ class _ExitStatus(Exception):
         self.stderr = stderr
 
 
-_STEP_FIELDS = ("outputs_prefix", "stop_earlier_tries", "executed_notebook")  # rendered per run
+# rendered per run (a local work directory names the run)
+_STEP_FIELDS = ("outputs_prefix", "stop_earlier_tries", "executed_notebook", "installs_tools")
 
 
 class _Step:
@@ -264,12 +265,7 @@ class _StepSubprocessHook(SubprocessHook):
 class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
     """An instance step of the local backend (see module doc)."""
 
-    template_fields = (
-        *BashOperator.template_fields,
-        "outputs_prefix",
-        "stop_earlier_tries",
-        "executed_notebook",
-    )
+    template_fields = (*BashOperator.template_fields, *_STEP_FIELDS)
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ import jinja2.sandbox
 import yaml
 
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
-from dag_factory.plan.guard import LAUNCHER_FILE
+from dag_factory.plan.guard import LAUNCHER_FILE, install_tools
 from dag_factory.plan.model import CODE_VERSION_MACRO, DagPlan, GroupPlan
 from dag_factory.plan.params import OVERRIDES_MACRO, overrides
 from dag_factory.plan.planner import plan_dag
@@ -246,6 +246,7 @@ class Rendered:
     commands: dict[str, str] = field(default_factory=dict)  # prepare, nb_<stem>: the shell script
     deliver: dict[str, dict[str, Any]] = field(default_factory=dict)  # deliver task id: op_kwargs
     create: dict[str, Any] = field(default_factory=dict)  # the create task's arguments (tags, workdir)
+    tools: dict[str, str] = field(default_factory=dict)  # prepare: where its operator installs the tools
 
 
 def _render_value(env: jinja2.Environment, value: Any, ctx: Mapping[str, Any]) -> Any:
@@ -272,6 +273,8 @@ def render_with_jinja(plan: DagPlan, group: GroupPlan) -> Rendered:
     for task in group.tasks:
         if "command" in task.args:
             out.commands[task.task_id] = _render_value(env, task.args["command"], ctx)
+            if task.args.get("installs_tools"):
+                out.tools[task.task_id] = _render_value(env, task.args["installs_tools"], ctx)
         elif task.kind == "deliver":
             out.deliver[task.task_id] = {
                 "target": _render_value(env, task.args["target"], ctx),
@@ -297,6 +300,8 @@ def render_with_airflow(plan: DagPlan, group: GroupPlan) -> Rendered:
         command = getattr(task, "command", None) or getattr(task, "bash_command", None)
         if command is not None:
             out.commands[local_id] = command
+            if getattr(task, "installs_tools", None):
+                out.tools[local_id] = task.installs_tools
         elif local_id.startswith("deliver_"):
             out.deliver[local_id] = dict(task.op_kwargs)
         elif local_id == "create_instance":
@@ -384,6 +389,8 @@ def run_group(world: World, plan: DagPlan, group: GroupPlan, rendered: Rendered,
         if task.task_id not in rendered.commands:
             continue
         command = rendered.commands[task.task_id]
+        if task.task_id in rendered.tools:  # as the prepare task's operator does first
+            command = install_tools(rendered.tools[task.task_id]) + command
         done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60)
         assert done.returncode == 0, (task.task_id, done.stderr[-2000:], command)
     calls = []

@@ -85,7 +85,7 @@ def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
         "notebook_retries": notebook_retries,
         "retries": max(plan.retries, notebook_retries),
         "outputs_prefix": task.args.get("output_prefix"),
-        "stop_earlier_tries": task.args.get("stop_earlier_tries"),
+        "guarded_step": task.args.get("guarded_step"),
         "executed_notebook": task.args.get("output_notebook"),  # the notebook task's XCom names it
         "installs_tools": task.args.get("installs_tools"),  # the group's prepare
         "execution_timeout": _seconds(task, STEP_GRACE_S),  # the guard's timeout fires first

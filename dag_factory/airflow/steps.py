@@ -35,6 +35,7 @@ from dag_factory.plan.guard import (
     install_tools,
     is_own_message,
     retry_verdict,
+    stop_earlier_tries,
 )
 from dag_factory.plan.notebook_failure import MARKER
 from dag_factory.plan.scripts import html_path
@@ -48,7 +49,7 @@ class _ExitStatus(Exception):
 
 
 # rendered per run (a local work directory names the run)
-_STEP_FIELDS = ("outputs_prefix", "stop_earlier_tries", "executed_notebook", "installs_tools")
+_STEP_FIELDS = ("outputs_prefix", "guarded_step", "executed_notebook", "installs_tools")
 
 
 class _Step:
@@ -58,7 +59,7 @@ class _Step:
     infra_retries: int
     notebook_retries: int
     outputs_prefix: str | None
-    stop_earlier_tries: str | None
+    guarded_step: str | None  # the guard's marker of the step: a retry stops what earlier tries left
     aws_conn_id: str
     executed_notebook: str | None
     installs_tools: str | None  # the work directory, for a group's first step on its host (prepare)
@@ -69,7 +70,7 @@ class _Step:
         infra_retries: int,
         notebook_retries: int,
         outputs_prefix: str | None,
-        stop_earlier_tries: str | None,
+        guarded_step: str | None,
         aws_conn_id: str,
         executed_notebook: str | None,
         installs_tools: str | None,
@@ -78,7 +79,7 @@ class _Step:
         self.infra_retries = infra_retries
         self.notebook_retries = notebook_retries
         self.outputs_prefix = outputs_prefix
-        self.stop_earlier_tries = stop_earlier_tries
+        self.guarded_step = guarded_step
         self.aws_conn_id = aws_conn_id
         self.executed_notebook = executed_notebook
         self.installs_tools = installs_tools
@@ -105,8 +106,11 @@ class _Step:
             "duration_s": round(time.monotonic() - started, 1),
         }
 
-    def is_retry(self, context: Any) -> bool:
-        return bool(self.stop_earlier_tries) and int(context["ti"].try_number) > 1
+    def stop_script(self, context: Any) -> str | None:
+        """On a retry, the script that stops what earlier tries of the step left running on the host."""
+        if not self.guarded_step or int(context["ti"].try_number) <= 1:
+            return None
+        return stop_earlier_tries(self.guarded_step)
 
     def set_aside_failed_tries(self, context: Any) -> None:
         if not self.outputs_prefix:
@@ -168,7 +172,7 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         infra_retries: int,
         notebook_retries: int = 0,
         outputs_prefix: str | None = None,
-        stop_earlier_tries: str | None = None,
+        guarded_step: str | None = None,
         aws_conn_id: str = "aws_default",
         executed_notebook: str | None = None,
         installs_tools: str | None = None,
@@ -180,7 +184,7 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
             infra_retries,
             notebook_retries,
             outputs_prefix,
-            stop_earlier_tries,
+            guarded_step,
             aws_conn_id,
             executed_notebook,
             installs_tools,
@@ -190,10 +194,9 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         if (tools := self.tools_script()) is not None:
             super().run_ssh_client_command(ssh_client, tools, context)
         # on the instance, an earlier try's processes are stopped before what they wrote is set aside
-        if self.is_retry(context):
-            assert self.stop_earlier_tries is not None
+        if (stop := self.stop_script(context)) is not None:
             self.log.info("stopping what earlier tries of this step left running on the instance")
-            super().run_ssh_client_command(ssh_client, self.stop_earlier_tries, context)
+            super().run_ssh_client_command(ssh_client, stop, context)
         self.set_aside_failed_tries(context)
         return super().run_ssh_client_command(ssh_client, command, context)
 
@@ -202,7 +205,7 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
         return OutputTail(pin=is_own_message)
 
     def command_shown(self, command: str) -> str:
-        if command == self.stop_earlier_tries:
+        if self.guarded_step and command == stop_earlier_tries(self.guarded_step):
             return command
         if command == self.tools_script():
             return f"installing dag-factory's guard and tools in {self.installs_tools}"
@@ -274,7 +277,7 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
         infra_retries: int,
         notebook_retries: int = 0,
         outputs_prefix: str | None = None,
-        stop_earlier_tries: str | None = None,
+        guarded_step: str | None = None,
         executed_notebook: str | None = None,
         installs_tools: str | None = None,
         **kwargs: Any,
@@ -285,7 +288,7 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
             infra_retries,
             notebook_retries,
             outputs_prefix,
-            stop_earlier_tries,
+            guarded_step,
             "aws_default",
             executed_notebook,
             installs_tools,
@@ -303,9 +306,8 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
                 last = (installed.stderr.strip().splitlines() or [""])[-1]
                 detail = f"exit status {installed.returncode} installing the tools: {last}"
                 self.fail("infrastructure", detail, context)
-        if self.is_retry(context):  # earlier tries' processes stopped before their outputs are set aside
-            assert self.stop_earlier_tries is not None
-            subprocess.run(["bash", "-c", self.stop_earlier_tries], check=False, timeout=60)
+        if (stop := self.stop_script(context)) is not None:  # before their outputs are set aside
+            subprocess.run(["bash", "-c", stop], check=False, timeout=60)
         self.set_aside_failed_tries(context)
         started = time.monotonic()
         try:

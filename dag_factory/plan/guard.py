@@ -220,7 +220,7 @@ def under_installed_guard(body: str, bounds: StepBounds) -> str:
     return (
         "\n".join(
             [
-                f"step={shlex.quote(f'{bounds.workdir}#{bounds.step}')}",
+                f"step={shlex.quote(step_marker(bounds))}",
                 f"own={int(bounds.timeout_s)}",
                 f"budget={int(bounds.group_budget_s)}",
                 f"tools={shlex.quote(tools_folder)}",
@@ -243,12 +243,16 @@ def guarded(body: str, bounds: StepBounds) -> str:
     return install_tools(bounds.workdir) + under_installed_guard(body, bounds)
 
 
-def stop_earlier_tries(bounds: StepBounds) -> str:
-    """A script that stops whatever earlier tries of the step left running on the host (the guard's
-    first act too). A retry runs it before it sets aside what those tries wrote: a process still alive
-    could write again after that (a notebook's `finally`, a flush on SIGTERM)."""
-    step = shlex.quote(f"{bounds.workdir}#{bounds.step}")
-    return f'{_KILL_FUNCTIONS}kill_step -F "DAG_FACTORY_STEP="{step}"#"\n'
+def step_marker(bounds: StepBounds) -> str:
+    """What every process of the step carries (with the try's own suffix): its work directory and task."""
+    return f"{bounds.workdir}#{bounds.step}"
+
+
+def stop_earlier_tries(marker: str) -> str:
+    """A script that stops whatever earlier tries of the step (its `step_marker`) left running on the
+    host (the guard's first act too). A retry runs it before it sets aside what those tries wrote: a
+    process still alive could write again after that (a notebook's `finally`, a flush on SIGTERM)."""
+    return f'{_KILL_FUNCTIONS}kill_step -F "DAG_FACTORY_STEP="{shlex.quote(marker)}"#"\n'
 
 
 def classify_exit(status: int) -> Fault:

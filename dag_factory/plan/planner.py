@@ -24,7 +24,7 @@ from dag_factory.plan.assets import delivery_asset
 from dag_factory.plan.guard import (
     KILL_GRACE_S,
     StepBounds,
-    stop_earlier_tries,
+    step_marker,
     under_installed_guard,
 )
 from dag_factory.plan.model import (
@@ -203,8 +203,8 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
         args = {
             # the group's prepare installed the guard; the command only calls it
             "command": header + under_installed_guard(command, _bounds(ctx, layout, task_id, timeout)),
-            # a retry runs it before it sets aside what the earlier tries wrote
-            "stop_earlier_tries": stop_earlier_tries(_bounds(ctx, layout, task_id, timeout)),
+            # a retry stops what earlier tries left running before it sets aside what they wrote
+            "guarded_step": step_marker(_bounds(ctx, layout, task_id, timeout)),
             "notebook": notebook.path,
             "kernel": notebook.kernel or spec.runtime.kernel,
             "timeout_s": timeout,

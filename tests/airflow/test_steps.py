@@ -13,7 +13,7 @@ import pytest
 
 from dag_factory.airflow.steps import GuardedBashOperator
 from dag_factory.deliver.tries import set_aside_failed_tries
-from dag_factory.plan.guard import StepBounds, stop_earlier_tries
+from dag_factory.plan.guard import StepBounds, step_marker
 
 pytestmark = pytest.mark.integration  # starts processes and waits for their end
 
@@ -46,7 +46,7 @@ def test_a_retry_stops_the_earlier_try_before_setting_its_outputs_aside(tmp_path
         step_label="notebook notebooks/train.ipynb",
         infra_retries=1,
         outputs_prefix=str(prefix),
-        stop_earlier_tries=stop_earlier_tries(bounds),
+        guarded_step=step_marker(bounds),
     )
     ti = SimpleNamespace(task_id="de.nb_train", try_number=2, dag_id="d", run_id="manual__1", map_index=-1)
     step.execute({"ti": ti, "task_instance": ti, "run_id": "manual__1"})

@@ -32,6 +32,7 @@ from typing import Literal
 from dag_factory.plan.notebook_failure import explain_program
 from dag_factory.spec.text import TEMPLATE
 
+MESSAGE_PREFIX = "dag-factory: "  # how the guard's and the launcher's own lines begin
 EXIT_NOTEBOOK_ERROR = 85
 EXIT_MISSING_INPUT = 86  # a step's script: an input is not in the deployed project (scripts.require_input)
 EXIT_TIMED_OUT = 124  # as coreutils' timeout
@@ -55,6 +56,10 @@ except PapermillExecutionError as error:
 
 RUN_PAPERMILL = "run_papermill"  # the shell function notebook steps call instead of `papermill`
 LAUNCHER_FILE = "run_papermill.py"
+GUARD_FILE = "guard.sh"
+KEEP_FILE = "keep_log_and_html.py"  # after papermill: the log and the HTML beside the executed notebook
+EXPLAIN_FILE = "explain_notebook_error.py"  # after a failed papermill: the located error
+RUN_NOTEBOOK = "run_notebook"  # a notebook step's command: notebook, output, then papermill's options
 
 # Finds a step's processes by the marker in their environment, and stops them: SIGTERM, then SIGKILL.
 _KILL_FUNCTIONS = r"""step_pids() { grep -lz "$@" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }
@@ -92,7 +97,8 @@ limit=$(( own < left ? own : left ))
 mark="$step#$$"  # this try's processes; "$step#" matches every try's
 {_KILL_FUNCTIONS}export DAG_FACTORY_TOOLS="$tools"
 {RUN_PAPERMILL}() {{ python "$DAG_FACTORY_TOOLS/{LAUNCHER_FILE}" "$@"; }}
-export -f {RUN_PAPERMILL}
+{RUN_NOTEBOOK}() {{ bash "$DAG_FACTORY_TOOLS/{RUN_NOTEBOOK}.sh" "$@"; }}
+export -f {RUN_PAPERMILL} {RUN_NOTEBOOK}
 kill_step -F "DAG_FACTORY_STEP=$step#"  # leftovers of an earlier try of this step
 trap 'kill_step -xF "DAG_FACTORY_STEP=$mark"; exit {EXIT_STOPPED}' TERM INT HUP
 parent=$PPID
@@ -148,9 +154,33 @@ except Exception as exc:
     print(f"dag-factory: could not render the executed notebook as HTML: {exc}", file=sys.stderr)
 """
 
-GUARD_FILE = "guard.sh"
-KEEP_FILE = "keep_log_and_html.py"  # after papermill: the log and the HTML beside the executed notebook
-EXPLAIN_FILE = "explain_notebook_error.py"  # after a failed papermill: the located error
+# One notebook (the step found it in the project), run from the project folder with the notebook's
+# environment active: papermill (through `run_papermill`), its log kept beside the executed notebook and
+# the executed notebook rendered as HTML beside it (both best effort), then, if papermill failed, the
+# located error on stderr. papermill's log
+# (its stderr) streams to the task log and, through tee, into a file in the work directory: the worker
+# keeps only a tail of it. fd 3 carries papermill's stdout past the pipe; pipefail keeps papermill's
+# status, not tee's, and the step's exit status stays papermill's.
+_RUN_NOTEBOOK = rf"""set -euo pipefail
+# dag-factory: one notebook with papermill (dag_factory/plan/guard.py)
+notebook=$1 output=$2  # then papermill's options: kernel, parameters
+shift 2
+project=$PWD
+case $output in *://*) ;; *) mkdir -p "$(dirname "$output")" ;; esac  # S3 has no folders
+status=0
+papermill_log=$(mktemp "$(dirname "$project")/papermill-XXXXXX")
+{{ {RUN_PAPERMILL} "$project/$notebook" "$output" --cwd "$project" "$@" --log-output --no-progress-bar \
+    2>&1 >&3 3>&- | tee "$papermill_log" >&2 3>&-; }} 3>&1 || status=$?
+stem=${{output%.ipynb}}
+python "$DAG_FACTORY_TOOLS/{KEEP_FILE}" "$papermill_log" "$stem.log" "$output" "$stem.html" \
+    || echo "{MESSAGE_PREFIX}could not keep the log and HTML of the executed notebook" >&2
+rm -f "$papermill_log"
+if [ "$status" -ne 0 ]; then  # the located error goes to stderr: the operator's verdict names it
+    python "$DAG_FACTORY_TOOLS/{EXPLAIN_FILE}" "$output" "$notebook" >&2 || true
+    exit "$status"
+fi
+echo {MESSAGE_PREFIX}step done
+"""
 _TOOL_END = "DAG_FACTORY_TOOL"
 _STEP_END = "DAG_FACTORY_STEP_BODY"
 
@@ -165,6 +195,7 @@ def tools() -> dict[str, str]:
         LAUNCHER_FILE: PAPERMILL_LAUNCHER + "\n",
         KEEP_FILE: _KEEP_LOG_AND_HTML,
         EXPLAIN_FILE: explain_program(),
+        f"{RUN_NOTEBOOK}.sh": _RUN_NOTEBOOK,
     }
     for name, text in files.items():  # each is a quoted heredoc inside a command that Airflow renders
         assert f"\n{_TOOL_END}\n" not in f"\n{text}", name
@@ -217,23 +248,18 @@ def under_installed_guard(body: str, bounds: StepBounds) -> str:
         f"{MESSAGE_PREFIX}missing input: the tools of dag-factory are not in {tools_folder}: the group's "
         "prepare step installs them (clear it and its downstream tasks)"
     )
-    return (
-        "\n".join(
-            [
-                f"step={shlex.quote(step_marker(bounds))}",
-                f"own={int(bounds.timeout_s)}",
-                f"budget={int(bounds.group_budget_s)}",
-                f"tools={shlex.quote(tools_folder)}",
-                f'[ -f "$tools/{GUARD_FILE}" ] || '
-                f"{{ echo {shlex.quote(missing)} >&2; exit {EXIT_MISSING_INPUT}; }}",
-                f'exec bash "$tools/{GUARD_FILE}" "$step" {shlex.quote(f"{bounds.workdir}/{STATE_DIR}")} '
-                f'"$own" "$budget" <<\'{_STEP_END}\'',
-                body,
-                _STEP_END,
-            ]
-        )
-        + "\n"
-    )
+    state = shlex.quote(f"{bounds.workdir}/{STATE_DIR}")
+    lines = [
+        f"step={shlex.quote(step_marker(bounds))}",
+        f"own={int(bounds.timeout_s)}",
+        f"budget={int(bounds.group_budget_s)}",
+        f"tools={shlex.quote(tools_folder)}",
+        f'[ -f "$tools/{GUARD_FILE}" ] || {{ echo {shlex.quote(missing)} >&2; exit {EXIT_MISSING_INPUT}; }}',
+        f'exec bash "$tools/{GUARD_FILE}" "$step" {state} "$own" "$budget" <<\'{_STEP_END}\'',
+        body.rstrip("\n"),
+        _STEP_END,
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def guarded(body: str, bounds: StepBounds) -> str:
@@ -264,9 +290,6 @@ def classify_exit(status: int) -> Fault:
     if status == EXIT_MISSING_INPUT:
         return "input"
     return "infrastructure"
-
-
-MESSAGE_PREFIX = "dag-factory: "  # how the guard's and the launcher's own lines begin
 
 
 def is_own_message(line: str) -> bool:

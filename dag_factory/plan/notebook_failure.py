@@ -3,8 +3,9 @@ in papermill's output, which adds an injected-parameters cell and error banners)
 and the exception with its message.
 
 This module is read in two places: by `dag-factory run`'s summary, and on the instance itself, where
-`explain_command` runs it (one of the guard's tools) after papermill failed, so that the task log says
-why (dag_factory is not installed there: keep this module to the standard library).
+the guard's run_notebook runs it (`explain_program`, one of the guard's tools) after papermill failed,
+so that the task log says why (dag_factory is not installed there: keep this module to the standard
+library).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import ast
 import functools
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +142,3 @@ def explain_program() -> str:
     kept = [node for node in definitions.values() if any(definitions.get(n) is node for n in wanted)]
     module = ast.Module(body=[_strip(node) for node in dict.fromkeys(kept)], type_ignores=[])
     return ast.unparse(ast.fix_missing_locations(module)) + _ON_THE_INSTANCE
-
-
-def explain_command(output_notebook: str, notebook_path: str, program: str) -> str:
-    """Shell words that print the explanation of a failed run: ``program`` is the shell word of where
-    `explain_program` is on the host."""
-    return f"python {program} '{output_notebook}' {shlex.quote(notebook_path)}"

@@ -22,8 +22,7 @@ from typing import Any
 
 import yaml
 
-from dag_factory.plan.guard import EXIT_MISSING_INPUT, EXPLAIN_FILE, KEEP_FILE, MESSAGE_PREFIX, RUN_PAPERMILL
-from dag_factory.plan.notebook_failure import explain_command
+from dag_factory.plan.guard import EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_NOTEBOOK
 
 Parameters = dict[str, Any]
 
@@ -139,19 +138,11 @@ def _script(lines: list[str]) -> str:
 NBCONVERT = "nbconvert==7.17.2"  # renders each executed notebook as HTML, next to it
 
 
-def _beside(output_notebook: str, suffix: str) -> str:
-    stem = output_notebook[: -len(".ipynb")] if output_notebook.endswith(".ipynb") else output_notebook
-    return stem + suffix
-
-
 def html_path(output_notebook: str) -> str:
-    """Where the HTML rendering of an executed notebook goes: beside it, `.ipynb` -> `.html`."""
-    return _beside(output_notebook, ".html")
-
-
-def log_path(output_notebook: str) -> str:
-    """Where papermill's full log of a notebook run goes: beside the executed notebook, `.log`."""
-    return _beside(output_notebook, ".log")
+    """Where the HTML rendering of an executed notebook goes: beside it, `.ipynb` -> `.html` (the guard's
+    run_notebook writes it there, and papermill's log as `.log`)."""
+    stem = output_notebook[: -len(".ipynb")] if output_notebook.endswith(".ipynb") else output_notebook
+    return stem + ".html"
 
 
 def require_input(test: str, *what: str) -> str:
@@ -255,52 +246,28 @@ def notebook_command(
     """Run one notebook with papermill; `output_notebook`, `runtime_json` and `overrides_json` (what a
     manual run overrides, applied last) may hold Jinja.
 
-    The script runs under dag_factory.plan.guard, whose `run_papermill` is papermill's CLI with the
-    notebook's own error told apart by its exit status.
+    The script runs under dag_factory.plan.guard, whose `run_notebook` runs papermill with the notebook's
+    own error told apart by its exit status, keeps its log and HTML beside the executed notebook and says
+    why a failed one failed (the same on every host: it is one of the guard's tools).
     """
     words = [
-        RUN_PAPERMILL,
-        shlex.quote(f"{layout.project}/{notebook_path}"),
+        RUN_NOTEBOOK,
+        shlex.quote(notebook_path),
         f"'{output_notebook}'",
         "-k",
         shlex.quote(kernel),
-        "--cwd",
-        shlex.quote(layout.project),
         "-b",
         encode_parameters(parameters),
         "-y",
         f"'{runtime_json}'",
         *(["-y", f"'{overrides_json}'"] if overrides_json else []),
-        "--log-output",
-        "--no-progress-bar",
     ]
     notebook_file = shlex.quote(f"{layout.project}/{notebook_path}")
     lines = [
+        "set -euo pipefail",  # a missing notebook is told before the environment is activated
         require_input(f"-f {notebook_file}", "the notebook", notebook_path, "is not in the deployed project"),
         f"cd {shlex.quote(layout.project)}",
         layout.activate,
+        " ".join(words),
     ]
-    if "://" not in output_notebook:  # a local output folder must exist; S3 has no folders
-        lines.append(f"mkdir -p \"$(dirname '{output_notebook}')\"")
-    # papermill's log (its stderr) streams to the task log and, through tee, into a file in the work
-    # directory that is then kept beside the executed notebook: the worker keeps only a tail of it.
-    # fd 3 carries papermill's stdout past the pipe; pipefail keeps papermill's status, not tee's.
-    # On a failure the task log then says why in the notebook's own terms; the exit code stays papermill's.
-    run = f'{{ {" ".join(words)} 2>&1 >&3 3>&- | tee "$papermill_log" >&2 3>&-; }} 3>&1 || status=$?'
-    keep = (
-        f'python "$DAG_FACTORY_TOOLS/{KEEP_FILE}" "$papermill_log" \'{log_path(output_notebook)}\' '
-        f"'{output_notebook}' '{html_path(output_notebook)}'"
-    )
-    explain = explain_command(output_notebook, notebook_path, f'"$DAG_FACTORY_TOOLS/{EXPLAIN_FILE}"')
-    return _script(
-        [
-            *lines,
-            "status=0",
-            f"papermill_log=$(mktemp {shlex.quote(layout.workdir + '/papermill-XXXXXX')})",
-            run,
-            f'{keep} || echo "dag-factory: could not keep the log and HTML of the executed notebook" >&2',
-            'rm -f "$papermill_log"',
-            # the located error goes to stderr: the operator keeps the step's own lines for its verdict
-            f'if [ "$status" -ne 0 ]; then {explain} >&2 || true; exit "$status"; fi',
-        ]
-    )
+    return "\n".join(lines) + "\n"

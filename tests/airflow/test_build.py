@@ -188,8 +188,9 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
     assert nb.infra_retries == 1 and nb.notebook_retries == 0 and nb.retries == 1
     assert nb.outputs_prefix == "s3://nb-output-prod/churn-model/{{ run_id }}/fr"
     assert "remote_host" in nb.template_fields and "outputs_prefix" in nb.template_fields
-    assert "run_papermill /home/ec2-user/SageMaker/job/project/notebooks/02_train.ipynb" in nb.command
-    assert "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'" in nb.command
+    assert "\ncd /home/ec2-user/SageMaker/job/project\n" in nb.command
+    output = "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'"
+    assert f"\nrun_notebook notebooks/02_train.ipynb {output} -k python3 -b " in nb.command
     prepare = dag.get_task("fr.prepare")
     assert (
         "aws s3 sync --delete --only-show-errors "

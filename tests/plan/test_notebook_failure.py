@@ -14,7 +14,6 @@ import pytest
 
 from dag_factory.plan.notebook_failure import (
     MARKER,
-    explain_command,
     explain_notebook_error,
     explain_program,
     source_cell_number,
@@ -25,7 +24,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def _installed(folder: Path) -> str:
-    """The program written where the guard's tools go on a host; its shell word."""
+    """The program written where the guard's tools go on a host; its path."""
     program = folder / "explain_notebook_error.py"
     program.write_text(explain_program(), encoding="utf-8")
     return str(program)
@@ -71,9 +70,9 @@ def test_source_cell_numbers_skip_the_cells_papermill_added() -> None:
 @pytest.mark.parametrize("name", sorted(EXPLAINED))
 def test_the_helper_prints_the_same_on_the_instance(name: str, tmp_path: Path) -> None:
     """What runs after papermill fails on an instance: a python with papermill, no dag_factory."""
-    command = explain_command(str(EXECUTED / name), "notebooks/my notebook.ipynb", _installed(tmp_path))
+    command = ["python", _installed(tmp_path), str(EXECUTED / name), "notebooks/my notebook.ipynb"]
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}  # no PYTHONPATH: no dag_factory
-    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=tmp_path)
+    run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout == f"{MARKER} in notebooks/my notebook.ipynb {EXPLAINED[name]}\n"
 
@@ -94,6 +93,6 @@ def test_the_helper_needs_only_the_standard_library_and_papermill() -> None:
 
 
 def test_the_helper_is_quiet_without_an_executed_notebook(tmp_path: Path) -> None:
-    command = explain_command(str(tmp_path / "never-written.ipynb"), "nb.ipynb", _installed(tmp_path))
-    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env={**os.environ})
+    command = [sys.executable, _installed(tmp_path), str(tmp_path / "never-written.ipynb"), "nb.ipynb"]
+    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
     assert (run.returncode, run.stdout) == (0, "")

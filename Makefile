@@ -31,7 +31,7 @@ schema: install
 	$(BIN)/dag-factory schema --output schemas
 
 golden: install
-	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/review tests/local/test_failures.py tests/cli/test_help.py -q
+	REGENERATE_GOLDEN=1 $(BIN)/pytest tests/cases tests/validate tests/scaffold tests/review tests/local/test_failures.py tests/cli/test_help.py -q
 
 demo: install
 	$(BIN)/dag-factory demo

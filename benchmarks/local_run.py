@@ -82,7 +82,7 @@ def prepare_inputs(only: list[str]) -> tuple[Path, Path, Path]:
 
 def floor_commands(spec: Path, platform: Path) -> tuple[list[list[list[str]]], int, Path]:
     """Per value, the papermill command of each notebook, as our plan runs it; and max_parallel."""
-    from dag_factory.local.job import prepare_job
+    from dag_factory.local.run import prepare_job
     from dag_factory.plan.scripts import decode_parameters
 
     job = prepare_job(spec, "local", platform, [])

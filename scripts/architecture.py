@@ -10,7 +10,8 @@ import grimp
 
 # top to bottom, as the layers contract in pyproject.toml orders them
 PACKAGES = (
-    "cli", "local", "review", "ops", "airflow", "deliver", "compute", "plan", "validate", "load", "spec",
+    "cli", "local", "review", "scaffold", "ops", "airflow", "deliver", "compute", "plan", "validate", "load",
+    "spec",
 )  # fmt: skip
 
 

@@ -39,7 +39,7 @@ def _seconds(task: TaskPlan, extra: int = 0) -> dt.timedelta:
 
 def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
     """Reschedule-mode sensors: one API call per poke in the pool, no slot held while AWS works."""
-    from dag_factory.airflow.operators import (
+    from dag_factory.airflow.sensors import (
         CreateNotebookInstanceSensor,
         DeleteNotebookInstanceSensor,
         StopNotebookInstanceSensor,
@@ -93,7 +93,7 @@ def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
 
 
 def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
-    from dag_factory.airflow.steps import GuardedSSHOperator
+    from dag_factory.airflow.operators import GuardedSSHOperator
 
     policy = plan.host_keys or "accept-new"
     # which earlier task of the group knows the instance's host key: the one that read the published
@@ -137,7 +137,7 @@ def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
             python_callable=tasks.remove_local_instance,
             op_kwargs={"workdir": args["workdir"]},
         )
-    from dag_factory.airflow.steps import GuardedBashOperator
+    from dag_factory.airflow.operators import GuardedBashOperator
 
     return GuardedBashOperator(task_id=task.task_id, bash_command=args["command"], **_step_policy(plan, task))
 

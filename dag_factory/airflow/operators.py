@@ -1,161 +1,325 @@
-"""SageMaker notebook-instance tasks: reschedule-mode sensors that are safe to retry and safe as teardowns.
+"""Instance steps (prepare, each notebook) as Airflow tasks whose retries know what failed.
 
-Each poke makes one status read and at most one API call (dag_factory.compute.sagemaker.advance, the
-life cycle shared with the orphan sweeper); between pokes the task is rescheduled, so it holds neither a
-worker slot nor a slot of the SageMaker API pool while AWS starts, stops or deletes an instance (minutes
-on AWS). The instance name is derived from (environment, dag id, run id, group) at run time, so a
-retried create finds its own instance and a teardown finds an instance even when create failed before it
-returned; a create that meets an instance of its name recognises its own by the run's tags
-(compute.sagemaker.create_instance). Every create sends the platform's hardening (instance_security).
-A reschedule-mode sensor works under a real scheduler and under ``dag.test(use_executor=True)``;
-a deferrable trigger would need a triggerer process, which ``dag.test`` does not run.
+The step's script runs under dag_factory.plan.guard (bounded on the host, killed with its task); its
+exit status says whose fault a failure is, and ``retry_verdict`` turns that into a retry (an
+AirflowException) or a failure at once (AirflowFailException, said so in the log). A notebook step
+first sets aside what failed tries of it wrote (dag_factory.deliver.tries), so delivery loads each row
+once; a retry stops, on the host, whatever those tries left running before that (a process still alive
+could write again after the set-aside). Over SSH on a SageMaker instance (``GuardedSSHOperator``) or
+under bash on this machine (``GuardedBashOperator``, the local backend): one policy for both.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+import subprocess
+import time
+from functools import cached_property
+from typing import Any, NoReturn
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.standard.hooks.subprocess import SubprocessHook
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 
 from dag_factory.airflow.params import ChecksEnvironment
-from dag_factory.compute import aws
-from dag_factory.compute.naming import ENV_TAG, FACTORY_TAG, MAX_AGE_TAG, encode_tag_value, instance_name
-from dag_factory.compute.sagemaker import (
-    Goal,
-    NameTaken,
-    advance,
-    create_instance,
-    is_permanent,
-    security_fields,
+from dag_factory.airflow.ssh import InstanceSSHOperator, OutputTail
+from dag_factory.plan.guard import (
+    MESSAGE_PREFIX,
+    Fault,
+    classify_exit,
+    guard_messages,
+    install_tools,
+    is_own_message,
+    retry_verdict,
+    stop_earlier_tries,
 )
-from dag_factory.plan.report import CREATED_XCOM, DELETED_XCOM
+from dag_factory.plan.notebook_failure import MARKER
+from dag_factory.plan.scripts import html_path
 
 
-class _InstanceSensor(ChecksEnvironment, BaseSensorOperator):
-    """Moves this run's instance one step towards ``goal`` per poke; done when it is there."""
+class _ExitStatus(Exception):
+    def __init__(self, status: int, stderr: str = "") -> None:
+        super().__init__(f"exit status {status}")
+        self.status = status
+        self.stderr = stderr
 
-    goal: Goal = "gone"
-    ui_color = "#f0e4d0"
 
-    def __init__(
-        self, *, dag_id_for_name: str, env: str, group: str, aws_conn_id: str = "aws_default", **kwargs: Any
-    ):
-        kwargs.setdefault("mode", "reschedule")
-        super().__init__(**kwargs)
-        self.dag_id_for_name = dag_id_for_name
-        self.env = env
-        self.group = group
+# rendered per run (a local work directory names the run)
+_STEP_FIELDS = ("outputs_prefix", "guarded_step", "executed_notebook", "installs_tools")
+
+
+class _Step:
+    """The policy both step operators share (a mixin without __init__: Airflow wraps operators' own)."""
+
+    step_label: str
+    infra_retries: int
+    notebook_retries: int
+    outputs_prefix: str | None
+    guarded_step: str | None  # the guard's marker of the step: a retry stops what earlier tries left
+    aws_conn_id: str
+    executed_notebook: str | None
+    installs_tools: str | None  # the work directory, for a group's first step on its host (prepare)
+
+    def use_policy(
+        self,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int,
+        outputs_prefix: str | None,
+        guarded_step: str | None,
+        aws_conn_id: str,
+        executed_notebook: str | None,
+        installs_tools: str | None,
+    ) -> None:
+        self.step_label = step_label
+        self.infra_retries = infra_retries
+        self.notebook_retries = notebook_retries
+        self.outputs_prefix = outputs_prefix
+        self.guarded_step = guarded_step
         self.aws_conn_id = aws_conn_id
+        self.executed_notebook = executed_notebook
+        self.installs_tools = installs_tools
 
-    def client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+    def tools_script(self) -> str | None:
+        """The script that installs the guard and its tools where the step's command calls them: built
+        here, from the worker's package, rather than carried in the DAG by every value's prepare task
+        (6 KB each, serialized)."""
+        return install_tools(self.installs_tools) if self.installs_tools else None
 
-        return SageMakerHook(aws_conn_id=self.aws_conn_id, config=aws.retry_config()).conn  # type: ignore[no-untyped-call]
+    def script_shown(self) -> str:
+        """What the task log says runs: the step, not its script (kilobytes of guard; the task's
+        Rendered Template shows it whole)."""
+        return f"the script of {self.step_label}, under dag-factory's guard (all of it: Rendered Template)"
 
-    def instance(self, context: Any) -> str:
-        return instance_name(self.dag_id_for_name, str(context["run_id"]), self.group, env=self.env)
+    def outcome(self, started: float) -> dict[str, Any] | None:
+        """A notebook step's XCom: where its executed notebook and rendering are, and how long it ran
+        (a prepare step pushes none: its output is in the log)."""
+        if not self.executed_notebook:
+            return None
+        return {
+            "executed_notebook": self.executed_notebook,
+            "html": html_path(self.executed_notebook),
+            "duration_s": round(time.monotonic() - started, 1),
+        }
 
-    def create(self, client: Any, name: str, context: Any) -> None:
-        raise AirflowFailException(f"notebook instance {name} does not exist")
+    def stop_script(self, context: Any) -> str | None:
+        """On a retry, the script that stops what earlier tries of the step left running on the host."""
+        if not self.guarded_step or int(context["ti"].try_number) <= 1:
+            return None
+        return stop_earlier_tries(self.guarded_step)
 
-    def poke(self, context: Any) -> bool | PokeReturnValue:
-        client, name = self.client(), self.instance(context)
-        try:
-            progress = advance(client, name, self.goal, lambda: self.create(client, name, context))
-        except NameTaken as exc:
-            raise AirflowFailException(f"{exc} (not retried)") from exc
-        except aws.api_errors() as exc:
-            if is_permanent(exc):
-                raise AirflowFailException(f"{exc} (not retried: AWS refused the request itself)") from exc
-            self.log.warning("AWS call failed (%s): an infrastructure fault, the task retries", exc)
-            raise
-        self.log.info("notebook instance %s: %s -> %s", name, progress.status, progress.step)
-        if progress.step == "done":
-            self.reached(client, name, context)
-            return PokeReturnValue(is_done=True, xcom_value=name)
-        return False
+    def set_aside_failed_tries(self, context: Any) -> None:
+        if not self.outputs_prefix:
+            return
+        from dag_factory.deliver.tries import set_aside_failed_tries
 
-    def reached(self, client: Any, name: str, context: Any) -> None:
-        """Called once the instance is at the goal (the run report's times are recorded here)."""
+        s3 = None
+        if self.outputs_prefix.startswith("s3://"):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            s3 = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        ti = context["ti"]
+        set_aside_failed_tries(self.outputs_prefix, ti.task_id, int(ti.try_number), s3)
+
+    def fail(self, fault: Fault, detail: str, context: Any) -> NoReturn:
+        retry, verdict = retry_verdict(
+            fault, int(context["ti"].try_number), self.infra_retries, self.notebook_retries
+        )
+        message = f"{self.step_label} failed ({detail}): {verdict}"
+        if fault == "notebook" and self.executed_notebook:  # where to look: the notebook as it ran
+            message += f"; executed notebook: {html_path(self.executed_notebook)}"
+        log = getattr(self, "log")  # noqa: B009 (the operator's logger)
+        # `from None`: the task's error is this verdict, not the exit status or SSH error it wraps
+        if retry:
+            log.warning(message)
+            raise AirflowException(message) from None
+        log.error(message)
+        raise AirflowFailException(message) from None
 
 
-class CreateNotebookInstanceSensor(_InstanceSensor):
-    """Create (or, on a retry, reuse, restart or replace) this run's instance; done when InService."""
+def _is_bad_host_key(exc: BaseException) -> bool:
+    import paramiko
 
-    goal: Goal = "in_service"
+    return isinstance(exc, paramiko.BadHostKeyException)
+
+
+_EXPLAINED = MARKER.removeprefix(MESSAGE_PREFIX)  # "notebook error": the located error of a notebook
+
+
+def _detail(status: int, output: str) -> str:
+    """The exit status and what the step said last of its own: the notebook's located error (cell, line,
+    exception) when it printed one, else the guard's last message."""
+    own = guard_messages(output)
+    if status == -1:
+        return "the SSH session ended without an exit status: connection lost"
+    said = [m for m in own if m.startswith(_EXPLAINED)] or own
+    return f"exit status {status}" + (f": {said[-1]}" if said else "")
+
+
+class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
+    """An instance step over SSH (see module doc), with the platform's host-key policy."""
+
+    template_fields = (*InstanceSSHOperator.template_fields, *_STEP_FIELDS)
 
     def __init__(
         self,
         *,
-        instance_type: str,
-        role_arn: str,
-        volume_size_gb: int,
-        subnet_id: str,
-        security_group_ids: list[str],
-        lifecycle_config: str | None,
-        instance_security: dict[str, Any],
-        tags: dict[str, str],
-        max_age_s: int,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int = 0,
+        outputs_prefix: str | None = None,
+        guarded_step: str | None = None,
+        aws_conn_id: str = "aws_default",
+        executed_notebook: str | None = None,
+        installs_tools: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.instance_type = instance_type
-        self.role_arn = role_arn
-        self.volume_size_gb = volume_size_gb
-        self.subnet_id = subnet_id
-        self.security_group_ids = security_group_ids
-        self.lifecycle_config = lifecycle_config
-        self.instance_security = dict(instance_security)  # platform.InstanceSecurity, as plain data
-        self.instance_tags = tags
-        self.max_age_s = max_age_s
+        self.use_policy(
+            step_label,
+            infra_retries,
+            notebook_retries,
+            outputs_prefix,
+            guarded_step,
+            aws_conn_id,
+            executed_notebook,
+            installs_tools,
+        )
 
-    def tags(self, context: Any) -> dict[str, str]:
-        """The spec's tags (checked at validate) and the run-time ones (encoded for AWS)."""
-        runtime = {
-            FACTORY_TAG: "true",
-            ENV_TAG: self.env,
-            "dag_id": self.dag_id_for_name,
-            "run_id": str(context["run_id"]),
-            "group": self.group,
-            MAX_AGE_TAG: str(self.max_age_s),
-        }
-        return {**self.instance_tags, **{k: encode_tag_value(v) for k, v in runtime.items()}}
+    def run_ssh_client_command(self, ssh_client: Any, command: str, context: Any = None) -> bytes:
+        if (tools := self.tools_script()) is not None:
+            super().run_ssh_client_command(ssh_client, tools, context)
+        # on the instance, an earlier try's processes are stopped before what they wrote is set aside
+        if (stop := self.stop_script(context)) is not None:
+            self.log.info("stopping what earlier tries of this step left running on the instance")
+            super().run_ssh_client_command(ssh_client, stop, context)
+        self.set_aside_failed_tries(context)
+        return super().run_ssh_client_command(ssh_client, command, context)
 
-    def create(self, client: Any, name: str, context: Any) -> None:
-        kwargs: dict[str, Any] = {
-            "NotebookInstanceName": name,
-            "InstanceType": self.instance_type,
-            "RoleArn": self.role_arn,
-            "VolumeSizeInGB": self.volume_size_gb,
-            "SubnetId": self.subnet_id,
-            "SecurityGroupIds": list(self.security_group_ids),
-            "Tags": [{"Key": k, "Value": v} for k, v in self.tags(context).items()],
-            **security_fields(**self.instance_security),
-        }
-        if self.lifecycle_config:
-            kwargs["LifecycleConfigName"] = self.lifecycle_config
-        create_instance(client, kwargs)
+    def stderr_tail(self) -> OutputTail:
+        # the verdict names the guard's last message, however much output came after it
+        return OutputTail(pin=is_own_message)
 
-    def reached(self, client: Any, name: str, context: Any) -> None:
-        # when SageMaker made it (a retry that reuses the instance keeps the first time): the run
-        # report's instance-hours start here
-        described = client.describe_notebook_instance(NotebookInstanceName=name)
-        context["ti"].xcom_push(key=CREATED_XCOM, value=described["CreationTime"].isoformat())
+    def command_shown(self, command: str) -> str:
+        if self.guarded_step and command == stop_earlier_tries(self.guarded_step):
+            return command
+        if command == self.tools_script():
+            return f"installing dag-factory's guard and tools in {self.installs_tools}"
+        return self.script_shown()
+
+    def raise_for_status(self, exit_status: int, stderr: bytes, context: Any = None) -> None:
+        if exit_status != 0:
+            raise _ExitStatus(exit_status, stderr.decode("utf-8", "replace"))
+
+    def execute(self, context: Any = None) -> Any:
+        started = time.monotonic()
+        try:
+            super().execute(context)  # sets aside failed tries' outputs once connected
+            return self.outcome(started)
+        except _ExitStatus as failed:
+            fault = "infrastructure" if failed.status == -1 else classify_exit(failed.status)
+            self.fail(fault, _detail(failed.status, failed.stderr), context)
+        except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
+            raise
+        except Exception as exc:  # SSH: refused, reset, authentication, a dropped transport
+            if _is_bad_host_key(exc):  # the same address answers with the same key on a retry
+                message = (
+                    f"{self.step_label} failed ({type(exc).__name__}: {exc}): not retried: the host at "
+                    f"this address is not the instance (ssh.host_keys: {self.host_keys})"
+                )
+                self.log.error(message)
+                raise AirflowFailException(message) from None
+            self.log.warning("the SSH step failed", exc_info=True)
+            self.fail("infrastructure", f"{type(exc).__name__}: {exc}", context)
 
 
-class StopNotebookInstanceSensor(_InstanceSensor):
-    """Stop this run's instance if it runs; done when it is stopped, failed, deleting or gone."""
+class _OutputLog:
+    """The subprocess hook's logger: each output line also goes to a tail (the guard's own lines pinned,
+    as over SSH), and the command logs as the step it runs, not its whole script."""
 
-    goal: Goal = "stopped"
+    def __init__(self, log: Any, tail: OutputTail, shown: str) -> None:
+        self._log, self._tail, self._shown = log, tail, shown
+
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if msg == "Running command: %s":
+            args = (self._shown,)
+        elif msg == "%s" and len(args) == 1:  # a line of the command's output
+            self._tail.add(str(args[0]))
+        self._log.info(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
 
 
-class DeleteNotebookInstanceSensor(_InstanceSensor):
-    """Delete this run's instance (stopping it first if needed); done when it is gone."""
+class _StepSubprocessHook(SubprocessHook):
+    def __init__(self, tail: OutputTail, shown: str) -> None:
+        super().__init__()
+        self.tail, self.shown = tail, shown
 
-    goal: Goal = "gone"
+    @property
+    def log(self) -> Any:
+        return _OutputLog(super().log, self.tail, self.shown)
 
-    def reached(self, client: Any, name: str, context: Any) -> None:
-        # the run report's instance-hours end when the deletion is confirmed
-        context["ti"].xcom_push(key=DELETED_XCOM, value=dt.datetime.now(dt.UTC).isoformat())
+
+class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
+    """An instance step of the local backend (see module doc)."""
+
+    template_fields = (*BashOperator.template_fields, *_STEP_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        step_label: str,
+        infra_retries: int,
+        notebook_retries: int = 0,
+        outputs_prefix: str | None = None,
+        guarded_step: str | None = None,
+        executed_notebook: str | None = None,
+        installs_tools: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.use_policy(
+            step_label,
+            infra_retries,
+            notebook_retries,
+            outputs_prefix,
+            guarded_step,
+            "aws_default",
+            executed_notebook,
+            installs_tools,
+        )
+
+    @cached_property
+    def subprocess_hook(self) -> SubprocessHook:
+        """Runs the script (stdout and stderr as one stream), keeping a tail for the failure's verdict."""
+        return _StepSubprocessHook(OutputTail(pin=is_own_message), self.script_shown())
+
+    def execute(self, context: Any) -> Any:
+        if (tools := self.tools_script()) is not None:
+            installed = subprocess.run(["bash", "-c", tools], capture_output=True, text=True, timeout=60)
+            if installed.returncode != 0:
+                last = (installed.stderr.strip().splitlines() or [""])[-1]
+                detail = f"exit status {installed.returncode} installing the tools: {last}"
+                self.fail("infrastructure", detail, context)
+        if (stop := self.stop_script(context)) is not None:  # before their outputs are set aside
+            subprocess.run(["bash", "-c", stop], check=False, timeout=60)
+        self.set_aside_failed_tries(context)
+        started = time.monotonic()
+        try:
+            super().execute(context)
+            return self.outcome(started)
+        except (AirflowFailException, AirflowSkipException, AirflowTaskTimeout):
+            raise
+        except AirflowException as exc:
+            process = self.subprocess_hook.sub_process
+            if process is None or process.returncode is None:
+                raise
+            status = int(process.returncode)
+            hook = self.subprocess_hook
+            said = _detail(status, hook.tail.text()) if isinstance(hook, _StepSubprocessHook) else ""
+            self.fail(classify_exit(status), said or f"exit status {status}: {exc}", context)

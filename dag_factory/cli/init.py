@@ -26,7 +26,7 @@ def _owner() -> str:
 
 def _confirmed_order(found: list[str]) -> list[str]:
     """Ask whether to run the notebooks in file order; otherwise ask for the order until it is valid."""
-    from dag_factory.validate.scaffold import ScaffoldError, parse_order
+    from dag_factory.scaffold.first_spec import ScaffoldError, parse_order
 
     typer.echo("notebooks, in file order:")
     for i, path in enumerate(found, 1):
@@ -60,7 +60,13 @@ def init(
     It lists the notebooks in the order you confirm, with their parameters' defaults; without a
     terminal, pass --yes.
     """
-    from dag_factory.validate.scaffold import find_notebooks, project_name, render_spec, scaffold, write_spec
+    from dag_factory.scaffold.first_spec import (
+        find_notebooks,
+        project_name,
+        render_spec,
+        scaffold,
+        write_spec,
+    )
 
     try:
         start = dt.date.fromisoformat(start_date) if start_date else dt.date.today()

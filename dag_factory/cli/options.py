@@ -94,7 +94,7 @@ def require_valid(spec: Path, explicit_platform: Path | None, refused: str) -> N
     them and exit 1, saying what did not happen (`refused`); warnings go to stderr and the command
     goes on."""
     from dag_factory.validate.check import PlatformCache, validate_file
-    from dag_factory.validate.report import render_text, render_warnings
+    from dag_factory.validate.output import render_text, render_warnings
 
     result = validate_file(spec, PlatformCache(explicit_platform), notebooks=True)
     if not result.valid:

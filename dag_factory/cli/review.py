@@ -18,8 +18,8 @@ from dag_factory.cli.options import (
     output_option,
 )
 from dag_factory.errors import UsageError
-from dag_factory.review.describe import RENDERERS as PLAN_RENDERERS
 from dag_factory.review.diff import RENDERERS as DIFF_RENDERERS
+from dag_factory.review.plan_view import RENDERERS as PLAN_RENDERERS
 
 EnvOption = Annotated[str, typer.Option(metavar="ENV", help="platform environment")]
 
@@ -34,7 +34,7 @@ def plan(
 
     Schedule, fan-out, tasks per group, timeouts, delivery targets and the most it can cost.
     """
-    from dag_factory.review.describe import describe
+    from dag_factory.review.plan_view import describe
 
     loaded = load_spec_file(spec, platform, env)
     typer.echo(PLAN_RENDERERS[output](describe(loaded, env)))

@@ -27,7 +27,9 @@ def _run(
 ) -> int:
     from rich.console import Console
 
-    from dag_factory.local.job import (
+    from dag_factory.local.progress import render_summary, summary_lines
+    from dag_factory.local.progress import say as print_line
+    from dag_factory.local.run import (
         RunError,
         date_before_start,
         nothing_ran,
@@ -36,8 +38,6 @@ def _run(
         run_local,
         summarize,
     )
-    from dag_factory.local.progress import render_summary, summary_lines
-    from dag_factory.local.progress import say as print_line
     from dag_factory.local.timing import render_split
 
     try:

@@ -17,7 +17,7 @@ from dag_factory.cli.options import (
     output_option,
 )
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
-from dag_factory.validate.report import RENDERERS
+from dag_factory.validate.output import RENDERERS
 
 
 def validate(

@@ -62,7 +62,7 @@ class PublishPlan:
     that target succeeded, its extra holds each value's row count (deliver tasks have no outlets)."""
 
     task_id: str  # publish_<i>_<to>, as the target's deliver_<i>_<to>
-    asset: str  # the target's asset URI (plan.assets.delivery_asset)
+    asset: str  # the target's asset URI (plan.delivery_assets.delivery_asset)
     deliveries: dict[str, str | None]  # full deliver task id (group.task) -> its fan-out value
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
-from dag_factory.plan.assets import delivery_asset
+from dag_factory.plan.delivery_assets import delivery_asset
 from dag_factory.plan.guard import (
     KILL_GRACE_S,
     StepBounds,

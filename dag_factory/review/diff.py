@@ -1,6 +1,6 @@
 """`dag-factory diff`: what a spec change does to the generated DAG, for a PR comment or a terminal.
 
-Both sides are described (review.describe) for the same environment and compared: groups (fan-out
+Both sides are described (review.plan_view) for the same environment and compared: groups (fan-out
 values) and tasks added or removed, task details (instance type, notebook, kernel, timeouts, targets),
 schedule, parameters, settings, and the estimated cost per run before and after.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dag_factory.errors import DagFactoryError, Diagnostic, SpecError
 from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_spec
-from dag_factory.review.describe import Review, describe, schedule_head, value_text
+from dag_factory.review.plan_view import Review, describe, schedule_head, value_text
 
 _SETTINGS: tuple[tuple[str, Callable[[Review], object]], ...] = (
     ("owner", lambda r: r["owner"]),

@@ -14,7 +14,7 @@ from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.model import DagPlan, GroupPlan
 from dag_factory.plan.planner import plan_dag
-from dag_factory.review.describe import duration, schedule_of
+from dag_factory.review.plan_view import duration, schedule_of
 
 FORMATS = ("svg", "png", "pdf", "dot")
 TEARDOWN = ("stop_instance", "delete_instance")

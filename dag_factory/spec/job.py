@@ -22,7 +22,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from dag_factory.errors import suggest
-from dag_factory.spec.assets import ASSET_URI_PATTERN, check_asset_uri
+from dag_factory.spec.asset_uris import ASSET_URI_PATTERN, check_asset_uri
 from dag_factory.spec.rules import Violation, raise_violations, rule_error
 from dag_factory.spec.text import FREE, PROSE
 from dag_factory.spec.types import Duration, Identifier, Parameters, SchemaExtra, StrictModel, TagValue

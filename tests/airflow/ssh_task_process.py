@@ -43,7 +43,7 @@ def main(result_file: str, host: str, command: str) -> None:
     from airflow.sdk.log import configure_logging
 
     configure_logging(json_output=True, output=sys.stdout.buffer, sending_to_supervisor=True)
-    from dag_factory.airflow.steps import GuardedSSHOperator
+    from dag_factory.airflow.operators import GuardedSSHOperator
 
     operator = GuardedSSHOperator(
         task_id="nb_chatty", ssh_conn_id="ssh_default", remote_host=host, command=command,

@@ -9,7 +9,7 @@ import pytest
 from dag_factory.airflow.build import build_dag
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.plan.planner import plan_dag
-from dag_factory.spec.assets import check_asset_uri
+from dag_factory.spec.asset_uris import check_asset_uri
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "project_configs" / "platform.yaml"

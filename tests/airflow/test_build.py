@@ -116,7 +116,7 @@ def test_lanes_bound_concurrent_instances_by_max_parallel() -> None:
 
 
 def test_sagemaker_tasks_are_reschedule_sensors_in_the_api_pool() -> None:
-    from dag_factory.airflow.operators import CreateNotebookInstanceSensor
+    from dag_factory.airflow.sensors import CreateNotebookInstanceSensor
 
     dag = _dag("churn-model.yaml", "prod")
     for name in ["create_instance", "resolve_ip", "stop_instance", "delete_instance"]:
@@ -173,8 +173,8 @@ def test_retries_back_off_exponentially() -> None:
 
 
 def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
+    from dag_factory.airflow.operators import GuardedSSHOperator
     from dag_factory.airflow.ssh import InstanceSSHOperator
-    from dag_factory.airflow.steps import GuardedSSHOperator
 
     dag = _dag("churn-model.yaml", "prod")
     nb = dag.get_task("fr.nb_02_train")

@@ -267,7 +267,7 @@ def test_a_missing_notebook_over_ssh_fails_at_once_and_names_it(ssh_conn: SshdSe
     notebook the deployed project lacks: failed for good on the first try, whatever the retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from dag_factory.airflow.steps import GuardedSSHOperator
+    from dag_factory.airflow.operators import GuardedSSHOperator
     from dag_factory.plan.scripts import HostLayout, notebook_command
 
     workdir = tmp_path / "work"

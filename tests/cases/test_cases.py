@@ -14,7 +14,7 @@ import pytest
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from dag_factory.validate.check import validate_paths
-from dag_factory.validate.report import render_text
+from dag_factory.validate.output import render_text
 from tests.golden import check_golden
 
 CASES = Path(__file__).resolve().parent

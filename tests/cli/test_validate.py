@@ -137,7 +137,7 @@ def test_github_format() -> None:
 def test_github_format_escapes_newlines() -> None:
     from dag_factory.errors import Diagnostic
     from dag_factory.validate.check import FileResult
-    from dag_factory.validate.report import render_github
+    from dag_factory.validate.output import render_github
 
     result = FileResult("a.yaml", "spec", [Diagnostic("a.yaml", 1, 2, "x", "two\nlines 100%")])
     assert render_github([result]).splitlines()[0].endswith("::x: two%0Alines 100%25")

@@ -3,7 +3,7 @@
 Each folder in failures/ is one failed task as a local run left it (paths shortened to /tmp/run):
 task.log (the last attempt's Airflow task log), executed.ipynb when papermill wrote one, task.json
 (what the plan knows of the task) and expected.txt, the exact reason the run summary shows
-(REGENERATE_GOLDEN=1 rewrites it). The runs themselves: tests/local/test_job.py.
+(REGENERATE_GOLDEN=1 rewrites it). The runs themselves: tests/local/test_run.py.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from rich.console import Console
 
 from dag_factory.local.execute import RunResult
 from dag_factory.local.execution_server import STATE_FILE
-from dag_factory.local.job import prepare_job, run_local
+from dag_factory.local.run import prepare_job, run_local
 from tests.compute.test_shared_env import make_wheel
-from tests.local.test_job import ROOT
+from tests.local.test_run import ROOT
 
 pytestmark = pytest.mark.integration
 

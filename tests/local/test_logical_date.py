@@ -11,8 +11,8 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from dag_factory.local.job import prepare_job, run_local, summarize
-from tests.local.test_job import _project
+from dag_factory.local.run import prepare_job, run_local, summarize
+from tests.local.test_run import _project
 
 pytestmark = pytest.mark.integration
 

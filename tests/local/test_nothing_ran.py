@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dag_factory.local.execute import RunResult, TaskInstanceResult
-from dag_factory.local.job import LocalJob, nothing_ran, prepare_job
+from dag_factory.local.run import LocalJob, nothing_ran, prepare_job
 
 CASES = Path(__file__).resolve().parents[1] / "validate" / "contract"
 DATE = dt.date(2026, 1, 5)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.compute import shared_env
-from dag_factory.local.job import _prebuild_environment, prepare_job
+from dag_factory.local.run import _prebuild_environment, prepare_job
 from dag_factory.ops.deploy import deploy_project
 from tests.local.test_isolation import _project
 

@@ -10,7 +10,7 @@ from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.local.execute import TaskInstanceResult
 from dag_factory.local.timing import CATEGORIES, critical_path, render_split, split_run
 from dag_factory.plan.planner import plan_dag
-from tests.local.test_job import ROOT
+from tests.local.test_run import ROOT
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

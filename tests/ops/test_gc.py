@@ -128,7 +128,7 @@ def test_airflow_that_cannot_be_asked_stops_the_sweep(instances: MotoServer) -> 
 
 def test_instance_of_a_killed_worker_is_swept(sagemaker_env: SageMakerEnv, runs: AirflowRuns) -> None:
     """The factory's own create sensor made it; the worker died before the teardown ran."""
-    from dag_factory.airflow.operators import CreateNotebookInstanceSensor
+    from dag_factory.airflow.sensors import CreateNotebookInstanceSensor
     from dag_factory.plan.report import CREATED_XCOM
 
     run_id = "scheduled__2026-01-05T04:00:00+00:00~1"

@@ -1,6 +1,6 @@
 """`dag-factory init`: golden specs for case folders, and the spec passes `validate` as written.
 
-Each folder in scaffold/ is a case: `project.txt` names a project folder of the repository, or
+Each folder in cases/ is a case: `project.txt` names a project folder of the repository, or
 `project/` is the project itself; `expected.yaml` is the exact spec `init --yes` writes for it (the
 project copied to <tmp>/<case>, so the project is named after the case). `make golden` regenerates.
 """
@@ -17,7 +17,7 @@ from dag_factory.cli.app import app
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from tests.golden import check_golden
 
-HERE = Path(__file__).resolve().parent / "scaffold"
+HERE = Path(__file__).resolve().parent / "cases"
 REPO = HERE.parents[2]
 PLATFORM = REPO / "project_configs" / "platform.yaml"
 CASES = sorted(p for p in HERE.iterdir() if p.is_dir())

@@ -4,7 +4,7 @@ The URI names where the rows land: the connection's host, port and database come
 file's `warehouses` (the plan is built without Airflow, so it cannot ask the connection); locally,
 warehouse targets load into the DuckDB file and s3 copies into a folder. Case follows how each
 database resolves an unquoted name: Snowflake upper-cases it; our PostgreSQL and DuckDB loads quote
-names, so they keep the case as written. The forms are checked by `spec.assets.check_asset_uri`.
+names, so they keep the case as written. The forms are checked by `spec.asset_uris.check_asset_uri`.
 """
 
 from __future__ import annotations

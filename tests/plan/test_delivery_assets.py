@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from dag_factory.plan.assets import delivery_asset
-from dag_factory.spec.assets import check_asset_uri
+from dag_factory.plan.delivery_assets import delivery_asset
+from dag_factory.spec.asset_uris import check_asset_uri
 from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
 
 BUCKETS = {"code": "code-b", "data": "data-b", "intermediate": "int-b", "output": "out-b"}

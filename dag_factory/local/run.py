@@ -30,7 +30,7 @@ from dag_factory.plan.planner import plan_dag
 from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder, target_label
 from dag_factory.spec.platform import LocalEnvironment
 
-log = logging.getLogger("dag_factory.local.job")
+log = logging.getLogger("dag_factory.local.run")
 
 
 class RunError(DagFactoryError):

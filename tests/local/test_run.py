@@ -18,7 +18,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from dag_factory.local.job import prepare_job, report_lines, run_local, summarize
+from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 DATE = dt.date(2026, 1, 5)

@@ -1,4 +1,5 @@
-"""Build: a DagPlan -> an Airflow DAG. The only module that imports Airflow."""
+"""Build: a DagPlan -> an Airflow DAG (the airflow package is the only one that imports Airflow at module
+level; this module puts the DAG together from its operators, sensors and task callables)."""
 
 from __future__ import annotations
 

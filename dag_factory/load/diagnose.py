@@ -14,8 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dag_factory.errors import Diagnostic, did_you_mean
-from dag_factory.errors import suggest as suggest  # the one did-you-mean, kept importable here
+from dag_factory.errors import Diagnostic, did_you_mean, suggest
 from dag_factory.load.yaml_source import Loc, Positions, format_loc
 from dag_factory.spec.rules import KEY, RULE_ERROR
 

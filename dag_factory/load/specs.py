@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dag_factory.errors import Diagnostic, SpecError, UsageError
-from dag_factory.load.diagnose import diagnose, suggest
+from dag_factory.errors import Diagnostic, SpecError, UsageError, suggest
+from dag_factory.load.diagnose import diagnose
 from dag_factory.load.yaml_source import Loc, Positions, YamlDocument, format_loc, parse_yaml, read_yaml
 from dag_factory.load.yaml_versions import version_problems
 from dag_factory.spec.job import JobSpec

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory import settings
-from dag_factory.errors import DagFactoryError, UsageError
-from dag_factory.load.diagnose import suggest
+from dag_factory.errors import DagFactoryError, UsageError, suggest
 from dag_factory.load.files import require_platform
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.local.execute import RunResult

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dag_factory.errors import Diagnostic
-from dag_factory.load.diagnose import allowed_keys, data_loc, diagnose, discriminator_values, suggest
+from dag_factory.errors import Diagnostic, suggest
+from dag_factory.load.diagnose import allowed_keys, data_loc, diagnose, discriminator_values
 from dag_factory.load.yaml_source import parse_yaml
 from dag_factory.spec.job import JobSpec
 from dag_factory.spec.platform import PlatformSettings

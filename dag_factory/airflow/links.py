@@ -19,6 +19,7 @@ from urllib.parse import quote
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.operator import BaseOperator
 
+from dag_factory.airflow.files_app import local_file_url
 from dag_factory.plan.model import CODE_VERSION_TEMPLATE, CODE_VERSIONS_FOLDER
 
 log = logging.getLogger("dag_factory.airflow.links")
@@ -38,9 +39,8 @@ def presigned_expiry_s(credentials: Any, now: dt.datetime) -> int:
 
 
 def link_url(target: str, style: str, region: str | None, aws_conn_id: str) -> str:
-    """A path -> file:// URL; s3://bucket/key -> the S3 console's page of the object, or a presigned URL."""
-    if not target.startswith("s3://"):
-        return "file://" + quote(target)
+    """s3://bucket/key -> the S3 console's page of the object, or a presigned URL (a local path: see
+    `_TargetLink.get_link`)."""
     bucket, _, key = target.removeprefix("s3://").partition("/")
     if style == "presigned":
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -73,6 +73,8 @@ class _TargetLink(BaseOperatorLink):
         path = str(target["path"]).replace("{{ run_id }}", ti_key.run_id)
         if CODE_VERSION_TEMPLATE in path:  # the notebook source: in the code version the run synced
             path = _in_code_version(path, target, ti_key)
+        if not path.startswith("s3://"):  # served by the api-server: the UI shows no file:// link
+            return local_file_url(operator.dag_id, ti_key.run_id, operator.task_id, path)
         return link_url(path, target["style"], target.get("region"), target["aws_conn_id"])
 
 

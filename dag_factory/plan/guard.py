@@ -59,7 +59,7 @@ LAUNCHER_FILE = "run_papermill.py"
 GUARD_FILE = "guard.sh"
 KEEP_FILE = "keep_log_and_html.py"  # after papermill: the log and the HTML beside the executed notebook
 EXPLAIN_FILE = "explain_notebook_error.py"  # after a failed papermill: the located error
-RUN_NOTEBOOK = "run_notebook"  # a notebook step's command: notebook, output, then papermill's options
+RUN_NOTEBOOK = "run_notebook"  # a notebook step's command: project, notebook, output, papermill's options
 
 # Finds a step's processes by the marker in their environment, and stops them: SIGTERM, then SIGKILL.
 _KILL_FUNCTIONS = r"""step_pids() { grep -lz "$@" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }
@@ -163,9 +163,8 @@ except Exception as exc:
 # status, not tee's, and the step's exit status stays papermill's.
 _RUN_NOTEBOOK = rf"""set -euo pipefail
 # dag-factory: one notebook with papermill (dag_factory/plan/guard.py)
-notebook=$1 output=$2  # then papermill's options: kernel, parameters
-shift 2
-project=$PWD
+project=$1 notebook=$2 output=$3  # then papermill's options: kernel, parameters
+shift 3
 case $output in *://*) ;; *) mkdir -p "$(dirname "$output")" ;; esac  # S3 has no folders
 status=0
 papermill_log=$(mktemp "$(dirname "$project")/papermill-XXXXXX")

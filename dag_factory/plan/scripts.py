@@ -252,6 +252,7 @@ def notebook_command(
     """
     words = [
         RUN_NOTEBOOK,
+        shlex.quote(layout.project),
         shlex.quote(notebook_path),
         f"'{output_notebook}'",
         "-k",

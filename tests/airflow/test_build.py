@@ -190,7 +190,8 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
     assert "remote_host" in nb.template_fields and "outputs_prefix" in nb.template_fields
     assert "\ncd /home/ec2-user/SageMaker/job/project\n" in nb.command
     output = "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'"
-    assert f"\nrun_notebook notebooks/02_train.ipynb {output} -k python3 -b " in nb.command
+    project = "/home/ec2-user/SageMaker/job/project"
+    assert f"\nrun_notebook {project} notebooks/02_train.ipynb {output} -k python3 -b " in nb.command
     prepare = dag.get_task("fr.prepare")
     assert (
         "aws s3 sync --delete --only-show-errors "

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import yaml
@@ -66,15 +66,28 @@ def test_presigned_links_are_signed_for_the_object(tmp_path: Path, monkeypatch: 
     )
 
 
-def test_local_links_are_files() -> None:
+def test_local_links_are_same_origin_paths_the_api_server_serves() -> None:
+    """The Airflow 3 UI drops file:// links: a local file is linked through the api-server's route
+    (dag_factory.airflow.files_app), which serves only what the task's links name."""
+    from dag_factory.airflow.files_app import linked_paths
+
     dag = dag_from_spec(CONFIGS / "churn-demo.yaml", env="local")
     links = _links(dag.get_task("de.nb_01_features"))
     root = (CONFIGS / ".." / ".dag-factory").resolve()
+    route = "/dag-factory/files/churn-demo/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/de.nb_01_features"
+    executed = f"{root}/runs/churn-demo/{RUN}/de/01_features.html"
+    versions = f"{root}/code/churn-demo/versions/"  # without the run's context: the project's versions
     assert links == {
-        "Executed notebook": f"file://{root}/runs/churn-demo/scheduled__2026-01-05T04%3A00%3A00%2B00%3A00/de/01_features.html",
-        # without the run's context: the project's code versions (a task's link names its run's version)
-        "Notebook source": f"file://{root}/code/churn-demo/versions/",
+        "Executed notebook": f"{route}?path={quote(executed, safe='')}",
+        "Notebook source": f"{route}?path={quote(versions, safe='')}",
     }
+    found = linked_paths(list(links.values()), "churn-demo", RUN, "de.nb_01_features")
+    assert found == {executed, versions}
+    assert linked_paths(list(links.values()), "churn-demo", RUN, "de.nb_02_train") == set()
+    assert (
+        linked_paths([f"https://elsewhere{route}?path=/etc/passwd"], "churn-demo", RUN, "de.nb_01_features")
+        == set()
+    )
 
 
 def test_notebook_source_link_opens_the_code_version_the_run_synced(tmp_path: Path) -> None:
@@ -98,8 +111,9 @@ def test_notebook_source_link_opens_the_code_version_the_run_synced(tmp_path: Pa
     task = dag.get_task("de.nb_01_features")
     link = next(link for link in task.operator_extra_links if link.name == "Notebook source")
     url = link.get_link(task, ti_key=ti)
-    assert url == f"file://{store.root}/versions/{first}/notebooks/01_features.ipynb"
-    assert Path(url.removeprefix("file://")).read_text() == "first"
+    (path,) = parse_qs(urlsplit(url).query)["path"]
+    assert path == f"{store.root}/versions/{first}/notebooks/01_features.ipynb"
+    assert Path(path).read_text() == "first"
 
 
 def test_links_survive_serialization_and_the_plugin_registers_them() -> None:

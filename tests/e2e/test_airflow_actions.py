@@ -420,7 +420,15 @@ def test_backfill_three_dates(e2e: E2E, airflow_deployment: Deployment) -> None:
             runs = deployment.dag_runs(job.dag_id)
             if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs):
                 break
-            assert time.monotonic() < deadline, runs
+            if time.monotonic() > deadline:  # say where each run stands, and what the fake holds
+                states = {
+                    r["dag_run_id"]: {
+                        t: i.get("state")
+                        for t, i in deployment.task_instances(job.dag_id, r["dag_run_id"]).items()
+                    }
+                    for r in runs
+                }
+                raise AssertionError(f"runs not done: {states}; held: {held}; instances: {e2e.instances()}")
             if held:
                 before = dates[dates.index(held[0]) - 1]
                 notebook = deployment.task_instances(job.dag_id, run_ids[before]).get("de.nb_00_score", {})

@@ -480,3 +480,48 @@ def test_a_missing_notebook_fails_at_once_not_retried_and_names_it(tmp_path: Pat
     missing = result.ti("de.nb_02_sumary")
     assert missing.try_number == 1, missing  # retries: 2, yet not retried
     assert result.ti("de.nb_first").state == "success"
+
+
+@pytest.mark.integration
+def test_the_airflow_ui_opens_a_local_runs_links(piped_run: PipedRun) -> None:
+    """Airflow's UI shows only same-origin or http(s) links: a local run's extra links, as the UI gets
+    them from an api-server on the run's Airflow home, are same-origin paths that open the executed
+    notebook, the notebook's source and the run report; a file the task did not link is not served."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    from dag_factory.local.airflow_home import airflow_env, api_server
+
+    assert piped_run.returncode == 0, piped_run.output
+
+    def get(server_url: str, path: str) -> bytes:
+        with urllib.request.urlopen(server_url + path, timeout=60) as answer:
+            body: bytes = answer.read()
+            return body
+
+    def links(server_url: str, run_id: str, task_id: str) -> dict[str, str]:
+        path = f"/api/v2/dags/churn-demo/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
+        found: dict[str, str] = json.loads(get(server_url, path))["extra_links"]
+        return found
+
+    with api_server(airflow_env(piped_run.root / "airflow"), timeout=180) as server:
+        (run,) = json.loads(get(server.url, "/api/v2/dags/churn-demo/dagRuns"))["dag_runs"]
+        notebook = links(server.url, run["dag_run_id"], "de.nb_01_features")
+        report = links(server.url, run["dag_run_id"], "report")["Run report"]
+        assert all(url.startswith("/dag-factory/files/churn-demo/") for url in [*notebook.values(), report])
+        folder = _run_folder(piped_run)
+        opened = {name: get(server.url, url) for name, url in notebook.items()}
+        assert opened["Executed notebook"] == (folder / "de" / "01_features.html").read_bytes()
+        source = json.loads(opened["Notebook source"])
+        assert source["cells"] and "nbformat" in source
+        assert get(server.url, report) == (folder / "report.html").read_bytes()
+
+        elsewhere = (
+            notebook["Executed notebook"].split("?path=")[0] + "?path=" + quote(str(piped_run.spec), safe="")
+        )
+        other_task = report.replace("/report?", "/de.nb_01_features?")
+        for url in (elsewhere, other_task):  # not linked by this task: refused, though the file exists
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                get(server.url, url)
+            assert refused.value.code == 404, url

@@ -11,7 +11,6 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
-from airflow.sdk.definitions.param import ParamsDict
 
 from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import current_env
@@ -258,7 +257,6 @@ def build_dag(plan: DagPlan) -> DAG:
         max_active_runs=1,
         default_args=default_args,
         doc_md=plan.doc_md,
-        params=dag_params(plan),  # the trigger form: which values, which parameter values
         user_defined_macros=dag_macros(plan),
     ) as dag:
         built = {group.group_id: _build_group(plan, group) for group in plan.groups}
@@ -272,9 +270,11 @@ def build_dag(plan: DagPlan) -> DAG:
     for task in dag.tasks:  # on the worker, before each task: is this worker configured for the DAG's
         if isinstance(task, ChecksEnvironment):  # environment? did this run choose the task's value?
             task.built_for = plan.env
-        # Airflow copies the DAG's params into each task and serializes every copy (1.3 KB x 160 tasks for
-        # churn-model); a task gets them from its DAG anyway (process_params merges the DAG's first)
-        task.params = ParamsDict()
+    # The trigger form (which values, which parameter values), set once the tasks exist: Airflow deep-copies
+    # a DAG's params into each task it adds (half of a parse's time) and serializes every copy (1.3 KB x
+    # 160 tasks for churn-model); a task gets them from its DAG at run time anyway (process_params merges
+    # the DAG's first)
+    dag.params = dag_params(plan)  # type: ignore[assignment]  # attrs converts it to a ParamsDict
     return dag
 
 

@@ -91,8 +91,8 @@ class _Step:
         return install_tools(self.installs_tools) if self.installs_tools else None
 
     def script_shown(self) -> str:
-        """What the task log says runs: the step, not its script (kilobytes of guard; the task's
-        Rendered Template shows it whole)."""
+        """What the task log says runs: the step, not its script (its header, the guard's call and the
+        step's lines; the task's Rendered Template shows it whole)."""
         return f"the script of {self.step_label}, under dag-factory's guard (all of it: Rendered Template)"
 
     def outcome(self, started: float) -> dict[str, Any] | None:

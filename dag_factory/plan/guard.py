@@ -17,7 +17,11 @@ inherits (papermill, the Jupyter kernel, anything the notebook spawns). The guar
   the deployed code); anything else is the infrastructure's (a sync, an install, a kernel that died, a
   write to S3 that failed).
 
-The same text runs over SSH on a SageMaker instance and under bash on the local backend.
+The guard and the programs every step calls (papermill's launcher, `run_notebook`, the helpers after
+papermill) are `tools()`: the group's prepare task installs them once on its host, in a folder named by
+their content (`install_tools`, run by the prepare operator from the worker's package), and each step's
+command only calls them (`under_installed_guard`), so no task of the DAG carries them. The same text
+runs over SSH on a SageMaker instance and under bash on the local backend.
 """
 
 from __future__ import annotations
@@ -157,10 +161,9 @@ except Exception as exc:
 # One notebook (the step found it in the project), run from the project folder with the notebook's
 # environment active: papermill (through `run_papermill`), its log kept beside the executed notebook and
 # the executed notebook rendered as HTML beside it (both best effort), then, if papermill failed, the
-# located error on stderr. papermill's log
-# (its stderr) streams to the task log and, through tee, into a file in the work directory: the worker
-# keeps only a tail of it. fd 3 carries papermill's stdout past the pipe; pipefail keeps papermill's
-# status, not tee's, and the step's exit status stays papermill's.
+# located error on stderr. papermill's log (its stderr) streams to the task log and, through tee, into a
+# file in the work directory: the worker keeps only a tail of it. fd 3 carries papermill's stdout past
+# the pipe; pipefail keeps papermill's status, not tee's, and the step's exit status stays papermill's.
 _RUN_NOTEBOOK = rf"""set -euo pipefail
 # dag-factory: one notebook with papermill (dag_factory/plan/guard.py)
 project=$1 notebook=$2 output=$3  # then papermill's options: kernel, parameters

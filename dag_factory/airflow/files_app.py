@@ -30,19 +30,20 @@ def _base_path() -> str:
     return urlsplit(base_url).path.rstrip("/")
 
 
+def _task_route(dag_id: str, run_id: str, task_id: str) -> str:
+    """The route's path for one task instance (each part quoted: run ids hold ':' and '+')."""
+    parts = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id}
+    return URL_PREFIX + _ROUTE.format(**{name: quote(value, safe="") for name, value in parts.items()})
+
+
 def local_file_url(dag_id: str, run_id: str, task_id: str, path: str) -> str:
     """The UI link to a local file a task wrote or read (relative: same origin as the UI)."""
-    route = _ROUTE.format(
-        dag_id=quote(dag_id, safe=""), run_id=quote(run_id, safe=""), task_id=quote(task_id, safe="")
-    )
-    return f"{_base_path()}{URL_PREFIX}{route}?path={quote(path, safe='')}"
+    return f"{_base_path()}{_task_route(dag_id, run_id, task_id)}?path={quote(path, safe='')}"
 
 
 def linked_paths(link_urls: list[Any], dag_id: str, run_id: str, task_id: str) -> set[str]:
     """The local files the task's links point at (links to elsewhere, or to another task, are left out)."""
-    route = URL_PREFIX + _ROUTE.format(
-        dag_id=quote(dag_id, safe=""), run_id=quote(run_id, safe=""), task_id=quote(task_id, safe="")
-    )
+    route = _task_route(dag_id, run_id, task_id)
     paths = set()
     for url in link_urls:
         if not isinstance(url, str):

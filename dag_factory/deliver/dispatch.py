@@ -1,13 +1,16 @@
 """One entry point for the Airflow task: deliver one fan-out value's output files to one target.
 
-Target dicts (plain JSON, from the plan)::
+A target is the spec's delivery model (`spec.job.Delivery`) as the plan carries it, plain JSON::
 
     {"to": "duckdb", "path": "warehouse.duckdb", "table": "ml.churn_scores", "files": "predictions/*.parquet"}
     {"to": "postgres", "table": "ml.churn_scores", "files": "..."}
-    {"to": "s3", "prefix": "curated/churn", "bucket": "optional", "files": "..."}
+    {"to": "s3", "prefix": "curated/churn", "bucket": "my-output-bucket", "files": "..."}
     {"to": "snowflake", "table": "ML.CHURN_SCORES", "stage": "ML.NOTEBOOK_OUTPUTS", "files": "..."}
 
-A snowflake stage is an external stage over the root of the output bucket.
+The plan fills in what the platform decides (the DuckDB file, the bucket a role names), so the model
+validates it in its planned form (`PLANNED`). Each target's loader is a module of this package with a
+``deliver_to`` function, imported only when its target is delivered: a Snowflake load never imports
+duckdb. Adding a target is its model in `spec/job.py`, its loader module, and its row in `LOADERS`.
 
 Every target also takes ``mode`` ("replace_partition", the default, or "append") and ``allow_empty``
 (default false: no matching file is an error). The database targets record each load in a ledger keyed
@@ -17,40 +20,29 @@ by the run id (dag_factory.deliver.ledger), so a retried append adds nothing.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 from typing import Any
 
-from dag_factory.deliver.duckdb_target import load_duckdb
+from pydantic import TypeAdapter, ValidationError
+
+from dag_factory.deliver.batch import Batch, Connections
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.files import (
-    SourceFile,
-    file_format,
-    list_files,
-    open_rows,
-    require_files,
-    split_s3_url,
-)
+from dag_factory.deliver.files import list_files, require_files
 from dag_factory.deliver.ledger import PartitionLoad
-from dag_factory.deliver.partition import Partition, check_mode, check_partition_values
-from dag_factory.deliver.postgres_target import load_postgres
-from dag_factory.deliver.s3_target import load_s3, partition_url
-from dag_factory.deliver.snowflake_target import load_snowflake
+from dag_factory.deliver.partition import Partition
+from dag_factory.spec.job import DELIVERY_MODELS, PLANNED, Delivery
 
 log = logging.getLogger("dag_factory.deliver")
 
-COMMON_KEYS = {"to", "files", "mode", "allow_empty"}
-TARGET_KEYS = {
-    "duckdb": {"path", "table"},
-    "postgres": {"table"},
-    "s3": {"prefix", "bucket"},
-    "snowflake": {"table", "stage"},
+# Each target's loader module (it defines `deliver_to(target, batch) -> rows`), by the model's `to`.
+LOADERS = {
+    "duckdb": "dag_factory.deliver.duckdb_target",
+    "postgres": "dag_factory.deliver.postgres_target",
+    "s3": "dag_factory.deliver.s3_target",
+    "snowflake": "dag_factory.deliver.snowflake_target",
 }
-REQUIRED_KEYS = {
-    "duckdb": {"path", "table"},
-    "postgres": {"table"},
-    "s3": {"prefix"},
-    "snowflake": {"table", "stage"},
-}
+_TARGETS: TypeAdapter[Any] = TypeAdapter(Delivery)
 
 
 def deliver(
@@ -73,59 +65,52 @@ def deliver(
     Airflow run id; without it the source prefix, ``<head>/<run id>/<value>``, names the run) and
     ``try_number`` is recorded there.
     """
-    kind = _check_target(target)
+    model = planned_target(target)
     partition = Partition(_as_date(logical_date), partition_column, partition_value)
-    pattern = str(target["files"])
-    mode = check_mode(str(target.get("mode", "replace_partition")))
-    allow_empty = bool(target.get("allow_empty", False))
-    if kind == "snowflake" and not source_prefix.startswith("s3://"):
-        raise DeliveryError(
-            f"snowflake target: source {source_prefix} is not in s3, so no stage can see it: "
-            "deliver from an s3 output prefix"
-        )
-    needs_s3 = source_prefix.startswith("s3://") or kind == "s3"
+    loader = importlib.import_module(LOADERS[model.to])
+    needs_s3 = source_prefix.startswith("s3://") or model.to == "s3"
     client = _s3_client(aws_conn_id) if needs_s3 else None
-    files = list_files(source_prefix, pattern, client)
-    require_files(files, source_prefix, pattern, allow_empty)
+    files = list_files(source_prefix, model.files, client)
+    require_files(files, source_prefix, model.files, model.allow_empty)
     log.info(
-        "delivering %d file(s) from %s to %s (%s)", len(files), source_prefix, kind, partition.describe()
+        "delivering %d file(s) from %s to %s (%s)", len(files), source_prefix, model.to, partition.describe()
     )
-    if kind == "s3":
-        return load_s3(client, files, s3_target_url(target, source_prefix, partition), mode)
-    load = PartitionLoad(run_id or source_prefix, partition, mode, try_number)
-    rows = open_rows(files)  # the files' schema, from parquet footers: no row read yet
-    table = str(target["table"])
-    if kind == "duckdb":
-        return load_duckdb(str(target["path"]), table, rows, load)
-    if kind == "postgres":
-        return load_postgres(postgres_conn_id, table, rows, load)
-    if rows is not None:
-        check_partition_values(rows, partition, table)  # snowflake reads the rows itself: check them here
-    return load_snowflake(
-        snowflake_conn_id,
-        table,
-        rows.schema if rows is not None else None,
-        str(target["stage"]),
-        [split_s3_url(f.location)[1] for f in files],  # the stage is over the bucket's root
-        _single_format(files),
-        load,
+    batch = Batch(
+        files,
+        source_prefix,
+        partition,
+        PartitionLoad(run_id or source_prefix, partition, model.mode, try_number),
+        Connections(postgres_conn_id, snowflake_conn_id, aws_conn_id),
+        client,
     )
+    rows: int = loader.deliver_to(model, batch)
+    return rows
 
 
-def _check_target(target: dict[str, Any]) -> str:
+def planned_target(target: dict[str, Any]) -> Any:
+    """The target's delivery model, validated as the plan carries it; a DeliveryError names what is wrong."""
+    try:
+        return _TARGETS.validate_python(target, context=PLANNED)
+    except ValidationError as exc:
+        raise DeliveryError(_target_problem(target, exc)) from None
+
+
+def _target_problem(target: dict[str, Any], exc: ValidationError) -> str:
     kind = target.get("to")
-    if kind not in TARGET_KEYS:
-        raise DeliveryError(
-            f"deliver target 'to: {kind}': unknown target: use one of {', '.join(TARGET_KEYS)}"
-        )
-    unknown = sorted(set(target) - COMMON_KEYS - TARGET_KEYS[kind])
-    missing = sorted(({"files"} | REQUIRED_KEYS[kind]) - set(target))
+    model = DELIVERY_MODELS.get(str(kind))
+    if model is None:
+        return f"deliver target 'to: {kind}': unknown target: use one of {', '.join(sorted(DELIVERY_MODELS))}"
+    errors = exc.errors()
+    unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden")
+    missing = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "missing")
     if unknown or missing:
-        raise DeliveryError(
+        return (
             f"deliver target {kind}: unknown keys: {', '.join(unknown) or '-'}; missing keys: "
-            f"{', '.join(missing) or '-'} (allowed: {', '.join(sorted(COMMON_KEYS | TARGET_KEYS[kind]))})"
+            f"{', '.join(missing) or '-'} (allowed: {', '.join(sorted(model.model_fields))})"
         )
-    return str(kind)
+    return f"deliver target {kind}: " + "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors
+    )
 
 
 def _as_date(value: dt.date | str) -> dt.date:
@@ -143,25 +128,3 @@ def _s3_client(aws_conn_id: str) -> Any:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=aws_conn_id).get_conn()
-
-
-def s3_target_url(target: dict[str, Any], source_prefix: str, partition: Partition) -> str:
-    prefix = str(target["prefix"])
-    if prefix.startswith("s3://"):
-        bucket, key = split_s3_url(prefix)
-        return partition_url(bucket, key, partition)
-    bucket = str(target.get("bucket") or "")
-    if not bucket and source_prefix.startswith("s3://"):
-        bucket = split_s3_url(source_prefix)[0]
-    if not bucket:
-        raise DeliveryError(f"s3 target prefix {prefix!r}: no bucket: set bucket: or use an s3:// prefix")
-    return partition_url(bucket, prefix, partition)
-
-
-def _single_format(files: list[SourceFile]) -> str:
-    formats = sorted({file_format(f.relative) for f in files})
-    if len(formats) > 1:
-        raise DeliveryError(
-            f"snowflake target: files mix {' and '.join(formats)}: match one format per target"
-        )
-    return formats[0] if formats else "parquet"

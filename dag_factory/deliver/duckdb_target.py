@@ -13,8 +13,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from dag_factory.deliver.batch import Batch
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.files import FileRows
+from dag_factory.deliver.files import FileRows, open_rows
 from dag_factory.deliver.ledger import LedgerSql, PartitionLoad, ledger_parts, load_once
 from dag_factory.deliver.partition import Partition, partition_batches, partition_schema
 from dag_factory.deliver.sql import (
@@ -24,6 +25,7 @@ from dag_factory.deliver.sql import (
     quote_table,
     split_table_name,
 )
+from dag_factory.spec.job import DuckDBDelivery
 
 log = logging.getLogger("dag_factory.deliver")
 
@@ -151,3 +153,10 @@ def _create_table(con: duckdb.DuckDBPyConnection, parts: list[str], schema: pa.S
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(parts[:-1])}")
     con.register("_deliver_schema", schema.empty_table())
     con.execute(f"CREATE TABLE {quote_table(parts)} AS SELECT * FROM _deliver_schema")
+
+
+def deliver_to(target: DuckDBDelivery, batch: Batch) -> int:
+    """The dispatcher's entry: load the batch into the target's table in its DuckDB file."""
+    if target.path is None:
+        raise DeliveryError("deliver target duckdb: missing keys: path (the plan names the database file)")
+    return load_duckdb(target.path, target.table, open_rows(batch.files), batch.load)

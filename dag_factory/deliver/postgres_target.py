@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from dag_factory.deliver.batch import Batch
 from dag_factory.deliver.errors import DeliveryError
-from dag_factory.deliver.files import FileRows
+from dag_factory.deliver.files import FileRows, open_rows
 from dag_factory.deliver.ledger import LedgerSql, PartitionLoad, ledger_parts, load_once
 from dag_factory.deliver.partition import Partition, partition_batches, partition_schema
 from dag_factory.deliver.sql import (
@@ -27,6 +28,7 @@ from dag_factory.deliver.sql import (
     quote_table,
     split_table_name,
 )
+from dag_factory.spec.job import PostgresDelivery
 
 log = logging.getLogger("dag_factory.deliver")
 
@@ -180,3 +182,8 @@ def _copy(cur: Any, sql: str, data: bytes) -> None:
         return
     with cur.copy(sql) as copy:
         copy.write(data)
+
+
+def deliver_to(target: PostgresDelivery, batch: Batch) -> int:
+    """The dispatcher's entry: load the batch into the target's table over the postgres connection."""
+    return load_postgres(batch.connections.postgres, target.table, open_rows(batch.files), batch.load)

@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dag_factory.deliver.batch import Batch
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.files import SourceFile, copy_s3_object, count_rows, split_s3_url
 from dag_factory.deliver.partition import DATE_COLUMN, Partition, check_mode
+from dag_factory.spec.job import S3Delivery
 
 log = logging.getLogger("dag_factory.deliver")
 
@@ -74,3 +76,10 @@ def _stale_keys(client: Any, bucket: str, key_prefix: str, keep: set[str]) -> li
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
         stale.extend(o["Key"] for o in page.get("Contents", []) if o["Key"] not in keep)
     return sorted(stale)
+
+
+def deliver_to(target: S3Delivery, batch: Batch) -> int:
+    """The dispatcher's entry: copy the batch under the target's partition prefix in its bucket (the
+    planned target names the bucket its role resolved to)."""
+    url = partition_url(target.bucket, target.prefix, batch.partition)
+    return load_s3(batch.s3, batch.files, url, batch.load.mode)

@@ -35,10 +35,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from dag_factory.deliver.batch import Batch
 from dag_factory.deliver.errors import DeliveryError
+from dag_factory.deliver.files import SourceFile, file_format, open_rows, split_s3_url
 from dag_factory.deliver.ledger import LedgerSql, PartitionLoad, ledger_parts, load_once
-from dag_factory.deliver.partition import DATE_COLUMN, Partition
+from dag_factory.deliver.partition import DATE_COLUMN, Partition, check_partition_values
 from dag_factory.deliver.sql import check_columns, quote_ident, split_table_name
+from dag_factory.spec.job import SnowflakeDelivery
 
 log = logging.getLogger("dag_factory.deliver")
 
@@ -261,3 +264,33 @@ def load_snowflake(
         load.mode,
     )
     return count
+
+
+def deliver_to(target: SnowflakeDelivery, batch: Batch) -> int:
+    """The dispatcher's entry: COPY the batch's objects from the target's stage into its table."""
+    if not batch.source_prefix.startswith("s3://"):
+        raise DeliveryError(
+            f"snowflake target: source {batch.source_prefix} is not in s3, so no stage can see it: "
+            "deliver from an s3 output prefix"
+        )
+    rows = open_rows(batch.files)  # the files' schema, from parquet footers: no row read yet
+    if rows is not None:
+        check_partition_values(rows, batch.partition, target.table)  # snowflake reads the rows itself
+    return load_snowflake(
+        batch.connections.snowflake,
+        target.table,
+        rows.schema if rows is not None else None,
+        target.stage,
+        [split_s3_url(f.location)[1] for f in batch.files],  # the stage is over the bucket's root
+        _single_format(batch.files),
+        batch.load,
+    )
+
+
+def _single_format(files: list[SourceFile]) -> str:
+    formats = sorted({file_format(f.relative) for f in files})
+    if len(formats) > 1:
+        raise DeliveryError(
+            f"snowflake target: files mix {' and '.join(formats)}: match one format per target"
+        )
+    return formats[0] if formats else "parquet"

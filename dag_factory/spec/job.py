@@ -13,6 +13,7 @@ from pydantic import (
     AfterValidator,
     Field,
     GetJsonSchemaHandler,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
@@ -248,6 +249,19 @@ class Notebook(StrictModel):
         return PurePosixPath(self.path).stem
 
 
+# Validation context of a target as the plan carries it (`deliver.dispatch`): the platform has filled in
+# what the spec leaves to it, e.g. the bucket an S3 target's role names.
+PLANNED = {"planned": True}
+
+
+def _bucket_role_or_planned(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    """A spec names a platform bucket by its role; a planned target holds the bucket (or local folder)
+    that role resolved to."""
+    if info.context == PLANNED and isinstance(value, str) and value:
+        return value
+    return handler(value)
+
+
 class _Delivery(StrictModel):
     files: Glob = Field(description="glob under the value's output prefix, e.g. predictions/*.parquet")
     mode: Literal["replace_partition", "append"] = "replace_partition"
@@ -273,8 +287,8 @@ class PostgresDelivery(_Delivery):
 class S3Delivery(_Delivery):
     to: Literal["s3"]
     prefix: S3Prefix
-    bucket: Literal["output", "data", "intermediate"] = Field(
-        "output", description="which platform bucket receives the copy"
+    bucket: Annotated[Literal["output", "data", "intermediate"], WrapValidator(_bucket_role_or_planned)] = (
+        Field("output", description="which platform bucket receives the copy")
     )
 
 
@@ -289,6 +303,11 @@ class DuckDBDelivery(_Delivery):
 Delivery = Annotated[
     SnowflakeDelivery | PostgresDelivery | S3Delivery | DuckDBDelivery, Field(discriminator="to")
 ]
+# each delivery model by its `to` (the dispatcher picks a target's loader by it)
+DELIVERY_MODELS: dict[str, type[_Delivery]] = {
+    m.model_fields["to"].annotation.__args__[0]: m  # type: ignore[union-attr]
+    for m in (SnowflakeDelivery, PostgresDelivery, S3Delivery, DuckDBDelivery)
+}
 
 
 class Notify(StrictModel):

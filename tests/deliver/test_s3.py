@@ -51,7 +51,7 @@ def test_copy_counts_rows_and_lays_out_partitions(s3: Any, outputs: Path) -> Non
 
 
 def test_replace_removes_stale_objects_only_in_its_partition(s3: Any, tmp_path: Path) -> None:
-    target = {"to": "s3", "prefix": "s3://warehouse/curated/churn/", "files": "predictions/*.parquet"}
+    target = {"to": "s3", "bucket": "warehouse", "prefix": "curated/churn", "files": "predictions/*.parquet"}
     first, second, fr = tmp_path / "1", tmp_path / "2", tmp_path / "fr"
     write_parquet(first, "predictions/a.parquet", [{"v": 1}])
     write_parquet(first, "predictions/old.parquet", [{"v": 2}])
@@ -108,7 +108,7 @@ def test_s3_source_to_s3_target_shared_partition(s3: Any, tmp_path: Path) -> Non
     write_parquet(tmp_path, "a.parquet", [{"v": 1}, {"v": 2}])
     s3.upload_file(str(tmp_path / "a.parquet"), "outputs", "churn/run1/predictions/a.parquet")
     s3.upload_file(str(tmp_path / "a.parquet"), "outputs", "churn/run1/notebooks/x.parquet")
-    target = {"to": "s3", "prefix": "curated", "files": "predictions/*.parquet"}  # bucket: the source's
+    target = {"to": "s3", "bucket": "outputs", "prefix": "curated", "files": "predictions/*.parquet"}
     assert deliver(target, "s3://outputs/churn/run1/", DAY, None, None) == 2
     assert _keys(s3, "outputs", "curated/") == ["curated/logical_date=2026-01-05/predictions/a.parquet"]
 

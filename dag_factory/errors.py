@@ -87,3 +87,4 @@ EXIT_OK = 0  # done, everything valid
 EXIT_INVALID = 1  # invalid input (a spec, a platform file), or the job/run failed
 EXIT_USAGE = 2  # wrong arguments, a file or folder that does not exist
 EXIT_INTERNAL = 3  # a bug in dag-factory: please report it with DAG_FACTORY_DEBUG=1 output
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a process ended by SIGINT

@@ -14,14 +14,21 @@ from typing import Annotated
 
 import typer
 
-from dag_factory import settings
+from dag_factory import DISTRIBUTION, settings
 from dag_factory.cli.options import report_error
-from dag_factory.errors import EXIT_INTERNAL, DagFactoryError
+from dag_factory.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_USAGE,
+    DagFactoryError,
+)
 
-DISTRIBUTION = "dag-factory-notebooks"  # the name pip knows the package by (pyproject.toml)
 EXIT_CODES = (
-    "Exit codes: 0 ok; 1 invalid input (a spec, platform file or notebook) or failed work; "
-    "2 usage error (the command line is wrong); 3 internal error (a bug); 130 interrupted."
+    f"Exit codes: {EXIT_OK} ok; {EXIT_INVALID} invalid input (a spec, platform file or notebook) or failed "
+    f"work; {EXIT_USAGE} usage error (the command line is wrong); {EXIT_INTERNAL} internal error (a bug); "
+    f"{EXIT_INTERRUPTED} interrupted."
 )
 
 app = typer.Typer(
@@ -69,7 +76,7 @@ def main() -> None:
         sys.exit(report_error(exc))
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # an internal error: say so briefly, keep the traceback opt-in
         if settings.debug():
             raise

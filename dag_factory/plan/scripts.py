@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import importlib.metadata
 import json
 import re
 import shlex
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from dag_factory import DISTRIBUTION
 from dag_factory.plan.guard import EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_NOTEBOOK
 
 Parameters = dict[str, Any]
@@ -135,7 +137,15 @@ def _script(lines: list[str]) -> str:
     return "\n".join(["set -euo pipefail", *lines, "echo dag-factory: step done"])
 
 
-NBCONVERT = "nbconvert==7.17.2"  # renders each executed notebook as HTML, next to it
+@functools.cache
+def nbconvert_requirement() -> str:
+    """The nbconvert each environment installs to render executed notebooks as HTML: the one this
+    package requires, so pyproject.toml is the one place its version is written."""
+    for requirement in importlib.metadata.requires(DISTRIBUTION) or ():
+        name, _, marker = requirement.partition(";")
+        if re.match(r"nbconvert\b", name) and not marker:
+            return name.replace(" ", "")
+    raise AssertionError(f"{DISTRIBUTION} does not require nbconvert: see pyproject.toml")  # a packaging bug
 
 
 def html_path(output_notebook: str) -> str:
@@ -154,7 +164,7 @@ def require_input(test: str, *what: str) -> str:
 
 def runtime_packages(papermill_version: str) -> tuple[str, ...]:
     """What the prepare step installs before the requirements (the local shared environments too)."""
-    return (f"papermill=={papermill_version}", "ipykernel", NBCONVERT)
+    return (f"papermill=={papermill_version}", "ipykernel", nbconvert_requirement())
 
 
 def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:

@@ -32,6 +32,7 @@ from dag_factory.plan.scripts import (
     html_path,
     notebook_command,
     output_prefix_template,
+    runtime_packages,
     runtime_parameters_json,
 )
 
@@ -375,3 +376,12 @@ def test_a_notebook_commands_header_is_one_line_per_parameter_with_sensitive_val
         "#   max_depth: 4",
     ]
     assert "s3cr3t" not in "\n".join(header)
+
+
+def test_environments_install_the_nbconvert_pyproject_requires() -> None:
+    """pyproject.toml is the one place the nbconvert version is written; the instances read it from there."""
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    pinned = [r for r in pyproject["project"]["dependencies"] if r.startswith("nbconvert")]
+    assert runtime_packages("2.6.0") == ("papermill==2.6.0", "ipykernel", *pinned)

@@ -14,6 +14,7 @@ inspected again when its bytes change. `$DAG_FACTORY_CACHE_DIR` moves the cache 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -95,6 +96,7 @@ def _cache_dir() -> Path | None:
     return settings.user_cache_dir("notebooks")
 
 
+@functools.cache
 def _papermill_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -104,13 +106,19 @@ def _papermill_version() -> str:
         return "unknown"
 
 
+@functools.cache
+def _reader_code() -> bytes:
+    """The modules that read a notebook: a change of them invalidates the cache (read once a process;
+    validating a folder of specs asks for every notebook)."""
+    here = Path(__file__).parent
+    return b"\0".join((here / name).read_bytes() for name in _READER_MODULES)
+
+
 def _cache_file(raw: bytes, fallback_kernel: str) -> Path | None:
     folder = _cache_dir()
     if folder is None:
         return None
-    here = Path(__file__).parent  # a change of how notebooks are read invalidates the cache
-    code = [(here / name).read_bytes() for name in _READER_MODULES]
-    digest = hashlib.sha256(b"\0".join([raw, fallback_kernel.encode(), *code])).hexdigest()
+    digest = hashlib.sha256(b"\0".join([raw, fallback_kernel.encode(), _reader_code()])).hexdigest()
     return folder / f"notebooks-v{CACHE_VERSION}-pm{_papermill_version()}" / f"{digest}.json"
 
 

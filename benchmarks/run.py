@@ -412,7 +412,46 @@ def measure_validate(count: int, args: argparse.Namespace) -> dict[str, Any]:
             return {"specs": count, **result}
         runs.append(result)
     best = statistics.median(r["specs_per_s"] for r in runs)
-    return {"specs": count, "available": True, "specs_per_s": best, "runs": runs}
+    return {
+        "specs": count,
+        "available": True,
+        "specs_per_s": best,
+        "runs": runs,
+        "cli": measure_validate_cli(spec_dir, count, args.validate_repeats),
+    }
+
+
+# `dag-factory validate`, CLI start to exit, on a quiet 2-core machine (issue 27); the folder's target is
+# for 1,000 specs, so a smaller folder (--smoke) has none
+VALIDATE_CLI_TARGET_S = {"one spec": 0.4, "1000 specs": 3.0}
+
+
+def measure_validate_cli(spec_dir: Path, count: int, repeats: int) -> list[dict[str, Any]]:
+    """What a person (or pre-commit) waits for: the CLI on one spec and on the whole folder, each run
+    once untimed first (warm: compiled modules, the notebook cache, the OS's file cache), then timed.
+    A run that does not exit 0 fails the check."""
+    cli = MAIN_PYTHON.parent / "dag-factory"
+    one = min(p for p in spec_dir.glob("*.yaml") if p.name != "platform.yaml")
+    rows = []
+    for label, target in (("one spec", one), (f"{count} specs", spec_dir)):
+        times, codes = [], []
+        for timed in [False] + [True] * max(1, repeats):
+            started = time.perf_counter()
+            done = subprocess.run([str(cli), "validate", str(target)], capture_output=True, text=True)
+            if timed:
+                times.append(time.perf_counter() - started)
+                codes.append(done.returncode)
+        rows.append(
+            {
+                "case": label,
+                "seconds": statistics.median(times),
+                "runs": times,
+                "ok": codes == [0] * len(codes),
+                "error": None if codes == [0] * len(codes) else (done.stdout + done.stderr)[-2000:],
+                "target_s": VALIDATE_CLI_TARGET_S.get(label),
+            }
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------
@@ -470,6 +509,14 @@ def print_tables(doc: dict[str, Any]) -> None:
     v = doc.get("validate") or {}
     if v.get("available"):
         console.print(f"validate (ours): {v['specs_per_s']:.0f} specs/s over {v['specs']} specs (in-process)")
+        for row in v.get("cli", []):
+            target = row["target_s"]
+            verdict = "-" if target is None else ("PASS" if row["seconds"] <= target else "FAIL")
+            console.print(
+                f"dag-factory validate, {row['case']}: {row['seconds']:.2f} s (median of {len(row['runs'])}; "
+                f"target {target if target is not None else '-'} s: {verdict})"
+                + ("" if row["ok"] else f" [red]FAIL: exit status not 0[/]: {row['error']}")
+            )
     elif v:
         console.print(f"validate (ours): [yellow]skipped: {v.get('reason') or v.get('error')}[/]")
     for variant, comparison in doc.get("equivalence", {}).items():
@@ -621,6 +668,7 @@ def run_parse_benchmark(args: argparse.Namespace) -> int:
     args.json.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     console.print(f"results: {args.json} (total {doc['total_s']:.0f} s)")
     failed = [f"{r['variant']} N={r['n']}" for r in doc["rows"] if r.get("available") and not r.get("ok")]
+    failed += [f"validate {r['case']}" for r in (validate or {}).get("cli", []) if not r["ok"]]
     if failed:
         console.print(f"[red]checks failed[/] (import errors, DAG or task counts, child errors): {failed}")
         return 1

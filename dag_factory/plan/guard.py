@@ -48,12 +48,35 @@ Fault = Literal["notebook", "timeout", "infrastructure", "input"]
 
 # papermill's CLI, but the notebook's own error (a cell raised) exits EXIT_NOTEBOOK_ERROR instead of 1:
 # that one is a bug in the notebook; papermill's other failures (no kernel, a dead kernel, an S3 write)
-# are not. No single quotes: the code is single-quoted in the script.
-PAPERMILL_LAUNCHER = f"""import sys
-from papermill.cli import papermill
+# are not. A notebook gets only the parameters its parameters cell declares (papermill reads the cell;
+# where it cannot, e.g. no Python cell, every one), plus the names after ALWAYS_PASS (the standard
+# parameters, declared or not), and papermill's "Passed unknown parameter" warning is not said about those.
+# No single quotes: the code is single-quoted in the script.
+ALWAYS_PASS = "--always-pass"
+PAPERMILL_LAUNCHER = f"""import logging
+import sys
+from papermill import cli, inspect_notebook
 from papermill.exceptions import PapermillExecutionError
+args = sys.argv[1:]
+always = set()
+if "{ALWAYS_PASS}" in args:
+    at = args.index("{ALWAYS_PASS}")
+    always = set(args[at + 1].split(","))
+    del args[at : at + 2]
+execute = cli.execute_notebook
+def declared_only(input_path, output_path, parameters=None, **options):
+    try:
+        declared = set(inspect_notebook(input_path))
+    except Exception:
+        declared = set()
+    if declared and parameters:
+        parameters = {{k: v for k, v in parameters.items() if k in declared or k in always}}
+    return execute(input_path, output_path, parameters=parameters, **options)
+cli.execute_notebook = declared_only
+unknown = {{f"Passed unknown parameter: {{name}}" for name in always}}
+logging.getLogger("papermill").addFilter(lambda record: record.getMessage() not in unknown)
 try:
-    papermill.main(args=sys.argv[1:], prog_name="papermill", standalone_mode=False)
+    cli.papermill.main(args=args, prog_name="papermill", standalone_mode=False)
 except PapermillExecutionError as error:
     print(f"dag-factory: the notebook raised {{error.ename}}: {{error.evalue}}", file=sys.stderr)
     sys.exit({EXIT_NOTEBOOK_ERROR})"""

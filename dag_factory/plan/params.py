@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dag_factory.spec.job import STANDARD_PARAMETERS, JobSpec
+from dag_factory.spec.job import JobSpec
 
 VALUES_PARAM = "values"
 OVERRIDES_MACRO = "spec_overrides"  # the DAG's Jinja macro: a run's conf -> the parameters it overrides
@@ -80,9 +80,8 @@ def trigger_params(spec: JobSpec) -> dict[str, dict[str, Any]]:
             "minItems": 1,
             "description": f"which {spec.fan_out.name} values to run (default: all); others create nothing",
         }
-    fan_out_name = spec.fan_out.name if spec.fan_out else None
     for name, settings in _settings(spec).items():
-        if name in (*STANDARD_PARAMETERS, VALUES_PARAM, fan_out_name):
+        if name in (*spec.standard_parameters, VALUES_PARAM):
             continue
         schema = _parameter_schema(name, settings)
         if schema is not None:

@@ -197,6 +197,7 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
             parameters,
             runtime_parameters_json(ctx.output_head(), tail),
             OVERRIDES_JSON if ctx.overridable else None,
+            spec.standard_parameters,
         )
         shown = redacted(parameters)
         header = notebook_header(notebook.path, kernel, output_notebook, shown, ctx.overridable)

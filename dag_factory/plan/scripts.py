@@ -18,13 +18,14 @@ import importlib.metadata
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from dag_factory import DISTRIBUTION
-from dag_factory.plan.guard import EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_NOTEBOOK
+from dag_factory.plan.guard import ALWAYS_PASS, EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_NOTEBOOK
 
 Parameters = dict[str, Any]
 
@@ -232,13 +233,13 @@ def notebook_header(
     the notebook, where its executed copy goes, and the parameters (``parameters`` already redacted),
     before the few lines that hand the step to the guard. (Spec strings hold no template syntax, so none
     of this is Jinja.)"""
-    at_run_time = "logical_date, run_id, output_prefix"
+    at_run_time = "logical_date, run_id, output_prefix"  # the notebook gets those it declares
     if overridable:
         at_run_time += ", then a manual run's overrides"
     lines = [
         f"# dag-factory: notebook {notebook_path}, kernel {kernel}",
         f"# executed notebook: {output_notebook} (its .html and .log beside it)",
-        f"# parameters (at run time papermill also gets {at_run_time}):",
+        f"# parameters, those the notebook declares (at run time also {at_run_time}):",
         *(f"#   {name}: {_shown(value)}" for name, value in parameters.items()),
     ]
     return "\n".join(lines) + "\n"
@@ -252,9 +253,11 @@ def notebook_command(
     parameters: Parameters,
     runtime_json: str,
     overrides_json: str | None = None,
+    always_pass: Sequence[str] = (),
 ) -> str:
     """Run one notebook with papermill; `output_notebook`, `runtime_json` and `overrides_json` (what a
-    manual run overrides, applied last) may hold Jinja.
+    manual run overrides, applied last) may hold Jinja. The notebook gets the parameters its parameters
+    cell declares and `always_pass` (the standard ones).
 
     The script runs under dag_factory.plan.guard, whose `run_notebook` runs papermill with the notebook's
     own error told apart by its exit status, keeps its log and HTML beside the executed notebook and says
@@ -272,6 +275,7 @@ def notebook_command(
         "-y",
         f"'{runtime_json}'",
         *(["-y", f"'{overrides_json}'"] if overrides_json else []),
+        *([ALWAYS_PASS, shlex.quote(",".join(always_pass))] if always_pass else []),
     ]
     notebook_file = shlex.quote(f"{layout.project}/{notebook_path}")
     lines = [

@@ -430,3 +430,9 @@ class JobSpec(StrictModel):
     @property
     def values(self) -> list[str]:
         return list(self.fan_out.values) if self.fan_out else []
+
+    @property
+    def standard_parameters(self) -> tuple[str, ...]:
+        """What every notebook is given whether or not its parameters cell declares it: the standard
+        parameters and the fan-out's name."""
+        return STANDARD_PARAMETERS + ((self.fan_out.name,) if self.fan_out else ())

@@ -34,7 +34,7 @@ from dag_factory.errors import Diagnostic, closest, did_you_mean
 from dag_factory.load.project import shown_path
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.load.yaml_source import Loc, Mark, YamlDocument, format_loc
-from dag_factory.spec.job import STANDARD_PARAMETERS, JobSpec
+from dag_factory.spec.job import JobSpec
 from dag_factory.validate.declared import Declared, kind_of
 from dag_factory.validate.notebook_info import NotebookInfo, inspect_notebook
 
@@ -162,10 +162,7 @@ class _Check:
         self.found.append(Diagnostic(path, mark.line, mark.col, shown, message, hint, severity))
 
     def standard(self) -> set[str]:
-        names = set(STANDARD_PARAMETERS)
-        if self.spec.fan_out:
-            names.add(self.spec.fan_out.name)
-        return names
+        return set(self.spec.standard_parameters)
 
     def readable(self) -> dict[int, NotebookInfo]:
         return {

@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from dag_factory.plan.guard import (
+    ALWAYS_PASS,
     EXIT_MISSING_INPUT,
     EXIT_NOTEBOOK_ERROR,
     EXIT_STOPPED,
@@ -293,3 +294,27 @@ def test_a_step_on_a_host_without_the_tools_stops_as_a_missing_input(tmp_path: P
         f"missing input: the tools of dag-factory are not in {tools_dir(str(tmp_path))}: the group's "
         "prepare step installs them (clear it and its downstream tasks)"
     ]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("declares", [True, False], ids=["parameters cell", "no parameters cell"])
+def test_a_notebook_gets_the_parameters_it_declares_and_the_standard_ones(
+    tmp_path: Path, declares: bool
+) -> None:
+    """No "Passed unknown parameter" noise: papermill injects what the parameters cell declares and the
+    names after ALWAYS_PASS; a notebook without a readable parameters cell gets every parameter."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"] if declares else []})]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    run_it = (
+        f"{RUN_PAPERMILL} {tmp_path}/n.ipynb {tmp_path}/out.ipynb --no-progress-bar --log-output "
+        f"-p a 2 -p b 3 -p env dev {ALWAYS_PASS} env,run_id"
+    )
+    done = run(guarded(f"export PATH={VENV_BIN}:$PATH\n{run_it}", StepBounds(str(tmp_path), "nb", 300, 600)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    [injected] = [c.source for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    given = [line.split(" = ")[0] for line in injected.splitlines() if " = " in line]
+    assert given == (["a", "env"] if declares else ["a", "b", "env"])
+    assert ("Passed unknown parameter" in done.stderr) is not declares, done.stderr[-2000:]

@@ -212,8 +212,8 @@ def test_a_notebook_command_reads_first_as_its_notebook_output_and_parameters() 
         "# dag-factory: notebook notebooks/02_train.ipynb, kernel python3",
         "# executed notebook: s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb "
         "(its .html and .log beside it)",
-        "# parameters (at run time papermill also gets logical_date, run_id, output_prefix, then a manual "
-        "run's overrides):",
+        "# parameters, those the notebook declares (at run time also logical_date, run_id, output_prefix, "
+        "then a manual run's overrides):",
         "#   lookback_days: 90",
         '#   country: "fr"',
         '#   env: "prod"',

@@ -1,5 +1,6 @@
-"""The processes of a local run: stopping a process group and all it started, signals during a
-run (SIGTERM as an exit, Ctrl-C held off during a clean-up), a free port for a server.
+"""The processes of a local run: stopping a process group and all it started (a run's child, or a
+server in a session of its own), signals during a run (SIGTERM as an exit, Ctrl-C held off during a
+clean-up), a free port for a server.
 """
 
 from __future__ import annotations
@@ -47,6 +48,50 @@ def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = 10.0) ->
     psutil.wait_procs(alive, timeout=5)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+def stop_session(leader: psutil.Process, *, grace: float = 10.0) -> None:
+    """SIGTERM the process group ``leader`` leads (a server that detached into a session of its own,
+    not our child), then SIGKILL what is left of it after ``grace`` seconds; returns once all are gone.
+
+    Only the leader itself is signalled when it leads no group (``os.setsid`` not called)."""
+    members = [leader, *_descendants(leader.pid)]
+    try:
+        group = os.getpgid(leader.pid) == leader.pid
+    except OSError:
+        return  # gone already
+    if group:
+        _kill_group(leader.pid, signal.SIGTERM)
+    else:
+        with contextlib.suppress(psutil.Error):
+            leader.terminate()
+    alive = _wait_gone(members, grace)
+    if group and alive:
+        _kill_group(leader.pid, signal.SIGKILL)
+    for straggler in alive:
+        with contextlib.suppress(psutil.Error):
+            straggler.kill()
+    _wait_gone(alive, 5)
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process has exited (one that is not our child may stay a zombie until its new
+    parent reaps it: that counts as gone); those still running after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = processes
+    while alive:
+        _, alive = psutil.wait_procs(alive, timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+        alive = [p for p in alive if _running(p)]
+        if time.monotonic() >= deadline:
+            break
+    return alive
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

@@ -46,6 +46,7 @@ bench-cluster: install
 bench-local: install
 	$(BIN)/python benchmarks/local_run.py
 
+# stop the Execution API the demo's runs left up (it says so when none runs), then remove everything
 clean:
-	-[ -x $(BIN)/python ] && $(BIN)/python -m dag_factory.local.execution_server stop .dag-factory/airflow
+	-[ -x $(BIN)/dag-factory ] && $(BIN)/dag-factory stop-server
 	rm -rf $(VENV) .dag-factory

@@ -1,16 +1,29 @@
-"""Run commands: run a job locally through real Airflow, and the demo (Airflow runs in a child process)."""
+"""Run commands: run a job locally through real Airflow, the demo (Airflow runs in a child process), and
+stop the Execution API the runs leave up."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dag_factory.cli.options import PlatformOption, SpecArgument, add_commands, flag, require_valid
+from dag_factory.cli.options import (
+    PlatformOption,
+    SpecArgument,
+    add_commands,
+    argument,
+    flag,
+    load_platform_for,
+    require_valid,
+)
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from dag_factory.local.execution_server import ExecutionApi
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "project_configs" / "churn-demo.yaml"
 DEMO_DATE = "2026-01-05"
@@ -27,6 +40,7 @@ def _run(
 ) -> int:
     from rich.console import Console
 
+    from dag_factory.local.execution_server import running_execution_api
     from dag_factory.local.progress import render_summary, summary_lines
     from dag_factory.local.progress import say as print_line
     from dag_factory.local.run import (
@@ -63,20 +77,45 @@ def _run(
     say(render_split(result.timings))
     say("Airflow log of the run:")
     say(f"  {result.log_path}")
-    if (why := nothing_ran(job, result, logical_date)) is not None:
+    why = nothing_ran(job, result, logical_date)
+    if why is not None:
         say(f"nothing ran: {why}")
-        return EXIT_INVALID
-    return EXIT_OK if result.succeeded else EXIT_INVALID
+    if (server := running_execution_api(job.home)) is not None:
+        say(server_left_up(server, _stop_command(spec, env, platform, job.platform_path)))
+    return EXIT_INVALID if why is not None or not result.succeeded else EXIT_OK
+
+
+def server_left_up(server: ExecutionApi, stop_command: str) -> str:
+    """The line that ends a run whose home's Execution API stays up for the next run."""
+    idle = server.idle_seconds
+    after = f"{idle / 60:g} min" if idle % 60 == 0 else f"{idle:g} s"
+    return (
+        f"Execution API left up for the next run: {server.url} (pid {server.pid}); it stops after {after} "
+        f"without a request, or now with: {stop_command}"
+    )
+
+
+def _stop_command(spec: Path, env: str, platform: Path | None, used: Path) -> str:
+    """`dag-factory stop-server` with what it needs, run from here, to find the platform file ``used``."""
+    from dag_factory.load.files import find_platform
+
+    words = ["dag-factory", "stop-server"]
+    if platform is not None:
+        words += ["--platform", str(platform)]
+    elif (found := find_platform(Path.cwd())) is None or found.resolve() != used.resolve():
+        words.append(str(spec))  # the platform file is found near the spec, not near here
+    if env != "local":
+        words += ["--env", env]
+    return shlex.join(words)
 
 
 DateOption = Annotated[str | None, typer.Option(metavar="YYYY-MM-DD", help="logical date (default: today)")]
+LocalEnvOption = Annotated[str, typer.Option(metavar="ENV", help="a local environment of the platform file")]
 
 
 def run(
     spec: SpecArgument,
-    env: Annotated[
-        str, typer.Option(metavar="ENV", help="a local environment of the platform file")
-    ] = "local",
+    env: LocalEnvOption = "local",
     date: DateOption = None,
     only: Annotated[
         list[str] | None, typer.Option(metavar="VALUE", help="run only this fan-out value (repeatable)")
@@ -107,5 +146,30 @@ def demo(
     raise typer.Exit(code)
 
 
+def stop_server(
+    target: Annotated[
+        Path | None, argument("SPEC_OR_DIR", "a job spec or its folder (default: the working folder)")
+    ] = None,
+    env: LocalEnvOption = "local",
+    platform: PlatformOption = None,
+) -> None:
+    """Stop the Execution API that local runs leave up.
+
+    The one of the environment's Airflow home, found as `run` finds it (it also stops by itself when
+    idle). Exit 0 when none runs, too. See docs/cli.md.
+    """
+    from dag_factory.local.execution_server import stop_execution_api
+    from dag_factory.local.run import airflow_home_in, local_root
+
+    if target is not None and not target.exists():
+        raise UsageError(f"no such file or folder: {target}")
+    home = airflow_home_in(local_root(load_platform_for(target or Path.cwd(), platform), env))
+    stopped = stop_execution_api(home)
+    if stopped is None:
+        typer.echo(f"no Execution API runs for {home}")
+    else:
+        typer.echo(f"stopped the Execution API at {stopped.url} (pid {stopped.pid}) of {home}")
+
+
 def register(app: typer.Typer) -> None:
-    add_commands(app, run, demo)
+    add_commands(app, run, demo, stop_server)

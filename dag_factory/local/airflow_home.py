@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,10 +22,9 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-import psutil
-
 from dag_factory import settings
 from dag_factory.errors import DagFactoryError
+from dag_factory.local.processes import free_port, sigterm_as_exit, stop_process_group
 from dag_factory.plan.cache import usable_folder
 
 # Fixed on purpose: the home is local and throwaway, and every process that signs or checks a
@@ -184,14 +180,6 @@ def _airflow_bin() -> str:
     return str(candidate) if candidate.exists() else "airflow"
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class ApiServer:
     """A running local api-server and the environment that points tasks at it."""
@@ -233,23 +221,6 @@ def api_server(env: Mapping[str, str], *, timeout: float = 120.0) -> Iterator[Ap
             stop_process_group(proc)
 
 
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """Within the block, SIGTERM raises SystemExit (so ``finally`` clean-ups run); main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _wait_healthy(proc: subprocess.Popen[bytes], health_url: str, log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -267,43 +238,6 @@ def _wait_healthy(proc: subprocess.Popen[bytes], health_url: str, log_path: Path
     raise AirflowHomeError(
         f"airflow api-server did not answer {health_url} within {timeout:.0f} s:\n{log_tail(log_path)}"
     )
-
-
-def stop_process_group(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """SIGTERM the process group led by ``proc``, then SIGKILL it after ``grace`` seconds.
-
-    Airflow runs each task in a process group of its own (its supervisor forwards the SIGTERM to it):
-    those, and whatever they started, get the rest of ``grace`` to stop, then SIGKILL, so that nothing
-    of the run still writes into its work directories when this returns.
-    """
-    if proc.poll() is not None:
-        _kill_group(proc.pid, signal.SIGKILL)  # reap stragglers left in the group
-        return
-    deadline = time.monotonic() + grace
-    descendants = _descendants(proc.pid)  # while they are still its descendants
-    _kill_group(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    _kill_group(proc.pid, signal.SIGKILL)
-    _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
-    for straggler in alive:
-        with contextlib.suppress(psutil.Error):
-            straggler.kill()
-    psutil.wait_procs(alive, timeout=5)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

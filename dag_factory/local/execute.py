@@ -6,81 +6,41 @@ when it is imported, so the run happens in a child process (``python -m
 dag_factory.airflow.run_child``) that gets the local home's environment (with the URL of the home's
 Execution API) and imports the DAG file; this process never imports Airflow. It polls the
 SQLite metadata DB for task-instance states while the child runs (for the progress grid; the child's
-exit ends the wait at once), and reads the final states and XComs from it afterwards.
+exit ends the wait at once), and reads the final states and XComs from it afterwards (both through
+dag_factory.local.run_records).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import signal
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from dag_factory.local.airflow_home import (
-    child_env,
-    log_tail,
-    metadata_db_path,
-    sigterm_as_exit,
-    stop_process_group,
-)
+from dag_factory.local.airflow_home import child_env, log_tail, metadata_db_path
 from dag_factory.local.execution_server import EXECUTION_API_VAR, execution_api_env
+from dag_factory.local.processes import sigint_ignored, sigterm_as_exit, stop_process_group
+from dag_factory.local.run_records import (
+    TaskInstanceResult,
+    TaskProgress,
+    XComEntry,
+    find_run_id,
+    read_dag_run_state,
+    read_progress,
+    read_task_instances,
+    read_xcoms,
+)
 
 FINISHED_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 # LocalExecutor.end() can hang for good joining an idle worker that never got its shutdown message
 # (seen on Airflow 3.3.2 under load): once the DAG run is final in the DB, wait this long, then stop.
 FINISHED_RUN_GRACE = 20.0
-
-
-class TaskProgress(NamedTuple):
-    """One task instance as seen while the run is in flight."""
-
-    task_id: str
-    map_index: int
-    state: str | None
-    start: datetime | None
-    end: datetime | None
-    try_number: int = 0  # of the try running or just ended (0: none started yet)
-
-
-@dataclass(frozen=True)
-class TaskInstanceResult:
-    """One task instance after the run."""
-
-    task_id: str
-    map_index: int
-    state: str | None
-    start: datetime | None
-    end: datetime | None
-    try_number: int
-    log_path: Path | None = None
-
-    @property
-    def error(self) -> str:
-        """``"ExcType: message"`` of the last error the task logged (empty when none)."""
-        return task_error(self.log_path) if self.log_path else ""
-
-    @property
-    def duration(self) -> float | None:
-        if self.start is None or self.end is None:
-            return None
-        return (self.end - self.start).total_seconds()
-
-
-@dataclass(frozen=True)
-class XComEntry:
-    task_id: str
-    map_index: int
-    key: str
-    value: Any
 
 
 @dataclass(frozen=True)
@@ -162,7 +122,7 @@ def run_dag(
             return replace(result, marks={**marks, **result.marks})
     finally:
         if cleanup is not None:
-            with _sigint_ignored():
+            with sigint_ignored():
                 cleanup()
 
 
@@ -210,7 +170,7 @@ def _run_child(
     except KeyboardInterrupt:
         stopped = "run interrupted (Ctrl-C)"
     finally:
-        with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+        with sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
             stop_process_group(proc)
     interrupted = bool(stopped)
     wall = time.monotonic() - started
@@ -251,12 +211,7 @@ class RunId:
 
     def found(self) -> str:
         if self.known is None:
-            rows = _query(
-                self.db,
-                "SELECT run_id FROM dag_run WHERE dag_id = ? AND substr(run_id, 1, ?) = ?",
-                (self.dag_id, len(self.prefix) + 1, self.prefix + "_"),
-            )
-            self.known = str(rows[0][0]) if rows else None
+            self.known = find_run_id(self.db, self.dag_id, self.prefix)
         return self.known or self.prefix
 
 
@@ -302,150 +257,3 @@ def _watch(
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=poll_interval)  # returns as soon as the child exits
     return "exited"
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-# --- reading the metadata DB (plain sqlite3: no Airflow import, safe while the run writes) -----------
-
-
-@contextlib.contextmanager
-def _connect(db: Path) -> Iterator[sqlite3.Connection | None]:
-    if not db.exists():
-        yield None
-        return
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def _query(db: Path, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    for attempt in range(5):
-        try:
-            with _connect(db) as conn:
-                return [] if conn is None else conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:  # locked or not migrated yet
-            if "no such table" in str(exc) or attempt == 4:
-                return []
-            time.sleep(0.1)
-    return []
-
-
-def parse_db_time(value: str | None) -> datetime | None:
-    """A timestamp column as stored by Airflow in SQLite, as an aware UTC datetime."""
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-_TI_SQL = (
-    "SELECT task_id, map_index, state, start_date, end_date, try_number FROM task_instance "
-    "WHERE dag_id = ? AND run_id = ? ORDER BY task_id, map_index"
-)
-
-
-def read_task_instances(
-    db: Path, dag_id: str, run_id: str, *, log_folder: Path | None = None
-) -> list[TaskInstanceResult]:
-    return [
-        TaskInstanceResult(
-            task_id,
-            map_index,
-            state,
-            parse_db_time(start),
-            parse_db_time(end),
-            try_number,
-            None
-            if log_folder is None
-            else task_log_path(log_folder, dag_id, run_id, task_id, map_index, try_number),
-        )
-        for task_id, map_index, state, start, end, try_number in _query(db, _TI_SQL, (dag_id, run_id))
-    ]
-
-
-def task_log_path(
-    log_folder: Path, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
-) -> Path:
-    """Where Airflow's default ``log_filename_template`` puts one attempt's task log."""
-    path = log_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-    if map_index >= 0:
-        path = path / f"map_index={map_index}"
-    return path / f"attempt={max(try_number, 1)}.log"
-
-
-def log_events(log_path: Path) -> list[dict[str, Any]]:
-    """The events of a (JSON lines) task log, oldest first; [] when it cannot be read."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
-def task_error(log_path: Path) -> str:
-    """``"ExcType: message"`` of the last error event in a (JSON lines) task log; empty when none."""
-    for event in reversed(log_events(log_path)):
-        if event.get("level") != "error":
-            continue
-        details = event.get("error_detail") or []
-        if details and isinstance(details[-1], dict):
-            return f"{details[-1].get('exc_type', 'Error')}: {details[-1].get('exc_value', '')}".strip()
-        return str(event.get("event", ""))
-    return ""
-
-
-def read_progress(db: Path, dag_id: str, run_id: str) -> list[TaskProgress]:
-    return [
-        TaskProgress(t.task_id, t.map_index, t.state, t.start, t.end, t.try_number)
-        for t in read_task_instances(db, dag_id, run_id)
-    ]
-
-
-def read_dag_run_state(db: Path, dag_id: str, run_id: str) -> str | None:
-    rows = _query(db, "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
-    return str(rows[0][0]) if rows and rows[0][0] is not None else None
-
-
-def read_xcoms(db: Path, dag_id: str, run_id: str) -> list[XComEntry]:
-    rows = _query(
-        db,
-        "SELECT task_id, map_index, key, value FROM xcom WHERE dag_id = ? AND run_id = ? "
-        "ORDER BY task_id, map_index, key",
-        (dag_id, run_id),
-    )
-    return [
-        XComEntry(task_id, map_index, key, _decode_xcom(value)) for task_id, map_index, key, value in rows
-    ]
-
-
-def _decode_xcom(raw: Any) -> Any:
-    """The XCom JSON column holds ``json.dumps(value)`` (Airflow's XComEncoder for other types)."""
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw

@@ -2,11 +2,11 @@
 
 The server (dag_factory.airflow.execution_api) takes ~9 s of a 2-core machine to come up, most of it
 the API generating its versioned routes. A run starts it and leaves it up; it stops by itself after
-$DAG_FACTORY_LOCAL_API_IDLE_MINUTES without a request (default 10; 0: each run stops it at its end).
-``<home>/execution-api.json`` records it. A recorded server is reused only when its process is alive
-and is ours, it answers its health check, and it was started for this home's metadata DB (same file,
-same Airflow version): a home that was removed and made again (`make clean`), or an Airflow upgrade,
-gets a new server, and the old one is stopped.
+$DAG_FACTORY_LOCAL_API_IDLE_MINUTES without a request (default 10; 0: each run stops it at its end),
+or when `dag-factory stop-server` stops it (`make clean` does). ``<home>/execution-api.json`` records
+it. A recorded server is reused only when its process is alive and is ours, it answers its health
+check, and it was started for this home's metadata DB (same file, same Airflow version): a home that
+was removed and made again, or an Airflow upgrade, gets a new server, and the old one is stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,22 @@ from dag_factory.local.airflow_home import (
     log_tail,
     metadata_db_path,
 )
+from dag_factory.local.processes import stop_session
 
 EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 STATE_FILE = "execution-api.json"
 MODULE = "dag_factory.airflow.execution_api"
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ExecutionApi:
+    """A running Execution API of a local home, as its record says it was started."""
+
+    url: str
+    pid: int
+    idle_seconds: float  # it stops by itself after this long without a request
 
 
 def execution_api_env(env: Mapping[str, str]) -> tuple[dict[str, str], bool]:
@@ -70,14 +81,24 @@ def stop_unless_kept(env: Mapping[str, str]) -> None:
     stop_execution_api(Path(env["AIRFLOW_HOME"]))
 
 
-def stop_execution_api(home: Path) -> None:
-    """Stop the Execution API recorded for ``home`` (if it still runs) and forget it."""
+def running_execution_api(home: Path) -> ExecutionApi | None:
+    """The Execution API recorded for ``home`` when it still runs (None when none does)."""
+    state = _read_state(home)
+    return _running(state) if state is not None else None
+
+
+def stop_execution_api(home: Path) -> ExecutionApi | None:
+    """Stop the Execution API recorded for ``home`` and forget it; what was stopped (None: none ran).
+
+    Returns once its process group is gone."""
+    if not (home / STATE_FILE).exists():
+        return None  # nothing recorded (nor a home to take the lock in)
     with _locked(home / ".execution-api.lock"):
         state = _read_state(home)
-        if state is not None:
-            _stop(state)
+        stopped = _stop(state) if state is not None else None
         with contextlib.suppress(FileNotFoundError):
             (home / STATE_FILE).unlink()
+    return stopped
 
 
 @contextlib.contextmanager
@@ -88,12 +109,15 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
+_RECORDED = frozenset({"pid", "url", "db", "airflow", "idle_seconds"})
+
+
 def _read_state(home: Path) -> dict[str, Any] | None:
     try:
         state = json.loads((home / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return state if isinstance(state, dict) and {"pid", "url", "db", "airflow"} <= state.keys() else None
+    return state if isinstance(state, dict) and state.keys() >= _RECORDED else None
 
 
 def _db_identity(env: Mapping[str, str]) -> str:
@@ -166,29 +190,17 @@ def _start(env: Mapping[str, str], idle_seconds: float) -> dict[str, Any]:
     }
 
 
-def _stop(state: dict[str, Any]) -> None:
+def _described(state: dict[str, Any]) -> ExecutionApi:
+    return ExecutionApi(str(state["url"]), int(state["pid"]), float(state["idle_seconds"]))
+
+
+def _running(state: dict[str, Any]) -> ExecutionApi | None:
+    return _described(state) if _ours(int(state["pid"])) is not None else None
+
+
+def _stop(state: dict[str, Any]) -> ExecutionApi | None:
     process = _ours(int(state["pid"]))
     if process is None:
-        return
-    with contextlib.suppress(psutil.Error):
-        process.terminate()  # uvicorn shuts down gracefully on SIGTERM
-        _, alive = psutil.wait_procs([process], timeout=STOP_TIMEOUT)
-        for straggler in alive:
-            straggler.kill()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m dag_factory.local.execution_server stop HOME` (`make clean` does, before removing it)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m dag_factory.local.execution_server")
-    parser.add_argument("action", choices=["stop"])
-    parser.add_argument("home", type=Path, help="the local Airflow home, e.g. .dag-factory/airflow")
-    args = parser.parse_args(argv)
-    if (args.home / STATE_FILE).exists():
-        stop_execution_api(args.home)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return None
+    stop_session(process, grace=STOP_TIMEOUT)  # uvicorn shuts down gracefully on SIGTERM
+    return _described(state)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dag_factory.local.execute import TaskInstanceResult, log_events
+from dag_factory.local.run_records import TaskInstanceResult, log_events
 from dag_factory.plan.guard import guard_messages
 from dag_factory.plan.model import GroupPlan, TaskPlan
 from dag_factory.plan.notebook_failure import MARKER, explain_notebook_error, source_cell_number

@@ -23,7 +23,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from dag_factory.local.execute import TaskProgress
+from dag_factory.local.run_records import TaskProgress
 from dag_factory.plan.planner import retry_wait_s
 
 HEARTBEAT_S = 30.0  # through a pipe, a line at least this often: a log reader sees the run is alive

@@ -19,7 +19,7 @@ from typing import Any
 from dag_factory import settings
 from dag_factory.errors import DagFactoryError, UsageError, suggest
 from dag_factory.load.files import require_platform
-from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
+from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_platform, load_spec
 from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
@@ -49,22 +49,39 @@ class LocalJob:
         assert self.loaded.platform is not None  # prepare_job loads it
         return self.loaded.platform.path
 
+    @property
+    def home(self) -> Path:
+        return airflow_home_in(self.root)
+
+
+def local_root(platform: LoadedPlatform, env: str) -> Path:
+    """The folder of a local environment: its buckets, work directories and Airflow home. Another
+    backend's environment is a usage error."""
+    environment = platform.environment(env)
+    if not isinstance(environment, LocalEnvironment):
+        raise UsageError(
+            f"--env {env!r} runs on {environment.backend}; `run` executes local environments only"
+        )
+    return (platform.path.parent / environment.root).resolve()
+
+
+def airflow_home_in(root: Path) -> Path:
+    """The local Airflow home (metadata DB, logs, the Execution API's record) under a local root."""
+    return root / "airflow"
+
 
 def prepare_job(spec: Path, env: str, platform: Path | None, only: list[str]) -> LocalJob:
     """The job `run` would start; what the command line names wrong (the environment, a value) is a
     usage error, before anything runs."""
-    platform_path = require_platform(spec, platform)
-    loaded_platform = load_platform(platform_path)
-    settings = loaded_platform.environment(env)
+    loaded_platform = load_platform(require_platform(spec, platform))
+    loaded_platform.environment(env)  # an unknown one first, then the spec, then another backend's
     loaded = load_spec(spec, loaded_platform)
-    if not isinstance(settings, LocalEnvironment):
-        raise UsageError(f"--env {env!r} runs on {settings.backend}; `run` executes local environments only")
+    root = local_root(loaded_platform, env)
     values = loaded.for_env(env).values
     unknown = [v for v in only if v not in values]
     if unknown:
         raise UsageError(f"--only {unknown[0]!r} is not a fan-out value ({suggest(unknown[0], values)})")
     plan = plan_dag(loaded, env, only=tuple(only))
-    root = (platform_path.parent / settings.root).resolve()
     return LocalJob(loaded, env, plan, root, tuple(only))
 
 
@@ -247,8 +264,7 @@ def _run_local(
     from dag_factory.local.execution_server import stop_unless_kept
     from dag_factory.local.progress import progress_display
 
-    home = job.root / "airflow"
-    env = prepare_airflow_home(home, parallelism=max(4, job.plan.max_active_tasks))
+    env = prepare_airflow_home(job.home, parallelism=max(4, job.plan.max_active_tasks))
     marks["home_ready"] = dt.datetime.now(dt.UTC).isoformat()
     env = {**env, settings.ENV: job.env, settings.KEEP_WORKDIRS: "1" if keep else "0"}
     dags = Path(env["AIRFLOW__CORE__DAGS_FOLDER"])

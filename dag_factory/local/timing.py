@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dag_factory.local.execute import TaskInstanceResult
+from dag_factory.local.run_records import TaskInstanceResult
 from dag_factory.plan.model import DagPlan
 
 CATEGORIES = ("startup", "environment", "notebooks", "delivery", "task_overhead", "shutdown")

@@ -35,8 +35,8 @@ from dag_factory.local.airflow_home import (
     log_tail,
     metadata_db_path,
     prepare_airflow_home,
-    stop_process_group,
 )
+from dag_factory.local.processes import stop_process_group
 from dag_factory.ops.deploy import deploy_project
 from dag_factory.settings import ENV
 

@@ -1,19 +1,27 @@
-"""`dag-factory run` checks the notebook contract before it starts anything."""
+"""`dag-factory run` checks the notebook contract before it starts anything; `stop-server` stops the
+Execution API runs leave up."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
+from dag_factory.cli.run import server_left_up
+from dag_factory.local.execution_server import STATE_FILE, ExecutionApi, stop_execution_api
+from dag_factory.settings import CACHE_DIR
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 
 CASES = Path(__file__).resolve().parents[1] / "validate" / "contract"
+SHARED_CACHE = os.environ.get(CACHE_DIR)  # the test run's (tests/conftest.py): a migrated DB to copy
 
 
 @pytest.fixture
@@ -72,3 +80,55 @@ def test_run_without_date_runs_today(project: Path) -> None:
     assert result.exit_code == 1, result.output
     assert f"--date {today} is before the spec's start_date {tomorrow}" in " ".join(result.output.split())
     assert "(default: today)" in CliRunner().invoke(app, ["run", "--help"]).output
+
+
+def test_stop_server_says_when_none_runs_and_makes_nothing(project: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["stop-server", str(project)])
+    home = (tmp_path / "root" / "airflow").resolve()
+    assert (result.exit_code, result.output) == (0, f"no Execution API runs for {home}\n")
+    assert not (tmp_path / "root").exists()
+    missing = CliRunner().invoke(app, ["stop-server", "nowhere"])
+    assert missing.exit_code == 2 and "error: no such file or folder: nowhere" in missing.output
+
+
+@pytest.mark.integration
+def test_stop_server_stops_the_execution_api_a_run_left_up(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found as `run` finds it (the platform file near the spec or the working folder); gone when it
+    returns."""
+    from dag_factory.local.airflow_home import prepare_airflow_home
+    from dag_factory.local.execution_server import execution_api_env
+
+    if SHARED_CACHE is not None:
+        monkeypatch.setenv(CACHE_DIR, SHARED_CACHE)
+    home = (tmp_path / "root" / "airflow").resolve()
+    try:
+        execution_api_env(prepare_airflow_home(home))  # as a run starts it
+        server = json.loads((home / STATE_FILE).read_text())
+        monkeypatch.chdir(project.parent)  # where the platform file is found without naming the spec
+        result = CliRunner().invoke(app, ["stop-server"])
+        assert result.exit_code == 0, result.output
+        stopped = f"stopped the Execution API at {server['url']} (pid {server['pid']}) of {home}\n"
+        assert result.output == stopped
+        assert _exited(server["pid"]) and not (home / STATE_FILE).exists()
+        again = CliRunner().invoke(app, ["stop-server", str(project)])
+        assert (again.exit_code, again.output) == (0, f"no Execution API runs for {home}\n")
+    finally:
+        stop_execution_api(home)
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # its new parent reaps it soon
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_the_line_ending_a_run_says_how_long_the_server_stays_up() -> None:
+    server = ExecutionApi("http://127.0.0.1:41234/execution/", 4321, 600.0)
+    assert server_left_up(server, "dag-factory stop-server") == (
+        "Execution API left up for the next run: http://127.0.0.1:41234/execution/ (pid 4321); "
+        "it stops after 10 min without a request, or now with: dag-factory stop-server"
+    )
+    assert "it stops after 3 s without" in server_left_up(ExecutionApi("u", 1, 3.0000000000000004), "x")

@@ -31,7 +31,8 @@ import yaml
 from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
 from dag_factory.compute.code_versions import S3CodeStore, file_md5, publish
 from dag_factory.local.airflow_home import ApiServer
-from dag_factory.local.execute import ProgressCallback, RunResult, run_dag, task_error
+from dag_factory.local.execute import ProgressCallback, RunResult, run_dag
+from dag_factory.local.run_records import task_error
 from tests.servers.airflow import ENVIRONMENT, POOL, Deployment
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.local.execute import TaskProgress, read_task_instances
+from dag_factory.local.run_records import TaskProgress, read_task_instances
 from tests.e2e.conftest import E2E, Job, copy_project, notebook_text, wait_for_no_step_processes
 from tests.servers.airflow import Deployment
 

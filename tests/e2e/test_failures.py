@@ -16,8 +16,9 @@ from urllib.parse import quote
 import pytest
 
 from dag_factory.compute.code_versions import S3CodeStore, current_version
-from dag_factory.local.execute import RunResult, log_events
+from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
+from dag_factory.local.run_records import log_events
 from dag_factory.plan.notebook_failure import MARKER
 from tests.e2e.conftest import (
     E2E,

@@ -16,8 +16,9 @@ from dag_factory.local.airflow_home import AirflowHomeError, prepare_airflow_hom
 from dag_factory.local.execution_server import (
     EXECUTION_API_VAR,
     STATE_FILE,
+    ExecutionApi,
     execution_api_env,
-    main,
+    running_execution_api,
     stop_execution_api,
     stop_unless_kept,
 )
@@ -38,6 +39,14 @@ def _gone(pid: int, timeout: float = 60) -> bool:
     except psutil.TimeoutExpired:
         return False
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def exited(pid: int) -> bool:
+    """True when ``pid`` runs no more, now (a zombie its new parent has yet to reap has exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_started_once_then_reused_and_replaced_when_dead(tmp_path: Path) -> None:
@@ -99,10 +108,13 @@ def test_stop_and_a_bad_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         execution_api_env(env)
     monkeypatch.delenv("DAG_FACTORY_LOCAL_API_IDLE_MINUTES")
     execution_api_env(env)
-    pid = json.loads((tmp_path / "home" / STATE_FILE).read_text())["pid"]
-    assert main(["stop", str(tmp_path / "home")]) == 0  # what `make clean` runs
-    assert _gone(pid) and not (tmp_path / "home" / STATE_FILE).exists()
-    stop_execution_api(tmp_path / "home")  # nothing recorded: nothing to do
+    state = json.loads((tmp_path / "home" / STATE_FILE).read_text())
+    assert running_execution_api(tmp_path / "home") == ExecutionApi(state["url"], state["pid"], 600.0)
+    stopped = stop_execution_api(tmp_path / "home")
+    assert stopped == ExecutionApi(state["url"], state["pid"], 600.0)
+    assert exited(state["pid"]) and not (tmp_path / "home" / STATE_FILE).exists()
+    assert running_execution_api(tmp_path / "home") is None
+    assert stop_execution_api(tmp_path / "home") is None  # nothing recorded: nothing to do
 
 
 def test_a_new_home_is_a_copy_of_the_cached_migrated_db(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.local.execute import TaskInstanceResult
 from dag_factory.local.failures import Failure, explain_failure, group_failure
+from dag_factory.local.run_records import TaskInstanceResult
 from dag_factory.plan.model import GroupPlan, TaskPlan
 from tests.golden import check_golden
 

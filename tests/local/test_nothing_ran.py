@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dag_factory.local.execute import RunResult, TaskInstanceResult
+from dag_factory.local.execute import RunResult
 from dag_factory.local.run import LocalJob, nothing_ran, prepare_job
+from dag_factory.local.run_records import TaskInstanceResult
 
 CASES = Path(__file__).resolve().parents[1] / "validate" / "contract"
 DATE = dt.date(2026, 1, 5)

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from dag_factory.local.execute import TaskProgress
 from dag_factory.local.progress import (
     LiveProgress,
     PlainProgress,
@@ -24,6 +23,7 @@ from dag_factory.local.progress import (
     summary_lines,
     value_statuses,
 )
+from dag_factory.local.run_records import TaskProgress
 
 T0 = datetime(2026, 1, 5, 4, 0, tzinfo=UTC)
 

@@ -189,7 +189,7 @@ def piped_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipedRun]:
     done = subprocess.run(
         [*command, "--only", "de", "--date", str(DATE), "--keep"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path, timeout=600,
-        env={**os.environ, "COLUMNS": "80"}, text=True,
+        env={**os.environ, "COLUMNS": "80", "DAG_FACTORY_LOCAL_API_IDLE_MINUTES": ""}, text=True,
     )  # fmt: skip
     yield PipedRun(tmp_path / "root", spec, done.returncode, done.stdout)
     for state in tmp_path.rglob(STATE_FILE):
@@ -225,6 +225,12 @@ def test_a_piped_run_prints_plain_lines_and_whole_paths(piped_run: PipedRun) -> 
         assert f"  {path}" in lines, f"{path} is not whole on a line of its own:\n{piped_run.output}"
     table = lines[lines.index(f"churn-demo {DATE}: success") + 1 : lines.index("rows delivered, per target:")]
     assert table and all(len(line) <= 80 for line in table), table
+    server = json.loads((piped_run.root / "airflow" / "execution-api.json").read_text())
+    platform = piped_run.spec.parent / "platform.yaml"  # named by --platform
+    assert lines[-1] == (  # the default idle time: the fixture's environment leaves it unset
+        f"Execution API left up for the next run: {server['url']} (pid {server['pid']}); it stops after "
+        f"10 min without a request, or now with: dag-factory stop-server --platform {platform}"
+    )
 
 
 def _run_folder(run: PipedRun) -> Path:

@@ -16,7 +16,8 @@ import pytest
 
 from dag_factory.local import airflow_home
 from dag_factory.local.airflow_home import ApiServer, api_server, is_migrated, prepare_airflow_home
-from dag_factory.local.execute import TaskProgress, run_dag
+from dag_factory.local.execute import run_dag
+from dag_factory.local.run_records import TaskProgress
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from dag_factory.load.specs import load_platform, load_spec
-from dag_factory.local.execute import TaskInstanceResult
+from dag_factory.local.run_records import TaskInstanceResult
 from dag_factory.local.timing import CATEGORIES, critical_path, render_split, split_run
 from dag_factory.plan.planner import plan_dag
 from tests.local.test_run import ROOT

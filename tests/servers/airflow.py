@@ -36,10 +36,10 @@ from dag_factory.local.airflow_home import (
     child_env,
     metadata_db_path,
     prepare_airflow_home,
-    stop_process_group,
 )
-from dag_factory.local.execute import (
-    RunResult,
+from dag_factory.local.execute import RunResult
+from dag_factory.local.processes import stop_process_group
+from dag_factory.local.run_records import (
     TaskProgress,
     read_dag_run_state,
     read_progress,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dag_factory.local.airflow_home import stop_process_group
+from dag_factory.local.processes import stop_process_group
 
 REDIS_SERVER = "/usr/bin/redis-server"
 APT_PACKAGE = "redis-server"

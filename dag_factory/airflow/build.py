@@ -17,7 +17,18 @@ from dag_factory.airflow.environment import current_env
 from dag_factory.airflow.links import set_links
 from dag_factory.airflow.params import ChecksEnvironment, dag_macros, dag_params
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
-from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.model import (
+    CreateInstanceArgs,
+    CreateWorkdirArgs,
+    DagPlan,
+    DeliverArgs,
+    GroupPlan,
+    NotebookArgs,
+    PrepareArgs,
+    ResolveIpArgs,
+    TaskPlan,
+    TeardownArgs,
+)
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
     LIFECYCLE_RETRIES,
@@ -34,7 +45,7 @@ class FactoryPythonOperator(ChecksEnvironment, PythonOperator):
 
 
 def _seconds(task: TaskPlan, extra: int = 0) -> dt.timedelta:
-    return dt.timedelta(seconds=int(task.args["timeout_s"]) + extra)
+    return dt.timedelta(seconds=task.args.timeout_s + extra)
 
 
 def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
@@ -46,29 +57,30 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
     )
 
     args = task.args
+    assert isinstance(args, CreateInstanceArgs | TeardownArgs)
     common: dict[str, Any] = {
         "task_id": task.task_id,
         "aws_conn_id": conns["aws"],
         "pool": plan.api_pool["name"] if plan.api_pool else "default_pool",
         "dag_id_for_name": plan.dag_id,
         "env": plan.env,
-        "group": args["group"],
-        "poke_interval": args["poll_s"],
-        "timeout": args["timeout_s"],  # the whole wait, across pokes
+        "group": args.group,
+        "poke_interval": args.poll_s,
+        "timeout": args.timeout_s,  # the whole wait, across pokes
         "execution_timeout": dt.timedelta(seconds=API_CALL_TIMEOUT_S),  # one poke
         "retries": LIFECYCLE_RETRIES,
     }
-    if task.kind == "create_instance":
+    if isinstance(args, CreateInstanceArgs):
         return CreateNotebookInstanceSensor(
-            instance_type=args["instance_type"],
-            role_arn=args["role_arn"],
-            volume_size_gb=args["volume_size_gb"],
-            subnet_id=args["subnet_id"],
-            security_group_ids=args["security_group_ids"],
-            lifecycle_config=args["lifecycle_config"],
-            instance_security=args["instance_security"],
-            tags=args["tags"],
-            max_age_s=args["max_age_s"],
+            instance_type=args.instance_type,
+            role_arn=args.role_arn,
+            volume_size_gb=args.volume_size_gb,
+            subnet_id=args.subnet_id,
+            security_group_ids=args.security_group_ids,
+            lifecycle_config=args.lifecycle_config,
+            instance_security=args.instance_security,
+            tags=args.tags,
+            max_age_s=args.max_age_s,
             **common,
         )
     cls = StopNotebookInstanceSensor if task.kind == "stop_instance" else DeleteNotebookInstanceSensor
@@ -77,17 +89,20 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
 
 def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
     """What both step operators take: who owns the retries of which failure, the outputs to keep clean."""
-    notebook_retries = int(task.args.get("notebook_retries", 0))
-    label = f"notebook {task.args['notebook']}" if task.kind == "notebook" else task.task_id
+    args = task.args
+    assert isinstance(args, NotebookArgs | PrepareArgs)
+    notebook = args if isinstance(args, NotebookArgs) else None
+    prepare = args if isinstance(args, PrepareArgs) else None
+    notebook_retries = notebook.notebook_retries if notebook else 0
     return {
-        "step_label": label,
+        "step_label": f"notebook {notebook.notebook}" if notebook else task.task_id,
         "infra_retries": plan.retries,
         "notebook_retries": notebook_retries,
         "retries": max(plan.retries, notebook_retries),
-        "outputs_prefix": task.args.get("output_prefix"),
-        "guarded_step": task.args.get("guarded_step"),
-        "executed_notebook": task.args.get("output_notebook"),  # the notebook task's XCom names it
-        "installs_tools": task.args.get("installs_tools"),  # the group's prepare
+        "outputs_prefix": notebook.output_prefix if notebook else None,
+        "guarded_step": notebook.guarded_step if notebook else None,
+        "executed_notebook": notebook.output_notebook if notebook else None,  # the task's XCom names it
+        "installs_tools": prepare.installs_tools if prepare else None,  # the group's prepare
         "execution_timeout": _seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
     }
 
@@ -95,6 +110,7 @@ def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
 def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
     from dag_factory.airflow.operators import GuardedSSHOperator
 
+    assert isinstance(task.args, NotebookArgs | PrepareArgs)
     policy = plan.host_keys or "accept-new"
     # which earlier task of the group knows the instance's host key: the one that read the published
     # key (pinned), or the first SSH task, which recorded what the new instance showed (accept-new)
@@ -107,7 +123,7 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
         ssh_conn_id=conns["ssh"],
         aws_conn_id=conns["aws"],
         remote_host=f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.resolve_ip') }}}}",
-        command=task.args["command"],
+        command=task.args.command,
         cmd_timeout=None,  # not an idle timeout: the guard bounds the step on the instance
         conn_timeout=30,
         host_keys=policy,
@@ -118,43 +134,48 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
 
 def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
     args = task.args
-    if task.kind == "create_instance":
+    if isinstance(args, CreateWorkdirArgs):
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.create_local_instance,
             op_kwargs={
-                key: args[key]
-                for key in ("workdir", "python", "env_cache", "packages", "code", "requirements")
+                "workdir": args.workdir,
+                "python": args.python,
+                "env_cache": args.env_cache,
+                "packages": args.packages,
+                "code": args.code,
+                "requirements": args.requirements,
             },
         )
-    if task.kind == "resolve_ip":
+    if isinstance(args, ResolveIpArgs):
         return FactoryPythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)
     if task.kind == "stop_instance":
         return EmptyOperator(task_id=task.task_id)  # a work directory has nothing to stop
-    if task.kind == "delete_instance":
+    if isinstance(args, TeardownArgs):  # delete_instance
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.remove_local_instance,
-            op_kwargs={"workdir": args["workdir"]},
+            op_kwargs={"workdir": args.workdir},
         )
     from dag_factory.airflow.operators import GuardedBashOperator
 
-    return GuardedBashOperator(task_id=task.task_id, bash_command=args["command"], **_step_policy(plan, task))
+    assert isinstance(args, NotebookArgs | PrepareArgs)
+    return GuardedBashOperator(task_id=task.task_id, bash_command=args.command, **_step_policy(plan, task))
 
 
 def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
     conns = plan.connections
-    if task.kind == "deliver":
+    if isinstance(task.args, DeliverArgs):
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.deliver_outputs,
             op_kwargs={
-                "target": task.args["target"],
-                "source_prefix": task.args["source_prefix"],
+                "target": task.args.target,
+                "source_prefix": task.args.source_prefix,
                 "logical_date": JOB_DATE_TEMPLATE,
-                "partition_column": task.args["partition_column"],
-                "partition_value": task.args["partition_value"],
-                "connections": task.args["connections"],
+                "partition_column": task.args.partition_column,
+                "partition_value": task.args.partition_value,
+                "connections": task.args.connections,
             },
             # no outlet: the target's one asset event per run is its publish task's (_publish_tasks)
             execution_timeout=_seconds(task),
@@ -163,7 +184,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
         return _local_operator(plan, task)
     if task.kind in ("prepare", "notebook"):
         return _ssh_operator(plan, group, task, conns)
-    if task.kind == "resolve_ip":
+    if isinstance(task.args, ResolveIpArgs):
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.resolve_private_ip,
@@ -173,7 +194,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "group": group.group_id,
                 "env": plan.env,
                 "aws_conn_id": conns["aws"],
-                "host_key_bucket": task.args.get("host_key_bucket"),
+                "host_key_bucket": task.args.host_key_bucket,
             },
             pool=plan.api_pool["name"] if plan.api_pool else "default_pool",
             execution_timeout=_seconds(task),
@@ -182,10 +203,10 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
 
 
 def _with_links(plan: DagPlan, task: TaskPlan, op: BaseOperator) -> BaseOperator:
-    if task.kind == "notebook":
+    if isinstance(task.args, NotebookArgs):
         args = task.args
-        paths = {"Executed notebook": html_path(args["output_notebook"]), "Notebook source": args["source"]}
-        set_links(op, paths, args["link_style"], args["region"], plan.connections["aws"])
+        paths = {"Executed notebook": html_path(args.output_notebook), "Notebook source": args.source}
+        set_links(op, paths, args.link_style, args.region, plan.connections["aws"])
     return op
 
 
@@ -314,10 +335,10 @@ def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> Ba
     )
     # a teardown, so that the run's state stays that of its work (Airflow ignores teardowns there),
     # with ALL_DONE so that it runs whatever failed
-    notebook = next(t for g in plan.groups for t in g.tasks if t.kind == "notebook").args
+    notebook = next(t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs))
     inputs = report.op_kwargs["inputs"]
-    set_links(report, {"Run report": f"{inputs['folder']}/{REPORT_HTML}"}, notebook["link_style"],
-              notebook["region"], plan.connections["aws"])  # fmt: skip
+    set_links(report, {"Run report": f"{inputs['folder']}/{REPORT_HTML}"}, notebook.link_style,
+              notebook.region, plan.connections["aws"])  # fmt: skip
     report.as_teardown()
     report.trigger_rule = TriggerRule.ALL_DONE
     for ops in built.values():

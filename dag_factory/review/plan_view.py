@@ -12,7 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from dag_factory.load.specs import LoadedSpec
-from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.model import (
+    CreateInstanceArgs,
+    CreateWorkdirArgs,
+    DagPlan,
+    DeliverArgs,
+    GroupPlan,
+    NotebookArgs,
+    TaskPlan,
+)
 from dag_factory.plan.params import VALUES_PARAM
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
@@ -68,25 +76,25 @@ def _params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={value_text(v)}" for k, v in params.items())
 
 
-def _task_detail(task: TaskPlan, spec: JobSpec, code: str, backend: str) -> str:
+def _task_detail(task: TaskPlan, spec: JobSpec, code: str) -> str:
     args = task.args
-    if task.kind == "create_instance":
-        if backend == "local":
-            return "local work dir + virtualenv (local backend)"
-        return f"{args['instance_type']}, {args['volume_size_gb']} GB, subnet {args['subnet_id']}"
+    if isinstance(args, CreateWorkdirArgs):
+        return "local work dir + virtualenv (local backend)"
+    if isinstance(args, CreateInstanceArgs):
+        return f"{args.instance_type}, {args.volume_size_gb} GB, subnet {args.subnet_id}"
     if task.kind == "resolve_ip":
         return "instance -> network interface -> private ip (xcom)"
     if task.kind == "prepare":
         requirements = f" + {spec.runtime.requirements}" if spec.runtime.requirements else ""
         return f"sync {code}, install papermill=={spec.runtime.papermill_version}{requirements}"
-    if task.kind == "notebook":
-        own = next(nb for nb in spec.notebooks if nb.path == args["notebook"]).parameters
+    if isinstance(args, NotebookArgs):
+        own = next(nb for nb in spec.notebooks if nb.path == args.notebook).parameters
         extra = f", {_params(own)}" if own else ""
-        return f"{args['notebook']} (kernel {args['kernel']}{extra})"
-    if task.kind == "deliver":
-        target = args["target"]
+        return f"{args.notebook} (kernel {args.kernel}{extra})"
+    if isinstance(args, DeliverArgs):
+        target = args.target
         where = target.get("table") or f"{target.get('bucket')}/{target.get('prefix')}"
-        asset = f", asset {args['asset']}" if args.get("asset") else ""
+        asset = f", asset {args.asset}" if args.asset else ""
         return f"{target['to']} {where} <- {target['files']} ({target['mode']}{asset})"
     return "teardown: always runs (all_done), also after a failure"
 
@@ -112,8 +120,8 @@ def _task_rows(plan: DagPlan, spec: JobSpec, code: str) -> list[dict[str, Any]]:
                 "task_id": task_id,
                 "kind": task.kind,
                 "after": upstream,
-                "detail": _task_detail(task, spec, code, plan.backend),
-                "timeout": duration(task.args.get("timeout_s")),
+                "detail": _task_detail(task, spec, code),
+                "timeout": duration(task.args.timeout_s),
             }
         )
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
@@ -38,6 +38,9 @@ from dag_factory.plan.planner import (
 )
 from dag_factory.plan.report import REPORT_HTML, REPORT_TASK, report_inputs
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE, html_path
+
+if TYPE_CHECKING:
+    from dag_factory.airflow.operators import StepPolicy
 
 
 class FactoryPythonOperator(ChecksEnvironment, PythonOperator):
@@ -87,30 +90,29 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
     return cls(**common)
 
 
-def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
+def _step_policy(plan: DagPlan, task: TaskPlan) -> StepPolicy:
     """What both step operators take: who owns the retries of which failure, the outputs to keep clean."""
+    from dag_factory.airflow.operators import StepPolicy
+
     args = task.args
-    assert isinstance(args, NotebookArgs | PrepareArgs)
-    notebook = args if isinstance(args, NotebookArgs) else None
-    prepare = args if isinstance(args, PrepareArgs) else None
-    notebook_retries = notebook.notebook_retries if notebook else 0
-    return {
-        "step_label": f"notebook {notebook.notebook}" if notebook else task.task_id,
-        "infra_retries": plan.retries,
-        "notebook_retries": notebook_retries,
-        "retries": max(plan.retries, notebook_retries),
-        "outputs_prefix": notebook.output_prefix if notebook else None,
-        "guarded_step": notebook.guarded_step if notebook else None,
-        "executed_notebook": notebook.output_notebook if notebook else None,  # the task's XCom names it
-        "installs_tools": prepare.installs_tools if prepare else None,  # the group's prepare
-        "execution_timeout": _seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
-    }
+    if isinstance(args, NotebookArgs):
+        return StepPolicy(
+            step_label=f"notebook {args.notebook}",
+            infra_retries=plan.retries,
+            notebook_retries=args.notebook_retries,
+            outputs_prefix=args.output_prefix,
+            guarded_step=args.guarded_step,
+            executed_notebook=args.output_notebook,  # the notebook task's XCom names it
+        )
+    assert isinstance(args, PrepareArgs)  # the group's first step on its host
+    return StepPolicy(step_label=task.task_id, infra_retries=plan.retries, installs_tools=args.installs_tools)
 
 
 def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
     from dag_factory.airflow.operators import GuardedSSHOperator
 
     assert isinstance(task.args, NotebookArgs | PrepareArgs)
+    step = _step_policy(plan, task)
     policy = plan.host_keys or "accept-new"
     # which earlier task of the group knows the instance's host key: the one that read the published
     # key (pinned), or the first SSH task, which recorded what the new instance showed (accept-new)
@@ -128,7 +130,9 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
         conn_timeout=30,
         host_keys=policy,
         host_key=host_key,
-        **_step_policy(plan, task),
+        policy=step,
+        retries=step.retries,
+        execution_timeout=_seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
     )
 
 
@@ -160,7 +164,14 @@ def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
     from dag_factory.airflow.operators import GuardedBashOperator
 
     assert isinstance(args, NotebookArgs | PrepareArgs)
-    return GuardedBashOperator(task_id=task.task_id, bash_command=args.command, **_step_policy(plan, task))
+    step = _step_policy(plan, task)
+    return GuardedBashOperator(
+        task_id=task.task_id,
+        bash_command=args.command,
+        policy=step,
+        retries=step.retries,
+        execution_timeout=_seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
+    )
 
 
 def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:

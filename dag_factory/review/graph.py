@@ -54,7 +54,7 @@ def build_graph(plan: DagPlan) -> Any:
     import graphviz
 
     title = (
-        f"{plan.dag_id} ({plan.env}): {schedule_of(plan)['text']}; "
+        f"{plan.dag_id} ({plan.env}): {schedule_of(plan).text}; "
         f"{len(plan.groups)} group(s), at most {plan.max_parallel} at once; "
         f"≤ {plan.estimate.instance_hours_max:g} instance-hours per run"
     )

@@ -113,10 +113,10 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
 
     assert isinstance(task.args, NotebookArgs | PrepareArgs)
     step = _step_policy(plan, task)
-    policy = plan.host_keys or "accept-new"
+    host_keys = plan.host_keys or "accept-new"
     # which earlier task of the group knows the instance's host key: the one that read the published
     # key (pinned), or the first SSH task, which recorded what the new instance showed (accept-new)
-    source = {"pinned": "resolve_ip", "accept-new": "prepare"}.get(policy)
+    source = {"pinned": "resolve_ip", "accept-new": "prepare"}.get(host_keys)
     host_key = None
     if source is not None and task.task_id != source:
         host_key = f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.{source}', key='{HOST_KEY_XCOM}') }}}}"
@@ -128,7 +128,7 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
         command=task.args.command,
         cmd_timeout=None,  # not an idle timeout: the guard bounds the step on the instance
         conn_timeout=30,
-        host_keys=policy,
+        host_keys=host_keys,
         host_key=host_key,
         policy=step,
         retries=step.retries,

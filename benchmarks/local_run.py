@@ -91,14 +91,14 @@ def floor_commands(spec: Path, platform: Path) -> tuple[list[list[list[str]]], i
     for group in job.plan.groups:
         commands = []
         for task in (t for t in group.tasks if t.kind == "notebook"):
-            found = re.search(r" -b (\S+) ", task.args["command"])
-            assert found, task.args["command"]
+            found = re.search(r" -b (\S+) ", task.args.command)
+            assert found, task.args.command
             assert decode_parameters(found.group(1))[job.plan.fan_out_name or ""] == group.group_id
-            notebook = task.args["notebook"]
+            notebook = task.args.notebook
             runtime = json.dumps({"logical_date": DATE, "run_id": "floor", "output_prefix": "{out}"})
             words = [
                 str(BIN / "papermill"), str(project / notebook), "{out}/" + Path(notebook).name,
-                "-k", task.args["kernel"], "--cwd", str(project), "-b", found.group(1), "-y", runtime,
+                "-k", task.args.kernel, "--cwd", str(project), "-b", found.group(1), "-y", runtime,
                 "--log-output", "--no-progress-bar",
             ]  # fmt: skip
             commands.append(words)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
@@ -17,7 +17,18 @@ from dag_factory.airflow.environment import current_env
 from dag_factory.airflow.links import set_links
 from dag_factory.airflow.params import ChecksEnvironment, dag_macros, dag_params
 from dag_factory.airflow.tasks import HOST_KEY_XCOM
-from dag_factory.plan.model import DagPlan, GroupPlan, TaskPlan
+from dag_factory.plan.model import (
+    CreateInstanceArgs,
+    CreateWorkdirArgs,
+    DagPlan,
+    DeliverArgs,
+    GroupPlan,
+    NotebookArgs,
+    PrepareArgs,
+    ResolveIpArgs,
+    TaskPlan,
+    TeardownArgs,
+)
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
     LIFECYCLE_RETRIES,
@@ -28,13 +39,16 @@ from dag_factory.plan.planner import (
 from dag_factory.plan.report import REPORT_HTML, REPORT_TASK, report_inputs
 from dag_factory.plan.scripts import JOB_DATE_TEMPLATE, html_path
 
+if TYPE_CHECKING:
+    from dag_factory.airflow.operators import StepPolicy
+
 
 class FactoryPythonOperator(ChecksEnvironment, PythonOperator):
     """A Python task of a factory DAG (deliveries, publishing, the report, the local instance tasks)."""
 
 
 def _seconds(task: TaskPlan, extra: int = 0) -> dt.timedelta:
-    return dt.timedelta(seconds=int(task.args["timeout_s"]) + extra)
+    return dt.timedelta(seconds=task.args.timeout_s + extra)
 
 
 def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
@@ -46,59 +60,63 @@ def _sagemaker_operator(plan: DagPlan, task: TaskPlan, conns: dict[str, str]) ->
     )
 
     args = task.args
+    assert isinstance(args, CreateInstanceArgs | TeardownArgs)
     common: dict[str, Any] = {
         "task_id": task.task_id,
         "aws_conn_id": conns["aws"],
         "pool": plan.api_pool["name"] if plan.api_pool else "default_pool",
         "dag_id_for_name": plan.dag_id,
         "env": plan.env,
-        "group": args["group"],
-        "poke_interval": args["poll_s"],
-        "timeout": args["timeout_s"],  # the whole wait, across pokes
+        "group": args.group,
+        "poke_interval": args.poll_s,
+        "timeout": args.timeout_s,  # the whole wait, across pokes
         "execution_timeout": dt.timedelta(seconds=API_CALL_TIMEOUT_S),  # one poke
         "retries": LIFECYCLE_RETRIES,
     }
-    if task.kind == "create_instance":
+    if isinstance(args, CreateInstanceArgs):
         return CreateNotebookInstanceSensor(
-            instance_type=args["instance_type"],
-            role_arn=args["role_arn"],
-            volume_size_gb=args["volume_size_gb"],
-            subnet_id=args["subnet_id"],
-            security_group_ids=args["security_group_ids"],
-            lifecycle_config=args["lifecycle_config"],
-            instance_security=args["instance_security"],
-            tags=args["tags"],
-            max_age_s=args["max_age_s"],
+            instance_type=args.instance_type,
+            role_arn=args.role_arn,
+            volume_size_gb=args.volume_size_gb,
+            subnet_id=args.subnet_id,
+            security_group_ids=args.security_group_ids,
+            lifecycle_config=args.lifecycle_config,
+            instance_security=args.instance_security,
+            tags=args.tags,
+            max_age_s=args.max_age_s,
             **common,
         )
     cls = StopNotebookInstanceSensor if task.kind == "stop_instance" else DeleteNotebookInstanceSensor
     return cls(**common)
 
 
-def _step_policy(plan: DagPlan, task: TaskPlan) -> dict[str, Any]:
+def _step_policy(plan: DagPlan, task: TaskPlan) -> StepPolicy:
     """What both step operators take: who owns the retries of which failure, the outputs to keep clean."""
-    notebook_retries = int(task.args.get("notebook_retries", 0))
-    label = f"notebook {task.args['notebook']}" if task.kind == "notebook" else task.task_id
-    return {
-        "step_label": label,
-        "infra_retries": plan.retries,
-        "notebook_retries": notebook_retries,
-        "retries": max(plan.retries, notebook_retries),
-        "outputs_prefix": task.args.get("output_prefix"),
-        "guarded_step": task.args.get("guarded_step"),
-        "executed_notebook": task.args.get("output_notebook"),  # the notebook task's XCom names it
-        "installs_tools": task.args.get("installs_tools"),  # the group's prepare
-        "execution_timeout": _seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
-    }
+    from dag_factory.airflow.operators import StepPolicy
+
+    args = task.args
+    if isinstance(args, NotebookArgs):
+        return StepPolicy(
+            step_label=f"notebook {args.notebook}",
+            infra_retries=plan.retries,
+            notebook_retries=args.notebook_retries,
+            outputs_prefix=args.output_prefix,
+            guarded_step=args.guarded_step,
+            executed_notebook=args.output_notebook,  # the notebook task's XCom names it
+        )
+    assert isinstance(args, PrepareArgs)  # the group's first step on its host
+    return StepPolicy(step_label=task.task_id, infra_retries=plan.retries, installs_tools=args.installs_tools)
 
 
 def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[str, str]) -> BaseOperator:
     from dag_factory.airflow.operators import GuardedSSHOperator
 
-    policy = plan.host_keys or "accept-new"
+    assert isinstance(task.args, NotebookArgs | PrepareArgs)
+    step = _step_policy(plan, task)
+    host_keys = plan.host_keys or "accept-new"
     # which earlier task of the group knows the instance's host key: the one that read the published
     # key (pinned), or the first SSH task, which recorded what the new instance showed (accept-new)
-    source = {"pinned": "resolve_ip", "accept-new": "prepare"}.get(policy)
+    source = {"pinned": "resolve_ip", "accept-new": "prepare"}.get(host_keys)
     host_key = None
     if source is not None and task.task_id != source:
         host_key = f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.{source}', key='{HOST_KEY_XCOM}') }}}}"
@@ -107,54 +125,68 @@ def _ssh_operator(plan: DagPlan, group: GroupPlan, task: TaskPlan, conns: dict[s
         ssh_conn_id=conns["ssh"],
         aws_conn_id=conns["aws"],
         remote_host=f"{{{{ ti.xcom_pull(task_ids='{group.group_id}.resolve_ip') }}}}",
-        command=task.args["command"],
+        command=task.args.command,
         cmd_timeout=None,  # not an idle timeout: the guard bounds the step on the instance
         conn_timeout=30,
-        host_keys=policy,
+        host_keys=host_keys,
         host_key=host_key,
-        **_step_policy(plan, task),
+        policy=step,
+        retries=step.retries,
+        execution_timeout=_seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
     )
 
 
 def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
     args = task.args
-    if task.kind == "create_instance":
+    if isinstance(args, CreateWorkdirArgs):
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.create_local_instance,
             op_kwargs={
-                key: args[key]
-                for key in ("workdir", "python", "env_cache", "packages", "code", "requirements")
+                "workdir": args.workdir,
+                "python": args.python,
+                "env_cache": args.env_cache,
+                "packages": args.packages,
+                "code": args.code,
+                "requirements": args.requirements,
             },
         )
-    if task.kind == "resolve_ip":
+    if isinstance(args, ResolveIpArgs):
         return FactoryPythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)
     if task.kind == "stop_instance":
         return EmptyOperator(task_id=task.task_id)  # a work directory has nothing to stop
-    if task.kind == "delete_instance":
+    if isinstance(args, TeardownArgs):  # delete_instance
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.remove_local_instance,
-            op_kwargs={"workdir": args["workdir"]},
+            op_kwargs={"workdir": args.workdir},
         )
     from dag_factory.airflow.operators import GuardedBashOperator
 
-    return GuardedBashOperator(task_id=task.task_id, bash_command=args["command"], **_step_policy(plan, task))
+    assert isinstance(args, NotebookArgs | PrepareArgs)
+    step = _step_policy(plan, task)
+    return GuardedBashOperator(
+        task_id=task.task_id,
+        bash_command=args.command,
+        policy=step,
+        retries=step.retries,
+        execution_timeout=_seconds(task, STEP_GRACE_S),  # the guard's timeout fires first
+    )
 
 
 def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
     conns = plan.connections
-    if task.kind == "deliver":
+    if isinstance(task.args, DeliverArgs):
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.deliver_outputs,
             op_kwargs={
-                "target": task.args["target"],
-                "source_prefix": task.args["source_prefix"],
+                "target": task.args.target,
+                "source_prefix": task.args.source_prefix,
                 "logical_date": JOB_DATE_TEMPLATE,
-                "partition_column": task.args["partition_column"],
-                "partition_value": task.args["partition_value"],
-                "connections": task.args["connections"],
+                "partition_column": task.args.partition_column,
+                "partition_value": task.args.partition_value,
+                "connections": task.args.connections,
             },
             # no outlet: the target's one asset event per run is its publish task's (_publish_tasks)
             execution_timeout=_seconds(task),
@@ -163,7 +195,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
         return _local_operator(plan, task)
     if task.kind in ("prepare", "notebook"):
         return _ssh_operator(plan, group, task, conns)
-    if task.kind == "resolve_ip":
+    if isinstance(task.args, ResolveIpArgs):
         return FactoryPythonOperator(
             task_id=task.task_id,
             python_callable=tasks.resolve_private_ip,
@@ -173,7 +205,7 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
                 "group": group.group_id,
                 "env": plan.env,
                 "aws_conn_id": conns["aws"],
-                "host_key_bucket": task.args.get("host_key_bucket"),
+                "host_key_bucket": task.args.host_key_bucket,
             },
             pool=plan.api_pool["name"] if plan.api_pool else "default_pool",
             execution_timeout=_seconds(task),
@@ -182,10 +214,10 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
 
 
 def _with_links(plan: DagPlan, task: TaskPlan, op: BaseOperator) -> BaseOperator:
-    if task.kind == "notebook":
+    if isinstance(task.args, NotebookArgs):
         args = task.args
-        paths = {"Executed notebook": html_path(args["output_notebook"]), "Notebook source": args["source"]}
-        set_links(op, paths, args["link_style"], args["region"], plan.connections["aws"])
+        paths = {"Executed notebook": html_path(args.output_notebook), "Notebook source": args.source}
+        set_links(op, paths, args.link_style, args.region, plan.connections["aws"])
     return op
 
 
@@ -314,10 +346,10 @@ def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> Ba
     )
     # a teardown, so that the run's state stays that of its work (Airflow ignores teardowns there),
     # with ALL_DONE so that it runs whatever failed
-    notebook = next(t for g in plan.groups for t in g.tasks if t.kind == "notebook").args
+    notebook = next(t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs))
     inputs = report.op_kwargs["inputs"]
-    set_links(report, {"Run report": f"{inputs['folder']}/{REPORT_HTML}"}, notebook["link_style"],
-              notebook["region"], plan.connections["aws"])  # fmt: skip
+    set_links(report, {"Run report": f"{inputs['folder']}/{REPORT_HTML}"}, notebook.link_style,
+              notebook.region, plan.connections["aws"])  # fmt: skip
     report.as_teardown()
     report.trigger_rule = TriggerRule.ALL_DONE
     for ops in built.values():

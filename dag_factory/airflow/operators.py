@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NoReturn
 
@@ -48,41 +49,51 @@ class _ExitStatus(Exception):
         self.stderr = stderr
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepPolicy:
+    """What both step operators take (dag_factory.airflow.build makes it from the step's plan): who owns
+    the retries of which failure, the outputs to keep clean, the tools to install."""
+
+    step_label: str  # the step in the log and in the task's error: `notebook <path>`, `prepare`
+    infra_retries: int
+    notebook_retries: int = 0
+    outputs_prefix: str | None = None
+    guarded_step: str | None = None  # the guard's marker of the step: a retry stops what earlier tries left
+    executed_notebook: str | None = None
+    installs_tools: str | None = None  # the work directory, for a group's first step on its host (prepare)
+
+    @property
+    def retries(self) -> int:
+        """Airflow's retries of the step: as many as the failure retried most (retry_verdict decides)."""
+        return max(self.infra_retries, self.notebook_retries)
+
+
 # rendered per run (a local work directory names the run)
 _STEP_FIELDS = ("outputs_prefix", "guarded_step", "executed_notebook", "installs_tools")
 
 
 class _Step:
-    """The policy both step operators share (a mixin without __init__: Airflow wraps operators' own)."""
+    """The policy both step operators share (a mixin without __init__: Airflow wraps operators' own).
+    Its fields are the operator's own attributes: some are templated, and Airflow serializes them."""
 
     step_label: str
     infra_retries: int
     notebook_retries: int
     outputs_prefix: str | None
-    guarded_step: str | None  # the guard's marker of the step: a retry stops what earlier tries left
+    guarded_step: str | None
     aws_conn_id: str
     executed_notebook: str | None
-    installs_tools: str | None  # the work directory, for a group's first step on its host (prepare)
+    installs_tools: str | None
 
-    def use_policy(
-        self,
-        step_label: str,
-        infra_retries: int,
-        notebook_retries: int,
-        outputs_prefix: str | None,
-        guarded_step: str | None,
-        aws_conn_id: str,
-        executed_notebook: str | None,
-        installs_tools: str | None,
-    ) -> None:
-        self.step_label = step_label
-        self.infra_retries = infra_retries
-        self.notebook_retries = notebook_retries
-        self.outputs_prefix = outputs_prefix
-        self.guarded_step = guarded_step
+    def use_policy(self, policy: StepPolicy, aws_conn_id: str) -> None:
+        self.step_label = policy.step_label
+        self.infra_retries = policy.infra_retries
+        self.notebook_retries = policy.notebook_retries
+        self.outputs_prefix = policy.outputs_prefix
+        self.guarded_step = policy.guarded_step
         self.aws_conn_id = aws_conn_id
-        self.executed_notebook = executed_notebook
-        self.installs_tools = installs_tools
+        self.executed_notebook = policy.executed_notebook
+        self.installs_tools = policy.installs_tools
 
     def tools_script(self) -> str | None:
         """The script that installs the guard and its tools where the step's command calls them: built
@@ -165,30 +176,9 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
 
     template_fields = (*InstanceSSHOperator.template_fields, *_STEP_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        step_label: str,
-        infra_retries: int,
-        notebook_retries: int = 0,
-        outputs_prefix: str | None = None,
-        guarded_step: str | None = None,
-        aws_conn_id: str = "aws_default",
-        executed_notebook: str | None = None,
-        installs_tools: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, policy: StepPolicy, aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.use_policy(
-            step_label,
-            infra_retries,
-            notebook_retries,
-            outputs_prefix,
-            guarded_step,
-            aws_conn_id,
-            executed_notebook,
-            installs_tools,
-        )
+        self.use_policy(policy, aws_conn_id)
 
     def run_ssh_client_command(self, ssh_client: Any, command: str, context: Any = None) -> bytes:
         if (tools := self.tools_script()) is not None:
@@ -270,29 +260,9 @@ class GuardedBashOperator(ChecksEnvironment, _Step, BashOperator):
 
     template_fields = (*BashOperator.template_fields, *_STEP_FIELDS)
 
-    def __init__(
-        self,
-        *,
-        step_label: str,
-        infra_retries: int,
-        notebook_retries: int = 0,
-        outputs_prefix: str | None = None,
-        guarded_step: str | None = None,
-        executed_notebook: str | None = None,
-        installs_tools: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, policy: StepPolicy, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.use_policy(
-            step_label,
-            infra_retries,
-            notebook_retries,
-            outputs_prefix,
-            guarded_step,
-            "aws_default",
-            executed_notebook,
-            installs_tools,
-        )
+        self.use_policy(policy, "aws_default")
 
     @cached_property
     def subprocess_hook(self) -> SubprocessHook:

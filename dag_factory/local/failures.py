@@ -23,7 +23,7 @@ from typing import Any
 
 from dag_factory.local.run_records import TaskInstanceResult, log_events
 from dag_factory.plan.guard import guard_messages
-from dag_factory.plan.model import GroupPlan, TaskPlan
+from dag_factory.plan.model import GroupPlan, NotebookArgs, TaskPlan
 from dag_factory.plan.notebook_failure import MARKER, explain_notebook_error, source_cell_number
 
 _EXECUTING = re.compile(r"^Executing Cell (\d+)-")
@@ -143,8 +143,7 @@ def _timed_out(seen: _Evidence) -> Failure | None:
         return Failure("timed out", f"{after}{cell}{why}".strip().removeprefix(": "))
     if seen.exc_type != "AirflowTaskTimeout" and "SSH command timed out" not in seen.exc_value:
         return None
-    limit = seen.task.args.get("timeout_s")
-    after = f"after {_duration(limit)}" if isinstance(limit, int) else ""
+    after = f"after {_duration(seen.task.args.timeout_s)}"
     return Failure("timed out", f"{after}{cell}".strip())
 
 
@@ -153,7 +152,9 @@ def _notebook_error(seen: _Evidence) -> Failure | None:
     explained = printed[0] if printed else ""
     if not explained and seen.notebook is not None:
         cell = explain_notebook_error(seen.notebook)
-        explained = f"in {seen.task.args.get('notebook', 'the notebook')} {cell}" if cell else ""
+        args = seen.task.args
+        notebook = args.notebook if isinstance(args, NotebookArgs) else "the notebook"
+        explained = f"in {notebook} {cell}" if cell else ""
     return Failure("notebook error", explained) if explained else None
 
 
@@ -206,7 +207,7 @@ def group_failure(group: GroupPlan, tis: list[TaskInstanceResult], run_id: str) 
         return Failure(states.get(waiting.task_id) or "not run").text(waiting.task_id)
     task = failed[0]
     executed = None
-    output = str(task.args.get("output_notebook", ""))
-    if task.kind == "notebook" and output and "://" not in output:
+    output = task.args.output_notebook if isinstance(task.args, NotebookArgs) else ""
+    if output and "://" not in output:
         executed = Path(output.replace("{{ run_id }}", run_id))
     return explain_failure(task, by_step[task.task_id], executed).text(task.task_id)

@@ -24,7 +24,14 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
 from dag_factory.local.timing import split_run
-from dag_factory.plan.model import DagPlan, GroupPlan, code_version_dir
+from dag_factory.plan.model import (
+    CreateWorkdirArgs,
+    DagPlan,
+    DeliverArgs,
+    GroupPlan,
+    NotebookArgs,
+    code_version_dir,
+)
 from dag_factory.plan.planner import plan_dag
 from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder, target_label
 from dag_factory.spec.platform import LocalEnvironment
@@ -125,13 +132,13 @@ def summarize(job: LocalJob, result: RunResult) -> list[SummaryRow]:
         starts = [ti.start for ti in tis if ti.start]
         ends = [ti.end for ti in tis if ti.end]
         duration = (max(ends) - min(starts)).total_seconds() if starts and ends else None
-        notebooks = [t for t in group.tasks if t.kind == "notebook"]
-        shown = notebooks[-1]
-        for task in notebooks:  # the first notebook that did not succeed is the one to show
-            if states.get(task.task_id) != "success":
-                shown = task
+        notebooks = [(t.task_id, t.args) for t in group.tasks if isinstance(t.args, NotebookArgs)]
+        shown = notebooks[-1][1]
+        for task_id, args in notebooks:  # the first notebook that did not succeed is the one to show
+            if states.get(task_id) != "success":
+                shown = args
                 break
-        executed = shown.args["output_notebook"].replace("{{ run_id }}", result.run_id)
+        executed = shown.output_notebook.replace("{{ run_id }}", result.run_id)
         error = group_failure(group, tis, result.run_id) if failed else ""  # the real reason, never "failed"
         rows.append(
             SummaryRow(
@@ -156,8 +163,8 @@ def _rows_per_target(group: GroupPlan, result: RunResult) -> dict[str, int | Non
     }
     delivered: dict[str, int | None] = {}
     for task in group.tasks:
-        if task.kind == "deliver":
-            label, value = target_label(task.args["target"]), returned.get(f"{group.group_id}.{task.task_id}")
+        if isinstance(task.args, DeliverArgs):
+            label, value = target_label(task.args.target), returned.get(f"{group.group_id}.{task.task_id}")
             delivered[label] = delivered.get(label)
             if value is not None:
                 delivered[label] = (delivered[label] or 0) + int(value)
@@ -197,18 +204,18 @@ def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
     from dag_factory.compute.code_versions import FolderCodeStore, current_version
     from dag_factory.compute.shared_env import make_spares, shared_environment
 
-    args = next(t.args for t in plan.groups[0].tasks if t.kind == "create_instance")
-    if not args.get("env_cache"):
+    args = plan.groups[0].task("create_instance").args
+    if not isinstance(args, CreateWorkdirArgs) or not args.env_cache:
         return None
     first_lane = min(len(plan.groups), plan.max_parallel)
 
     def build() -> None:
         try:
-            requirements = args["requirements"]
+            requirements = args.requirements
             if requirements:  # in the version the run syncs: the one just deployed
-                version = current_version(FolderCodeStore(Path(args["code"])))
-                requirements = f"{code_version_dir(args['code'], str(version))}/{requirements}"
-            inputs = (args["env_cache"], args["python"], args["packages"], requirements)
+                version = current_version(FolderCodeStore(Path(args.code)))
+                requirements = f"{code_version_dir(args.code, str(version))}/{requirements}"
+            inputs = (args.env_cache, args.python, args.packages, requirements)
             venv = shared_environment(*inputs, build=False)
             if venv is None:
                 shared_environment(*inputs)

@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory import settings
-from dag_factory.plan.model import DagPlan, Estimate, GroupPlan, PublishPlan, TaskPlan
+from dag_factory.plan.model import TASK_ARGS, DagPlan, Estimate, GroupPlan, PublishPlan, TaskArgs, TaskPlan
 
-FORMAT = 3  # bump when the entry layout changes
+FORMAT = 4  # bump when the entry layout changes
 MAX_AGE_S = 7 * 24 * 3600  # entries not (re)written for a week are pruned, now and then
 PRUNE_PROBABILITY = 0.02  # per write
 
@@ -119,6 +119,17 @@ def plan_key(
 
 # ---- DagPlan <-> JSON ---------------------------------------------------------------------------------
 
+_ARGS_TYPES = {cls.__name__: cls for cls in TASK_ARGS}  # a task's args are stored with their type's name
+_ARGS_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in TASK_ARGS}
+
+
+def _args_to_json(args: TaskArgs) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in _ARGS_FIELDS[type(args)]}
+
+
+def _args_from_json(task: dict[str, Any]) -> TaskArgs:
+    return _ARGS_TYPES[task["args_type"]](**task["args"])
+
 
 def plan_to_json(plan: DagPlan) -> dict[str, Any]:
     """Plain data for json.dumps (tuples become lists; plan_from_json turns them back).
@@ -133,7 +144,13 @@ def plan_to_json(plan: DagPlan) -> dict[str, Any]:
             "group_id": g.group_id,
             "values": g.values,
             "tasks": [
-                {"task_id": t.task_id, "kind": t.kind, "upstream": t.upstream, "args": t.args}
+                {
+                    "task_id": t.task_id,
+                    "kind": t.kind,
+                    "upstream": t.upstream,
+                    "args_type": type(t.args).__name__,
+                    "args": _args_to_json(t.args),
+                }
                 for t in g.tasks
             ],
             "after_group": g.after_group,
@@ -150,7 +167,8 @@ def plan_from_json(data: dict[str, Any]) -> DagPlan:
             group_id=g["group_id"],
             values=tuple(g["values"]),
             tasks=tuple(
-                TaskPlan(t["task_id"], t["kind"], tuple(t["upstream"]), dict(t["args"])) for t in g["tasks"]
+                TaskPlan(t["task_id"], t["kind"], tuple(t["upstream"]), _args_from_json(t))
+                for t in g["tasks"]
             ),
             after_group=g["after_group"],
         )

@@ -36,13 +36,122 @@ TaskKind = Literal[
     "create_instance", "resolve_ip", "prepare", "notebook", "stop_instance", "delete_instance", "deliver"
 ]
 
+# What the planner gives each kind of task, and the Airflow layer (dag_factory.airflow.build) passes on to
+# its operator: one model per kind, every field read by attribute. Slotted: a 1,000-DAG parse plans
+# 160,000 of them. Each holds `timeout_s`, the task's own bound (the step's, the whole wait of a sensor).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateInstanceArgs:
+    """create_instance on SageMaker: the notebook instance of a group, made by a reschedule-mode sensor."""
+
+    group: str
+    dag_id: str
+    poll_s: int  # between two pokes
+    timeout_s: int
+    instance_type: str
+    volume_size_gb: int
+    role_arn: str
+    lifecycle_config: str | None
+    instance_security: dict[str, Any]  # the platform's instance_security, as plain data
+    subnet_id: str
+    security_group_ids: list[str]
+    tags: dict[str, str]  # project, owner, env
+    max_age_s: int  # older instances of the DAG belong to no live run (planner.instance_max_age_s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateWorkdirArgs:
+    """create_instance on the local backend: a work directory whose venv clones the shared environment."""
+
+    group: str
+    dag_id: str
+    timeout_s: int
+    workdir: str
+    python: str
+    env_cache: str
+    packages: list[str]
+    code: str  # where the code versions are; the task resolves the one the run syncs
+    requirements: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolveIpArgs:
+    group: str
+    dag_id: str
+    timeout_s: int
+    poll_s: int | None = None  # SageMaker only
+    host_key_bucket: str | None = None  # ssh.host_keys pinned: where the instance published its key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrepareArgs:
+    command: str
+    installs_tools: str  # the work directory: the first step on the host installs the guard and tools
+    timeout_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotebookArgs:
+    command: str
+    guarded_step: str  # the guard's marker of the step: a retry stops what earlier tries left running
+    notebook: str  # its path in the project
+    kernel: str
+    timeout_s: int
+    output_notebook: str  # the executed notebook (templated: the run id)
+    source: str  # the notebook in the code version the run syncs
+    output_prefix: str  # the value's outputs
+    notebook_retries: int
+    value: str | None  # the fan-out value; None without a fan-out
+    # for the run report: the value's parameters, and the notebook's own on top of them
+    parameters: dict[str, Any]
+    notebook_parameters: dict[str, Any]
+    link_style: str  # how the Airflow UI links to files: file, console or presigned
+    region: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TeardownArgs:
+    """stop_instance and delete_instance (one object, shared by both tasks of a group)."""
+
+    group: str
+    dag_id: str
+    timeout_s: int
+    poll_s: int | None = None  # SageMaker only
+    workdir: str | None = None  # local only: the work directory delete_instance removes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverArgs:
+    target: dict[str, Any]  # the spec's target as plain data, as planned for the environment
+    asset: str | None  # the target's asset URI (plan.delivery_assets); None: the rows' place is unknown
+    source_prefix: str
+    partition_column: str | None
+    partition_value: str | None
+    connections: dict[str, str]
+    timeout_s: int
+
+
+TaskArgs = (
+    CreateInstanceArgs
+    | CreateWorkdirArgs
+    | ResolveIpArgs
+    | PrepareArgs
+    | NotebookArgs
+    | TeardownArgs
+    | DeliverArgs
+)
+TASK_ARGS: tuple[type[TaskArgs], ...] = (
+    CreateInstanceArgs, CreateWorkdirArgs, ResolveIpArgs, PrepareArgs, NotebookArgs, TeardownArgs, DeliverArgs
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class TaskPlan:
     task_id: str  # inside its group
     kind: TaskKind
-    upstream: tuple[str, ...] = ()  # task ids inside the same group
-    args: dict[str, Any] = field(default_factory=dict)
+    upstream: tuple[str, ...]  # task ids inside the same group
+    args: TaskArgs  # the model of its kind
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,18 @@ from dag_factory.plan.guard import (
 from dag_factory.plan.model import (
     CODE_VERSION_TEMPLATE,
     DAG_TAG,
+    CreateInstanceArgs,
+    CreateWorkdirArgs,
     DagPlan,
+    DeliverArgs,
     Estimate,
     GroupPlan,
+    NotebookArgs,
+    PrepareArgs,
     PublishPlan,
+    ResolveIpArgs,
     TaskPlan,
+    TeardownArgs,
     code_version_dir,
 )
 from dag_factory.plan.params import OVERRIDES_JSON, VALUES_PARAM, trigger_params
@@ -138,11 +145,12 @@ class _Context:
             return f"{self.root}/{self.env.buckets.code}/{self.spec.project}"
         return f"s3://{self.env.buckets.code}/{self.spec.project}"
 
-    def links(self) -> dict[str, Any]:
-        """How the Airflow UI links to files: file:// locally, per the platform file on SageMaker."""
+    def links(self) -> tuple[str, str | None]:
+        """How the Airflow UI links to files (link style, region): file:// locally, per the platform
+        file on SageMaker."""
         if isinstance(self.env, SageMakerEnvironment):
-            return {"link_style": self.env.notebook_links, "region": self.env.region}
-        return {"link_style": "file", "region": None}
+            return self.env.notebook_links, self.env.region
+        return "file", None
 
     def output_head(self) -> str:
         """Output prefix up to the run id: s3://<output>/<project> or its local twin."""
@@ -201,24 +209,26 @@ def _notebook_tasks(ctx: _Context, group: str, value: str | None, first_upstream
         )
         shown = redacted(parameters)
         header = notebook_header(notebook.path, kernel, output_notebook, shown, ctx.overridable)
-        args = {
+        link_style, region = ctx.links()
+        args = NotebookArgs(
             # the group's prepare installed the guard; the command only calls it
-            "command": header + under_installed_guard(command, _bounds(ctx, layout, task_id, timeout)),
+            command=header + under_installed_guard(command, _bounds(ctx, layout, task_id, timeout)),
             # a retry stops what earlier tries left running before it sets aside what they wrote
-            "guarded_step": step_marker(_bounds(ctx, layout, task_id, timeout)),
-            "notebook": notebook.path,
-            "kernel": notebook.kernel or spec.runtime.kernel,
-            "timeout_s": timeout,
-            "output_notebook": output_notebook,
-            "source": f"{_code_version_dir(ctx.code_head())}/{notebook.path}",
-            "output_prefix": output_prefix,
-            "notebook_retries": notebook.retries,
-            "value": value,
+            guarded_step=step_marker(_bounds(ctx, layout, task_id, timeout)),
+            notebook=notebook.path,
+            kernel=notebook.kernel or spec.runtime.kernel,
+            timeout_s=timeout,
+            output_notebook=output_notebook,
+            source=f"{_code_version_dir(ctx.code_head())}/{notebook.path}",
+            output_prefix=output_prefix,
+            notebook_retries=notebook.retries,
+            value=value,
             # for the run report: the value's parameters, and the notebook's own on top of them
-            "parameters": _value_parameters(ctx, value),
-            "notebook_parameters": dict(notebook.parameters),
-            **ctx.links(),
-        }
+            parameters=_value_parameters(ctx, value),
+            notebook_parameters=dict(notebook.parameters),
+            link_style=link_style,
+            region=region,
+        )
         tasks.append(TaskPlan(task_id, "notebook", (upstream,), args))
         upstream = task_id
     return tasks
@@ -248,15 +258,15 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
     tasks = []
     for i, target in enumerate(spec.deliver):
         planned = _deliver_target(ctx, target)
-        args = {
-            "target": planned,
-            "asset": delivery_asset(planned, ctx.env),
-            "source_prefix": output_prefix_template(ctx.output_head(), tail),
-            "partition_column": spec.fan_out.name if spec.fan_out else None,
-            "partition_value": value,
-            "connections": ctx.env.connections.model_dump(),
-            "timeout_s": _seconds(ctx.env.timeouts.deliver),
-        }
+        args = DeliverArgs(
+            target=planned,
+            asset=delivery_asset(planned, ctx.env),
+            source_prefix=output_prefix_template(ctx.output_head(), tail),
+            partition_column=spec.fan_out.name if spec.fan_out else None,
+            partition_value=value,
+            connections=ctx.env.connections.model_dump(),
+            timeout_s=_seconds(ctx.env.timeouts.deliver),
+        )
         tasks.append(TaskPlan(f"deliver_{i}_{target.to}{suffix}", "deliver", (upstream,), args))
     return tasks
 
@@ -268,76 +278,96 @@ def _publish(spec: JobSpec, groups: list[GroupPlan]) -> tuple[PublishPlan, ...]:
     for i, target in enumerate(spec.deliver):
         name = f"deliver_{i}_{target.to}"  # a shared group's are deliver_<i>_<to>__<value>
         tasks = [
-            (group.group_id, task)
+            (group.group_id, task.task_id, task.args)
             for group in groups
             for task in group.tasks
-            if task.kind == "deliver" and task.task_id.split("__", 1)[0] == name
+            if isinstance(task.args, DeliverArgs) and task.task_id.split("__", 1)[0] == name
         ]
-        asset = tasks[0][1].args["asset"] if tasks else None
+        asset = tasks[0][2].asset if tasks else None
         if asset is None:  # the platform file does not say where the rows land: nothing to publish
             continue
-        deliveries = {f"{gid}.{task.task_id}": task.args["partition_value"] for gid, task in tasks}
+        deliveries = {f"{gid}.{task_id}": args.partition_value for gid, task_id, args in tasks}
         published.append(PublishPlan(f"publish_{i}_{target.to}", asset, deliveries))
     return tuple(published)
 
 
-def _local_create_args(ctx: _Context, layout: HostLayout) -> dict[str, Any]:
+def _local_create_args(ctx: _Context, group: str, layout: HostLayout) -> CreateWorkdirArgs:
     """A work directory whose venv is a clone of the shared environment the prepare step would build."""
     assert isinstance(ctx.env, LocalEnvironment) and ctx.root is not None
     spec = ctx.spec
-    return {
-        "workdir": layout.workdir,
-        "python": sys.executable,
-        "env_cache": str(ctx.root / "envs"),
-        "packages": list(runtime_packages(spec.runtime.papermill_version)),
+    return CreateWorkdirArgs(
+        group=group,
+        dag_id=ctx.dag_id,
+        timeout_s=_seconds(ctx.env.timeouts.create),
+        workdir=layout.workdir,
+        python=sys.executable,
+        env_cache=str(ctx.root / "envs"),
+        packages=list(runtime_packages(spec.runtime.papermill_version)),
         # in the code version the run syncs, which the task resolves (after the environment check)
-        "code": ctx.code_head(),
-        "requirements": spec.runtime.requirements,
-    }
+        code=ctx.code_head(),
+        requirements=spec.runtime.requirements,
+    )
+
+
+def _sagemaker_create_args(ctx: _Context, group: str, env: SageMakerEnvironment) -> CreateInstanceArgs:
+    spec = ctx.spec
+    return CreateInstanceArgs(
+        group=group,
+        dag_id=ctx.dag_id,
+        poll_s=_seconds(env.poll_interval),
+        timeout_s=_seconds(env.timeouts.create),
+        instance_type=spec.compute.instance_type,
+        volume_size_gb=spec.compute.volume_size_gb,
+        role_arn=env.role_arn,
+        lifecycle_config=env.lifecycle_config,
+        instance_security=env.instance_security.model_dump(),
+        subnet_id=env.subnet_id,
+        security_group_ids=list(env.security_group_ids),
+        # "env": compute.naming.ENV_TAG, by which gc keeps to its own environment
+        tags={"project": spec.project, "owner": spec.owner, "env": ctx.env_name},
+        max_age_s=instance_max_age_s(spec, env),
+    )
 
 
 def _instance_tasks(ctx: _Context, group: str) -> tuple[list[TaskPlan], list[TaskPlan]]:
     """Setup (create, resolve, prepare) and teardown (stop, delete) for one instance."""
     spec, env = ctx.spec, ctx.env
-    common: dict[str, Any] = {"group": group, "dag_id": ctx.dag_id}
-    if isinstance(env, SageMakerEnvironment):
-        common["poll_s"] = _seconds(env.poll_interval)
-    create: dict[str, Any] = {**common, "timeout_s": _seconds(env.timeouts.create)}
-    if isinstance(env, SageMakerEnvironment):
-        create |= {
-            "instance_type": spec.compute.instance_type,
-            "volume_size_gb": spec.compute.volume_size_gb,
-            "role_arn": env.role_arn,
-            "lifecycle_config": env.lifecycle_config,
-            "instance_security": env.instance_security.model_dump(),
-            "subnet_id": env.subnet_id,
-            "security_group_ids": list(env.security_group_ids),
-            # "env": compute.naming.ENV_TAG, by which gc keeps to its own environment
-            "tags": {"project": spec.project, "owner": spec.owner, "env": ctx.env_name},
-            "max_age_s": instance_max_age_s(spec, env),
-        }
-    else:
-        create |= _local_create_args(ctx, ctx.layout(group))
+    poll_s = _seconds(env.poll_interval) if isinstance(env, SageMakerEnvironment) else None
     layout = ctx.layout(group)
-    resolve: dict[str, Any] = {**common, "timeout_s": API_CALL_TIMEOUT_S}
-    if isinstance(env, SageMakerEnvironment) and env.ssh.host_keys == "pinned":
-        resolve["host_key_bucket"] = env.buckets.code  # where the lifecycle configuration publishes it
+    create = (
+        _sagemaker_create_args(ctx, group, env)
+        if isinstance(env, SageMakerEnvironment)
+        else _local_create_args(ctx, group, layout)
+    )
+    pinned = isinstance(env, SageMakerEnvironment) and env.ssh.host_keys == "pinned"
+    resolve = ResolveIpArgs(
+        group=group,
+        dag_id=ctx.dag_id,
+        timeout_s=API_CALL_TIMEOUT_S,
+        poll_s=poll_s,
+        # where the lifecycle configuration publishes it
+        host_key_bucket=env.buckets.code if pinned else None,
+    )
     prepare_timeout = _seconds(env.timeouts.prepare)
     body = prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements)
-    prepare = {
-        "command": under_installed_guard(body, _bounds(ctx, layout, "prepare", prepare_timeout)),
+    prepare = PrepareArgs(
+        command=under_installed_guard(body, _bounds(ctx, layout, "prepare", prepare_timeout)),
         # the first step on the host: its operator installs the guard and the tools every step calls
-        "installs_tools": layout.workdir,
-        "timeout_s": prepare_timeout,
-    }
+        installs_tools=layout.workdir,
+        timeout_s=prepare_timeout,
+    )
     setup = [
         TaskPlan("create_instance", "create_instance", (), create),
         TaskPlan("resolve_ip", "resolve_ip", ("create_instance",), resolve),
         TaskPlan("prepare", "prepare", ("resolve_ip",), prepare),
     ]
-    teardown_args = {**common, "timeout_s": _seconds(env.timeouts.teardown)}
-    if ctx.root is not None:
-        teardown_args["workdir"] = layout.workdir
+    teardown_args = TeardownArgs(
+        group=group,
+        dag_id=ctx.dag_id,
+        timeout_s=_seconds(env.timeouts.teardown),
+        poll_s=poll_s,
+        workdir=layout.workdir if ctx.root is not None else None,
+    )
     teardown = [
         TaskPlan("stop_instance", "stop_instance", (), teardown_args),
         TaskPlan("delete_instance", "delete_instance", ("stop_instance",), teardown_args),

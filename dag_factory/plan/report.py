@@ -12,7 +12,7 @@ import html
 import re
 from typing import Any
 
-from dag_factory.plan.model import DagPlan
+from dag_factory.plan.model import CreateWorkdirArgs, DagPlan, DeliverArgs, NotebookArgs
 from dag_factory.plan.notebook_failure import explain_notebook_error
 from dag_factory.plan.params import VALUES_PARAM, overrides
 from dag_factory.plan.scripts import html_path
@@ -27,8 +27,8 @@ REPORT_JSON = "report.json"
 def run_folder(plan: DagPlan) -> str:
     """Where the run's outputs go (``<output>/<project>/{{ run_id }}``, local or s3://), as a template:
     every executed notebook is ``<run folder>/<value>/<notebook>.ipynb``."""
-    notebook = next(t for g in plan.groups for t in g.tasks if t.kind == "notebook")
-    return str(notebook.args["output_notebook"]).rsplit("/", 2)[0]
+    notebook = next(t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs))
+    return notebook.output_notebook.rsplit("/", 2)[0]
 
 
 def target_label(target: dict[str, Any]) -> str:
@@ -43,33 +43,35 @@ def report_inputs(plan: DagPlan) -> dict[str, Any]:
         tasks = []
         for task in group.tasks:
             entry: dict[str, Any] = {"task_id": f"{group.group_id}.{task.task_id}", "kind": task.kind}
-            if task.kind == "notebook":
+            args = task.args
+            if isinstance(args, NotebookArgs):
                 entry |= {
-                    "value": task.args["value"],
-                    "notebook": task.args["notebook"],
-                    "executed": task.args["output_notebook"],
-                    "html": html_path(task.args["output_notebook"]),
+                    "value": args.value,
+                    "notebook": args.notebook,
+                    "executed": args.output_notebook,
+                    "html": html_path(args.output_notebook),
                 }
-            elif task.kind == "deliver":
-                entry |= {"value": task.args["partition_value"], "target": target_label(task.args["target"])}
+            elif isinstance(args, DeliverArgs):
+                entry |= {"value": args.partition_value, "target": target_label(args.target)}
             tasks.append(entry)
-        notebooks = [t for t in group.tasks if t.kind == "notebook"]
-        parameters = {str(t.args["value"]): t.args["parameters"] for t in notebooks}
+        notebooks = [t.args for t in group.tasks if isinstance(t.args, NotebookArgs)]
+        parameters = {str(args.value): args.parameters for args in notebooks}
         entry = {
             "group_id": group.group_id,
             "values": list(group.values),
             "tasks": tasks,
             "parameters": parameters,
         }
-        workdir = group.task("create_instance").args.get("workdir")
+        create = group.task("create_instance").args
+        workdir = create.workdir if isinstance(create, CreateWorkdirArgs) else None
         if workdir:  # locally the instance is a work directory (on SageMaker its name is the run's)
             entry["instance"] = workdir
         groups.append(entry)
     notebook_parameters = {
-        t.args["notebook"]: t.args["notebook_parameters"]
+        t.args.notebook: t.args.notebook_parameters
         for g in plan.groups
         for t in g.tasks
-        if t.kind == "notebook" and t.args["notebook_parameters"]
+        if isinstance(t.args, NotebookArgs) and t.args.notebook_parameters
     }
     return {
         "dag_id": plan.dag_id,

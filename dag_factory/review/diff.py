@@ -16,23 +16,24 @@ from pathlib import Path
 
 from dag_factory.errors import DagFactoryError, Diagnostic, SpecError
 from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_spec
-from dag_factory.review.plan_view import Review, describe, schedule_head, value_text
+from dag_factory.review.model import Review
+from dag_factory.review.plan_view import describe, schedule_head, value_text
 
 _SETTINGS: tuple[tuple[str, Callable[[Review], object]], ...] = (
-    ("owner", lambda r: r["owner"]),
-    ("description", lambda r: r["description"]),
-    ("start date", lambda r: r["start_date"]),
-    ("catchup", lambda r: r["catchup"]),
-    ("retries", lambda r: f"{r['retries']} (every {r['retry_delay']})"),
-    ("tags", lambda r: ", ".join(r["tags"])),
-    ("notify on failure", lambda r: ", ".join(r["notify"].get("on_failure", [])) or "-"),
-    ("instance type", lambda r: r["compute"]["instance_type"]),
-    ("volume", lambda r: f"{r['compute']['volume_size_gb']} GB"),
-    ("isolation", lambda r: r["compute"]["isolation"]),
-    ("max parallel", lambda r: r["compute"]["max_parallel"]),
-    ("group timeout", lambda r: r["compute"]["timeout"]),
-    ("fan-out name", lambda r: (r["fan_out"] or {}).get("name") or "-"),
-    ("code", lambda r: r["code"]),
+    ("owner", lambda r: r.owner),
+    ("description", lambda r: r.description),
+    ("start date", lambda r: r.start_date),
+    ("catchup", lambda r: r.catchup),
+    ("retries", lambda r: f"{r.retries} (every {r.retry_delay})"),
+    ("tags", lambda r: ", ".join(r.tags)),
+    ("notify on failure", lambda r: ", ".join(r.notify.get("on_failure", [])) or "-"),
+    ("instance type", lambda r: r.compute.instance_type),
+    ("volume", lambda r: f"{r.compute.volume_size_gb} GB"),
+    ("isolation", lambda r: r.compute.isolation),
+    ("max parallel", lambda r: r.compute.max_parallel),
+    ("group timeout", lambda r: r.compute.timeout),
+    ("fan-out name", lambda r: (r.fan_out.name if r.fan_out else None) or "-"),
+    ("code", lambda r: r.code),
 )
 
 
@@ -86,45 +87,41 @@ def _pairs(old: dict[str, str], new: dict[str, str]) -> list[Change]:
 
 def _task_map(review: Review) -> dict[str, str]:
     return {
-        t["task_id"]: t["detail"] + (f" [timeout {t['timeout']}]" if t["timeout"] != "-" else "")
-        for t in review["tasks"]
+        t.task_id: t.detail + (f" [timeout {t.timeout}]" if t.timeout != "-" else "") for t in review.tasks
     }
 
 
 def _param_map(review: Review) -> dict[str, str]:
-    params = review["parameters"]
-    out = {f"every notebook: {k}": value_text(v) for k, v in params["global"].items()}
-    for stem, own in params["per_notebook"].items():
+    params = review.parameters
+    out = {f"every notebook: {k}": value_text(v) for k, v in params.global_.items()}
+    for stem, own in params.per_notebook.items():
         out.update({f"{stem}: {k}": value_text(v) for k, v in own.items()})
-    for value, own in params["per_value"].items():
+    for value, own in params.per_value.items():
         out.update({f"only {value}: {k}": value_text(v) for k, v in own.items()})
     return out
 
 
 def _money(review: Review) -> str:
-    cost = review["estimate"]["cost_max_usd"]
+    cost = review.estimate.cost_max_usd
     return f"${cost:.2f}" if cost is not None else "unknown (no price)"
 
 
 def compare(old: Review, new: Review, old_label: str, new_label: str) -> SpecDiff:
-    diff = SpecDiff(old_label, new_label, new["env"], new["dag_id"])
-    old_groups, new_groups = old["groups"], new["groups"]
+    diff = SpecDiff(old_label, new_label, new.env, new.dag_id)
+    old_groups, new_groups = old.groups, new.groups
     diff.groups_added = [g for g in new_groups if g not in old_groups]
     diff.groups_removed = [g for g in old_groups if g not in new_groups]
     diff.tasks = _pairs(_task_map(old), _task_map(new))
-    if old["schedule"] != new["schedule"]:
-        shown = [f"{schedule_head(r, 'null')} ({r['schedule']['text']})" for r in (old, new)]
+    if old.schedule != new.schedule:
+        shown = [f"{schedule_head(r, 'null')} ({r.schedule.text})" for r in (old, new)]
         diff.schedule = Change("schedule", shown[0], shown[1])
     settings_old = {name: str(get(old)) for name, get in _SETTINGS}
     settings_new = {name: str(get(new)) for name, get in _SETTINGS}
     diff.settings = _pairs(settings_old, settings_new)
     diff.parameters = _pairs(_param_map(old), _param_map(new))
-    diff.deliver = _pairs({d: d for d in old["deliver"]}, {d: d for d in new["deliver"]})
+    diff.deliver = _pairs({d: d for d in old.deliver}, {d: d for d in new.deliver})
     diff.cost = Change("estimated cost per run (max)", _money(old), _money(new))
-    hours = [
-        f"{r['estimate']['instance_hours_max']:g} h on {r['estimate']['instances']} instances"
-        for r in (old, new)
-    ]
+    hours = [f"{r.estimate.instance_hours_max:g} h on {r.estimate.instances} instances" for r in (old, new)]
     diff.hours = Change("instance-hours per run (max)", hours[0], hours[1])
     return diff
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
-from dag_factory.plan.model import DagPlan, GroupPlan
+from dag_factory.plan.model import CreateInstanceArgs, DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.planner import plan_dag
 from dag_factory.review.plan_view import duration, schedule_of
 
@@ -31,7 +31,7 @@ class GraphError(DagFactoryError):
     pass
 
 
-def _rows(group: GroupPlan) -> list[tuple[str, list[Any]]]:
+def _rows(group: GroupPlan) -> list[tuple[str, list[TaskPlan]]]:
     """(row label, tasks left to right): one row per group; a shared group gets one row per value."""
     work = [t for t in group.tasks if t.task_id not in TEARDOWN]
     if len(group.values) <= 1:
@@ -40,11 +40,11 @@ def _rows(group: GroupPlan) -> list[tuple[str, list[Any]]]:
     return [(v, [*setup, *(t for t in work if t.task_id.endswith(f"__{v}"))]) for v in group.values]
 
 
-def _label(task: Any) -> str:
-    name = str(task.task_id).split("__", 1)[0]
-    timeout = task.args.get("timeout_s")
-    if task.kind == "create_instance" and "instance_type" in task.args:
-        return f"{name}\\n{task.args['instance_type']!s}"
+def _label(task: TaskPlan) -> str:
+    name = task.task_id.split("__", 1)[0]
+    timeout = task.args.timeout_s
+    if isinstance(task.args, CreateInstanceArgs):
+        return f"{name}\\n{task.args.instance_type}"
     if task.kind in ("notebook", "prepare") and timeout:
         return f"{name}\\n≤ {duration(timeout)}"
     return name
@@ -54,7 +54,7 @@ def build_graph(plan: DagPlan) -> Any:
     import graphviz
 
     title = (
-        f"{plan.dag_id} ({plan.env}): {schedule_of(plan)['text']}; "
+        f"{plan.dag_id} ({plan.env}): {schedule_of(plan).text}; "
         f"{len(plan.groups)} group(s), at most {plan.max_parallel} at once; "
         f"≤ {plan.estimate.instance_hours_max:g} instance-hours per run"
     )

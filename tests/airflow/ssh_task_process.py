@@ -43,12 +43,12 @@ def main(result_file: str, host: str, command: str) -> None:
     from airflow.sdk.log import configure_logging
 
     configure_logging(json_output=True, output=sys.stdout.buffer, sending_to_supervisor=True)
-    from dag_factory.airflow.operators import GuardedSSHOperator
+    from dag_factory.airflow.operators import GuardedSSHOperator, StepPolicy
 
     operator = GuardedSSHOperator(
         task_id="nb_chatty", ssh_conn_id="ssh_default", remote_host=host, command=command,
-        cmd_timeout=None, conn_timeout=30, host_keys="off", step_label="notebook nb/chatty.ipynb",
-        infra_retries=0,
+        cmd_timeout=None, conn_timeout=30, host_keys="off",
+        policy=StepPolicy(step_label="notebook nb/chatty.ipynb", infra_retries=0),
     )  # fmt: skip
     ti = RecordingTI()
     rss_before = _kb("VmRSS")

@@ -265,7 +265,7 @@ def test_parameters_merge_global_then_value_then_notebook() -> None:
     loaded = load_spec(CONFIGS / "churn-model.yaml", load_platform(CONFIGS / "platform.yaml"))
     plan = plan_dag(loaded, "prod")
     de = next(g for g in plan.groups if g.group_id == "de")
-    words = de.task("nb_02_train").args["command"].split()
+    words = de.task("nb_02_train").args.command.split()
     params = yaml.safe_load(base64.b64decode(words[words.index("-b") + 1]))  # as papermill -b reads it
     assert params == {
         "lookback_days": 90,

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from dag_factory.airflow.operators import GuardedBashOperator
+from dag_factory.airflow.operators import GuardedBashOperator, StepPolicy
 from dag_factory.deliver.tries import set_aside_failed_tries
 from dag_factory.plan.guard import StepBounds, step_marker
 
@@ -43,10 +43,12 @@ def test_a_retry_stops_the_earlier_try_before_setting_its_outputs_aside(tmp_path
     step = GuardedBashOperator(
         task_id="nb_train",
         bash_command=f"ls {prefix} > {tmp_path}/seen-by-try-2",
-        step_label="notebook notebooks/train.ipynb",
-        infra_retries=1,
-        outputs_prefix=str(prefix),
-        guarded_step=step_marker(bounds),
+        policy=StepPolicy(
+            step_label="notebook notebooks/train.ipynb",
+            infra_retries=1,
+            outputs_prefix=str(prefix),
+            guarded_step=step_marker(bounds),
+        ),
     )
     ti = SimpleNamespace(task_id="de.nb_train", try_number=2, dag_id="d", run_id="manual__1", map_index=-1)
     step.execute({"ti": ti, "task_instance": ti, "run_id": "manual__1"})
@@ -74,9 +76,11 @@ def test_a_failed_notebook_raises_with_its_located_error_and_the_executed_notebo
     step = GuardedBashOperator(
         task_id="nb_train",
         bash_command=script,
-        step_label="notebook nb/train.ipynb",
-        infra_retries=3,
-        executed_notebook=str(tmp_path / "fr" / "train.ipynb"),
+        policy=StepPolicy(
+            step_label="notebook nb/train.ipynb",
+            infra_retries=3,
+            executed_notebook=str(tmp_path / "fr" / "train.ipynb"),
+        ),
     )
     ti = SimpleNamespace(task_id="fr.nb_train", try_number=1, dag_id="d", run_id="manual__1", map_index=-1)
     with pytest.raises(AirflowFailException) as failed:
@@ -95,8 +99,8 @@ def test_a_failed_notebook_raises_with_its_located_error_and_the_executed_notebo
 def test_a_notebook_step_tells_where_its_executed_notebook_is(tmp_path: Path) -> None:
     executed = str(tmp_path / "de" / "train.ipynb")
     step = GuardedBashOperator(
-        task_id="nb_train", bash_command="echo done", step_label="notebook nb/train.ipynb", infra_retries=0,
-        executed_notebook=executed,
+        task_id="nb_train", bash_command="echo done",
+        policy=StepPolicy(step_label="notebook nb/train.ipynb", infra_retries=0, executed_notebook=executed),
     )  # fmt: skip
     ti = SimpleNamespace(task_id="de.nb_train", try_number=1, dag_id="d", run_id="manual__1", map_index=-1)
     told = step.execute({"ti": ti, "task_instance": ti, "run_id": "manual__1"})
@@ -119,8 +123,7 @@ def test_the_prepare_step_installs_the_tools_every_later_step_calls(tmp_path: Pa
         bash_command=under_installed_guard(
             f"echo ran > {tmp_path}/ran", StepBounds(str(workdir), "nb", 60, 600)
         ),
-        step_label="notebook nb/train.ipynb",
-        infra_retries=3,
+        policy=StepPolicy(step_label="notebook nb/train.ipynb", infra_retries=3),
     )
     with pytest.raises(AirflowFailException, match="missing input: the tools of dag-factory are not in"):
         notebook.execute(context)  # not retried: only clearing the prepare task installs them
@@ -128,9 +131,7 @@ def test_the_prepare_step_installs_the_tools_every_later_step_calls(tmp_path: Pa
     prepare = GuardedBashOperator(
         task_id="prepare",
         bash_command=under_installed_guard("true", StepBounds(str(workdir), "prepare", 60, 600)),
-        step_label="prepare",
-        infra_retries=1,
-        installs_tools=str(workdir),
+        policy=StepPolicy(step_label="prepare", infra_retries=1, installs_tools=str(workdir)),
     )
     prepare.execute(context)
     installed = Path(tools_dir(str(workdir)))

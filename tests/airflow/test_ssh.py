@@ -267,7 +267,7 @@ def test_a_missing_notebook_over_ssh_fails_at_once_and_names_it(ssh_conn: SshdSe
     notebook the deployed project lacks: failed for good on the first try, whatever the retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from dag_factory.airflow.operators import GuardedSSHOperator
+    from dag_factory.airflow.operators import GuardedSSHOperator, StepPolicy
     from dag_factory.plan.scripts import HostLayout, notebook_command
 
     workdir = tmp_path / "work"
@@ -278,7 +278,9 @@ def test_a_missing_notebook_over_ssh_fails_at_once_and_names_it(ssh_conn: SshdSe
     operator = GuardedSSHOperator(
         task_id="nb_02_sumary", ssh_conn_id="ssh_default", remote_host=ssh_conn.addresses[1],
         command=guarded(script, StepBounds(str(workdir), "nb_02_sumary", 600, 3600)), cmd_timeout=60,
-        host_keys="off", step_label="notebook notebooks/02_sumary.ipynb", infra_retries=3, notebook_retries=3,
+        host_keys="off", policy=StepPolicy(
+            step_label="notebook notebooks/02_sumary.ipynb", infra_retries=3, notebook_retries=3
+        ),
     )  # fmt: skip
     ti = RecordingTI()
     ti.try_number = 1  # type: ignore[attr-defined]

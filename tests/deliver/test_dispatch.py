@@ -58,7 +58,7 @@ def test_every_planned_target_validates_as_its_model(env: str) -> None:
     into the local DuckDB file) is what the delivery models accept in their planned form."""
     platform = load_platform(ROOT / "project_configs" / "platform.yaml")
     spec = load_spec(ROOT / "tests" / "cases" / "valid" / "all_targets.yaml", platform)
-    planned = [t.args["target"] for g in plan_dag(spec, env).groups for t in g.tasks if t.kind == "deliver"]
+    planned = [t.args.target for g in plan_dag(spec, env).groups for t in g.tasks if t.kind == "deliver"]
     assert [t["to"] for t in planned] == (
         ["snowflake", "postgres", "s3", "duckdb"] if env == "prod" else ["duckdb", "duckdb", "s3", "duckdb"]
     )

@@ -16,18 +16,30 @@ import pytest
 
 from dag_factory.local.failures import Failure, explain_failure, group_failure
 from dag_factory.local.run_records import TaskInstanceResult
-from dag_factory.plan.model import GroupPlan, TaskPlan
+from dag_factory.plan.model import GroupPlan, NotebookArgs, PrepareArgs, TaskPlan, TeardownArgs
 from tests.golden import check_golden
 
 HERE = Path(__file__).resolve().parent / "failures"
 CASES = sorted(p for p in HERE.iterdir() if (p / "task.json").is_file())
 
 
+def _notebook(task_id: str, timeout_s: int = 40, notebook: str = "", output_notebook: str = "") -> TaskPlan:
+    """A notebook task: what failures read of it (its timeout, notebook and executed notebook) as given."""
+    args = NotebookArgs(
+        command="", guarded_step="", notebook=notebook, kernel="python3", timeout_s=timeout_s,
+        output_notebook=output_notebook, source="", output_prefix="", notebook_retries=0, value="de",
+        parameters={}, notebook_parameters={}, link_style="file", region=None,
+    )  # fmt: skip
+    return TaskPlan(task_id, "notebook", (), args)
+
+
 def _case(case: Path) -> tuple[TaskPlan, TaskInstanceResult, Path | None]:
     meta = json.loads((case / "task.json").read_text())
-    task = TaskPlan(
-        meta["task_id"], meta["kind"], args={"timeout_s": meta["timeout_s"], "notebook": meta["notebook"]}
-    )
+    if meta["kind"] == "notebook":
+        task = _notebook(meta["task_id"], meta["timeout_s"], meta["notebook"])
+    else:
+        prepare = PrepareArgs(command="", installs_tools="", timeout_s=meta["timeout_s"])
+        task = TaskPlan(meta["task_id"], meta["kind"], (), prepare)
     now = datetime(2026, 1, 5, tzinfo=UTC)
     ti = TaskInstanceResult(f"de.{meta['task_id']}", -1, "failed", now, now, 2, case / "task.log")
     executed = case / "executed.ipynb"
@@ -47,7 +59,7 @@ def test_every_failure_kind_has_a_case() -> None:
 
 
 def test_tasks_that_did_not_fail_say_their_state() -> None:
-    task = TaskPlan("nb_x", "notebook")
+    task = _notebook("nb_x")
     assert explain_failure(task, None) == Failure("not run")
     skipped = TaskInstanceResult("de.nb_x", -1, "upstream_failed", None, None, 0)
     assert explain_failure(task, skipped).text("nb_x") == "nb_x: upstream_failed"
@@ -56,8 +68,10 @@ def test_tasks_that_did_not_fail_say_their_state() -> None:
 def test_the_group_shows_its_first_failed_task_not_the_teardown(tmp_path: Path) -> None:
     case = HERE / "install_failure"
     prepare, failed, _ = _case(case)
-    later = TaskPlan("nb_work", "notebook", args={"output_notebook": str(tmp_path / "none.ipynb")})
-    delete = TaskPlan("delete_instance", "delete_instance")
+    later = _notebook("nb_work", output_notebook=str(tmp_path / "none.ipynb"))
+    delete = TaskPlan(
+        "delete_instance", "delete_instance", (), TeardownArgs(group="de", dag_id="d", timeout_s=60)
+    )
     group = GroupPlan("de", ("de",), (prepare, later, delete))
     tis = [
         failed,
@@ -88,5 +102,5 @@ def test_the_guards_timeouts_say_which_limit_ended_the_step(tmp_path: Path, said
     log.write_text(json.dumps({"level": "info", "event": f"dag-factory: {said}"}) + "\n")
     now = datetime(2026, 1, 5, tzinfo=UTC)
     ti = TaskInstanceResult("de.nb_x", -1, "failed", now, now, 1, log)
-    task = TaskPlan("nb_x", "notebook", args={"timeout_s": 40})
+    task = _notebook("nb_x", timeout_s=40)
     assert explain_failure(task, ti).text(task.task_id) == expected

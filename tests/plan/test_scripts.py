@@ -362,7 +362,7 @@ def test_a_notebook_commands_header_is_one_line_per_parameter_with_sensitive_val
     path = tmp_path / "churn-demo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     plan = plan_dag(load_spec(path, load_platform(root / "project_configs" / "platform.yaml")), "prod")
-    command = next(g for g in plan.groups if g.group_id == "de").task("nb_02_train").args["command"]
+    command = next(g for g in plan.groups if g.group_id == "de").task("nb_02_train").args.command
     header = [line for line in command.splitlines() if line.startswith("#   ")]
     ids = json.dumps(list(range(100)))
     assert header == [

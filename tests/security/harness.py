@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,16 @@ import yaml
 
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
 from dag_factory.plan.guard import LAUNCHER_FILE, install_tools
-from dag_factory.plan.model import CODE_VERSION_MACRO, DagPlan, GroupPlan
+from dag_factory.plan.model import (
+    CODE_VERSION_MACRO,
+    CreateInstanceArgs,
+    CreateWorkdirArgs,
+    DagPlan,
+    DeliverArgs,
+    GroupPlan,
+    NotebookArgs,
+    PrepareArgs,
+)
 from dag_factory.plan.params import OVERRIDES_MACRO, overrides
 from dag_factory.plan.planner import plan_dag
 
@@ -271,17 +280,18 @@ def render_with_jinja(plan: DagPlan, group: GroupPlan) -> Rendered:
     }
     out = Rendered()
     for task in group.tasks:
-        if "command" in task.args:
-            out.commands[task.task_id] = _render_value(env, task.args["command"], ctx)
-            if task.args.get("installs_tools"):
-                out.tools[task.task_id] = _render_value(env, task.args["installs_tools"], ctx)
-        elif task.kind == "deliver":
+        args = task.args
+        if isinstance(args, NotebookArgs | PrepareArgs):
+            out.commands[task.task_id] = _render_value(env, args.command, ctx)
+            if isinstance(args, PrepareArgs) and args.installs_tools:
+                out.tools[task.task_id] = _render_value(env, args.installs_tools, ctx)
+        elif isinstance(args, DeliverArgs):
             out.deliver[task.task_id] = {
-                "target": _render_value(env, task.args["target"], ctx),
-                "source_prefix": _render_value(env, task.args["source_prefix"], ctx),
+                "target": _render_value(env, args.target, ctx),
+                "source_prefix": _render_value(env, args.source_prefix, ctx),
             }
-        elif task.kind == "create_instance":
-            out.create = _render_value(env, task.args, ctx)
+        elif isinstance(args, CreateInstanceArgs | CreateWorkdirArgs):
+            out.create = _render_value(env, asdict(args), ctx)
     return out
 
 
@@ -360,7 +370,7 @@ def _deploy(world: World, group: GroupPlan, project: Path) -> None:
     """What a deploy puts where the steps read it: each notebook of the group and the requirements file
     (empty: the stand-ins only record their arguments), under the names the spec gives them."""
     requirements = yaml.safe_load(world.spec.read_text()).get("runtime", {}).get("requirements")
-    names = [str(t.args["notebook"]) for t in group.tasks if t.kind == "notebook"]
+    names = [t.args.notebook for t in group.tasks if isinstance(t.args, NotebookArgs)]
     for name in [*names, *([requirements] if requirements else [])]:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).touch()

@@ -129,21 +129,21 @@ def platform_for(world: World) -> dict[str, Any]:
 
 def _create_arg(key: str, convert: Callable[[str], Any] = lambda s: s) -> Sink:
     def check(r: Reach, value: str) -> None:
-        assert r.task("create_instance").args[key] == convert(value)
+        assert getattr(r.task("create_instance").args, key) == convert(value)
 
     return check
 
 
 def _kms_key(r: Reach, value: str) -> None:
-    assert r.task("create_instance").args["instance_security"]["kms_key_id"] == value
+    assert r.task("create_instance").args.instance_security["kms_key_id"] == value
 
 
 def _timeout(task_id: str) -> Sink:
     def check(r: Reach, value: str) -> None:
         if task_id.startswith("deliver"):
-            found = next(t for t in r.group.tasks if t.task_id.startswith(task_id)).args["timeout_s"]
+            found = next(t for t in r.group.tasks if t.task_id.startswith(task_id)).args.timeout_s
         else:
-            found = r.task(task_id).args["timeout_s"]
+            found = r.task(task_id).args.timeout_s
         assert found == int(parse_duration(value).total_seconds())
 
     return check
@@ -172,7 +172,7 @@ def _account_id(r: Reach, value: str) -> None:
 
 
 def _region(r: Reach, value: str) -> None:
-    assert r.task("nb_first").args["region"] == value
+    assert r.task("nb_first").args.region == value
 
 
 def _code_bucket(r: Reach, value: str) -> None:

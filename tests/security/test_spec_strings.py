@@ -179,14 +179,14 @@ def _create_arg(key: str) -> Sink:
     def check(r: Reach, value: str) -> None:
         if r.env == "prod":
             [create] = [t for t in r.group.tasks if t.kind == "create_instance"]
-            assert create.args[key] == value
+            assert getattr(create.args, key) == value
 
     return check
 
 
 def _notebook_timeout(r: Reach, value: str) -> None:
     [task] = [t for t in r.group.tasks if t.task_id == "nb_second"]
-    assert task.args["timeout_s"] == _seconds(value)
+    assert task.args.timeout_s == _seconds(value)
 
 
 def _compute_timeout(r: Reach, value: str) -> None:

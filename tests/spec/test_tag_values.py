@@ -66,6 +66,6 @@ def test_every_tag_value_the_plan_derives_from_a_valid_spec_is_one_aws_accepts(s
         plan = plan_dag(loaded, env)
         for group in plan.groups:
             [create] = [t for t in group.tasks if t.kind == "create_instance"]
-            assert create.args["tags"], "the plan tags every instance"
-            for key, value in create.args["tags"].items():
+            assert create.args.tags, "the plan tags every instance"
+            for key, value in create.args.tags.items():
                 assert aws_accepts_tag_value(value), (key, value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,12 +51,12 @@ def report_error(exc: DagFactoryError) -> int:
     return EXIT_INVALID
 
 
-def format_option(renderers: Mapping[str, Any], what: str) -> Any:
+def format_option(formats: Sequence[str], what: str) -> Any:
     """--format whose choices are exactly the renderers a command's result has (the first is the default)."""
-    choices = list(renderers)
+    choices = list(formats)
 
     def check(value: str) -> str:
-        if value not in renderers:
+        if value not in choices:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
         return value
 

@@ -18,8 +18,7 @@ from dag_factory.cli.options import (
     output_option,
 )
 from dag_factory.errors import UsageError
-from dag_factory.review.diff import RENDERERS as DIFF_RENDERERS
-from dag_factory.review.plan_view import RENDERERS as PLAN_RENDERERS
+from dag_factory.review import DIFF_FORMATS, PLAN_FORMATS
 
 EnvOption = Annotated[str, typer.Option(metavar="ENV", help="platform environment")]
 
@@ -27,17 +26,17 @@ EnvOption = Annotated[str, typer.Option(metavar="ENV", help="platform environmen
 def plan(
     spec: SpecArgument,
     env: EnvOption = "prod",
-    output: Annotated[str, format_option(PLAN_RENDERERS, "output")] = "text",
+    output: Annotated[str, format_option(PLAN_FORMATS, "output")] = "text",
     platform: PlatformOption = None,
 ) -> None:
     """Show the DAG a spec produces.
 
     Schedule, fan-out, tasks per group, timeouts, delivery targets and the most it can cost.
     """
-    from dag_factory.review.plan_view import describe
+    from dag_factory.review.plan_view import RENDERERS, describe
 
     loaded = load_spec_file(spec, platform, env)
-    typer.echo(PLAN_RENDERERS[output](describe(loaded, env)))
+    typer.echo(RENDERERS[output](describe(loaded, env)))
 
 
 def diff(
@@ -47,14 +46,14 @@ def diff(
         str | None, typer.Option("--git", metavar="REV", help="compare OLD at this git revision with OLD")
     ] = None,
     env: EnvOption = "prod",
-    output: Annotated[str, format_option(DIFF_RENDERERS, "output (markdown: a PR comment)")] = "markdown",
+    output: Annotated[str, format_option(DIFF_FORMATS, "output (markdown: a PR comment)")] = "markdown",
     platform: PlatformOption = None,
 ) -> None:
     """Show what a spec change does to its DAG.
 
     Groups, tasks, instance types, schedule and cost, before and after: two specs, or one and --git.
     """
-    from dag_factory.review.diff import diff_specs, spec_at_revision
+    from dag_factory.review.diff import RENDERERS, diff_specs, spec_at_revision
 
     if (new is None) == (git is None):
         raise UsageError("give two specs (diff OLD NEW) or one spec and --git REV")
@@ -68,7 +67,7 @@ def diff(
         after = load_spec_file(new, platform, env)
         labels = (str(old), str(new))
     before.for_env(env)
-    typer.echo(DIFF_RENDERERS[output](diff_specs(before, after, env, *labels)))
+    typer.echo(RENDERERS[output](diff_specs(before, after, env, *labels)))
 
 
 def graph(

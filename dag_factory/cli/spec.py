@@ -22,7 +22,7 @@ from dag_factory.validate.output import RENDERERS
 
 def validate(
     paths: Annotated[list[Path], argument("PATH", "spec files or folders of specs")],
-    output: Annotated[str, format_option(RENDERERS, "output")] = "text",
+    output: Annotated[str, format_option(tuple(RENDERERS), "output")] = "text",
     platform: PlatformOption = None,
     no_notebooks: Annotated[bool, flag("skip the notebook contract check", "--no-notebooks")] = False,
 ) -> None:

@@ -10,11 +10,11 @@ $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) -m "not bench" --durations=25
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
 
 # the benchmarks' own checks, at smoke size (tests/benchmarks)
 bench-smoke: install
-	$(BIN)/pytest -n 2 -m bench
+	$(BIN)/pytest -n 2 tests/benchmarks
 
 # the inner loop: everything that starts no server, kernel or Airflow process (CI runs `make test`)
 test-fast: install

@@ -38,6 +38,14 @@ def source_cell_number(notebook: dict[str, Any], output_index: int) -> int:
     return len(cells) - added
 
 
+def papermill_cell_number(notebook: dict[str, Any], output_index: int) -> int:
+    """The number papermill's log gave the executed notebook's cell at `output_index` ("Executing Cell
+    N"): it counts the injected-parameters cell, not the error banners it added after the run."""
+    cells = notebook.get("cells", [])[: output_index + 1]
+    banners = sum(1 for c in cells if "papermill-error-cell-tag" in c.get("metadata", {}).get("tags", []))
+    return len(cells) - banners
+
+
 def _failing_line(traceback: str, source: list[str]) -> int | None:
     match = _PYTHON_LINE.search(traceback)  # the first frame is the cell's own
     if match:
@@ -66,8 +74,9 @@ def _exception(output: dict[str, Any]) -> str:
 
 
 def explain_notebook_error(notebook: dict[str, Any]) -> str:
-    """`cell N, line L `code`: Exception: message` for the first cell of an executed notebook that
-    raised ('' when none did): N counts the cells of the source notebook, L the lines of that cell."""
+    """`cell N (papermill's "Executing Cell P"), line L `code`: Exception: message` for the first cell of
+    an executed notebook that raised ('' when none did): N counts the cells of the source notebook (as
+    Jupyter shows them), P as papermill's log did (said when it differs), L the lines of that cell."""
     for index, cell in enumerate(notebook.get("cells", [])):
         for output in cell.get("outputs") or []:
             if output.get("output_type") != "error":
@@ -75,7 +84,10 @@ def explain_notebook_error(notebook: dict[str, Any]) -> str:
             source = _text(cell.get("source")).splitlines()
             traceback = _ANSI.sub("", "\n".join(_text(t) for t in output.get("traceback") or []))
             line = _failing_line(traceback, source)
-            where = f"cell {source_cell_number(notebook, index)}"
+            number, papermills = source_cell_number(notebook, index), papermill_cell_number(notebook, index)
+            where = f"cell {number}"
+            if papermills != number:  # the injected parameters cell came before it
+                where += f" (papermill's \"Executing Cell {papermills}\")"
             if line is not None:
                 where += f", line {line} `{source[line - 1].strip()}`"
             return f"{where}: {_exception(output)}"

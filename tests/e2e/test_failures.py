@@ -86,7 +86,7 @@ def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2
     assert notebook_errors(executed) == ["RuntimeError: forced failure for fr"]
     # the task log over SSH says why in the notebook's own terms (the helper run after papermill failed)
     explained = (
-        "in notebooks/02_train.ipynb cell 3, line 3 "
+        "in notebooks/02_train.ipynb cell 3 (papermill's \"Executing Cell 4\"), line 3 "
         '`raise RuntimeError(f"forced failure for {country}")`: RuntimeError: forced failure for fr'
     )
     logged = [str(e.get("event")) for e in log_events(result.ti("fr.nb_02_train").log_path or Path())]
@@ -360,7 +360,8 @@ def test_notebook_error_not_retried(e2e: E2E, mailbox: Mailbox) -> None:
     nb = result.ti("fr.nb_02_train")
     assert nb.state == "failed" and nb.try_number == 1, tries_told(result)
     located = (  # the task's error is the notebook's located error, then where the executed notebook is
-        "(exit status 85: notebook error in notebooks/02_train.ipynb cell 3, line 3 "
+        "(exit status 85: notebook error in notebooks/02_train.ipynb cell 3 "
+        "(papermill's \"Executing Cell 4\"), line 3 "
         '`raise RuntimeError(f"forced failure for {country}")`: RuntimeError: forced failure for fr)'
     )
     assert located in nb.error, nb.error

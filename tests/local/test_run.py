@@ -105,7 +105,8 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
     assert result.state == "failed"
     assert rows["de"].status == "success" and rows["fr"].status == "failed"
     assert rows["fr"].error == (  # the cell and line as numbered in the notebook the data scientist wrote
-        "nb_02_train: notebook error in notebooks/02_train.ipynb cell 3, line 3 "
+        "nb_02_train: notebook error in notebooks/02_train.ipynb cell 3 (papermill's \"Executing Cell 4\"), "
+        "line 3 "
         '`raise RuntimeError(f"forced failure for {country}")`: RuntimeError: forced failure for fr'
     )
     executed = Path(rows["fr"].executed_notebook)
@@ -396,7 +397,8 @@ def test_an_r_notebook_runs_end_to_end(tmp_path: Path) -> None:
     assert "hello 42 de" in printed
     assert rows["fr"].status == "failed"
     assert rows["fr"].error == (
-        'nb_report: notebook error in notebooks/report.ipynb cell 4, line 2 `stop("no data for ", country)`: '
+        'nb_report: notebook error in notebooks/report.ipynb cell 4 (papermill\'s "Executing Cell 5"), '
+        'line 2 `stop("no data for ", country)`: '
         "Error in eval(expr, envir, enclos): no data for fr"
     )
 
@@ -431,9 +433,11 @@ def test_the_summary_explains_every_notebook_failure_kind(tmp_path: Path) -> Non
     _, result, rows = _run(spec, platform, [])
     assert result.state == "failed"
     assert {value: row.error for value, row in rows.items()} == {
-        "err": "nb_work: notebook error in notebooks/work.ipynb cell 4, line 2 `ratio = divide(1, 0)`: "
+        "err": "nb_work: notebook error in notebooks/work.ipynb cell 4 (papermill's \"Executing Cell 5\"), "
+        "line 2 `ratio = divide(1, 0)`: "
         "ZeroDivisionError: division by zero",
-        "empty": "nb_work: notebook error in notebooks/work.ipynb cell 5, line 2 `raise ValueError()`: "
+        "empty": "nb_work: notebook error in notebooks/work.ipynb cell 5 (papermill's \"Executing Cell 6\"), "
+        "line 2 `raise ValueError()`: "
         "ValueError",
         "dead": "nb_work: kernel died in cell 6 `if country == 'dead':` (a crash, or out of memory)",
         "slow": "nb_work: timed out after 40s in cell 7 `if country == 'slow':`",

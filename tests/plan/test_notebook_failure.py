@@ -38,14 +38,18 @@ def _load(name: str) -> dict[str, Any]:
 EXPLAINED = {
     # papermill's output adds an error banner and the injected cell: the failing cell is the 3rd of
     # the source notebook (markdown, parameters, code), not the 6th; its first frame is line 4
-    "python_error.ipynb": "cell 3, line 4 `f(0)`: ZeroDivisionError: division by zero",
+    "python_error.ipynb": "cell 3 (papermill's \"Executing Cell 4\"), "
+    "line 4 `f(0)`: ZeroDivisionError: division by zero",
     # IRkernel names the line when R kept the source reference ("# at line 2 of file <text>") ...
-    "r_error_at_line.ipynb": 'cell 4, line 2 `stop("no data for ", country)`: '
+    "r_error_at_line.ipynb": 'cell 4 (papermill\'s "Executing Cell 5"), '
+        'line 2 `stop("no data for ", country)`: '
     "Error in eval(expr, envir, enclos): no data for fr",
     # ... else the call in its traceback is found in the cell
-    "r_error.ipynb": 'cell 2, line 2 `stop("boom here")`: Error in eval(expr, envir, enclos): boom here',
+    "r_error.ipynb": 'cell 2 (papermill\'s "Executing Cell 3"), '
+        'line 2 `stop("boom here")`: Error in eval(expr, envir, enclos): boom here',
     # `raise ValueError()`: no message, so the exception type and the line
-    "empty_message.ipynb": "cell 5, line 2 `raise ValueError()`: ValueError",
+    "empty_message.ipynb": "cell 5 (papermill's \"Executing Cell 6\"), "
+    "line 2 `raise ValueError()`: ValueError",
 }
 
 

@@ -39,10 +39,10 @@ from dag_factory.local.airflow_home import (
 )
 from dag_factory.ops.deploy import deploy_project
 from dag_factory.settings import ENV
+from tests.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 WAIT_S = 900.0  # two local jobs (venv + papermill) on a shared 2-core machine
 VALUES = ["de", "fr"]
@@ -51,11 +51,11 @@ LOGICAL_DATE = "2026-01-05"
 
 def _projects(tmp_path: Path) -> tuple[Path, Path, Path, str]:
     """Platform, upstream spec (the demo job), downstream spec, and the asset they share."""
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
-    shutil.copytree(ROOT / "examples" / "churn-demo", tmp_path / "churn-demo")
-    upstream = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
+    shutil.copytree(REPO / "examples" / "churn-demo", tmp_path / "churn-demo")
+    upstream = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
     upstream |= {"project_dir": "churn-demo", "schedule": None}  # runs only when triggered
     asset = f"duckdb:{tmp_path / 'root' / 'warehouse.duckdb'}/analytics.churn_scores"
     downstream = upstream | {

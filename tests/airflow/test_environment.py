@@ -14,8 +14,8 @@ import pytest
 
 from dag_factory.airflow.dag_files import write_dag_file
 from dag_factory.airflow.environment import EnvironmentUnknown, check_environment, current_env
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "project_configs"
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
+
 # not in `make test`: beside the suite's e2e tests they cost CI ~7 minutes of its 30 (measured 1,941 s
 # with them, run of 2abbaf9); `make bench-smoke` runs them
 pytestmark = [pytest.mark.integration, pytest.mark.bench]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _smoke(script: str, out: Path, *args: str) -> dict:

@@ -32,13 +32,13 @@ from dag_factory.airflow.dag_files import dag_file_source, write_dag_file
 from dag_factory.compute.code_versions import S3CodeStore, file_md5, publish
 from dag_factory.local.airflow_home import ApiServer
 from dag_factory.local.execute import ProgressCallback, RunResult, run_dag, task_error
+from tests.paths import REPO
 from tests.servers.airflow import ENVIRONMENT, POOL, Deployment
 from tests.servers.postgres import PostgresServer
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, SageMakerEnv
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_SPEC = ROOT / "project_configs" / "churn-demo.yaml"
-DEMO_PROJECT = ROOT / "examples" / "churn-demo"
+DEMO_SPEC = REPO / "project_configs" / "churn-demo.yaml"
+DEMO_PROJECT = REPO / "examples" / "churn-demo"
 ENV_NAME = ENVIRONMENT  # the platform file's environment: the real-scheduler workers' one too
 POSTGRES_CONN_ID = "e2e_postgres"
 DATE = dt.date(2026, 1, 5)

@@ -22,7 +22,7 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.execution_server import STATE_FILE
 from dag_factory.local.run import prepare_job, run_local
 from tests.compute.test_shared_env import make_wheel
-from tests.local.test_run import ROOT
+from tests.paths import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def _project(tmp_path: Path, name: str, values: list[str]) -> tuple[Path, Path]:
     }
     if "de" not in values:
         del spec["fan_out"]["parameters"]
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))

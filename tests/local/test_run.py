@@ -19,8 +19,8 @@ import yaml
 from rich.console import Console
 
 from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 DATE = dt.date(2026, 1, 5)
 
 
@@ -28,12 +28,12 @@ def _project(
     tmp_path: Path, notebook_params: dict[str, object] | None = None, prices: dict[str, float] | None = None
 ) -> tuple[Path, Path]:
     """The demo spec and a platform whose local root is under tmp_path."""
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     if prices:
         platform["environments"]["local"]["instance_prices"] = prices
-    spec = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
-    shutil.copytree(ROOT / "examples" / "churn-demo", tmp_path / "churn-demo")  # project_dir stays
+    spec = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
+    shutil.copytree(REPO / "examples" / "churn-demo", tmp_path / "churn-demo")  # project_dir stays
     spec["project_dir"] = "churn-demo"  # inside the spec's repository (here: tmp_path)
     if notebook_params:
         spec["notebooks"][1]["parameters"].update(notebook_params)
@@ -328,7 +328,7 @@ def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tupl
     project = tmp_path / name
     (project / "notebooks").mkdir(parents=True)
     nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     spec = {
         "version": 1,

@@ -34,6 +34,7 @@ from dag_factory.plan.scripts import (
     output_prefix_template,
     runtime_parameters_json,
 )
+from tests.paths import REPO
 
 VENV_BIN = Path(sys.executable).parent
 NASTY = [
@@ -354,13 +355,12 @@ def test_a_notebook_commands_header_is_one_line_per_parameter_with_sensitive_val
     from dag_factory.load.specs import load_platform, load_spec
     from dag_factory.plan.planner import plan_dag
 
-    root = Path(__file__).resolve().parents[2]
-    spec = yaml.safe_load((root / "project_configs" / "churn-demo.yaml").read_text())
-    spec["project_dir"] = str(root / "examples" / "churn-demo")
+    spec = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
+    spec["project_dir"] = str(REPO / "examples" / "churn-demo")
     spec["parameters"] = {"note": "a\nb", "api_token": "s3cr3t", "ids": list(range(100))}
     path = tmp_path / "churn-demo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    plan = plan_dag(load_spec(path, load_platform(root / "project_configs" / "platform.yaml")), "prod")
+    plan = plan_dag(load_spec(path, load_platform(REPO / "project_configs" / "platform.yaml")), "prod")
     command = next(g for g in plan.groups if g.group_id == "de").task("nb_02_train").args["command"]
     header = [line for line in command.splitlines() if line.startswith("#   ")]
     ids = json.dumps(list(range(100)))

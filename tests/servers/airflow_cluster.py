@@ -39,11 +39,11 @@ from typing import Any
 import psutil
 
 from dag_factory.local.airflow_home import SIMPLE_AUTH_MANAGER, ApiServer, api_server, log_tail, migrate
+from tests.paths import REPO
 from tests.servers.postgres import PostgresServer
 from tests.servers.redis import RedisServer, running_redis
 from tests.servers.worker_identity import VARIABLE as WORKER_NAME_VARIABLE
 
-REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 METADATA_DB = "airflow_cluster"
 EXECUTION_API = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 import yaml
 
@@ -46,6 +45,8 @@ RUN_TIMEOUT_S = 600.0
 # every e2e job retries: infrastructure faults are retried, notebook errors are not (docs/operations.md)
 RETRIES = 1
 RETRY_DELAY = "5s"
+# the parameters cell of the notebooks tests write into a copy of the demo project
+DEMO_PARAMETERS = "country = 'de'\noutput_prefix = '/tmp'"
 DEPLOYED_POLL_INTERVAL = "10s"  # runs on the real scheduler (run_deployed)
 
 
@@ -349,16 +350,6 @@ def tries_told(result: RunResult) -> str:
             airflows = " (Airflow's state mismatch)" if (ti.task_id, n) in mismatched else ""
             lines.append(f"  try {n}{airflows}: {attempt_error(result, ti.task_id, n)[:300]}")
     return "\n".join(lines)
-
-
-def notebook_text(*cells: str, parameters: str = "country = 'de'\noutput_prefix = '/tmp'") -> str:
-    """A python3 notebook: a parameters cell, then ``cells``."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell(parameters)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
-    return str(nbformat.writes(nb))
 
 
 def injected_source(notebook: dict[str, Any]) -> str:

@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 import yaml
 from rich.console import Console
@@ -22,6 +21,7 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.execution_server import STATE_FILE
 from dag_factory.local.run import prepare_job, run_local
 from tests.compute.test_shared_env import make_wheel
+from tests.notebooks import write_notebook
 from tests.paths import REPO
 
 pytestmark = pytest.mark.integration
@@ -49,15 +49,11 @@ def _project(tmp_path: Path, name: str, values: list[str]) -> tuple[Path, Path]:
     (folder / "notebooks").mkdir(parents=True)
     (folder / "requirements.txt").write_text("six==1.17.0\n")
     make_wheel(folder)
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell(
+    parameters = (
         'env = "local"\naws_account_id = ""\nlogical_date = ""\nrun_id = ""\ncountry = "de"\n'
         'output_prefix = "/tmp/out"\ninstall = False\n'
     )
-    parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [parameters, nbformat.v4.new_code_cell(PROBE)]
-    nbformat.write(notebook, folder / "notebooks" / "probe.ipynb")
+    write_notebook(folder / "notebooks" / "probe.ipynb", PROBE, parameters=parameters)
     spec = {
         "version": 1,
         "project": name,

@@ -19,9 +19,11 @@ import yaml
 from rich.console import Console
 
 from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
+from tests.notebooks import notebook
 from tests.paths import REPO
 
 DATE = dt.date(2026, 1, 5)
+HEADING = "# a notebook"  # the parameters cell is not the notebook's first
 
 
 def _project(
@@ -263,10 +265,10 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     # the interrupt comes while the notebook runs: it says so (a file), then waits for a release that
     # never comes, so the run cannot end by itself before the Ctrl-C (no bet on how long a run takes)
     started = tmp_path / "notebook-started"
-    nb = _notebook(
-        {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "country = 'xx'",
+    nb = notebook(
         f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(900)",
+        parameters="country = 'xx'",
+        heading=HEADING,
     )
     spec, platform = _one_notebook_job(tmp_path, "blocked", nb, fan_out={"name": "country", "values": ["de"]})
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
@@ -310,17 +312,6 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     assert not any(work.rglob("venv"))
 
 
-def _notebook(kernelspec: dict[str, str], parameters: str, *cells: str) -> Any:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = kernelspec
-    params = nbformat.v4.new_code_cell(parameters)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# a notebook"), params, *map(nbformat.v4.new_code_cell, cells)]
-    return nb
-
-
 def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tuple[Path, Path]:
     """notebooks/<name>.ipynb in a project of its own, its spec (fields override) and a platform."""
     import nbformat
@@ -349,11 +340,12 @@ def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tupl
 
 def _r_project(tmp_path: Path) -> tuple[Path, Path]:
     """An R notebook (kernel ir), parameters cell `msg <- "hi"` / `n = 10L`; fr stops with an error."""
-    nb = _notebook(
-        {"name": "ir", "display_name": "R", "language": "R"},
-        'msg <- "hi"\nn = 10L\ncountry = "xx"',
+    nb = notebook(
         'cat(paste(msg, n * 2L, country), "\\n")',
         'if (country == "fr") {\n  stop("no data for ", country)\n}',
+        parameters='msg <- "hi"\nn = 10L\ncountry = "xx"',
+        kernelspec={"name": "ir", "display_name": "R", "language": "R"},
+        heading=HEADING,
     )
     return _one_notebook_job(
         tmp_path,
@@ -397,14 +389,14 @@ def test_an_r_notebook_runs_end_to_end(tmp_path: Path) -> None:
 
 def _failing_project(tmp_path: Path, requirements: str, values: list[str]) -> tuple[Path, Path]:
     """One notebook that fails its own way per fan-out value; no retries, a 40 s timeout."""
-    nb = _notebook(
-        {"name": "python3", "display_name": "Python 3", "language": "python"},
-        'country = "de"',
+    nb = notebook(
         "import os, time\n\ndef divide(a, b):\n    return a / b",
         "if country == 'err':\n    ratio = divide(1, 0)",
         "if country == 'empty':\n    raise ValueError()",
         "if country == 'dead':\n    os._exit(3)",
         "if country == 'slow':\n    time.sleep(600)",
+        parameters='country = "de"',
+        heading=HEADING,
     )
     spec, platform = _one_notebook_job(
         tmp_path,
@@ -468,7 +460,7 @@ def _html_text(path: Path) -> str:
 def test_a_missing_notebook_fails_at_once_not_retried_and_names_it(tmp_path: Path) -> None:
     """A spec naming a notebook the project lacks, run without the contract check (`run --no-notebooks`):
     a missing input, not an infrastructure fault to retry after a delay; the summary names the notebook."""
-    nb = _notebook({"name": "python3", "display_name": "Python 3", "language": "python"}, "country = 'de'")
+    nb = notebook(parameters="country = 'de'", heading=HEADING)
     notebooks = [{"path": "notebooks/first.ipynb"}, {"path": "notebooks/02_sumary.ipynb"}]
     fan_out = {"name": "country", "values": ["de"]}
     spec, platform = _one_notebook_job(tmp_path, "first", nb, notebooks=notebooks, retries=2, fan_out=fan_out)

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-import nbformat
 import pytest
 
 from dag_factory.plan.guard import (
@@ -30,6 +29,7 @@ from dag_factory.plan.guard import (
     tools_dir,
     under_installed_guard,
 )
+from tests.notebooks import write_notebook
 
 VENV_BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -184,13 +184,6 @@ def test_leftovers_of_an_earlier_try_are_killed_first(tmp_path: Path) -> None:
         other_step.kill()
 
 
-def _notebook(path: Path, source: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source)]
-    nbformat.write(nb, path)
-
-
 @pytest.mark.parametrize(
     ("source", "status", "message"),
     [
@@ -203,7 +196,7 @@ def _notebook(path: Path, source: str) -> None:
 def test_run_papermill_tells_a_notebook_error_apart(
     tmp_path: Path, source: str, status: int, message: str | None
 ) -> None:
-    _notebook(tmp_path / "n.ipynb", source)
+    write_notebook(tmp_path / "n.ipynb", source)
     run_it = f"{RUN_PAPERMILL} {tmp_path}/n.ipynb {tmp_path}/out.ipynb --no-progress-bar"
     body = f"export PATH={VENV_BIN}:$PATH\n{run_it}"
     done = run(guarded(body, StepBounds(str(tmp_path), "nb", 300, 600)), timeout=300)

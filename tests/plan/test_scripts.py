@@ -34,6 +34,7 @@ from dag_factory.plan.scripts import (
     output_prefix_template,
     runtime_parameters_json,
 )
+from tests.notebooks import write_notebook
 from tests.paths import REPO
 
 VENV_BIN = Path(sys.executable).parent
@@ -74,12 +75,8 @@ def _render(command: str, run_id: str, ds: str) -> str:
 
 
 def _notebook(path: Path, names: list[str], *, after: str | None = None) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("\n".join(f"{n} = None" for n in names) or "pass")
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(after or "print('ok')")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    parameters = "\n".join(f"{n} = None" for n in names) or "pass"
+    write_notebook(path, after or "print('ok')", parameters=parameters)
 
 
 def _injected(output: Path) -> dict[str, Any]:
@@ -243,12 +240,8 @@ def test_mapping_key_order_arrives_as_written(tmp_path: Path) -> None:
 def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Path) -> None:
     project = tmp_path / "work" / "project"
     (project / "nb").mkdir(parents=True)
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("rows = 10")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("total = rows * 2\nassert total < 5, f'{total} rows'")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, project / "nb" / "n.ipynb")
+    failing = "total = rows * 2\nassert total < 5, f'{total} rows'"
+    write_notebook(project / "nb" / "n.ipynb", failing, parameters="rows = 10")
     layout = HostLayout(
         workdir=str(tmp_path / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
     )
@@ -271,10 +264,7 @@ def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Pa
 def _executed_with_html(tmp: Path, second_cell: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     project = tmp / "work" / "project"
     (project / "nb").mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("print('first cell ran')"), nbformat.v4.new_code_cell(second_cell)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, project / "nb" / "n.ipynb")
+    write_notebook(project / "nb" / "n.ipynb", "print('first cell ran')", second_cell)
     layout = HostLayout(
         workdir=str(tmp / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
     )

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from dag_factory.local.airflow_home import ApiServer
-from tests.e2e.conftest import DEMO_PROJECT, DEMO_SPEC, E2E
+from tests.e2e.harness import DEMO_PROJECT, DEMO_SPEC, E2E
 from tests.notebooks import notebook_json
 from tests.servers.airflow_cluster import AirflowCluster
 from tests.servers.moto import MotoServer

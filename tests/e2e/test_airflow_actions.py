@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.compute.naming import instance_name
 from dag_factory.plan.planner import LIFECYCLE_RETRIES
-from tests.e2e.conftest import (
+from tests.e2e.harness import (
     DATE,
     E2E,
     ENV_NAME,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.local.execute import TaskProgress, read_task_instances
-from tests.e2e.conftest import DEMO_PARAMETERS, E2E, Job, copy_project, wait_for_no_step_processes
+from tests.e2e.harness import DEMO_PARAMETERS, E2E, Job, copy_project, wait_for_no_step_processes
 from tests.notebooks import notebook_json
 from tests.servers.airflow import Deployment
 

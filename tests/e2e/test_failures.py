@@ -19,7 +19,7 @@ from dag_factory.compute.code_versions import S3CodeStore, current_version
 from dag_factory.local.execute import RunResult, log_events
 from dag_factory.local.failures import group_failure
 from dag_factory.plan.notebook_failure import MARKER
-from tests.e2e.conftest import (
+from tests.e2e.harness import (
     DEMO_PARAMETERS,
     E2E,
     ENV_NAME,

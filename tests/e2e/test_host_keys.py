@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import E2E, states
+from tests.e2e.harness import E2E, states
 from tests.paths import REPO
 
 pytestmark = pytest.mark.integration

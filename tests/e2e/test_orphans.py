@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.compute.naming import FACTORY_TAG
 from dag_factory.local.execute import TaskProgress
-from tests.e2e.conftest import E2E, ENV_NAME, Job
+from tests.e2e.harness import E2E, ENV_NAME, Job
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, wait_for_status
 from tests.servers.sagemaker_rules import HARDENED
 

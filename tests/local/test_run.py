@@ -19,29 +19,12 @@ import yaml
 from rich.console import Console
 
 from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
+from tests.local.projects import demo_project
 from tests.notebooks import notebook
 from tests.paths import REPO
 
 DATE = dt.date(2026, 1, 5)
 HEADING = "# a notebook"  # the parameters cell is not the notebook's first
-
-
-def _project(
-    tmp_path: Path, notebook_params: dict[str, object] | None = None, prices: dict[str, float] | None = None
-) -> tuple[Path, Path]:
-    """The demo spec and a platform whose local root is under tmp_path."""
-    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
-    platform["environments"]["local"]["root"] = str(tmp_path / "root")
-    if prices:
-        platform["environments"]["local"]["instance_prices"] = prices
-    spec = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
-    shutil.copytree(REPO / "examples" / "churn-demo", tmp_path / "churn-demo")  # project_dir stays
-    spec["project_dir"] = "churn-demo"  # inside the spec's repository (here: tmp_path)
-    if notebook_params:
-        spec["notebooks"][1]["parameters"].update(notebook_params)
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
-    (tmp_path / "churn-demo.yaml").write_text(yaml.safe_dump(spec))
-    return tmp_path / "churn-demo.yaml", tmp_path / "platform.yaml"
 
 
 def _run(spec: Path, platform: Path, only: list[str], keep: bool = False):  # type: ignore[no-untyped-def]
@@ -61,7 +44,7 @@ def _scores(root: Path) -> list[tuple[str, int]]:
 
 @pytest.mark.integration
 def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
-    spec, platform = _project(tmp_path)
+    spec, platform = demo_project(tmp_path)
     _, result, rows = _run(spec, platform, ["de", "fr"])
     root = tmp_path / "root"
     assert result.state == "success", result.log_path
@@ -102,7 +85,7 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Path) -> None:
-    spec, platform = _project(tmp_path, {"fail_for": "fr"}, prices={"ml.t3.medium": 3600.0})
+    spec, platform = demo_project(tmp_path, {"fail_for": "fr"}, prices={"ml.t3.medium": 3600.0})
     job, result, rows = _run(spec, platform, ["de", "fr"])
     assert result.state == "failed"
     assert rows["de"].status == "success" and rows["fr"].status == "failed"
@@ -186,7 +169,7 @@ def piped_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipedRun]:
     from dag_factory.local.execution_server import STATE_FILE, stop_execution_api
 
     tmp_path = tmp_path_factory.mktemp("piped")
-    spec, platform = _project(tmp_path)
+    spec, platform = demo_project(tmp_path)
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
     done = subprocess.run(
         [*command, "--only", "de", "--date", str(DATE), "--keep"],
@@ -361,7 +344,6 @@ def _r_project(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.integration
 def test_an_r_notebook_runs_end_to_end(tmp_path: Path) -> None:
     """R through the whole local path: contract, Airflow, papermill with the ir kernel, errors explained."""
-    import shutil
 
     from typer.testing import CliRunner
 

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from dag_factory.local.airflow_home import (
 from dag_factory.ops.deploy import deploy_project
 from dag_factory.settings import ENV
 from tests.paths import REPO
+from tests.servers.airflow_api import AirflowApi
 
 pytestmark = pytest.mark.integration
 
@@ -116,14 +116,6 @@ def _rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
         return con.execute(sql, params).fetchall()
 
 
-def _post(url: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return dict(json.load(response))
-
-
 def _wait_for(what: str, check, logs: Path):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
@@ -137,8 +129,8 @@ def _wait_for(what: str, check, logs: Path):  # type: ignore[no-untyped-def]
 
 def _dag_parsed(api: str, dag_id: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{api}/api/v2/dags/{dag_id}", timeout=30) as response:
-            return bool(response.status == 200)
+        status, _ = AirflowApi(api, timeout=30).answer("GET", f"/api/v2/dags/{dag_id}")
+        return status == 200
     except urllib.error.URLError:
         return False
 
@@ -172,7 +164,8 @@ def runs(components: tuple[str, Path, Path, str, Path]) -> Runs:
     _wait_for(
         "both DAGs parsed", lambda: all(_dag_parsed(api, d) for d in ("churn-demo", "churn-followup")), logs
     )
-    run = _post(f"{api}/api/v2/dags/churn-demo/dagRuns", {"logical_date": f"{LOGICAL_DATE}T00:00:00Z"})
+    body = {"logical_date": f"{LOGICAL_DATE}T00:00:00Z"}
+    run = AirflowApi(api).call("POST", "/api/v2/dags/churn-demo/dagRuns", body)
     run_id = str(run["dag_run_id"])
     [(state,)] = _wait_for("the upstream run", lambda: _rows(db, FINISHED, "churn-demo", run_id), logs)
     if state == "success":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.e2e.harness import (
 )
 from tests.notebooks import notebook_json
 from tests.servers.airflow import Deployment
+from tests.servers.airflow_api import AirflowApi
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, Throttling, wait_for_status
 from tests.servers.sagemaker_rules import Latencies
 from tests.servers.smtp import Mailbox, running_mailbox
@@ -105,8 +105,7 @@ def _s3_text(e2e: E2E, job: Job, key: str) -> str:
 
 def extra_links(e2e: E2E, job: Job, run_id: str, task_id: str) -> dict[str, str | None]:
     path = f"/api/v2/dags/{job.dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
-    with urllib.request.urlopen(e2e.server.url + path, timeout=60) as answer:
-        links: dict[str, str | None] = json.loads(answer.read())["extra_links"]
+    links: dict[str, str | None] = AirflowApi(e2e.server.url).call("GET", path)["extra_links"]
     return links
 
 

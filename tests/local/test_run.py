@@ -462,21 +462,19 @@ def test_the_airflow_ui_opens_a_local_runs_links(piped_run: PipedRun) -> None:
     them from an api-server on the run's Airflow home, are same-origin paths that open the executed
     notebook, the notebook's source and the run report; a file the task did not link is not served."""
     import urllib.error
-    import urllib.request
     from urllib.parse import quote
 
     from dag_factory.local.airflow_home import airflow_env, api_server
+    from tests.servers.airflow_api import AirflowApi
 
     assert piped_run.returncode == 0, piped_run.output
 
     def get(server_url: str, path: str) -> bytes:
-        with urllib.request.urlopen(server_url + path, timeout=60) as answer:
-            body: bytes = answer.read()
-            return body
+        return AirflowApi(server_url).read(path)
 
     def links(server_url: str, run_id: str, task_id: str) -> dict[str, str]:
         path = f"/api/v2/dags/churn-demo/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
-        found: dict[str, str] = json.loads(get(server_url, path))["extra_links"]
+        found: dict[str, str] = AirflowApi(server_url).call("GET", path)["extra_links"]
         return found
 
     with api_server(airflow_env(piped_run.root / "airflow"), timeout=180) as server:

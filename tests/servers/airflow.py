@@ -21,8 +21,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +44,7 @@ from dag_factory.local.execute import (
     read_task_instances,
     read_xcoms,
 )
+from tests.servers.airflow_api import AirflowApi, quote
 
 POOL = "sagemaker_api"
 ENVIRONMENT = "e2e"  # the dag-factory environment the deployment's workers are configured for
@@ -93,22 +92,8 @@ class Deployment:
 
     # --- the REST API ------------------------------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        """One REST call. A 503 is retried: on SQLite Airflow answers a write that met the database
-        lock (a backfill's creation while the scheduler writes) with 503 "Database is locked"."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.server.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        deadline = time.monotonic() + LOCKED_DEADLINE_S
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=60) as answer:
-                    text = answer.read()
-                return json.loads(text) if text else None
-            except urllib.error.HTTPError as error:
-                if error.code != 503 or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.2)  # the lock is held by one short transaction of the scheduler's
+        """One REST call; a 503 "Database is locked" is asked again for LOCKED_DEADLINE_S."""
+        return AirflowApi(self.server.url, locked_retry_s=LOCKED_DEADLINE_S).call(method, path, body)
 
     def set_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
         """Create or replace a connection (``extra`` as a dict)."""
@@ -171,27 +156,28 @@ class Deployment:
     def trigger_run(self, dag_id: str, **body: Any) -> str:
         """The UI's Trigger (POST dagRuns) with ``body`` as given (``logical_date`` required, may be None)."""
         self.wait_for_dag(dag_id)
-        answer = self.api("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
+        answer = self.api("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", body)
         self.last_run_id = str(answer["dag_run_id"])
         return self.last_run_id
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+        answer: dict[str, Any] = self.api("GET", f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")
         return answer
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Every run of ``dag_id``, oldest logical date (then run_after) first."""
-        answer = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns?limit=100&order_by=run_after")
+        answer = self.api("GET", f"/api/v2/dags/{quote(dag_id)}/dagRuns?limit=100&order_by=run_after")
         return list(answer["dag_runs"])
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """The run's task instances by task id (state, try_number, start_date, end_date ...)."""
-        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=1000"
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances?limit=1000"
         return {str(ti["task_id"]): ti for ti in self.api("GET", path)["task_instances"]}
 
     def tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Every try of one task instance (the UI's try picker), oldest first."""
-        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/tries?limit=100"
+        instance = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}"
+        path = f"{instance}/tries?limit=100"
         return sorted(self.api("GET", path)["task_instances"], key=lambda t: int(t["try_number"]))
 
     def clear_tasks(
@@ -211,7 +197,7 @@ class Deployment:
             "run_on_latest_version": False,
             "task_ids": task_ids,
         }
-        answer = self.api("POST", f"/api/v2/dags/{_q(dag_id)}/clearTaskInstances", body)
+        answer = self.api("POST", f"/api/v2/dags/{quote(dag_id)}/clearTaskInstances", body)
         return sorted(str(ti["task_id"]) for ti in answer["task_instances"])
 
     def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool) -> Any:
@@ -222,7 +208,7 @@ class Deployment:
             "only_new": False,
             "run_on_latest_version": False,
         }
-        return self.api("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/clear", body)
+        return self.api("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/clear", body)
 
     def backfill(
         self, dag_id: str, from_date: dt.datetime, to_date: dt.datetime, *, max_active_runs: int,
@@ -280,11 +266,6 @@ class Deployment:
             dag_id=dag_id, run_id=run_id, state=state, task_instances=tis, xcoms=xcoms, wall_seconds=wall,
             log_path=logs, returncode=0, error="\n".join(failed),
         )  # fmt: skip
-
-
-def _q(part: str) -> str:
-    """One path segment of a REST URL (run ids hold ':' and '+')."""
-    return urllib.parse.quote(part, safe="")
 
 
 def _deployment_env(home: Path) -> dict[str, str]:

@@ -14,11 +14,9 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.error
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +27,17 @@ import yaml
 from dag_factory.airflow.dag_files import dag_file_name, dag_file_source
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.local.airflow_home import (
-    api_server,
-    child_env,
     log_tail,
     metadata_db_path,
-    prepare_airflow_home,
-    stop_process_group,
 )
 from dag_factory.ops.deploy import deploy_project
 from dag_factory.settings import ENV
 from tests.paths import REPO
+from tests.servers.airflow import running_airflow, running_components
 from tests.servers.airflow_api import AirflowApi
 
 pytestmark = pytest.mark.integration
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 WAIT_S = 900.0  # two local jobs (venv + papermill) on a shared 2-core machine
 VALUES = ["de", "fr"]
 LOGICAL_DATE = "2026-01-05"
@@ -69,18 +63,6 @@ def _projects(tmp_path: Path) -> tuple[Path, Path, Path, str]:
     return tmp_path / "platform.yaml", tmp_path / "churn-demo.yaml", tmp_path / "churn-followup.yaml", asset
 
 
-def _start(command: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [AIRFLOW, command],
-            env=child_env(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
 @pytest.fixture(scope="module")
 def components(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path, str, Path]]:
     """(api url, metadata DB, logs folder, shared asset, DuckDB warehouse) with scheduler and
@@ -94,21 +76,19 @@ def components(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         deploy_project(load_spec(spec, loaded_platform), "local")
         source = dag_file_source(spec, dags, env="local", platform=platform, only=only)
         (dags / dag_file_name(spec)).write_text(source)
-    # every component is configured for the environment the DAGs were built for
-    env = {
-        **prepare_airflow_home(tmp_path / "home", dags_folder=dags, parallelism=4),
+    settings = {
+        # every component is configured for the environment the DAGs were built for
         ENV: "local",
         # SQLite and several developers' runs on 2 cores: the Execution API answers slowly at times
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
     }
-    logs = tmp_path / "home" / "logs"
-    with api_server(env, timeout=240) as server:
-        procs = [_start(c, server.env, logs / f"{c}.log") for c in ("scheduler", "dag-processor")]
-        try:
-            yield server.url, metadata_db_path(env), logs, asset, tmp_path / "root" / "warehouse.duckdb"
-        finally:
-            for proc in procs:
-                stop_process_group(proc)
+    home = tmp_path / "home"
+    logs = home / "logs"
+    with (
+        running_airflow(home, dags_folder=dags, parallelism=4, timeout=240, settings=settings) as server,
+        running_components(server, logs),
+    ):
+        yield server.url, metadata_db_path(server.env), logs, asset, tmp_path / "root" / "warehouse.duckdb"
 
 
 def _rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,13 +63,56 @@ def _set_pool(env: dict[str, str], name: str, slots: int) -> None:
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def running_airflow(
+    home: Path,
+    *,
+    parallelism: int,
+    timeout: float,
+    dags_folder: Path | None = None,
+    settings: Mapping[str, str] | None = None,
+    pools: Mapping[str, int] | None = None,
+) -> Iterator[ApiServer]:
+    """A migrated Airflow home at ``home`` (``settings`` over its environment, ``pools`` set) and an
+    api-server on it, stopped on exit."""
+    env = {**prepare_airflow_home(home, dags_folder=dags_folder, parallelism=parallelism), **(settings or {})}
+    for name, slots in (pools or {}).items():
+        _set_pool(env, name, slots)
+    with api_server(env, timeout=timeout) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_components(
+    server: ApiServer, logs: Path, components: Sequence[str] = ("scheduler", "dag-processor")
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``airflow <component>`` for each of ``components`` on the api-server's home, each in a process
+    group of its own logging to ``logs/<component>.log``; stopped on exit."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for component in components:
+            with (logs / f"{component}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [_airflow(), component],
+                        env=child_env(server.env),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+        yield processes
+    finally:
+        for process in processes:
+            stop_process_group(process)
+
+
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """A migrated Airflow home with the `sagemaker_api` pool, and an api-server (for ``run_dag``)."""
     home = tmp_path_factory.mktemp("e2e-airflow")
-    env = prepare_airflow_home(home, parallelism=16)
-    _set_pool(env, POOL, 4)
-    with api_server(env, timeout=120) as server:
+    with running_airflow(home, parallelism=16, timeout=120, pools={POOL: 4}) as server:
         yield server
 
 
@@ -268,46 +311,30 @@ class Deployment:
         )  # fmt: skip
 
 
-def _deployment_env(home: Path) -> dict[str, str]:
-    env = prepare_airflow_home(home, dags_folder=home / "dags", parallelism=16)
-    return {
-        **env,
-        # every component is configured for one environment; each task checks it is the DAG's
-        "DAG_FACTORY_ENV": ENVIRONMENT,
-        # a killed worker's task is failed (and retried) by the scheduler this soon
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
-        # new DAG files are found and parsed within seconds
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
-    }
+DEPLOYMENT_SETTINGS = {
+    # every component is configured for one environment; each task checks it is the DAG's
+    "DAG_FACTORY_ENV": ENVIRONMENT,
+    # a killed worker's task is failed (and retried) by the scheduler this soon
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
+    # new DAG files are found and parsed within seconds
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
+}
 
 
 @pytest.fixture(scope="session")
 def airflow_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """api-server + scheduler + dag-processor (see module doc); their logs under the home's logs/."""
     home = tmp_path_factory.mktemp("airflow-deployment")
-    env = _deployment_env(home)
-    _set_pool(env, POOL, 4)
-    with api_server(env, timeout=180) as server:
-        deployment = Deployment(server, Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
-        try:
-            for component in ("scheduler", "dag-processor"):
-                log = (home / "logs" / f"{component}.log").open("wb")
-                deployment.processes.append(
-                    subprocess.Popen(
-                        [_airflow(), component],
-                        env=child_env(server.env),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                )
-            yield deployment
-        finally:
-            for process in deployment.processes:
-                stop_process_group(process)
+    with (
+        running_airflow(
+            home, dags_folder=home / "dags", parallelism=16, timeout=180, settings=DEPLOYMENT_SETTINGS,
+            pools={POOL: 4},
+        ) as server,
+        running_components(server, home / "logs") as processes,
+    ):  # fmt: skip
+        yield Deployment(server, Path(server.env["AIRFLOW__CORE__DAGS_FOLDER"]), processes)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.paths import REPO
+
 # Directories this process made for the run, removed when it ends (xdist's workers inherit the
 # controller's through the environment, so only the controller removes them).
 _OWN_DIRS: list[Path] = []
@@ -60,6 +63,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"skipped under CI=true (nothing may skip in CI): {reason}"
+
+
+@pytest.fixture
+def repo_root(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test runs in the repository root, as a user runs the CLI there: repo-relative paths (the
+    golden files hold them) resolve, and no platform file comes from the environment."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+    return REPO
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 
 def _generator():  # type: ignore[no-untyped-def]

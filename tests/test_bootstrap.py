@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
 
 FAKE_UV = """#!/bin/sh
 # a stand-in for uv: `uv venv` makes the interpreter, `uv pip install` prints as uv does
@@ -25,8 +25,8 @@ esac
 @pytest.mark.integration
 def test_install_says_what_it_installs(tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "bootstrap.sh", tmp_path / "scripts")
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(REPO / "scripts" / "bootstrap.sh", tmp_path / "scripts")
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "uv").write_text(FAKE_UV)
@@ -38,7 +38,7 @@ def test_install_says_what_it_installs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     airflow = next(
-        d for d in (ROOT / "pyproject.toml").read_text().split('"') if d.startswith("apache-airflow")
+        d for d in (REPO / "pyproject.toml").read_text().split('"') if d.startswith("apache-airflow")
     )
     assert "creating .venv with python3.11" in lines
     assert lines[lines.index("creating .venv with python3.11") + 1 :] == [

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
 from dag_factory.errors import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+README = REPO / "README.md"
+DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
 MAX_LINES = 150
 COMMANDS_HEADING = "## Commands and exit codes"
 CHECKED = ("validate", "plan", "diff")
@@ -72,7 +72,7 @@ def _links(path: Path) -> list[tuple[str, str]]:
     found = []
     for number, line in _prose_lines(path.read_text()):
         for match in _LINK.finditer(_INLINE_CODE.sub("", line)):
-            found.append((f"{path.relative_to(ROOT)}:{number}", match.group(1)))
+            found.append((f"{path.relative_to(REPO)}:{number}", match.group(1)))
     return found
 
 
@@ -84,10 +84,10 @@ def _broken(path: Path, target: str) -> str | None:
     resolved = (path.parent / file_part).resolve() if file_part else path
     if not resolved.exists():
         return f"{target}: no such file {resolved}"
-    if not resolved.is_relative_to(ROOT):
+    if not resolved.is_relative_to(REPO):
         return f"{target}: outside the repository"
     if anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
-        return f"{target}: no heading #{anchor} in {resolved.relative_to(ROOT)}"
+        return f"{target}: no heading #{anchor} in {resolved.relative_to(REPO)}"
     return None
 
 
@@ -142,7 +142,7 @@ def _examples(path: Path) -> list[Example]:
         for at, command, output in _session(lines):
             args = shlex.split(command)
             if args[0] == "dag-factory" and args[1] in CHECKED and output:
-                examples.append(Example(f"{path.relative_to(ROOT)}:{start + at}", args[1:], output))
+                examples.append(Example(f"{path.relative_to(REPO)}:{start + at}", args[1:], output))
     return examples
 
 
@@ -190,7 +190,7 @@ def test_the_readme_states_the_exit_codes() -> None:
         assert re.search(rf"`{code}`[^|\n]*{meaning}", section), f"exit code {code} ({meaning}) is not stated"
 
 
-@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_resolves(path: Path) -> None:
     broken = [f"{where}: {why}" for where, target in _links(path) if (why := _broken(path, target))]
     assert not broken, "\n".join(broken)
@@ -202,9 +202,8 @@ def test_the_readme_has_a_validate_and_a_plan_example() -> None:
 
 
 @pytest.mark.parametrize("example", ALL_EXAMPLES, ids=[e.where for e in ALL_EXAMPLES])
+@pytest.mark.usefixtures("repo_root")
 def test_example_prints_what_the_command_prints(example: Example, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    monkeypatch.delenv("DAG_FACTORY_PLATFORM", raising=False)
     monkeypatch.delenv("DAG_FACTORY_ENV", raising=False)
     result = CliRunner().invoke(app, example.args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -217,7 +216,7 @@ def test_example_prints_what_the_command_prints(example: Example, monkeypatch: p
         )
 
 
-SPEC_GUIDE = ROOT / "docs" / "spec.md"
+SPEC_GUIDE = REPO / "docs" / "spec.md"
 WORKED_EXAMPLE = "### Worked example: a project outside this repository"
 
 
@@ -230,11 +229,11 @@ def test_the_worked_example_outside_the_repository(tmp_path: Path, monkeypatch: 
     project = tmp_path / "ds-repo" / "jobs" / "churn"
     (project / "notebooks").mkdir(parents=True)
     (tmp_path / "ds-repo" / ".git").mkdir()
-    demo = ROOT / "examples" / "churn-demo"
+    demo = REPO / "examples" / "churn-demo"
     for name in ("notebooks/01_features.ipynb", "notebooks/02_train.ipynb", "requirements.txt"):
         (project / name).write_bytes((demo / name).read_bytes())
     (tmp_path / "data-engineering" / "project_configs").mkdir(parents=True)
-    platform = ROOT / "project_configs" / "platform.yaml"
+    platform = REPO / "project_configs" / "platform.yaml"
     (tmp_path / "data-engineering" / "project_configs" / "platform.yaml").write_text(platform.read_text())
     monkeypatch.chdir(tmp_path / "ds-repo")
     monkeypatch.delenv("DAG_FACTORY_PLATFORM", raising=False)

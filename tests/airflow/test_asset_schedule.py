@@ -14,12 +14,9 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,20 +27,17 @@ import yaml
 from dag_factory.airflow.dag_files import dag_file_name, dag_file_source
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.local.airflow_home import (
-    api_server,
-    child_env,
     log_tail,
     metadata_db_path,
-    prepare_airflow_home,
 )
-from dag_factory.local.processes import stop_process_group
 from dag_factory.ops.deploy import deploy_project
 from dag_factory.settings import ENV
+from tests.paths import REPO
+from tests.servers.airflow import running_airflow, running_components
+from tests.servers.airflow_api import AirflowApi
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 WAIT_S = 900.0  # two local jobs (venv + papermill) on a shared 2-core machine
 VALUES = ["de", "fr"]
 LOGICAL_DATE = "2026-01-05"
@@ -51,11 +45,11 @@ LOGICAL_DATE = "2026-01-05"
 
 def _projects(tmp_path: Path) -> tuple[Path, Path, Path, str]:
     """Platform, upstream spec (the demo job), downstream spec, and the asset they share."""
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
-    shutil.copytree(ROOT / "examples" / "churn-demo", tmp_path / "churn-demo")
-    upstream = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
+    shutil.copytree(REPO / "examples" / "churn-demo", tmp_path / "churn-demo")
+    upstream = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
     upstream |= {"project_dir": "churn-demo", "schedule": None}  # runs only when triggered
     asset = f"duckdb:{tmp_path / 'root' / 'warehouse.duckdb'}/analytics.churn_scores"
     downstream = upstream | {
@@ -67,18 +61,6 @@ def _projects(tmp_path: Path) -> tuple[Path, Path, Path, str]:
     for name, spec in (("churn-demo.yaml", upstream), ("churn-followup.yaml", downstream)):
         (tmp_path / name).write_text(yaml.safe_dump(spec, sort_keys=False))
     return tmp_path / "platform.yaml", tmp_path / "churn-demo.yaml", tmp_path / "churn-followup.yaml", asset
-
-
-def _start(command: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [AIRFLOW, command],
-            env=child_env(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
 
 
 @pytest.fixture(scope="module")
@@ -94,34 +76,24 @@ def components(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         deploy_project(load_spec(spec, loaded_platform), "local")
         source = dag_file_source(spec, dags, env="local", platform=platform, only=only)
         (dags / dag_file_name(spec)).write_text(source)
-    # every component is configured for the environment the DAGs were built for
-    env = {
-        **prepare_airflow_home(tmp_path / "home", dags_folder=dags, parallelism=4),
+    settings = {
+        # every component is configured for the environment the DAGs were built for
         ENV: "local",
         # SQLite and several developers' runs on 2 cores: the Execution API answers slowly at times
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
     }
-    logs = tmp_path / "home" / "logs"
-    with api_server(env, timeout=240) as server:
-        procs = [_start(c, server.env, logs / f"{c}.log") for c in ("scheduler", "dag-processor")]
-        try:
-            yield server.url, metadata_db_path(env), logs, asset, tmp_path / "root" / "warehouse.duckdb"
-        finally:
-            for proc in procs:
-                stop_process_group(proc)
+    home = tmp_path / "home"
+    logs = home / "logs"
+    with (
+        running_airflow(home, dags_folder=dags, parallelism=4, timeout=240, settings=settings) as server,
+        running_components(server, logs),
+    ):
+        yield server.url, metadata_db_path(server.env), logs, asset, tmp_path / "root" / "warehouse.duckdb"
 
 
 def _rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
         return con.execute(sql, params).fetchall()
-
-
-def _post(url: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return dict(json.load(response))
 
 
 def _wait_for(what: str, check, logs: Path):  # type: ignore[no-untyped-def]
@@ -137,8 +109,8 @@ def _wait_for(what: str, check, logs: Path):  # type: ignore[no-untyped-def]
 
 def _dag_parsed(api: str, dag_id: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{api}/api/v2/dags/{dag_id}", timeout=30) as response:
-            return bool(response.status == 200)
+        status, _ = AirflowApi(api, timeout=30).answer("GET", f"/api/v2/dags/{dag_id}")
+        return status == 200
     except urllib.error.URLError:
         return False
 
@@ -172,7 +144,8 @@ def runs(components: tuple[str, Path, Path, str, Path]) -> Runs:
     _wait_for(
         "both DAGs parsed", lambda: all(_dag_parsed(api, d) for d in ("churn-demo", "churn-followup")), logs
     )
-    run = _post(f"{api}/api/v2/dags/churn-demo/dagRuns", {"logical_date": f"{LOGICAL_DATE}T00:00:00Z"})
+    body = {"logical_date": f"{LOGICAL_DATE}T00:00:00Z"}
+    run = AirflowApi(api).call("POST", "/api/v2/dags/churn-demo/dagRuns", body)
     run_id = str(run["dag_run_id"])
     [(state,)] = _wait_for("the upstream run", lambda: _rows(db, FINISHED, "churn-demo", run_id), logs)
     if state == "success":

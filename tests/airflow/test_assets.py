@@ -10,11 +10,11 @@ from dag_factory.airflow.build import build_dag
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.plan.planner import plan_dag
 from dag_factory.spec.asset_uris import check_asset_uri
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-PLATFORM = ROOT / "project_configs" / "platform.yaml"
-ALL_TARGETS = ROOT / "tests" / "cases" / "valid" / "all_targets.yaml"
-LOCAL_ROOT = (ROOT / ".dag-factory").as_posix()
+PLATFORM = REPO / "project_configs" / "platform.yaml"
+ALL_TARGETS = REPO / "tests" / "cases" / "valid" / "all_targets.yaml"
+LOCAL_ROOT = (REPO / ".dag-factory").as_posix()
 
 EXPECTED = {
     "prod": {
@@ -69,7 +69,7 @@ def test_each_target_has_one_publish_task_whose_outlet_is_its_asset(env: str) ->
 
 
 def test_a_publish_task_waits_for_every_values_delivery_to_its_target() -> None:
-    loaded = load_spec(ROOT / "project_configs" / "churn-demo.yaml", load_platform(PLATFORM))
+    loaded = load_spec(REPO / "project_configs" / "churn-demo.yaml", load_platform(PLATFORM))
     dag = build_dag(plan_dag(loaded, "local", only=("de", "fr")))
     warehouse = f"duckdb:{LOCAL_ROOT}/warehouse.duckdb"
     assert _publish_tasks(dag) == {
@@ -100,9 +100,9 @@ def test_a_publish_task_waits_for_every_values_delivery_to_its_target() -> None:
 
 
 def test_a_shared_instance_publishes_once_after_every_values_delivery(tmp_path: Path) -> None:
-    spec = (ROOT / "project_configs" / "churn-demo.yaml").read_text()
+    spec = (REPO / "project_configs" / "churn-demo.yaml").read_text()
     spec = spec.replace("isolation: per_item", "isolation: shared").replace(
-        "../examples", str(ROOT / "examples")
+        "../examples", str(REPO / "examples")
     )
     (tmp_path / "shared.yaml").write_text(spec)
     plan = plan_dag(load_spec(tmp_path / "shared.yaml", load_platform(PLATFORM)), "prod")

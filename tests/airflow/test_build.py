@@ -13,9 +13,9 @@ from dag_factory.airflow.dag_files import stale_dag_files
 from dag_factory.load.files import spec_files
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.plan.planner import plan_dag
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "project_configs"
+CONFIGS = REPO / "project_configs"
 SPECS = spec_files([CONFIGS])
 ENVS = ["local", "preprod", "prod"]
 
@@ -305,7 +305,7 @@ def test_every_task_checks_the_workers_environment_as_operator_behaviour(env: st
 
 
 def test_dag_files_are_fresh() -> None:
-    assert stale_dag_files(SPECS, ROOT / "dags") == [], "run: dag-factory dags project_configs --output dags"
+    assert stale_dag_files(SPECS, REPO / "dags") == [], "run: dag-factory dags project_configs --output dags"
 
 
 def test_dagbag_loads_every_spec_and_isolates_a_broken_one(
@@ -322,7 +322,7 @@ def test_dagbag_loads_every_spec_and_isolates_a_broken_one(
         .replace("project: churn-demo", "project: broken-one")
         .replace("schedule:", "scheduel:")
     )
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "examples").symlink_to(REPO / "examples")
     from dag_factory.airflow.dag_files import write_dag_files
 
     write_dag_files(spec_files([configs]), tmp_path / "dags")
@@ -342,7 +342,7 @@ def test_build_is_deterministic_for_the_same_plan() -> None:
 def test_connection_ids_come_from_the_platform_even_without_delivery(tmp_path: Path) -> None:
     spec = (CONFIGS / "churn-model.yaml").read_text()
     spec = spec[: spec.index("deliver:")] + spec[spec.index("notify:") :]
-    (tmp_path / "no-deliver.yaml").write_text(spec.replace("../examples", str(ROOT / "examples")))
+    (tmp_path / "no-deliver.yaml").write_text(spec.replace("../examples", str(REPO / "examples")))
     dag = dag_from_spec(tmp_path / "no-deliver.yaml", env="preprod", platform=CONFIGS / "platform.yaml")
     assert not [t for t in dag.task_ids if ".deliver_" in t]
     assert dag.get_task("de.nb_01_features").ssh_conn_id == "sagemaker_ssh"

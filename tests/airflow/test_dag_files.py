@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "project_configs"
+CONFIGS = REPO / "project_configs"
 
 
 def _repo(root: Path, spec: str, project: str) -> Path:
@@ -21,7 +21,7 @@ def _repo(root: Path, spec: str, project: str) -> Path:
     configs.mkdir(parents=True)
     shutil.copy(CONFIGS / "platform.yaml", configs / "platform.yaml")
     text = (CONFIGS / "churn-demo.yaml").read_text().replace("project: churn-demo", f"project: {project}")
-    (configs / spec).write_text(text.replace("../examples", str(ROOT / "examples")))
+    (configs / spec).write_text(text.replace("../examples", str(REPO / "examples")))
     return configs / spec
 
 

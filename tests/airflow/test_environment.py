@@ -14,8 +14,8 @@ import pytest
 
 from dag_factory.airflow.dag_files import write_dag_file
 from dag_factory.airflow.environment import EnvironmentUnknown, check_environment, current_env
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "project_configs"
 
 
@@ -93,10 +93,9 @@ def test_check_environment_fails_a_task_on_a_worker_of_another_environment(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from dag_factory.local.airflow_home import api_server, prepare_airflow_home
+    from tests.servers.airflow import running_airflow
 
-    env = prepare_airflow_home(tmp_path_factory.mktemp("airflow-home"), parallelism=8)
-    with api_server(env, timeout=180) as running:
+    with running_airflow(tmp_path_factory.mktemp("airflow-home"), parallelism=8, timeout=180) as running:
         yield running
 
 

@@ -13,9 +13,9 @@ import yaml
 
 from dag_factory.airflow.build import dag_from_spec
 from dag_factory.airflow.links import LINKS, PRESIGNED_EXPIRY_S, TARGETS_ATTR, presigned_expiry_s
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "project_configs"
+CONFIGS = REPO / "project_configs"
 RUN = "scheduled__2026-01-05T04:00:00+00:00"
 
 

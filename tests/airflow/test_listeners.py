@@ -5,15 +5,15 @@ tests/e2e/test_airflow_actions.py (the repair of a run)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dag_factory.airflow.build import dag_from_spec
 from dag_factory.airflow.listeners import companions_to_clear
+from tests.paths import REPO
 
-CONFIGS = Path(__file__).resolve().parents[2] / "project_configs"
+CONFIGS = REPO / "project_configs"
 VALUE_TASKS = ("create_instance", "resolve_ip", "prepare", "nb_01_features", "nb_02_train", "stop_instance",
                "delete_instance", "deliver_0_snowflake")  # fmt: skip
 

@@ -6,15 +6,15 @@ The runs themselves, through a real scheduler: tests/e2e/test_airflow_actions.py
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from dag_factory.airflow.build import dag_from_spec
+from tests.paths import REPO
 
-CONFIGS = Path(__file__).resolve().parents[2] / "project_configs"
+CONFIGS = REPO / "project_configs"
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,8 @@ from dag_factory.airflow.ssh import (
     OutputTail,
 )
 from dag_factory.plan.guard import StepBounds, guarded, is_own_message
+from tests.paths import REPO
 from tests.servers.sshd import SshdServer
-
-REPO = Path(__file__).resolve().parents[2]
 
 # a valid ed25519 key that is not the server's
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _smoke(script: str, out: Path, *args: str) -> dict:

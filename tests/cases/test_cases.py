@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 from dag_factory.load.specs import LoadedSpec, load_platform, load_spec
-from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from dag_factory.validate.check import validate_paths
 from dag_factory.validate.output import render_text
 from tests.golden import check_golden
+from tests.paths import REPO
 
 CASES = Path(__file__).resolve().parent
-REPO = CASES.parents[1]
 PLATFORM = Path("project_configs/platform.yaml")
 
 VALID = sorted((CASES / "valid").glob("*.yaml"))
@@ -30,11 +29,8 @@ def _rel(path: Path) -> Path:
     return path.relative_to(REPO)
 
 
-@pytest.fixture(autouse=True)
-def _from_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Paths in the golden files are relative to the repo root; no platform from the environment."""
-    monkeypatch.chdir(REPO)
-    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+# paths in the golden files are relative to the repo root
+pytestmark = pytest.mark.usefixtures("repo_root")
 
 
 @pytest.mark.parametrize("case", VALID, ids=[p.stem for p in VALID])

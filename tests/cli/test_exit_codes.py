@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
 from dag_factory.errors import EXIT_INTERNAL, EXIT_INVALID, EXIT_USAGE
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "project_configs" / "churn-model.yaml"
 
 

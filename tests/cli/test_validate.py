@@ -11,9 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
-from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CASES = Path("tests/cases")
 PLATFORM = "project_configs/platform.yaml"
 GOOD = CASES / "valid" / "minimal.yaml"
@@ -21,10 +20,7 @@ BAD = CASES / "invalid" / "typo_schedule.yaml"
 NOTEBOOKS = REPO / "examples" / "churn-demo" / "notebooks"
 
 
-@pytest.fixture(autouse=True)
-def _from_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
-    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+pytestmark = pytest.mark.usefixtures("repo_root")
 
 
 def _validate(*args: str) -> tuple[int, str]:

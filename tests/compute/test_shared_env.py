@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from dag_factory.compute.shared_env import (
     take_spare,
 )
 from dag_factory.compute.workspace import create_workspace, remove_workspace
+from tests.wheels import make_wheel
 
 PACKAGES = ["six==1.17.0"]
 
@@ -45,27 +43,6 @@ def _requirements(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "requirements.txt"
     path.write_text(text)
     return path
-
-
-def make_wheel(folder: Path, name: str = "dfiso", version: str = "1.0") -> Path:
-    """A minimal pure-Python wheel (pip and uv install it offline)."""
-    info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": f"__version__ = {version!r}\n".encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = [
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
-        for path, data in files.items()
-    ]
-    record.append(f"{name}-{version}.dist-info/RECORD,,")
-    wheel = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-        archive.writestr(f"{name}-{version}.dist-info/RECORD", "\n".join(record) + "\n")
-    return wheel
 
 
 def test_key_follows_requirements_packages_and_interpreter(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from dag_factory.deliver.dispatch import LOADERS, planned_target
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.plan.planner import plan_dag
 from dag_factory.spec.job import DELIVERY_MODELS, Delivery
+from tests.paths import REPO
 
 
 @pytest.mark.parametrize(
@@ -49,15 +50,12 @@ def test_snowflake_needs_an_s3_source(tmp_path: Path) -> None:
         deliver(target, str(tmp_path), dt.date(2026, 1, 5), "country", "de")
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 @pytest.mark.parametrize("env", ["prod", "local"])
 def test_every_planned_target_validates_as_its_model(env: str) -> None:
     """What the planner fills in (the DuckDB file, the bucket a role names, a warehouse target turned
     into the local DuckDB file) is what the delivery models accept in their planned form."""
-    platform = load_platform(ROOT / "project_configs" / "platform.yaml")
-    spec = load_spec(ROOT / "tests" / "cases" / "valid" / "all_targets.yaml", platform)
+    platform = load_platform(REPO / "project_configs" / "platform.yaml")
+    spec = load_spec(REPO / "tests" / "cases" / "valid" / "all_targets.yaml", platform)
     planned = [t.args.target for g in plan_dag(spec, env).groups for t in g.tasks if t.kind == "deliver"]
     assert [t["to"] for t in planned] == (
         ["snowflake", "postgres", "s3", "duckdb"] if env == "prod" else ["duckdb", "duckdb", "s3", "duckdb"]

@@ -13,7 +13,7 @@ from dag_factory.deliver import files
 from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.files import FileRows, conform, list_local, match_glob, open_rows, require_files
 from dag_factory.deliver.partition import Partition, add_partition_columns, partition_batches
-from tests.deliver.conftest import write_corrupt, write_json, write_parquet
+from tests.deliver.outputs import write_corrupt, write_json, write_parquet
 
 DAY = dt.date(2026, 1, 5)
 

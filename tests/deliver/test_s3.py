@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dag_factory.deliver import DeliveryError, deliver, dispatch
-from tests.deliver.conftest import write_corrupt, write_json, write_parquet
+from tests.deliver.outputs import write_corrupt, write_json, write_parquet
 from tests.servers.moto import MotoServer
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from dag_factory.deliver.snowflake_target import (
     load_snowflake,
     stage_reference,
 )
-from tests.deliver.conftest import delivery_logs, write_parquet
+from tests.deliver.outputs import delivery_logs, write_parquet
 from tests.servers.moto import REGION, MotoServer
 
 DAY = dt.date(2026, 1, 5)

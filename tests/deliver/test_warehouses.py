@@ -24,7 +24,7 @@ import pyarrow as pa
 import pytest
 
 from dag_factory.deliver import DeliveryError, deliver
-from tests.deliver.conftest import delivery_logs, write_corrupt, write_json, write_parquet
+from tests.deliver.outputs import delivery_logs, write_corrupt, write_json, write_parquet
 from tests.servers.postgres import PostgresServer
 
 DAY = dt.date(2026, 1, 5)

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from dag_factory.local.airflow_home import ApiServer
-from tests.e2e.conftest import DEMO_PROJECT, DEMO_SPEC, E2E
-from tests.notebooks import code_notebook
+from tests.e2e.harness import DEMO_PROJECT, DEMO_SPEC, E2E
+from tests.notebooks import notebook_json
 from tests.servers.airflow_cluster import AirflowCluster
 from tests.servers.moto import MotoServer
 from tests.servers.postgres import PostgresServer
@@ -63,9 +63,7 @@ def configure(cluster: AirflowCluster, moto: MotoServer, sshd: SshdServer, wareh
 def tick_notebook() -> str:
     """A trivial notebook: sleeps ``seconds`` (once per run and value when ``sleep_once``), writes one
     metrics row to the output prefix with boto3."""
-    return code_notebook(
-        'env = ""\naws_account_id = ""\nlogical_date = ""\nrun_id = ""\ncountry = "de"\n'
-        'output_prefix = ""\nseconds = 0\nsleep_once = False',
+    return notebook_json(
         "import json, os, time\nimport boto3\n"
         "marker = os.path.expanduser(f'~/.tick-{run_id}-{country}'.replace(':', '_'))\n"
         "if not (sleep_once and os.path.exists(marker)):\n"
@@ -75,6 +73,10 @@ def tick_notebook() -> str:
         "row = [{'country': country, 'n_rows': 1}]\n"
         "s3 = boto3.client('s3')\n"
         "s3.put_object(Bucket=bucket, Key=f'{key}/metrics/metrics.json', Body=json.dumps(row))",
+        parameters=(
+            'env = ""\naws_account_id = ""\nlogical_date = ""\nrun_id = ""\ncountry = "de"\n'
+            'output_prefix = ""\nseconds = 0\nsleep_once = False'
+        ),
     )
 
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.compute.naming import instance_name
 from dag_factory.plan.planner import LIFECYCLE_RETRIES
-from tests.e2e.conftest import (
+from tests.e2e.harness import (
     DATE,
     E2E,
     ENV_NAME,
@@ -32,9 +32,9 @@ from tests.e2e.conftest import (
     copy_project,
     injected_source,
     notebook_errors,
-    notebook_text,
     wait_for_no_step_processes,
 )
+from tests.notebooks import notebook_json
 from tests.servers.airflow import Deployment
 from tests.servers.sagemaker import wait_for_status
 
@@ -95,15 +95,15 @@ def tiny_job(
     storage = STORAGE.format(rows=repr(ROWS))
     if marker is not None:
         (folder / "notebooks" / "01_extract.ipynb").write_text(
-            notebook_text(storage, EXTRACT, parameters=PARAMETERS)
+            notebook_json(storage, EXTRACT, parameters=PARAMETERS)
         )
         (folder / "notebooks" / "02_score.ipynb").write_text(
-            notebook_text(storage, SCORE.format(marker=str(marker)), parameters=PARAMETERS)
+            notebook_json(storage, SCORE.format(marker=str(marker)), parameters=PARAMETERS)
         )
         names = ["01_extract", "02_score"]
     else:
         (folder / "notebooks" / "00_score.ipynb").write_text(
-            notebook_text(storage, ONE, parameters=PARAMETERS)
+            notebook_json(storage, ONE, parameters=PARAMETERS)
         )
         names = ["00_score"]
     notebooks = [{"path": f"notebooks/{name}.ipynb", "timeout": "5m"} for name in names]

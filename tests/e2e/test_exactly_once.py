@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dag_factory.local.run_records import TaskProgress, read_task_instances
-from tests.e2e.conftest import E2E, Job, copy_project, notebook_text, wait_for_no_step_processes
+from tests.e2e.harness import DEMO_PARAMETERS, E2E, Job, copy_project, wait_for_no_step_processes
+from tests.notebooks import notebook_json
 from tests.servers.airflow import Deployment
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ write(300)
 
 def once_job(e2e: E2E, then: str, **fields: object) -> Job:
     project = copy_project(e2e.tmp_path / "project")
-    text = notebook_text(ONCE, FIRST_TRY.format(then=then))
+    text = notebook_json(ONCE, FIRST_TRY.format(then=then), parameters=DEMO_PARAMETERS)
     (project / "notebooks" / "00_once.ipynb").write_text(text)
     notebooks = [{"path": "notebooks/00_once.ipynb", "timeout": "15m"}]
     deliver = [{"to": "postgres", "table": TABLE, "files": "predictions/*.parquet"}]

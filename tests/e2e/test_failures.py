@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.run_records import log_events
 from dag_factory.plan.notebook_failure import MARKER
-from tests.e2e.conftest import (
+from tests.e2e.harness import (
+    DEMO_PARAMETERS,
     E2E,
     ENV_NAME,
     Job,
@@ -28,14 +28,15 @@ from tests.e2e.conftest import (
     attempt_error,
     copy_project,
     notebook_errors,
-    notebook_text,
     parent_pid,
     state_mismatches,
     states,
     tries_told,
     wait_for_no_step_processes,
 )
+from tests.notebooks import notebook_json
 from tests.servers.airflow import Deployment
+from tests.servers.airflow_api import AirflowApi
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, Throttling, wait_for_status
 from tests.servers.sagemaker_rules import Latencies
 from tests.servers.smtp import Mailbox, running_mailbox
@@ -105,8 +106,7 @@ def _s3_text(e2e: E2E, job: Job, key: str) -> str:
 
 def extra_links(e2e: E2E, job: Job, run_id: str, task_id: str) -> dict[str, str | None]:
     path = f"/api/v2/dags/{job.dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
-    with urllib.request.urlopen(e2e.server.url + path, timeout=60) as answer:
-        links: dict[str, str | None] = json.loads(answer.read())["extra_links"]
+    links: dict[str, str | None] = AirflowApi(e2e.server.url).call("GET", path)["extra_links"]
     return links
 
 
@@ -166,7 +166,7 @@ def assert_rendered_and_reported(e2e: E2E, job: Job, result: RunResult) -> None:
 
 
 def sleeping_notebook(seconds: int) -> str:
-    return notebook_text(
+    return notebook_json(
         "import time\ntime.sleep(int(seconds))", parameters=f"country = 'de'\nseconds = {seconds}"
     )
 
@@ -334,8 +334,9 @@ def test_remote_process_killed_when_task_marked_failed(e2e: E2E, airflow_deploym
 def test_chatty_notebook_bounded_by_timeout(e2e: E2E) -> None:
     """Output every 0.2 s never trips an idle timeout: the notebook's own timeout stops it on the instance
     (Airflow's execution_timeout, the timeout + 90 s, would come far later)."""
-    chatty = notebook_text(
-        "import time\nwhile True:\n    print('still working', flush=True)\n    time.sleep(0.2)"
+    chatty = notebook_json(
+        "import time\nwhile True:\n    print('still working', flush=True)\n    time.sleep(0.2)",
+        parameters=DEMO_PARAMETERS,
     )
     job = _one_notebook_job(e2e, "00_chatty", chatty, "10s")
     result = e2e.run(job)
@@ -381,9 +382,10 @@ def test_ssh_drop_is_retried(e2e: E2E, mailbox: Mailbox) -> None:
     """The SSH session of a running notebook is cut (its sshd process killed): an infrastructure fault.
     The instance side kills the orphaned notebook, and the retry runs it again."""
     project = copy_project(e2e.tmp_path / "project")
-    slow = notebook_text(
+    slow = notebook_json(
         "import os, time\nflag = 'first-try-done'\nif not os.path.exists(flag):\n"
         "    open(flag, 'w').close()\n    time.sleep(600)",
+        parameters=DEMO_PARAMETERS,
     )
     (project / "notebooks" / "00_slow_once.ipynb").write_text(slow)
     notebooks = [{"path": "notebooks/00_slow_once.ipynb", "timeout": "15m"}, *yaml_notebooks()]

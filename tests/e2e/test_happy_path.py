@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import DATE, E2E, injected_source, states
+from tests.e2e.harness import DATE, E2E, injected_source, states
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import E2E, ROOT, states
+from tests.e2e.harness import E2E, states
+from tests.paths import REPO
 
 pytestmark = pytest.mark.integration
 
 LIFECYCLE = "publish-host-key"
 IMPOSTOR_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-DEPLOY_GUIDE = ROOT / "docs" / "deploy.md"
+DEPLOY_GUIDE = REPO / "docs" / "deploy.md"
 # the instance's own files the lifecycle scripts read: SageMaker's metadata and the instance's sshd keys.
 # The sshd host plays every instance, so each instance keeps them in a folder of its own and these
 # absolute paths in its scripts are read below that folder.

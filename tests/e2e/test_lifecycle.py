@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dag_factory.local.run_records import TaskProgress
-from tests.e2e.conftest import E2E, attempt_error, state_mismatches, states, tries_told
+from tests.e2e.harness import E2E, attempt_error, state_mismatches, states, tries_told
 from tests.servers.airflow import Deployment
 from tests.servers.sagemaker_rules import Latencies, lifecycle_config
 

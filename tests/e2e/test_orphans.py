@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.compute.naming import FACTORY_TAG
 from dag_factory.local.run_records import TaskProgress
-from tests.e2e.conftest import E2E, ENV_NAME, Job
+from tests.e2e.harness import E2E, ENV_NAME, Job
+from tests.servers.airflow_api import AirflowApi, quote
 from tests.servers.sagemaker import NOTEBOOK_INSTANCE_TYPE, ROLE_ARN, wait_for_status
 from tests.servers.sagemaker_rules import HARDENED
 
@@ -34,20 +35,10 @@ def with_airflow(e2e: E2E, **overrides: Any) -> dict[str, Any]:
 
 def airflow_api(e2e: E2E, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """One call to the e2e api-server's REST API (``path`` below /api/v2, its parts URL-quoted here)."""
-    import json
-    import urllib.parse
-    import urllib.request
-
-    quoted = "/".join(urllib.parse.quote(part, safe="") for part in path.split("/"))
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{e2e.server.url}/api/v2/{quoted}", method=method, data=data,
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        assert answer.status == 200
-        answered: dict[str, Any] = json.loads(answer.read())
-        return answered
+    quoted = "/".join(quote(part) for part in path.split("/"))
+    status, answered = AirflowApi(e2e.server.url).answer(method, f"/api/v2/{quoted}", body)
+    assert status == 200
+    return dict(answered)
 
 
 def run_state(e2e: E2E, dag_id: str, run_id: str) -> str:

@@ -11,7 +11,7 @@ import urllib.error
 import pytest
 
 from dag_factory.compute.naming import instance_name
-from tests.e2e.conftest import DATE, E2E, ENV_NAME, RUN_TIMEOUT_S, injected_source, states
+from tests.e2e.harness import DATE, E2E, ENV_NAME, RUN_TIMEOUT_S, injected_source, states
 from tests.servers.airflow import Deployment
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,11 @@ import papermill as pm
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
+from tests.paths import REPO
+
 pytestmark = pytest.mark.integration  # every test executes the notebooks in a real kernel
 
-PROJECT = Path(__file__).resolve().parents[2] / "examples" / "churn-demo"
+PROJECT = REPO / "examples" / "churn-demo"
 NOTEBOOKS = [PROJECT / "notebooks" / "01_features.ipynb", PROJECT / "notebooks" / "02_train.ipynb"]
 STANDARD = {"env", "aws_account_id", "logical_date", "run_id", "country", "output_prefix"}
 

@@ -10,20 +10,20 @@ import nbformat
 import pytest
 import yaml
 
-from tests.notebooks import code_notebook
+from tests.notebooks import notebook_json
 from tests.servers.sagemaker import SageMakerEnv
 
 pytestmark = pytest.mark.integration
 
 
 def tiny_notebook() -> str:
-    return code_notebook(
-        'country = "xx"\nlookback_days = 1',
+    return notebook_json(
         "import os, boto3\n"
         'print(f"result={country}-{lookback_days * 2}")\n'
         'print("endpoint=" + os.environ["AWS_ENDPOINT_URL"])\n'
         'names = sorted(b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"])\n'
         'print("buckets=" + ",".join(names))',
+        parameters='country = "xx"\nlookback_days = 1',
     )
 
 

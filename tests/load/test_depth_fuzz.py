@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from dag_factory.errors import SpecError
 from dag_factory.load.yaml_source import MAX_BYTES, MAX_DEPTH, MAX_NODES, parse_yaml
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 TOO_DEEP = f"nesting is deeper than {MAX_DEPTH} levels"
 TOO_WIDE = f"document has more than {MAX_NODES} values"
 

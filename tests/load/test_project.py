@@ -9,9 +9,8 @@ import pytest
 
 from dag_factory.load.project import project_dir_problems, repository_root
 from dag_factory.load.specs import load_spec
+from tests.paths import REPO
 from tests.specs import MINIMAL_SPEC
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _spec(folder: Path, project_dir: str | None) -> Path:

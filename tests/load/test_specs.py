@@ -10,9 +10,9 @@ from dag_factory.errors import SpecError
 from dag_factory.load.files import find_platform
 from dag_factory.load.specs import LoadedPlatform, load_platform, load_spec
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.paths import REPO
 from tests.specs import MINIMAL_SPEC
 
-REPO = Path(__file__).resolve().parents[2]
 PLATFORM = REPO / "project_configs" / "platform.yaml"
 EXAMPLE = REPO / "project_configs" / "churn-model.yaml"
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from dag_factory.errors import SpecError
 from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_platform, load_spec
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PLATFORM = load_platform(REPO / "project_configs" / "platform.yaml")
 EXAMPLES = sorted(
     [p for p in (REPO / "project_configs").glob("*.yaml") if p.name != "platform.yaml"]

@@ -13,69 +13,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-import yaml
 from rich.console import Console
 
 from dag_factory.local.execute import RunResult
 from dag_factory.local.execution_server import STATE_FILE
 from dag_factory.local.run import prepare_job, run_local
-from tests.compute.test_shared_env import make_wheel
-from tests.local.test_run import ROOT
+from tests.local.projects import probe_project
 
 pytestmark = pytest.mark.integration
-
-PROBE = """\
-import importlib.util, json, pathlib, subprocess, sys
-here = pathlib.Path.cwd()
-others = sorted(p.name for p in here.glob("written-by-*"))
-pathlib.Path(f"written-by-{country}").write_text(country)
-if install:
-    wheel = "dfiso-1.0-py3-none-any.whl"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", wheel], check=True)
-    importlib.invalidate_caches()
-    import dfiso
-found = importlib.util.find_spec("dfiso") is not None
-seen = {"prefix": sys.prefix, "cwd": str(here), "others": others, "dfiso": found}
-out = pathlib.Path(output_prefix)
-out.mkdir(parents=True, exist_ok=True)
-(out / "seen.json").write_text(json.dumps(seen))
-"""
-
-
-def _project(tmp_path: Path, name: str, values: list[str]) -> tuple[Path, Path]:
-    folder = tmp_path / name
-    (folder / "notebooks").mkdir(parents=True)
-    (folder / "requirements.txt").write_text("six==1.17.0\n")
-    make_wheel(folder)
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell(
-        'env = "local"\naws_account_id = ""\nlogical_date = ""\nrun_id = ""\ncountry = "de"\n'
-        'output_prefix = "/tmp/out"\ninstall = False\n'
-    )
-    parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [parameters, nbformat.v4.new_code_cell(PROBE)]
-    nbformat.write(notebook, folder / "notebooks" / "probe.ipynb")
-    spec = {
-        "version": 1,
-        "project": name,
-        "owner": "platform-tests",
-        "project_dir": str(folder),
-        "start_date": dt.date(2026, 1, 5),
-        "compute": {"instance_type": "ml.t3.medium", "max_parallel": 2, "timeout": "30m"},
-        "fan_out": {"name": "country", "values": values, "parameters": {"de": {"install": True}}},
-        "notebooks": [{"path": "notebooks/probe.ipynb"}],
-    }
-    if "de" not in values:
-        del spec["fan_out"]["parameters"]
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
-    platform["environments"]["local"]["root"] = str(tmp_path / "root")
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
-    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))
-    return tmp_path / f"{name}.yaml", tmp_path / "platform.yaml"
-
 
 def _run(spec: Path, platform: Path) -> tuple[dict[str, dict[str, Any]], RunResult]:
     job = prepare_job(spec, "local", platform, [])
@@ -105,7 +51,7 @@ def test_values_and_projects_do_not_see_each_others_files_or_installs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAG_FACTORY_CACHE_DIR", raising=False)  # the default: <root>/envs
-    first, result = _run(*_project(tmp_path, "isolation-a", ["de", "fr"]))
+    first, result = _run(*probe_project(tmp_path, "isolation-a", ["de", "fr"]))
     assert result.marks["execution_api_reused"] == "False"  # a new home: its first run starts it
     server = _execution_api(tmp_path / "root")
     de, fr = first["de"], first["fr"]
@@ -117,7 +63,8 @@ def test_values_and_projects_do_not_see_each_others_files_or_installs(
     assert len(envs) == 1 and not _imports_dfiso(envs[0])  # nor the shared environment
     assert not list(envs[0].glob("lib/python*/site-packages/dfiso*"))
 
-    later, result = _run(*_project(tmp_path, "isolation-b", ["nl"]))  # another project, same requirements
+    # another project, same requirements
+    later, result = _run(*probe_project(tmp_path, "isolation-b", ["nl"]))
     assert later["nl"]["dfiso"] is False
     assert list((tmp_path / "root" / "envs").glob("*/venv")) == envs  # it used the same environment
     assert later["nl"]["prefix"] not in (de["prefix"], fr["prefix"])  # in a clone of its own

@@ -12,13 +12,13 @@ import pytest
 from rich.console import Console
 
 from dag_factory.local.run import prepare_job, run_local, summarize
-from tests.local.test_run import _project
+from tests.local.projects import demo_project
 
 pytestmark = pytest.mark.integration
 
 
 def test_run_without_a_logical_date(tmp_path: Path) -> None:
-    spec, platform = _project(tmp_path)
+    spec, platform = demo_project(tmp_path)
     job = prepare_job(spec, "local", platform, ["de"])
     before = dt.datetime.now(dt.UTC).date()
     result = run_local(job, None, False, Console(quiet=True))

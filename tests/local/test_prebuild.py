@@ -9,7 +9,7 @@ import pytest
 from dag_factory.compute import shared_env
 from dag_factory.local.run import _prebuild_environment, prepare_job
 from dag_factory.ops.deploy import deploy_project
-from tests.local.test_isolation import _project
+from tests.local.projects import probe_project
 
 pytestmark = pytest.mark.integration  # builds and clones real environments with uv
 
@@ -19,7 +19,7 @@ def test_a_first_run_builds_the_environment_and_a_rerun_clones_it_for_the_first_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAG_FACTORY_CACHE_DIR", raising=False)  # the default: <root>/envs
-    spec, platform = _project(tmp_path, "prebuild", ["de", "fr", "nl"])  # max_parallel 2
+    spec, platform = probe_project(tmp_path, "prebuild", ["de", "fr", "nl"])  # max_parallel 2
     job = prepare_job(spec, "local", platform, [])
     deploy_project(job.loaded, job.env)  # the requirements are read from the deployed code, as run_local does
     envs = tmp_path / "root" / "envs"
@@ -43,7 +43,7 @@ def test_nothing_is_built_or_cloned_when_sharing_is_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", "off")
-    spec, platform = _project(tmp_path, "prebuild", ["de"])
+    spec, platform = probe_project(tmp_path, "prebuild", ["de"])
     job = prepare_job(spec, "local", platform, [])
     deploy_project(job.loaded, job.env)
     for _ in range(2):

@@ -19,27 +19,12 @@ import yaml
 from rich.console import Console
 
 from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
+from tests.local.projects import demo_project
+from tests.notebooks import notebook
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 DATE = dt.date(2026, 1, 5)
-
-
-def _project(
-    tmp_path: Path, notebook_params: dict[str, object] | None = None, prices: dict[str, float] | None = None
-) -> tuple[Path, Path]:
-    """The demo spec and a platform whose local root is under tmp_path."""
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
-    platform["environments"]["local"]["root"] = str(tmp_path / "root")
-    if prices:
-        platform["environments"]["local"]["instance_prices"] = prices
-    spec = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
-    shutil.copytree(ROOT / "examples" / "churn-demo", tmp_path / "churn-demo")  # project_dir stays
-    spec["project_dir"] = "churn-demo"  # inside the spec's repository (here: tmp_path)
-    if notebook_params:
-        spec["notebooks"][1]["parameters"].update(notebook_params)
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
-    (tmp_path / "churn-demo.yaml").write_text(yaml.safe_dump(spec))
-    return tmp_path / "churn-demo.yaml", tmp_path / "platform.yaml"
+HEADING = "# a notebook"  # the parameters cell is not the notebook's first
 
 
 def _run(spec: Path, platform: Path, only: list[str], keep: bool = False):  # type: ignore[no-untyped-def]
@@ -59,7 +44,7 @@ def _scores(root: Path) -> list[tuple[str, int]]:
 
 @pytest.mark.integration
 def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
-    spec, platform = _project(tmp_path)
+    spec, platform = demo_project(tmp_path)
     _, result, rows = _run(spec, platform, ["de", "fr"])
     root = tmp_path / "root"
     assert result.state == "success", result.log_path
@@ -100,7 +85,7 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Path) -> None:
-    spec, platform = _project(tmp_path, {"fail_for": "fr"}, prices={"ml.t3.medium": 3600.0})
+    spec, platform = demo_project(tmp_path, {"fail_for": "fr"}, prices={"ml.t3.medium": 3600.0})
     job, result, rows = _run(spec, platform, ["de", "fr"])
     assert result.state == "failed"
     assert rows["de"].status == "success" and rows["fr"].status == "failed"
@@ -185,7 +170,7 @@ def piped_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipedRun]:
     from dag_factory.local.execution_server import STATE_FILE, stop_execution_api
 
     tmp_path = tmp_path_factory.mktemp("piped")
-    spec, platform = _project(tmp_path)
+    spec, platform = demo_project(tmp_path)
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
     done = subprocess.run(
         [*command, "--only", "de", "--date", str(DATE), "--keep"],
@@ -270,10 +255,10 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     # the interrupt comes while the notebook runs: it says so (a file), then waits for a release that
     # never comes, so the run cannot end by itself before the Ctrl-C (no bet on how long a run takes)
     started = tmp_path / "notebook-started"
-    nb = _notebook(
-        {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "country = 'xx'",
+    nb = notebook(
         f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(900)",
+        parameters="country = 'xx'",
+        heading=HEADING,
     )
     spec, platform = _one_notebook_job(tmp_path, "blocked", nb, fan_out={"name": "country", "values": ["de"]})
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
@@ -317,17 +302,6 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     assert not any(work.rglob("venv"))
 
 
-def _notebook(kernelspec: dict[str, str], parameters: str, *cells: str) -> Any:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = kernelspec
-    params = nbformat.v4.new_code_cell(parameters)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# a notebook"), params, *map(nbformat.v4.new_code_cell, cells)]
-    return nb
-
-
 def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tuple[Path, Path]:
     """notebooks/<name>.ipynb in a project of its own, its spec (fields override) and a platform."""
     import nbformat
@@ -335,7 +309,7 @@ def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tupl
     project = tmp_path / name
     (project / "notebooks").mkdir(parents=True)
     nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     spec = {
         "version": 1,
@@ -356,11 +330,12 @@ def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tupl
 
 def _r_project(tmp_path: Path) -> tuple[Path, Path]:
     """An R notebook (kernel ir), parameters cell `msg <- "hi"` / `n = 10L`; fr stops with an error."""
-    nb = _notebook(
-        {"name": "ir", "display_name": "R", "language": "R"},
-        'msg <- "hi"\nn = 10L\ncountry = "xx"',
+    nb = notebook(
         'cat(paste(msg, n * 2L, country), "\\n")',
         'if (country == "fr") {\n  stop("no data for ", country)\n}',
+        parameters='msg <- "hi"\nn = 10L\ncountry = "xx"',
+        kernelspec={"name": "ir", "display_name": "R", "language": "R"},
+        heading=HEADING,
     )
     return _one_notebook_job(
         tmp_path,
@@ -376,7 +351,6 @@ def _r_project(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.integration
 def test_an_r_notebook_runs_end_to_end(tmp_path: Path) -> None:
     """R through the whole local path: contract, Airflow, papermill with the ir kernel, errors explained."""
-    import shutil
 
     from typer.testing import CliRunner
 
@@ -405,14 +379,14 @@ def test_an_r_notebook_runs_end_to_end(tmp_path: Path) -> None:
 
 def _failing_project(tmp_path: Path, requirements: str, values: list[str]) -> tuple[Path, Path]:
     """One notebook that fails its own way per fan-out value; no retries, a 40 s timeout."""
-    nb = _notebook(
-        {"name": "python3", "display_name": "Python 3", "language": "python"},
-        'country = "de"',
+    nb = notebook(
         "import os, time\n\ndef divide(a, b):\n    return a / b",
         "if country == 'err':\n    ratio = divide(1, 0)",
         "if country == 'empty':\n    raise ValueError()",
         "if country == 'dead':\n    os._exit(3)",
         "if country == 'slow':\n    time.sleep(600)",
+        parameters='country = "de"',
+        heading=HEADING,
     )
     spec, platform = _one_notebook_job(
         tmp_path,
@@ -478,7 +452,7 @@ def _html_text(path: Path) -> str:
 def test_a_missing_notebook_fails_at_once_not_retried_and_names_it(tmp_path: Path) -> None:
     """A spec naming a notebook the project lacks, run without the contract check (`run --no-notebooks`):
     a missing input, not an infrastructure fault to retry after a delay; the summary names the notebook."""
-    nb = _notebook({"name": "python3", "display_name": "Python 3", "language": "python"}, "country = 'de'")
+    nb = notebook(parameters="country = 'de'", heading=HEADING)
     notebooks = [{"path": "notebooks/first.ipynb"}, {"path": "notebooks/02_sumary.ipynb"}]
     fan_out = {"name": "country", "values": ["de"]}
     spec, platform = _one_notebook_job(tmp_path, "first", nb, notebooks=notebooks, retries=2, fan_out=fan_out)
@@ -498,21 +472,19 @@ def test_the_airflow_ui_opens_a_local_runs_links(piped_run: PipedRun) -> None:
     them from an api-server on the run's Airflow home, are same-origin paths that open the executed
     notebook, the notebook's source and the run report; a file the task did not link is not served."""
     import urllib.error
-    import urllib.request
     from urllib.parse import quote
 
     from dag_factory.local.airflow_home import airflow_env, api_server
+    from tests.servers.airflow_api import AirflowApi
 
     assert piped_run.returncode == 0, piped_run.output
 
     def get(server_url: str, path: str) -> bytes:
-        with urllib.request.urlopen(server_url + path, timeout=60) as answer:
-            body: bytes = answer.read()
-            return body
+        return AirflowApi(server_url).read(path)
 
     def links(server_url: str, run_id: str, task_id: str) -> dict[str, str]:
         path = f"/api/v2/dags/churn-demo/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
-        found: dict[str, str] = json.loads(get(server_url, path))["extra_links"]
+        found: dict[str, str] = AirflowApi(server_url).call("GET", path)["extra_links"]
         return found
 
     with api_server(airflow_env(piped_run.root / "airflow"), timeout=180) as server:

@@ -15,9 +15,10 @@ import psutil
 import pytest
 
 from dag_factory.local import airflow_home
-from dag_factory.local.airflow_home import ApiServer, api_server, is_migrated, prepare_airflow_home
+from dag_factory.local.airflow_home import ApiServer, is_migrated, prepare_airflow_home
 from dag_factory.local.execute import run_dag
 from dag_factory.local.run_records import TaskProgress
+from tests.servers.airflow import running_airflow
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +124,8 @@ def running(pid: int) -> bool:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     home = tmp_path_factory.mktemp("airflow-home")
     started = time.monotonic()
-    env = prepare_airflow_home(home, parallelism=8)
-    print(f"\nairflow db migrate: {time.monotonic() - started:.1f}s")
-    with api_server(env, timeout=120) as running:
+    with running_airflow(home, parallelism=8, timeout=120) as running:
+        print(f"\nairflow db migrate: {time.monotonic() - started - running.startup_seconds:.1f}s")
         print(f"api-server answered after {running.startup_seconds:.1f}s")
         yield running
 

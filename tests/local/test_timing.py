@@ -10,16 +10,16 @@ from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.local.run_records import TaskInstanceResult
 from dag_factory.local.timing import CATEGORIES, critical_path, render_split, split_run
 from dag_factory.plan.planner import plan_dag
-from tests.local.test_run import ROOT
+from tests.paths import REPO
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
 def _plan(tmp_path, values):  # type: ignore[no-untyped-def]
-    platform = yaml.safe_load((ROOT / "project_configs" / "platform.yaml").read_text())
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
-    spec = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
-    spec["project_dir"] = str(ROOT / "examples" / "churn-demo")
+    spec = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
+    spec["project_dir"] = str(REPO / "examples" / "churn-demo")
     spec["fan_out"]["values"] = values
     spec["compute"]["max_parallel"] = 1  # one lane: fr waits for de's delete_instance
     (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.errors import SpecError
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
+from tests.paths import REPO
 from tests.servers.moto import MotoServer
 
-REPO = Path(__file__).resolve().parents[2]
 BUCKET = "automated-notebook-preprod"
 
 

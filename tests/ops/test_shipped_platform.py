@@ -3,12 +3,11 @@ a data engineer to run against it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dag_factory.load.specs import load_platform
 from dag_factory.spec.platform import SageMakerEnvironment
+from tests.paths import REPO
 
-SHIPPED = Path(__file__).parents[2] / "project_configs" / "platform.yaml"
+SHIPPED = REPO / "project_configs" / "platform.yaml"
 
 
 def test_every_shipped_sagemaker_environment_can_be_swept() -> None:

@@ -24,9 +24,9 @@ from dag_factory.plan import cache as parse_cache
 from dag_factory.plan.model import DagPlan
 from dag_factory.plan.planner import plan_dag
 from dag_factory.plan.scripts import _c_emitter_safe, encode_parameters
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "project_configs"
+CONFIGS = REPO / "project_configs"
 SPEC = "churn-model.yaml"
 ENVS = ["local", "preprod", "prod"]
 

@@ -9,9 +9,9 @@ import yaml
 
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.plan.planner import plan_dag
+from tests.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-PLATFORM = ROOT / "project_configs" / "platform.yaml"
+PLATFORM = REPO / "project_configs" / "platform.yaml"
 
 
 def _doc(spec: Path, env: str = "prod") -> str:
@@ -19,7 +19,7 @@ def _doc(spec: Path, env: str = "prod") -> str:
 
 
 def test_the_docs_say_where_outputs_and_the_report_go_and_which_parameters_each_notebook_gets() -> None:
-    spec = ROOT / "project_configs" / "churn-demo.yaml"
+    spec = REPO / "project_configs" / "churn-demo.yaml"
     lines = _doc(spec).splitlines()
     head = "s3://nb-output-prod/churn-demo/<run id>"
     assert f"* executed notebooks, HTML and papermill logs: `{head}/<country>/`" in lines
@@ -33,8 +33,8 @@ def test_the_docs_say_where_outputs_and_the_report_go_and_which_parameters_each_
 
 
 def test_a_parameter_value_stays_one_code_line_and_a_sensitive_one_is_hidden(tmp_path: Path) -> None:
-    spec = yaml.safe_load((ROOT / "project_configs" / "churn-demo.yaml").read_text())
-    spec["project_dir"] = str(ROOT / "examples" / "churn-demo")
+    spec = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
+    spec["project_dir"] = str(REPO / "examples" / "churn-demo")
     spec["parameters"] = {"note": "a\n```\n# heading <b>x</b>", "api_token": "s3cr3t"}
     path = tmp_path / "churn-demo.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,7 +13,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-import nbformat
 import pytest
 
 from dag_factory.plan.guard import (
@@ -31,6 +31,7 @@ from dag_factory.plan.guard import (
     tools_dir,
     under_installed_guard,
 )
+from tests.notebooks import write_notebook
 
 VENV_BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -185,13 +186,6 @@ def test_leftovers_of_an_earlier_try_are_killed_first(tmp_path: Path) -> None:
         other_step.kill()
 
 
-def _notebook(path: Path, source: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source)]
-    nbformat.write(nb, path)
-
-
 @pytest.mark.parametrize(
     ("source", "status", "message"),
     [
@@ -204,7 +198,7 @@ def _notebook(path: Path, source: str) -> None:
 def test_run_papermill_tells_a_notebook_error_apart(
     tmp_path: Path, source: str, status: int, message: str | None
 ) -> None:
-    _notebook(tmp_path / "n.ipynb", source)
+    write_notebook(tmp_path / "n.ipynb", source)
     run_it = f"{RUN_PAPERMILL} {tmp_path}/n.ipynb {tmp_path}/out.ipynb --no-progress-bar"
     body = f"export PATH={VENV_BIN}:$PATH\n{run_it}"
     done = run(guarded(body, StepBounds(str(tmp_path), "nb", 300, 600)), timeout=300)
@@ -303,18 +297,19 @@ def test_a_notebook_gets_the_parameters_it_declares_and_the_standard_ones(
 ) -> None:
     """No "Passed unknown parameter" noise: papermill injects what the parameters cell declares and the
     names after ALWAYS_PASS; a notebook without a readable parameters cell gets every parameter."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"] if declares else []})]
-    nbformat.write(nb, tmp_path / "n.ipynb")
+    if declares:
+        write_notebook(tmp_path / "n.ipynb", parameters="a = 1")
+    else:
+        write_notebook(tmp_path / "n.ipynb", "a = 1")
     run_it = (
         f"{RUN_PAPERMILL} {tmp_path}/n.ipynb {tmp_path}/out.ipynb --no-progress-bar --log-output "
         f"-p a 2 -p b 3 -p env dev {ALWAYS_PASS} env,run_id"
     )
     done = run(guarded(f"export PATH={VENV_BIN}:$PATH\n{run_it}", StepBounds(str(tmp_path), "nb", 300, 600)))
     assert done.returncode == 0, done.stderr[-2000:]
-    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    [injected] = [c.source for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    executed = json.loads((tmp_path / "out.ipynb").read_text())
+    tagged = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    [injected] = ["".join(c["source"]) for c in tagged]
     given = [line.split(" = ")[0] for line in injected.splitlines() if " = " in line]
     assert given == (["a", "env"] if declares else ["a", "b", "env"])
     assert ("Passed unknown parameter" in done.stderr) is not declares, done.stderr[-2000:]

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import jinja2
-import nbformat
 import pytest
 
 from dag_factory.plan.guard import EXIT_NOTEBOOK_ERROR, StepBounds, guarded
@@ -20,6 +19,7 @@ from dag_factory.plan.scripts import (
     output_prefix_template,
     runtime_parameters_json,
 )
+from tests.notebooks import write_notebook
 from tests.servers.moto import MotoServer
 
 pytestmark = pytest.mark.integration  # each test starts a kernel
@@ -32,10 +32,7 @@ def _run_step(tmp: Path, output_head: str, second_cell: str) -> subprocess.Compl
     """The product's notebook step for a two-cell notebook, under the guard, rendered as Airflow would."""
     project = tmp / "work" / "project"
     (project / "nb").mkdir(parents=True)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("print('first cell ran')"), nbformat.v4.new_code_cell(second_cell)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, project / "nb" / "n.ipynb")
+    write_notebook(project / "nb" / "n.ipynb", "print('first cell ran')", second_cell)
     layout = HostLayout(
         workdir=str(tmp / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
     )

@@ -35,6 +35,8 @@ from dag_factory.plan.scripts import (
     runtime_packages,
     runtime_parameters_json,
 )
+from tests.notebooks import write_notebook
+from tests.paths import REPO
 
 VENV_BIN = Path(sys.executable).parent
 NASTY = [
@@ -74,12 +76,8 @@ def _render(command: str, run_id: str, ds: str) -> str:
 
 
 def _notebook(path: Path, names: list[str], *, after: str | None = None) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("\n".join(f"{n} = None" for n in names) or "pass")
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(after or "print('ok')")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    parameters = "\n".join(f"{n} = None" for n in names) or "pass"
+    write_notebook(path, after or "print('ok')", parameters=parameters)
 
 
 def _injected(output: Path) -> dict[str, Any]:
@@ -243,12 +241,8 @@ def test_mapping_key_order_arrives_as_written(tmp_path: Path) -> None:
 def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Path) -> None:
     project = tmp_path / "work" / "project"
     (project / "nb").mkdir(parents=True)
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("rows = 10")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("total = rows * 2\nassert total < 5, f'{total} rows'")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, project / "nb" / "n.ipynb")
+    failing = "total = rows * 2\nassert total < 5, f'{total} rows'"
+    write_notebook(project / "nb" / "n.ipynb", failing, parameters="rows = 10")
     layout = HostLayout(
         workdir=str(tmp_path / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
     )
@@ -271,10 +265,7 @@ def test_a_failing_notebook_says_why_and_keeps_papermills_exit_code(tmp_path: Pa
 def _executed_with_html(tmp: Path, second_cell: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     project = tmp / "work" / "project"
     (project / "nb").mkdir(parents=True, exist_ok=True)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("print('first cell ran')"), nbformat.v4.new_code_cell(second_cell)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, project / "nb" / "n.ipynb")
+    write_notebook(project / "nb" / "n.ipynb", "print('first cell ran')", second_cell)
     layout = HostLayout(
         workdir=str(tmp / "work"), activate=f"export PATH={VENV_BIN}:$PATH", sync="true", install="true"
     )
@@ -355,13 +346,12 @@ def test_a_notebook_commands_header_is_one_line_per_parameter_with_sensitive_val
     from dag_factory.load.specs import load_platform, load_spec
     from dag_factory.plan.planner import plan_dag
 
-    root = Path(__file__).resolve().parents[2]
-    spec = yaml.safe_load((root / "project_configs" / "churn-demo.yaml").read_text())
-    spec["project_dir"] = str(root / "examples" / "churn-demo")
+    spec = yaml.safe_load((REPO / "project_configs" / "churn-demo.yaml").read_text())
+    spec["project_dir"] = str(REPO / "examples" / "churn-demo")
     spec["parameters"] = {"note": "a\nb", "api_token": "s3cr3t", "ids": list(range(100))}
     path = tmp_path / "churn-demo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    plan = plan_dag(load_spec(path, load_platform(root / "project_configs" / "platform.yaml")), "prod")
+    plan = plan_dag(load_spec(path, load_platform(REPO / "project_configs" / "platform.yaml")), "prod")
     command = next(g for g in plan.groups if g.group_id == "de").task("nb_02_train").args.command
     header = [line for line in command.splitlines() if line.startswith("#   ")]
     ids = json.dumps(list(range(100)))

@@ -9,11 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dag_factory.cli.app import app
-from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from tests.golden import check_golden
+from tests.paths import REPO
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 GOLDEN = HERE / "golden"
 PLATFORM = "project_configs/platform.yaml"
 SPEC = "project_configs/churn-model.yaml"
@@ -21,10 +20,7 @@ CHANGED = "tests/review/churn-model-changed.yaml"
 ASSET_SCHEDULED = "tests/cases/valid/asset_schedule.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _from_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
-    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
+pytestmark = pytest.mark.usefixtures("repo_root")
 
 
 def _run(*args: str) -> tuple[int, str]:

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from tests.golden import check_golden
+from tests.paths import REPO
 
 HERE = Path(__file__).resolve().parent / "cases"
-REPO = HERE.parents[2]
 PLATFORM = REPO / "project_configs" / "platform.yaml"
 CASES = sorted(p for p in HERE.iterdir() if p.is_dir())
 FIXED = ["--owner", "ds-team", "--start-date", "2026-01-05"]

@@ -28,7 +28,7 @@ from dag_factory.spec.types import parse_duration
 from dag_factory.validate.check import validate_paths
 from tests.security import harness
 from tests.security.harness import Calls, Rendered, World
-from tests.security.test_spec_strings import FIXED, SHELL_PROBES, _string_fields, hostile
+from tests.security.strings import FIXED, SHELL_PROBES, hostile, string_fields
 
 # every accepted string's commands run for real through bash
 pytestmark = pytest.mark.integration
@@ -400,7 +400,7 @@ def check_string(world: World, field: PlatformField, raw: str) -> bool:
 
 def test_every_string_field_of_the_platform_file_is_tried() -> None:
     tried = {f.model_field for f in FIELDS}
-    assert _string_fields(PlatformSettings) <= tried, sorted(_string_fields(PlatformSettings) - tried)
+    assert string_fields(PlatformSettings) <= tried, sorted(string_fields(PlatformSettings) - tried)
 
 
 def test_every_sink_holds_for_the_base_platform(world: World) -> None:

@@ -11,8 +11,6 @@ pip and the others, so each argument is compared with what the spec says.
 
 from __future__ import annotations
 
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,15 +18,14 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from dag_factory.load.yaml_source import format_loc, read_yaml
-from dag_factory.spec.job import EnvironmentOverride, JobSpec
+from dag_factory.spec.job import JobSpec
 from dag_factory.spec.types import parse_duration
 from dag_factory.validate.check import validate_paths
 from tests.security import harness
 from tests.security.harness import Calls, Rendered, World
+from tests.security.strings import FIXED, SHELL_PROBES, hostile, string_fields
 
 # every hostile string's commands run for real through bash, for every environment
 pytestmark = pytest.mark.integration
@@ -300,48 +297,6 @@ FIELDS = [
     StringField(("environments", "prod", "runtime", "kernel"), "EnvironmentOverride", _prod_kernel),
 ]
 
-# Strings that mean something to Jinja, a shell, YAML or a terminal, and plain unicode.
-FIXED = [
-    '{{ "\x27; echo PWNED; #" }}',  # the issue's own: a Jinja expression that writes a shell quote
-    "{{ conn.warehouse.password }}",
-    "{{ 7 * 7 }}",
-    "{% if true %}x{% endif %}",
-    "{# note #}",
-    "{{",
-    "x}}y",
-    "{x}",
-    "$(touch ~/pwned)",  # these three create World.sentinel if any shell runs them
-    "`touch ~/pwned`",
-    "x'; touch ~/pwned; echo '",
-    "${HOME}",
-    "`id`",
-    "it's",
-    'say "hi"',
-    "a;b|c&d",
-    "a\nb",
-    "tab\there",
-    "back\\slash",
-    "rtl\u202eoverride",
-    "zero\u200bwidth",
-    "line\u2028separator",
-    "ünïcødé ✓ 中文",
-    "x" * 300,
-    " spaced out ",
-    "-rf",
-    "~root",
-    "a*b?[c]",
-    "%s %(x)s",
-    "null",
-]
-
-hostile = st.one_of(
-    st.sampled_from(FIXED),
-    st.text(st.sampled_from([*"{}%#$`'\"\\;|&<>()*?[]~!\n\t ", "\u202e", "\u2028", "ü", "✓"]), max_size=12),
-    st.builds(lambda a, b: a + b, st.sampled_from(["{{", "{%", "{#", "$(", "`", "'"]), st.text(max_size=10)),
-    st.text(max_size=20),
-)
-
-
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     """A world of this test's own, HOME (where the sentinel would appear) included: nothing is shared
@@ -394,43 +349,9 @@ def check_string(
     return True
 
 
-def _leaf_types(annotation: Any) -> list[Any]:
-    """The types a field's values end in, through Annotated, unions, lists and dict values."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _leaf_types(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [t for arg in typing.get_args(annotation) for t in _leaf_types(arg)]
-    if origin is list:
-        return _leaf_types(typing.get_args(annotation)[0])
-    if origin is dict:
-        return _leaf_types(typing.get_args(annotation)[1])
-    return [annotation]
-
-
-def _string_fields(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
-    """Model.field for every field of every model under JobSpec that holds strings (ParamValue for
-    parameter values, which may be any YAML data)."""
-    seen = seen if seen is not None else set()
-    if model in seen:
-        return set()
-    seen.add(model)
-    found: set[str] = set()
-    for name, info in model.model_fields.items():
-        for kind in _leaf_types(info.annotation):
-            if isinstance(kind, type) and issubclass(kind, BaseModel):
-                found |= _string_fields(kind, seen)
-            elif kind is str or str in map(type, typing.get_args(kind)):  # str, or a Literal of strings
-                owner = next(m for m in model.__mro__ if name in getattr(m, "__annotations__", {}))
-                found.add(f"{owner.__name__}.{name}")
-            elif kind is Any and model is not EnvironmentOverride:  # overrides: checked once merged
-                found.add("ParamValue")
-    return found
-
-
 def test_every_string_field_of_the_spec_is_tried() -> None:
     tried = {f.model_field for f in FIELDS}
-    assert _string_fields(JobSpec) <= tried, sorted(_string_fields(JobSpec) - tried)
+    assert string_fields(JobSpec) <= tried, sorted(string_fields(JobSpec) - tried)
 
 
 def test_every_sink_holds_for_the_base_spec(world: World) -> None:
@@ -486,9 +407,6 @@ def test_validate_refuses_template_syntax_in_every_string_field(world: World) ->
         assert not check_string(world, field, "{{ conn.x.password }}"), field
         [result] = validate_paths([world.spec], platform=world.platform, notebooks=False)
         assert any(d.loc.startswith(field.loc) and d.path == str(world.spec) for d in result.diagnostics)
-
-
-SHELL_PROBES = [raw for raw in FIXED if "touch ~/pwned" in raw]
 
 
 def test_hostile_strings_never_ran(world: World) -> None:

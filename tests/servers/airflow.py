@@ -21,9 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ from dag_factory.local.run_records import (
     read_task_instances,
     read_xcoms,
 )
+from tests.servers.airflow_api import AirflowApi, quote
 
 POOL = "sagemaker_api"
 ENVIRONMENT = "e2e"  # the dag-factory environment the deployment's workers are configured for
@@ -64,13 +63,56 @@ def _set_pool(env: dict[str, str], name: str, slots: int) -> None:
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def running_airflow(
+    home: Path,
+    *,
+    parallelism: int,
+    timeout: float,
+    dags_folder: Path | None = None,
+    settings: Mapping[str, str] | None = None,
+    pools: Mapping[str, int] | None = None,
+) -> Iterator[ApiServer]:
+    """A migrated Airflow home at ``home`` (``settings`` over its environment, ``pools`` set) and an
+    api-server on it, stopped on exit."""
+    env = {**prepare_airflow_home(home, dags_folder=dags_folder, parallelism=parallelism), **(settings or {})}
+    for name, slots in (pools or {}).items():
+        _set_pool(env, name, slots)
+    with api_server(env, timeout=timeout) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_components(
+    server: ApiServer, logs: Path, components: Sequence[str] = ("scheduler", "dag-processor")
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``airflow <component>`` for each of ``components`` on the api-server's home, each in a process
+    group of its own logging to ``logs/<component>.log``; stopped on exit."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for component in components:
+            with (logs / f"{component}.log").open("wb") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [_airflow(), component],
+                        env=child_env(server.env),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+        yield processes
+    finally:
+        for process in processes:
+            stop_process_group(process)
+
+
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """A migrated Airflow home with the `sagemaker_api` pool, and an api-server (for ``run_dag``)."""
     home = tmp_path_factory.mktemp("e2e-airflow")
-    env = prepare_airflow_home(home, parallelism=16)
-    _set_pool(env, POOL, 4)
-    with api_server(env, timeout=120) as server:
+    with running_airflow(home, parallelism=16, timeout=120, pools={POOL: 4}) as server:
         yield server
 
 
@@ -93,22 +135,8 @@ class Deployment:
 
     # --- the REST API ------------------------------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        """One REST call. A 503 is retried: on SQLite Airflow answers a write that met the database
-        lock (a backfill's creation while the scheduler writes) with 503 "Database is locked"."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.server.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        deadline = time.monotonic() + LOCKED_DEADLINE_S
-        while True:
-            try:
-                with urllib.request.urlopen(request, timeout=60) as answer:
-                    text = answer.read()
-                return json.loads(text) if text else None
-            except urllib.error.HTTPError as error:
-                if error.code != 503 or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.2)  # the lock is held by one short transaction of the scheduler's
+        """One REST call; a 503 "Database is locked" is asked again for LOCKED_DEADLINE_S."""
+        return AirflowApi(self.server.url, locked_retry_s=LOCKED_DEADLINE_S).call(method, path, body)
 
     def set_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
         """Create or replace a connection (``extra`` as a dict)."""
@@ -171,27 +199,28 @@ class Deployment:
     def trigger_run(self, dag_id: str, **body: Any) -> str:
         """The UI's Trigger (POST dagRuns) with ``body`` as given (``logical_date`` required, may be None)."""
         self.wait_for_dag(dag_id)
-        answer = self.api("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", body)
+        answer = self.api("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", body)
         self.last_run_id = str(answer["dag_run_id"])
         return self.last_run_id
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        answer: dict[str, Any] = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+        answer: dict[str, Any] = self.api("GET", f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")
         return answer
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Every run of ``dag_id``, oldest logical date (then run_after) first."""
-        answer = self.api("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns?limit=100&order_by=run_after")
+        answer = self.api("GET", f"/api/v2/dags/{quote(dag_id)}/dagRuns?limit=100&order_by=run_after")
         return list(answer["dag_runs"])
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """The run's task instances by task id (state, try_number, start_date, end_date ...)."""
-        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances?limit=1000"
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances?limit=1000"
         return {str(ti["task_id"]): ti for ti in self.api("GET", path)["task_instances"]}
 
     def tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Every try of one task instance (the UI's try picker), oldest first."""
-        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/tries?limit=100"
+        instance = f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/{quote(task_id)}"
+        path = f"{instance}/tries?limit=100"
         return sorted(self.api("GET", path)["task_instances"], key=lambda t: int(t["try_number"]))
 
     def clear_tasks(
@@ -211,7 +240,7 @@ class Deployment:
             "run_on_latest_version": False,
             "task_ids": task_ids,
         }
-        answer = self.api("POST", f"/api/v2/dags/{_q(dag_id)}/clearTaskInstances", body)
+        answer = self.api("POST", f"/api/v2/dags/{quote(dag_id)}/clearTaskInstances", body)
         return sorted(str(ti["task_id"]) for ti in answer["task_instances"])
 
     def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool) -> Any:
@@ -222,7 +251,7 @@ class Deployment:
             "only_new": False,
             "run_on_latest_version": False,
         }
-        return self.api("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/clear", body)
+        return self.api("POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/clear", body)
 
     def backfill(
         self, dag_id: str, from_date: dt.datetime, to_date: dt.datetime, *, max_active_runs: int,
@@ -282,51 +311,30 @@ class Deployment:
         )  # fmt: skip
 
 
-def _q(part: str) -> str:
-    """One path segment of a REST URL (run ids hold ':' and '+')."""
-    return urllib.parse.quote(part, safe="")
-
-
-def _deployment_env(home: Path) -> dict[str, str]:
-    env = prepare_airflow_home(home, dags_folder=home / "dags", parallelism=16)
-    return {
-        **env,
-        # every component is configured for one environment; each task checks it is the DAG's
-        "DAG_FACTORY_ENV": ENVIRONMENT,
-        # a killed worker's task is failed (and retried) by the scheduler this soon
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
-        # new DAG files are found and parsed within seconds
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
-    }
+DEPLOYMENT_SETTINGS = {
+    # every component is configured for one environment; each task checks it is the DAG's
+    "DAG_FACTORY_ENV": ENVIRONMENT,
+    # a killed worker's task is failed (and retried) by the scheduler this soon
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "5",
+    # new DAG files are found and parsed within seconds
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
+}
 
 
 @pytest.fixture(scope="session")
 def airflow_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """api-server + scheduler + dag-processor (see module doc); their logs under the home's logs/."""
     home = tmp_path_factory.mktemp("airflow-deployment")
-    env = _deployment_env(home)
-    _set_pool(env, POOL, 4)
-    with api_server(env, timeout=180) as server:
-        deployment = Deployment(server, Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
-        try:
-            for component in ("scheduler", "dag-processor"):
-                log = (home / "logs" / f"{component}.log").open("wb")
-                deployment.processes.append(
-                    subprocess.Popen(
-                        [_airflow(), component],
-                        env=child_env(server.env),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                )
-            yield deployment
-        finally:
-            for process in deployment.processes:
-                stop_process_group(process)
+    with (
+        running_airflow(
+            home, dags_folder=home / "dags", parallelism=16, timeout=180, settings=DEPLOYMENT_SETTINGS,
+            pools={POOL: 4},
+        ) as server,
+        running_components(server, home / "logs") as processes,
+    ):  # fmt: skip
+        yield Deployment(server, Path(server.env["AIRFLOW__CORE__DAGS_FOLDER"]), processes)

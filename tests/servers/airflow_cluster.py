@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +38,12 @@ from typing import Any
 import psutil
 
 from dag_factory.local.airflow_home import SIMPLE_AUTH_MANAGER, ApiServer, api_server, log_tail, migrate
+from tests.paths import REPO
+from tests.servers.airflow_api import AirflowApi
 from tests.servers.postgres import PostgresServer
 from tests.servers.redis import RedisServer, running_redis
 from tests.servers.worker_identity import VARIABLE as WORKER_NAME_VARIABLE
 
-REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 METADATA_DB = "airflow_cluster"
 EXECUTION_API = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
@@ -184,21 +184,8 @@ class AirflowCluster:
         return proc.stdout
 
     def request(self, method: str, path: str, body: Any = None, attempts: int = 3) -> Any:
-        """A REST API call (the simple auth manager signs it: no Authorization header). A GET that
-        times out is asked again: a loaded 2-core machine left the api-server silent for > 30 s."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.api.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        for attempt in range(1, attempts + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=30) as answer:
-                    raw = answer.read()
-                return json.loads(raw) if raw else None
-            except (TimeoutError, urllib.error.URLError) as exc:
-                if method != "GET" or attempt == attempts or isinstance(exc, urllib.error.HTTPError):
-                    raise
-        raise AssertionError("unreachable")
+        """A REST API call; a GET that times out is asked again (``attempts`` in all)."""
+        return AirflowApi(self.api.url, timeout=30, get_attempts=attempts).call(method, path, body)
 
     def add_connection(self, conn_id: str, conn: Mapping[str, Any]) -> None:
         """POST /api/v2/connections (``conn`` as Airflow's JSON form; extra a dict)."""

@@ -13,7 +13,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers.ports import free_port
 
 PG_USER = "postgres"
 
@@ -71,12 +72,6 @@ def find_bin_dir() -> Path:
     if on_path:
         return Path(on_path).parent
     raise RuntimeError("postgres test server: no initdb found: apt-get install postgresql")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as(user: str | None, cmd: list[str], timeout: float = 60) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dag_factory.local.processes import stop_process_group
+from tests.servers.ports import free_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
 APT_PACKAGE = "redis-server"
@@ -66,12 +67,6 @@ def ensure_installed() -> None:
     subprocess.run(["service", APT_PACKAGE, "stop"], capture_output=True, check=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def ping(host: str, port: int) -> bool:
     """True when a Redis server answers PING on ``host:port``."""
     try:
@@ -87,7 +82,7 @@ def running_redis(root: Path) -> Iterator[RedisServer]:
     """Start redis-server with its files under ``root`` (created); stop it on exit."""
     ensure_installed()
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     log_file = root / "redis.log"
     argv = [
         REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(root),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from email.message import Message
 from typing import Any
 
-from tests.servers.postgres import free_port
+from tests.servers.ports import free_port
 
 SENDER = "airflow@example.com"
 

@@ -40,6 +40,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from tests.servers.ports import free_port
+
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "ssh-keygen"
 LOGIN_USER = "root"
@@ -173,26 +175,6 @@ def _keygen(path: Path, comment: str) -> None:
         [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
         check=True, capture_output=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def _free_port(addresses: Sequence[str]) -> int:
-    """A port that is free on every one of ``addresses`` right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = int(probe.getsockname()[1])
-        if all(_bindable(a, port) for a in addresses[1:]):
-            return port
-    raise SshdStartError(f"no port free on all of {addresses}")
-
-
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
 
 
 def _sshd_config(root: Path, port: int, addresses: Sequence[str], host_key: Path) -> str:
@@ -542,7 +524,7 @@ def start_sshd(root: Path, addresses: Sequence[str] = (PRIMARY_ADDRESS, *POOL_AD
     log_file = root / "sshd.log"
     errors = []
     for _attempt in range(3):
-        port = _free_port(addresses)
+        port = free_port(addresses)
         config = root / "sshd_config"
         config.write_text(_sshd_config(root, port, addresses, host_key))
         server = SshdServer(

@@ -15,9 +15,9 @@ from dag_factory.errors import SpecError
 from dag_factory.load.yaml_source import parse_yaml, read_yaml
 from dag_factory.spec.job import JobSpec
 from dag_factory.spec.schema import SCHEMA_FILES, render_schema
+from tests.paths import REPO
 from tests.specs import MINIMAL_SPEC
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
 JOB_SCHEMA = SCHEMAS / "notebook-job.schema.json"
 PLATFORM_SCHEMA = SCHEMAS / "platform.schema.json"

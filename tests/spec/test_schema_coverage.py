@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
 CASES = REPO / "tests" / "cases"
 LIST = Path(__file__).with_name("schema_cannot_catch.yaml")
 CANNOT_CATCH = yaml.safe_load(LIST.read_text())

@@ -12,9 +12,9 @@ import pytest
 from dag_factory.errors import SpecError
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.plan.planner import plan_dag
+from tests.paths import REPO
 from tests.specs import MINIMAL_SPEC
 
-REPO = Path(__file__).resolve().parents[2]
 PLATFORM = load_platform(REPO / "project_configs" / "platform.yaml")
 SPECS = sorted(p for p in (REPO / "project_configs").glob("*.yaml") if p.name != "platform.yaml")
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.validate.check import validate_paths
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 
 def test_a_folder_validated_in_two_processes_gives_what_one_gives(monkeypatch: pytest.MonkeyPatch) -> None:

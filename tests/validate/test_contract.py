@@ -19,17 +19,15 @@ from typer.testing import CliRunner
 from dag_factory.cli.app import app
 from dag_factory.settings import PLATFORM as PLATFORM_ENV_VAR
 from tests.golden import check_golden
+from tests.paths import REPO
 
 HERE = Path(__file__).resolve().parent / "contract"
-REPO = HERE.parents[2]
 CASES = sorted(p for p in HERE.iterdir() if (p / "spec.yaml").is_file())
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated(repo_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Repo-relative paths; a fresh inspection cache, so papermill really reads every notebook."""
-    monkeypatch.chdir(REPO)
-    monkeypatch.delenv(PLATFORM_ENV_VAR, raising=False)
     monkeypatch.setenv("DAG_FACTORY_CACHE_DIR", str(tmp_path / "cache"))
 
 

@@ -7,14 +7,16 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 import yaml
 
 from dag_factory.load.specs import load_platform, load_spec
 from dag_factory.local.run_records import TaskInstanceResult
 from dag_factory.local.timing import CATEGORIES, RunClock, critical_path, render_split, split_run
 from dag_factory.plan.planner import plan_dag
-from tests.local.test_run import ROOT
+from tests.local.test_run import DATE, ROOT, _notebook, _one_notebook_job
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -150,3 +152,39 @@ def test_process_started_is_when_the_interpreter_started() -> None:
     started, first = (datetime.fromisoformat(t) for t in json.loads(done.stdout))
     tick = timedelta(milliseconds=20)  # the start is in clock ticks, the uptime in hundredths
     assert before - tick <= started <= first + tick and first <= after
+
+
+SLEEP_S = 6.0
+# papermill's start, the kernel's start and shut-down, the executed notebook written and rendered to HTML,
+# on top of the sleep: 2.55 and 2.71 s measured here (load average 4-5); 8 s leaves room for a machine
+# three times as loaded
+NOTEBOOK_TOLERANCE_S = 8.0
+
+
+@pytest.mark.integration
+def test_the_time_split_gives_a_sleeping_notebook_its_time(tmp_path: Path) -> None:
+    """One value, one notebook that sleeps SLEEP_S, through `dag-factory run` as a user runs it: the
+    notebooks' share holds the sleep and little more, the task overhead none of it, the parts add up to
+    the wall time; the `time:` line, the timings file and the run report show the same split."""
+    nb = _notebook(
+        {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "country = 'xx'",
+        f"import time\ntime.sleep({SLEEP_S})",
+    )
+    spec, platform = _one_notebook_job(tmp_path, "sleeper", nb, fan_out={"name": "country", "values": ["de"]})
+    command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
+    done = subprocess.run(
+        [*command, "--date", str(DATE)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    (timings,) = (tmp_path / "root" / "airflow" / "logs" / "runs").glob("*.timings.json")
+    split = json.loads(timings.read_text())["split"]
+    wall = split["total"]
+    print(f"split: {split}")  # the tolerance's measure (pytest -s)
+    assert SLEEP_S <= split["notebooks"] <= SLEEP_S + NOTEBOOK_TOLERANCE_S, split
+    assert split["task_overhead"] < wall - SLEEP_S, split
+    assert abs(sum(split[c] for c in CATEGORIES) - wall) <= 0.05, split
+    assert render_split(split) in done.stdout.splitlines()
+    (report,) = (tmp_path / "root" / "runs" / "sleeper").glob("*/report.json")
+    assert json.loads(report.read_text())["time_split"] == split

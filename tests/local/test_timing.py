@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dag_factory.load.specs import load_platform, load_spec
-from dag_factory.local.run_records import TaskInstanceResult
+from dag_factory.local.run_records import TaskInstanceResult, read_task_instances
 from dag_factory.local.timing import CATEGORIES, RunClock, critical_path, render_split, split_run
 from dag_factory.plan.planner import plan_dag
 from tests.local.test_run import DATE, ROOT, _notebook, _one_notebook_job
@@ -156,9 +156,9 @@ def test_process_started_is_when_the_interpreter_started() -> None:
 
 SLEEP_S = 6.0
 # papermill's start, the kernel's start and shut-down, the executed notebook written and rendered to HTML,
-# on top of the sleep: 2.55 and 2.71 s measured here (load average 4-5); 8 s leaves room for a machine
-# three times as loaded
-NOTEBOOK_TOLERANCE_S = 8.0
+# on top of the sleep: measured 2.55 and 2.71 s at load average 4-5, 9.62 s at load 11 with two other
+# local runs of tests/local/test_run.py beside it on the 2 cores (pytest -n 2): 15 s leaves room for that
+NOTEBOOK_TOLERANCE_S = 15.0
 
 
 @pytest.mark.integration
@@ -179,9 +179,12 @@ def test_the_time_split_gives_a_sleeping_notebook_its_time(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stdout
     (timings,) = (tmp_path / "root" / "airflow" / "logs" / "runs").glob("*.timings.json")
-    split = json.loads(timings.read_text())["split"]
-    wall = split["total"]
+    written = json.loads(timings.read_text())
+    split, wall = written["split"], written["split"]["total"]
+    tis = read_task_instances(tmp_path / "root" / "airflow" / "airflow.db", "sleeper", written["run_id"])
+    (notebook,) = [ti for ti in tis if ".nb_" in ti.task_id]
     print(f"split: {split}")  # the tolerance's measure (pytest -s)
+    assert split["notebooks"] == pytest.approx(notebook.duration, abs=0.011)  # the task, all of it
     assert SLEEP_S <= split["notebooks"] <= SLEEP_S + NOTEBOOK_TOLERANCE_S, split
     assert split["task_overhead"] < wall - SLEEP_S, split
     assert abs(sum(split[c] for c in CATEGORIES) - wall) <= 0.05, split

@@ -52,7 +52,7 @@ def _run(
         run_local,
         summarize,
     )
-    from dag_factory.local.timing import render_split
+    from dag_factory.local.timing import process_started, render_split
 
     try:
         logical_date = dt.date.fromisoformat(date) if date else dt.date.today()  # as `init` writes start_date
@@ -64,7 +64,7 @@ def _run(
     job = prepare_job(spec, env, platform, only)
     if (before := date_before_start(job.plan, logical_date)) is not None:
         raise RunError(f"not run: {before}")
-    result = run_local(job, logical_date, keep, console)
+    result = run_local(job, logical_date, keep, console, started=process_started())
     rows = summarize(job, result)
     label = job.plan.fan_out_name or "group"
     say = functools.partial(print_line, console)

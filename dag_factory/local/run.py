@@ -23,7 +23,7 @@ from dag_factory.load.specs import LoadedPlatform, LoadedSpec, load_platform, lo
 from dag_factory.local.execute import RunResult
 from dag_factory.local.failures import group_failure
 from dag_factory.local.progress import SummaryRow
-from dag_factory.local.timing import split_run
+from dag_factory.local.timing import RunClock, split_run
 from dag_factory.plan.model import (
     CreateWorkdirArgs,
     DagPlan,
@@ -33,7 +33,7 @@ from dag_factory.plan.model import (
     code_version_dir,
 )
 from dag_factory.plan.planner import plan_dag
-from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, run_folder, target_label
+from dag_factory.plan.report import REPORT_HTML, REPORT_JSON, money, render_html, run_folder, target_label
 from dag_factory.spec.platform import LocalEnvironment
 
 log = logging.getLogger("dag_factory.local.run")
@@ -229,14 +229,18 @@ def _prebuild_environment(plan: DagPlan) -> threading.Thread | None:
     return thread
 
 
-def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any) -> RunResult:
-    """Deploy, run the DAG through Airflow, time it (``timings``: dag_factory.local.timing's split).
+def run_local(
+    job: LocalJob, logical_date: dt.date | None, keep: bool, console: Any, started: dt.datetime | None = None
+) -> RunResult:
+    """Deploy, run the DAG through Airflow, time it (``timings``: dag_factory.local.timing's split,
+    also in the timings file beside the run's log and in the run report).
 
     ``logical_date`` None makes a run without one (its date is the day it runs, as for runs the REST
-    API or an asset triggers with a null logical date)."""
+    API or an asset triggers with a null logical date). ``started``: where the wall time starts (the
+    CLI passes its process's start); now when None."""
     from dag_factory.ops.deploy import deploy_project
 
-    started = dt.datetime.now(dt.UTC)
+    started = started or dt.datetime.now(dt.UTC)
     marks = {"run_started": started.isoformat()}
     deploy_project(job.loaded, job.env)  # the same sync as `dag-factory deploy`, into the local bucket
     marks["deployed"] = dt.datetime.now(dt.UTC).isoformat()
@@ -248,11 +252,29 @@ def run_local(job: LocalJob, logical_date: dt.date | None, keep: bool, console: 
             builder.join()
     finished = dt.datetime.now(dt.UTC)
     marks = {**marks, **result.marks, "finished": finished.isoformat()}
-    split = split_run(job.plan, result.task_instances, started, finished)
+    clock = RunClock(
+        started,
+        dt.datetime.fromisoformat(marks["deployed"]),
+        dt.datetime.fromisoformat(marks["home_ready"]),
+        finished,
+    )
+    split = split_run(job.plan, result.task_instances, clock)
     with contextlib.suppress(OSError):
         timings = {"dag_id": job.plan.dag_id, "run_id": result.run_id, "marks": marks, "split": split}
         result.log_path.with_suffix(".timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    _add_split_to_report(job, result.run_id, split)
     return replace(result, marks=marks, timings={**result.timings, **split})
+
+
+def _add_split_to_report(job: LocalJob, run_id: str, split: dict[str, float]) -> None:
+    """The run report (written by the run's last task, before the run ended) gets the run's time split."""
+    folder = Path(run_folder(job.plan).replace("{{ run_id }}", run_id))
+    try:
+        report = {**json.loads((folder / REPORT_JSON).read_text()), "time_split": split}
+        (folder / REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
+        (folder / REPORT_HTML).write_text(render_html(report))
+    except (OSError, ValueError):  # no report (the report task did not run): report_lines says so
+        return
 
 
 def _without_execution_api(environ: Any) -> dict[str, str]:

@@ -22,6 +22,19 @@ DELETED_XCOM = "instance_deleted_at"  # ISO time it was confirmed gone
 REPORT_TASK = "report"
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
+# A local run's time split (dag_factory.local.timing computes it, after the run): its categories in the
+# order they happen, and their names in the `time:` line, the run report and the benchmark's table
+TIME_SPLIT = ("cli", "db", "airflow", "environment", "notebooks", "delivery", "task_overhead", "shutdown")
+TIME_SPLIT_LABELS = {
+    "cli": "CLI",
+    "db": "metadata DB",
+    "airflow": "Airflow start",
+    "environment": "environments",
+    "notebooks": "notebooks",
+    "delivery": "delivery",
+    "task_overhead": "task overhead",
+    "shutdown": "shut-down",
+}
 
 
 def run_folder(plan: DagPlan) -> str:
@@ -337,6 +350,19 @@ def _seconds_text(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.1f} s"
 
 
+def _time_split_html(split: dict[str, float] | None) -> str:
+    """Where a local run's wall time went (dag_factory.local.timing; none for a run in production)."""
+    if not split:
+        return ""
+    rows = "".join(
+        f"<tr><td>{TIME_SPLIT_LABELS[name]}</td><td>{split[name]:.2f} s</td></tr>" for name in TIME_SPLIT
+    )
+    return (
+        "<h2>Where the wall time went</h2><p>dag-factory run, from its start to its end: "
+        f"{split['total']:.2f} s; the tasks on the run's critical path</p>\n<table>{rows}</table>\n"
+    )
+
+
 def render_html(report: dict[str, Any]) -> str:
     """A self-contained page: one row per value, the totals beside the plan's estimate."""
     e = html.escape
@@ -361,6 +387,7 @@ def render_html(report: dict[str, Any]) -> str:
         _notebook_parameters_html(report)
         + _left_html(report["left_instances"])
         + _earlier_html(report.get("earlier", []))
+        + _time_split_html(report.get("time_split"))
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(report["dag_id"])} {e(report["run_id"])}</title>

@@ -1,16 +1,21 @@
-"""Projects the local-backend tests run: the demo job, and a probe of what a value's environment sees."""
+"""Projects the local-backend tests run: the demo job, a probe of what a value's environment sees, and
+a job of one notebook."""
 
 from __future__ import annotations
 
 import datetime as dt
 import shutil
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import yaml
 
 from tests.notebooks import write_notebook
 from tests.paths import REPO
 from tests.wheels import make_wheel
+
+RUN_DATE = dt.date(2026, 1, 5)  # the logical date the local-run tests run at
 
 
 def demo_project(
@@ -78,4 +83,28 @@ def probe_project(tmp_path: Path, name: str, values: list[str]) -> tuple[Path, P
     platform["environments"]["local"]["root"] = str(tmp_path / "root")
     (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path / f"{name}.yaml", tmp_path / "platform.yaml"
+
+
+def one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tuple[Path, Path]:
+    """notebooks/<name>.ipynb in a project of its own, its spec (fields override) and a platform."""
+    project = tmp_path / name
+    (project / "notebooks").mkdir(parents=True)
+    nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
+    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
+    platform["environments"]["local"]["root"] = str(tmp_path / "root")
+    spec = {
+        "version": 1,
+        "project": name,
+        "owner": "data-science",
+        "start_date": RUN_DATE,
+        "project_dir": str(project),
+        "runtime": {"requirements": None},
+        "compute": {"instance_type": "ml.t3.medium", "timeout": "30m"},
+        "notebooks": [{"path": f"notebooks/{name}.ipynb"}],
+        "retries": 0,
+        **fields,
+    }
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return tmp_path / f"{name}.yaml", tmp_path / "platform.yaml"

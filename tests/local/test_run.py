@@ -4,26 +4,22 @@ The demo's shared environment comes from the test run's cache (tests/conftest.py
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-import yaml
 from rich.console import Console
 
 from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
-from tests.local.projects import demo_project
+from tests.local.projects import RUN_DATE, demo_project, one_notebook_job
 from tests.notebooks import notebook
-from tests.paths import REPO
 
-DATE = dt.date(2026, 1, 5)
+DATE = RUN_DATE
 HEADING = "# a notebook"  # the parameters cell is not the notebook's first
 
 
@@ -260,7 +256,7 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
         parameters="country = 'xx'",
         heading=HEADING,
     )
-    spec, platform = _one_notebook_job(tmp_path, "blocked", nb, fan_out={"name": "country", "values": ["de"]})
+    spec, platform = one_notebook_job(tmp_path, "blocked", nb, fan_out={"name": "country", "values": ["de"]})
     command = [sys.executable, "-m", "dag_factory.cli.app", "run", str(spec), "--platform", str(platform)]
 
     # started as a shell starts a foreground command, which a terminal's Ctrl-C reaches: SIGINT neither
@@ -302,32 +298,6 @@ def test_ctrl_c_stops_the_run_and_removes_work_directories(tmp_path: Path) -> No
     assert not any(work.rglob("venv"))
 
 
-def _one_notebook_job(tmp_path: Path, name: str, nb: Any, **fields: Any) -> tuple[Path, Path]:
-    """notebooks/<name>.ipynb in a project of its own, its spec (fields override) and a platform."""
-    import nbformat
-
-    project = tmp_path / name
-    (project / "notebooks").mkdir(parents=True)
-    nbformat.write(nb, project / "notebooks" / f"{name}.ipynb")
-    platform = yaml.safe_load((REPO / "project_configs" / "platform.yaml").read_text())
-    platform["environments"]["local"]["root"] = str(tmp_path / "root")
-    spec = {
-        "version": 1,
-        "project": name,
-        "owner": "data-science",
-        "start_date": DATE,
-        "project_dir": str(project),
-        "runtime": {"requirements": None},
-        "compute": {"instance_type": "ml.t3.medium", "timeout": "30m"},
-        "notebooks": [{"path": f"notebooks/{name}.ipynb"}],
-        "retries": 0,
-        **fields,
-    }
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
-    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return tmp_path / f"{name}.yaml", tmp_path / "platform.yaml"
-
-
 def _r_project(tmp_path: Path) -> tuple[Path, Path]:
     """An R notebook (kernel ir), parameters cell `msg <- "hi"` / `n = 10L`; fr stops with an error."""
     nb = notebook(
@@ -337,7 +307,7 @@ def _r_project(tmp_path: Path) -> tuple[Path, Path]:
         kernelspec={"name": "ir", "display_name": "R", "language": "R"},
         heading=HEADING,
     )
-    return _one_notebook_job(
+    return one_notebook_job(
         tmp_path,
         "report",
         nb,
@@ -388,7 +358,7 @@ def _failing_project(tmp_path: Path, requirements: str, values: list[str]) -> tu
         parameters='country = "de"',
         heading=HEADING,
     )
-    spec, platform = _one_notebook_job(
+    spec, platform = one_notebook_job(
         tmp_path,
         "work",
         nb,
@@ -455,7 +425,7 @@ def test_a_missing_notebook_fails_at_once_not_retried_and_names_it(tmp_path: Pat
     nb = notebook(parameters="country = 'de'", heading=HEADING)
     notebooks = [{"path": "notebooks/first.ipynb"}, {"path": "notebooks/02_sumary.ipynb"}]
     fan_out = {"name": "country", "values": ["de"]}
-    spec, platform = _one_notebook_job(tmp_path, "first", nb, notebooks=notebooks, retries=2, fan_out=fan_out)
+    spec, platform = one_notebook_job(tmp_path, "first", nb, notebooks=notebooks, retries=2, fan_out=fan_out)
     _, result, rows = _run(spec, platform, [])
     assert result.state == "failed"
     assert rows["de"].error == (

@@ -287,3 +287,12 @@ def test_the_report_shows_the_date_spec_wall_time_and_each_values_injected_param
     assert "wall time 41.3 s</p>" in page
     assert "api_token = &#x27;***&#x27;" in page and "s3cr3t" not in page and "hunter2" not in page
     assert "nb/train.ipynb: max_depth = 4<br>DB-Password = &#x27;***&#x27;" in page
+
+
+def test_a_local_runs_report_shows_where_its_wall_time_went() -> None:
+    split = {"cli": 1.0, "db": 0.02, "airflow": 9.97, "environment": 6.5, "notebooks": 16.78}
+    split |= {"delivery": 0.0, "task_overhead": 5.79, "shutdown": 2.32, "total": 42.38}
+    page = render_html({**build_report(INPUTS, RUN, {}, {}, {}), "time_split": split})
+    assert "<h2>Where the wall time went</h2>" in page and "from its start to its end: 42.38 s" in page
+    assert "<tr><td>notebooks</td><td>16.78 s</td></tr><tr><td>delivery</td><td>0.00 s</td></tr>" in page
+    assert "wall time went" not in render_html(build_report(INPUTS, RUN, {}, {}, {}))  # production: none

@@ -213,3 +213,19 @@ def test_the_run_note_links_the_report_and_says_until_when_a_presigned_link_work
     # the listener replaces its own note (a repaired run's new report), never one a user wrote
     assert is_run_note(None) and is_run_note("") and is_run_note(run_note(sigv4))
     assert not is_run_note("re-run after the fix of #12") and not is_run_note(run_note(local) + "\nchecked")
+
+
+def test_the_docs_and_the_platform_schema_say_how_long_a_presigned_link_works() -> None:
+    """Airflow's link labels are fixed (a link is keyed by its label): the expiry is stated where a
+    platform owner chooses `presigned` (the field's description, the operations guide) and, with the
+    actual time, in the run's note (test_the_run_note_links_the_report_and_says_until_when...)."""
+    from dag_factory.spec.platform import SageMakerEnvironment
+
+    days = PRESIGNED_EXPIRY_S // (24 * 3600)
+    described = SageMakerEnvironment.model_fields["notebook_links"].description or ""
+    assert f"presigned URL, valid {days} days at most" in described
+    schema = json.loads((ROOT / "schemas" / "platform.schema.json").read_text())
+    assert described in json.dumps(schema)
+    guide = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    assert f"`notebook_links: presigned` in the platform environment (valid {days} days at most" in guide
+    assert "(link valid until <time> UTC)" in guide

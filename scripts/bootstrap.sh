@@ -13,7 +13,8 @@ command -v jq >/dev/null || need_apt+=(jq)  # the OnStart script of docs/deploy.
 # R notebooks: R and its Jupyter kernel "ir" (tests run an R notebook end to end; no Julia on Debian)
 command -v R >/dev/null || need_apt+=(r-base-core)
 [ -d /usr/lib/R/site-library/IRkernel ] || need_apt+=(r-cran-irkernel)
-# a headless browser: a test opens the run report in it (Debian's chromium without its GUI)
+# a headless browser (Debian's chromium without its GUI): tests open the run report in it, and click a
+# notebook task's extra link in the Airflow UI with it (Playwright, from the test extra, drives it)
 command -v chromium-headless-shell >/dev/null || need_apt+=(chromium-headless-shell)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"

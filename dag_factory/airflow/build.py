@@ -47,6 +47,31 @@ class FactoryPythonOperator(ChecksEnvironment, PythonOperator):
     """A Python task of a factory DAG (deliveries, publishing, the report, the local instance tasks)."""
 
 
+class FactoryEmptyOperator(EmptyOperator):
+    """A task with nothing to do (a local work directory has no instance to stop): a class of our own, so
+    that the plugin's links reach it (links.RunReportLink.operators) and no other DAG's empty tasks."""
+
+
+def factory_operator_classes() -> tuple[type[BaseOperator], ...]:
+    """Every operator class a factory DAG is built of (each of its tasks is an instance of one)."""
+    from dag_factory.airflow.operators import GuardedBashOperator, GuardedSSHOperator
+    from dag_factory.airflow.sensors import (
+        CreateNotebookInstanceSensor,
+        DeleteNotebookInstanceSensor,
+        StopNotebookInstanceSensor,
+    )
+
+    return (
+        FactoryPythonOperator,
+        FactoryEmptyOperator,
+        GuardedBashOperator,
+        GuardedSSHOperator,
+        CreateNotebookInstanceSensor,
+        StopNotebookInstanceSensor,
+        DeleteNotebookInstanceSensor,
+    )
+
+
 def _seconds(task: TaskPlan, extra: int = 0) -> dt.timedelta:
     return dt.timedelta(seconds=task.args.timeout_s + extra)
 
@@ -154,7 +179,7 @@ def _local_operator(plan: DagPlan, task: TaskPlan) -> BaseOperator:
     if isinstance(args, ResolveIpArgs):
         return FactoryPythonOperator(task_id=task.task_id, python_callable=tasks.resolve_local_ip)
     if task.kind == "stop_instance":
-        return EmptyOperator(task_id=task.task_id)  # a work directory has nothing to stop
+        return FactoryEmptyOperator(task_id=task.task_id)  # a work directory has nothing to stop
     if isinstance(args, TeardownArgs):  # delete_instance
         return FactoryPythonOperator(
             task_id=task.task_id,

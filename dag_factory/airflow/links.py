@@ -7,6 +7,12 @@ no AWS credentials: a presigned URL is signed by the worker.
 
 What a link points at is set per task at build time (`set_links`): a path or s3:// URL that may hold
 `{{ run_id }}`, and how to show an S3 object (the platform's `notebook_links`).
+
+The **Run report** link is on every task of a factory DAG, but only the report task computes it (on its
+worker, once it has written the report). Every other task's link is answered by the api-server from the
+report task's XCom: the plugin registers `RunReportLink` for our operator classes, and Airflow then uses
+the plugin's link instead of the XCom of the task itself (`operators`, below). So until the report task
+has run, the link is absent (Airflow's UI draws no button for an empty link), never a broken one.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.operator import BaseOperator
@@ -36,6 +42,33 @@ def presigned_expiry_s(credentials: Any, now: dt.datetime) -> int:
     if expiry is None:  # long-lived keys (or temporary ones whose expiry boto was not told)
         return PRESIGNED_EXPIRY_S
     return max(1, min(PRESIGNED_EXPIRY_S, int((expiry - now).total_seconds())))
+
+
+def link_expires(url: str) -> dt.datetime | None:
+    """When a presigned URL stops working (SigV4's X-Amz-Date + X-Amz-Expires, SigV2's Expires); None
+    for a link that does not expire."""
+    query = parse_qs(urlsplit(url).query)
+    if "X-Amz-Date" in query and "X-Amz-Expires" in query:
+        signed = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        return signed + dt.timedelta(seconds=int(query["X-Amz-Expires"][0]))
+    if "Expires" in query and ("Signature" in query or "AWSAccessKeyId" in query):
+        return dt.datetime.fromtimestamp(int(query["Expires"][0]), dt.UTC)
+    return None
+
+
+def run_note(report_url: str) -> str:
+    """The DAG run's note (markdown, shown on the run's page): a link to its report, and until when the
+    link works when it is presigned."""
+    note = f"[Run report]({report_url})"
+    expires = link_expires(report_url)
+    if expires is not None:
+        note += f" (link valid until {expires:%Y-%m-%d %H:%M} UTC)"
+    return note
+
+
+def is_run_note(note: str | None) -> bool:
+    """Whether a run's note is empty or one that `run_note` wrote (a user's own note is kept)."""
+    return not note or (note.startswith("[Run report](") and "\n" not in note)
 
 
 def link_url(target: str, style: str, region: str | None, aws_conn_id: str) -> str:
@@ -100,7 +133,34 @@ class NotebookSourceLink(_TargetLink):
 
 
 class RunReportLink(_TargetLink):
+    """The run's report, on every task: the report task computes it, the api-server reads it for the rest."""
+
     name = "Run report"
+
+    @property  # a ClassVar in BaseOperatorLink; read on the api-server only
+    def operators(self) -> list[type[Any]]:  # type: ignore[override]
+        """The classes Airflow's deserialization gives this link (instead of reading each task's own
+        XCom): every operator class a factory DAG is built of. Imported when asked, so that the plugin
+        costs the scheduler and the workers no import."""
+        from dag_factory.airflow.build import factory_operator_classes
+
+        return list(factory_operator_classes())
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        if getattr(operator, TARGETS_ATTR, None):  # the report task on its worker: the report's URL
+            return super().get_link(operator, ti_key=ti_key)
+        return report_link(ti_key)
+
+
+def report_link(ti_key: Any) -> str:
+    """On the api-server: the run report's link as the report task's worker stored it in XCom, '' when
+    the report task has not finished (yet)."""
+    from airflow.serialization.definitions.operatorlink import XComOperatorLink
+
+    from dag_factory.plan.report import REPORT_TASK
+
+    report = XComOperatorLink(name=RunReportLink.name, xcom_key=RunReportLink().xcom_key)
+    return report.get_link(None, ti_key=ti_key._replace(task_id=REPORT_TASK, map_index=-1))  # type: ignore[arg-type]
 
 
 LINKS = {link.name: link for link in (ExecutedNotebookLink(), NotebookSourceLink(), RunReportLink())}

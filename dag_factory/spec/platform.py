@@ -199,7 +199,8 @@ class SageMakerEnvironment(_Environment):
     notebook_links: Literal["console", "presigned"] = Field(
         "console",
         description="how Airflow's extra links (executed notebook, source, run report) open an S3 object: "
-        "the S3 console's page of it (needs console access), or a presigned URL valid for 7 days",
+        "the S3 console's page of it (needs console access), or a presigned URL, valid 7 days at most "
+        "(and no longer than the worker's credentials that sign it; the run's note says until when)",
     )
 
     @model_validator(mode="after")

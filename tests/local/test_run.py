@@ -10,14 +10,17 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 from rich.console import Console
 
+from dag_factory.local.airflow_home import ApiServer
 from dag_factory.local.run import prepare_job, report_lines, run_local, summarize
 from tests.local.projects import RUN_DATE, demo_project, one_notebook_job
 from tests.notebooks import notebook
+from tests.servers.airflow_api import AirflowApi
 
 DATE = RUN_DATE
 HEADING = "# a notebook"  # the parameters cell is not the notebook's first
@@ -436,44 +439,99 @@ def test_a_missing_notebook_fails_at_once_not_retried_and_names_it(tmp_path: Pat
     assert result.ti("de.nb_first").state == "success"
 
 
+@pytest.fixture(scope="module")
+def ui_server(piped_run: PipedRun) -> Iterator[ApiServer]:
+    """An api-server on the piped run's Airflow home, as `airflow api-server` serves the UI after a run."""
+    from dag_factory.local.airflow_home import airflow_env, api_server
+
+    assert piped_run.returncode == 0, piped_run.output
+    with api_server(airflow_env(piped_run.root / "airflow"), timeout=180) as server:
+        yield server
+
+
+def _get(server: ApiServer, path: str) -> bytes:
+    return AirflowApi(server.url).read(path)
+
+
+def _the_run(server: ApiServer) -> dict[str, Any]:
+    (run,) = json.loads(_get(server, "/api/v2/dags/churn-demo/dagRuns"))["dag_runs"]
+    found: dict[str, Any] = run
+    return found
+
+
 @pytest.mark.integration
-def test_the_airflow_ui_opens_a_local_runs_links(piped_run: PipedRun) -> None:
+def test_the_airflow_ui_opens_a_local_runs_links(piped_run: PipedRun, ui_server: ApiServer) -> None:
     """Airflow's UI shows only same-origin or http(s) links: a local run's extra links, as the UI gets
     them from an api-server on the run's Airflow home, are same-origin paths that open the executed
-    notebook, the notebook's source and the run report; a file the task did not link is not served."""
+    notebook, the notebook's source and the run report; a file the task did not link is not served.
+    Every task of the run links the run report, and so does the run's note."""
     import urllib.error
     from urllib.parse import quote
 
-    from dag_factory.local.airflow_home import airflow_env, api_server
-    from tests.servers.airflow_api import AirflowApi
-
-    assert piped_run.returncode == 0, piped_run.output
-
-    def get(server_url: str, path: str) -> bytes:
-        return AirflowApi(server_url).read(path)
-
-    def links(server_url: str, run_id: str, task_id: str) -> dict[str, str]:
+    def links(run_id: str, task_id: str) -> dict[str, str]:
         path = f"/api/v2/dags/churn-demo/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/links"
-        found: dict[str, str] = AirflowApi(server_url).call("GET", path)["extra_links"]
+        found: dict[str, str] = json.loads(_get(ui_server, path))["extra_links"]
         return found
 
-    with api_server(airflow_env(piped_run.root / "airflow"), timeout=180) as server:
-        (run,) = json.loads(get(server.url, "/api/v2/dags/churn-demo/dagRuns"))["dag_runs"]
-        notebook = links(server.url, run["dag_run_id"], "de.nb_01_features")
-        report = links(server.url, run["dag_run_id"], "report")["Run report"]
-        assert all(url.startswith("/dag-factory/files/churn-demo/") for url in [*notebook.values(), report])
-        folder = _run_folder(piped_run)
-        opened = {name: get(server.url, url) for name, url in notebook.items()}
-        assert opened["Executed notebook"] == (folder / "de" / "01_features.html").read_bytes()
-        source = json.loads(opened["Notebook source"])
-        assert source["cells"] and "nbformat" in source
-        assert get(server.url, report) == (folder / "report.html").read_bytes()
+    run = _the_run(ui_server)
+    notebook = links(run["dag_run_id"], "de.nb_01_features")
+    report = notebook.pop("Run report")
+    assert all(url.startswith("/dag-factory/files/churn-demo/") for url in [*notebook.values(), report])
+    folder = _run_folder(piped_run)
+    opened = {name: _get(ui_server, url) for name, url in notebook.items()}
+    assert opened["Executed notebook"] == (folder / "de" / "01_features.html").read_bytes()
+    source = json.loads(opened["Notebook source"])
+    assert source["cells"] and "nbformat" in source
+    assert _get(ui_server, report) == (folder / "report.html").read_bytes()
+    tasks = json.loads(_get(ui_server, "/api/v2/dags/churn-demo/tasks"))["tasks"]
+    assert len(tasks) > 5
+    for task in tasks:  # the setups, the steps, the teardowns, the deliveries, the report itself
+        assert links(run["dag_run_id"], task["task_id"])["Run report"] == report, task["task_id"]
+    assert run["note"] == f"[Run report]({report})"
 
-        elsewhere = (
-            notebook["Executed notebook"].split("?path=")[0] + "?path=" + quote(str(piped_run.spec), safe="")
-        )
-        other_task = report.replace("/report?", "/de.nb_01_features?")
-        for url in (elsewhere, other_task):  # not linked by this task: refused, though the file exists
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                get(server.url, url)
-            assert refused.value.code == 404, url
+    route = notebook["Executed notebook"].split("?path=")[0]
+    elsewhere = f"{route}?path={quote(str(piped_run.spec), safe='')}"
+    other_task = report.replace("/report?", "/de.nb_01_features?")
+    for url in (elsewhere, other_task):  # not linked by this task: refused, though the file exists
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(ui_server, url)
+        assert refused.value.code == 404, url
+
+
+@pytest.mark.integration
+def test_the_airflow_ui_links_a_notebook_task_to_its_executed_notebook_in_chromium(
+    piped_run: PipedRun, ui_server: ApiServer
+) -> None:
+    """Headless Chromium (Debian's, driven by Playwright) opens a notebook task in the Airflow UI, clicks
+    the "Executed notebook" button of its details and lands on the executed notebook (nbconvert's HTML,
+    the injected parameters in it); the run's page shows its note's link to the run report."""
+    import shutil
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium-headless-shell")  # Debian's, installed by scripts/bootstrap.sh
+    assert chromium, "chromium-headless-shell is missing: run scripts/bootstrap.sh"
+    run = _the_run(ui_server)
+    run_page = f"{ui_server.url}/dags/churn-demo/runs/{quote(run['dag_run_id'], safe='')}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{run_page}/tasks/de.nb_01_features")  # all users are admins (airflow_env): no login
+            page.get_by_role("link", name="Details", exact=True).click()  # the task instance's details tab
+            button = page.get_by_role("link", name="Executed notebook")
+            expect(button).to_be_visible(timeout=60_000)  # once the UI has asked for the task's links
+            button.click()  # a same-origin link: the UI opens it in the same tab
+            page.wait_for_url("**/dag-factory/files/churn-demo/**/de.nb_01_features?path=*")
+            markdown = "Synthetic customer features for one country and logical date."
+            expect(page.get_by_text(markdown)).to_be_visible()
+            expect(page.get_by_text('country = "de"').first).to_be_visible()  # the injected parameters
+
+            page.goto(run_page)
+            report = run["note"].removeprefix("[Run report](").removesuffix(")")
+            note = page.get_by_role("link", name="Run report")  # the run's note, rendered as markdown
+            expect(note).to_have_attribute("href", report, timeout=60_000)
+        finally:
+            browser.close()

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 install: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint

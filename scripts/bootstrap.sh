@@ -31,9 +31,10 @@ PYTHON=${PYTHON:-python3.11}
 command -v uv >/dev/null || { echo "installing uv (the Python package installer)"; "$PYTHON" -m pip install -q uv==0.13.8; }
 [ -x .venv/bin/python ] || { echo "creating .venv with $PYTHON"; uv venv -q -p "$PYTHON" .venv; }
 # say what comes: the first install downloads a few hundred packages (Airflow is most of them)
-airflow=$(grep -o '"apache-airflow[^"]*"' pyproject.toml | head -1 | tr -d '"')
+# every extra, at the exact versions of constraints.txt (pyproject.toml has ranges): what CI and the demo run
+airflow=$(grep -o '^apache-airflow==[^ ]*' constraints.txt | head -1)
 echo "installing dag-factory with ${airflow:-apache-airflow}, its providers, papermill, DuckDB and the test tools into .venv (1-3 min the first time; the list: .venv/install.log)"
-uv pip install --compile-bytecode -p .venv/bin/python -e ".[test]" > .venv/install.log 2>&1 || { cat .venv/install.log; exit 1; }
+uv pip install --compile-bytecode -p .venv/bin/python -e ".[all,test]" -c constraints.txt > .venv/install.log 2>&1 || { cat .venv/install.log; exit 1; }
 grep -E "^(Resolved|Prepared|Installed|Uninstalled|Audited) " .venv/install.log | sed 's/^/  /' || true
 # papermill finds kernels on Jupyter's data path, which every venv shares in /usr/share/jupyter and
 # /usr/local/share/jupyter (the local backend runs notebooks from a fresh venv per run): Debian's

@@ -27,6 +27,7 @@ def test_install_says_what_it_installs(tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
     shutil.copy(REPO / "scripts" / "bootstrap.sh", tmp_path / "scripts")
     shutil.copy(REPO / "pyproject.toml", tmp_path)
+    shutil.copy(REPO / "constraints.txt", tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "uv").write_text(FAKE_UV)
@@ -38,7 +39,9 @@ def test_install_says_what_it_installs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     airflow = next(
-        d for d in (REPO / "pyproject.toml").read_text().split('"') if d.startswith("apache-airflow")
+        line
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if line.startswith("apache-airflow==")
     )
     assert "creating .venv with python3.11" in lines
     assert lines[lines.index("creating .venv with python3.11") + 1 :] == [

@@ -21,12 +21,14 @@ from dag_factory.cli.options import (
     require_valid,
 )
 from dag_factory.errors import EXIT_INVALID, EXIT_OK, UsageError
+from dag_factory.extras import require_installed
 
 if TYPE_CHECKING:
     from dag_factory.local.execution_server import ExecutionApi
 
 DEMO_SPEC = Path(__file__).resolve().parents[2] / "project_configs" / "churn-demo.yaml"
 DEMO_DATE = "2026-01-05"
+LOCAL_PACKAGES = ("airflow", "psutil", "duckdb")  # the [local] extra: a local run, the warehouse
 
 
 def _run(
@@ -38,6 +40,7 @@ def _run(
     platform: Path | None,
     notebooks: bool = True,
 ) -> int:
+    require_installed("local", LOCAL_PACKAGES, "dag-factory run")
     from rich.console import Console
 
     from dag_factory.local.execution_server import running_execution_api
@@ -139,6 +142,12 @@ def demo(
 
     The churn demo of project_configs/, on the local backend, then a query of its warehouse.
     """
+    if not DEMO_SPEC.is_file():
+        raise UsageError(
+            f"the demo runs the example project of a dag-factory source checkout ({DEMO_SPEC}), which an "
+            "installed package does not include: run `make demo` in a checkout, or `dag-factory run SPEC` "
+            "on a spec of yours (`dag-factory init` writes a first one)"
+        )
     code = _run(DEMO_SPEC, "local", date, [], False, None)
     from dag_factory.local.demo import show_outputs
 
@@ -158,6 +167,7 @@ def stop_server(
     The one of the environment's Airflow home, found as `run` finds it (it also stops by itself when
     idle). Exit 0 when none runs, too. See docs/cli.md.
     """
+    require_installed("local", ["psutil"], "dag-factory stop-server")
     from dag_factory.local.execution_server import stop_execution_api
     from dag_factory.local.run import airflow_home_in, local_root
 

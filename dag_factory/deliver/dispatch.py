@@ -31,6 +31,7 @@ from dag_factory.deliver.errors import DeliveryError
 from dag_factory.deliver.files import list_files, require_files
 from dag_factory.deliver.ledger import PartitionLoad
 from dag_factory.deliver.partition import Partition
+from dag_factory.extras import require
 from dag_factory.spec.job import DELIVERY_MODELS, PLANNED, Delivery
 
 log = logging.getLogger("dag_factory.deliver")
@@ -41,6 +42,12 @@ LOADERS = {
     "postgres": "dag_factory.deliver.postgres_target",
     "s3": "dag_factory.deliver.s3_target",
     "snowflake": "dag_factory.deliver.snowflake_target",
+}
+# What a target's loader needs beyond the [airflow] extra: (extra, module); checked before it is imported.
+NEEDS = {
+    "duckdb": ("local", "duckdb"),
+    "postgres": ("postgres", "airflow.providers.postgres"),
+    "snowflake": ("snowflake", "airflow.providers.snowflake"),
 }
 _TARGETS: TypeAdapter[Any] = TypeAdapter(Delivery)
 
@@ -67,6 +74,8 @@ def deliver(
     """
     model = planned_target(target)
     partition = Partition(_as_date(logical_date), partition_column, partition_value)
+    if model.to in NEEDS:
+        require(*NEEDS[model.to], f"delivering to {model.to}")
     loader = importlib.import_module(LOADERS[model.to])
     needs_s3 = source_prefix.startswith("s3://") or model.to == "s3"
     client = _s3_client(aws_conn_id) if needs_s3 else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
-import importlib.metadata
 import json
 import re
 import shlex
@@ -24,7 +23,6 @@ from typing import Any
 
 import yaml
 
-from dag_factory import DISTRIBUTION
 from dag_factory.plan.guard import ALWAYS_PASS, EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_NOTEBOOK
 
 Parameters = dict[str, Any]
@@ -138,15 +136,11 @@ def _script(lines: list[str]) -> str:
     return "\n".join(["set -euo pipefail", *lines, "echo dag-factory: step done"])
 
 
-@functools.cache
-def nbconvert_requirement() -> str:
-    """The nbconvert each environment installs to render executed notebooks as HTML: the one this
-    package requires, so pyproject.toml is the one place its version is written."""
-    for requirement in importlib.metadata.requires(DISTRIBUTION) or ():
-        name, _, marker = requirement.partition(";")
-        if re.match(r"nbconvert\b", name) and not marker:
-            return name.replace(" ", "")
-    raise AssertionError(f"{DISTRIBUTION} does not require nbconvert: see pyproject.toml")  # a packaging bug
+# What every notebook environment installs beside papermill to render its executed notebooks as HTML (the
+# guard's run_notebook): the environments' pin, as papermill's is the spec's. Nothing in this package
+# imports nbconvert, so it is no dependency of ours; constraints.txt pins the same version for our tests,
+# whose fake instances see the test venv's packages (tests/plan/test_scripts.py holds the two equal).
+NBCONVERT = "nbconvert==7.17.2"
 
 
 def html_path(output_notebook: str) -> str:
@@ -165,7 +159,7 @@ def require_input(test: str, *what: str) -> str:
 
 def runtime_packages(papermill_version: str) -> tuple[str, ...]:
     """What the prepare step installs before the requirements (the local shared environments too)."""
-    return (f"papermill=={papermill_version}", "ipykernel", nbconvert_requirement())
+    return (f"papermill=={papermill_version}", "ipykernel", NBCONVERT)
 
 
 def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dag_factory.errors import DagFactoryError
+from dag_factory.extras import require
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.model import CreateInstanceArgs, DagPlan, GroupPlan, TaskPlan
 from dag_factory.plan.planner import plan_dag
@@ -51,7 +52,7 @@ def _label(task: TaskPlan) -> str:
 
 
 def build_graph(plan: DagPlan) -> Any:
-    import graphviz
+    graphviz = require("graph", "graphviz", "dag-factory graph")
 
     title = (
         f"{plan.dag_id} ({plan.env}): {schedule_of(plan).text}; "
@@ -92,7 +93,7 @@ def draw(loaded: LoadedSpec, env: str, out: Path) -> Path:
     if fmt == "dot":
         out.write_text(dot.source)
         return out
-    import graphviz
+    graphviz = require("graph", "graphviz", "dag-factory graph")
 
     try:
         out.write_bytes(dot.pipe(format=fmt))

@@ -368,10 +368,16 @@ def test_a_notebook_commands_header_is_one_line_per_parameter_with_sensitive_val
     assert "s3cr3t" not in "\n".join(header)
 
 
-def test_environments_install_the_nbconvert_pyproject_requires() -> None:
-    """pyproject.toml is the one place the nbconvert version is written; the instances read it from there."""
+def test_environments_install_the_nbconvert_our_tests_run() -> None:
+    """The environments' nbconvert pin is the version constraints.txt installs for our tests (their fake
+    instances see the test venv's packages), and no dependency of the package (pyproject.toml)."""
     import tomllib
 
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    pinned = [r for r in pyproject["project"]["dependencies"] if r.startswith("nbconvert")]
-    assert runtime_packages("2.6.0") == ("papermill==2.6.0", "ipykernel", *pinned)
+    root = Path(__file__).resolve().parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    constrained = [
+        r for r in (root / "constraints.txt").read_text().splitlines() if r.startswith("nbconvert==")
+    ]
+    assert runtime_packages("2.6.0") == ("papermill==2.6.0", "ipykernel", *constrained)
+    assert not [r for r in pyproject["project"]["dependencies"] if r.startswith("nbconvert")]
+    assert "nbconvert" in pyproject["project"]["optional-dependencies"]["test"]

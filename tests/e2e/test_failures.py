@@ -149,15 +149,15 @@ def assert_rendered_and_reported(e2e: E2E, job: Job, result: RunResult) -> None:
     source = f"https://s3.console.aws.amazon.com/s3/object/{job.code_bucket}?region=eu-west-1&prefix="
     # the source as the run synced it: the version deployed before it started (the only one here)
     version = current_version(S3CodeStore(e2e.sm.moto.client("s3"), job.code_bucket, job.dag_id))
+    report_link = {"Run report": console + quote(f"{folder}/report.html")}  # on every task of the run
     for task_id in ("fr.nb_02_train", "de.nb_01_features"):
         value, notebook = task_id.split(".")[0], task_id.split(".nb_")[1]
         assert extra_links(e2e, job, result.run_id, task_id) == {
             "Executed notebook": console + quote(f"{folder}/{value}/{notebook}.html"),
             "Notebook source": source + quote(f"{job.dag_id}/versions/{version}/notebooks/{notebook}.ipynb"),
+            **report_link,
         }
-    assert extra_links(e2e, job, result.run_id, "report") == {
-        "Run report": console + quote(f"{folder}/report.html")
-    }
+    assert extra_links(e2e, job, result.run_id, "report") == report_link
     page = _s3_text(e2e, job, f"{folder}/report.html")
     assert (
         "RuntimeError: forced failure for fr" in page

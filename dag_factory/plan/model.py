@@ -170,7 +170,7 @@ class PublishPlan:
     """One asset event per run for a delivery target, at DAG level: once every value's deliver task of
     that target succeeded, its extra holds each value's row count (deliver tasks have no outlets)."""
 
-    task_id: str  # publish_<i>_<to>, as the target's deliver_<i>_<to>
+    task_id: str  # publish_<name>, as the target's deliver_<name> (plan.delivery_names)
     asset: str  # the target's asset URI (plan.delivery_assets.delivery_asset)
     deliveries: dict[str, str | None]  # full deliver task id (group.task) -> its fan-out value
 

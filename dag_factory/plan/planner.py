@@ -1,7 +1,7 @@
 """Plan: a validated spec + platform environment -> plain data describing the DAG (no Airflow).
 
 Per fan-out value (or one group for `isolation: shared`) the plan holds, in order:
-create_instance -> resolve_ip -> prepare -> nb_<notebook>... -> deliver_*, with stop_instance
+create_instance -> resolve_ip -> prepare -> nb_<notebook>... -> deliver_<target>..., with stop_instance
 and delete_instance as teardowns of create_instance. Groups are dealt into `max_parallel`
 lanes; a group starts after the previous group of its lane has deleted its instance, so no more
 than `max_parallel` instances exist at once. Per delivery target with an asset URI, one DAG-level
@@ -21,6 +21,7 @@ from typing import Any
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.delivery_assets import delivery_asset
+from dag_factory.plan.delivery_names import deliver_task_id, delivery_names, publish_task_id
 from dag_factory.plan.guard import (
     KILL_GRACE_S,
     StepBounds,
@@ -256,7 +257,7 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
     tail = value if value is not None else SHARED_GROUP
     suffix = f"__{value}" if group == SHARED_GROUP and value is not None else ""
     tasks = []
-    for i, target in enumerate(spec.deliver):
+    for name, target in zip(delivery_names(spec.deliver), spec.deliver, strict=True):
         planned = _deliver_target(ctx, target)
         args = DeliverArgs(
             target=planned,
@@ -267,7 +268,7 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
             connections=ctx.env.connections.model_dump(),
             timeout_s=_seconds(ctx.env.timeouts.deliver),
         )
-        tasks.append(TaskPlan(f"deliver_{i}_{target.to}{suffix}", "deliver", (upstream,), args))
+        tasks.append(TaskPlan(f"{deliver_task_id(name)}{suffix}", "deliver", (upstream,), args))
     return tasks
 
 
@@ -275,19 +276,20 @@ def _publish(spec: JobSpec, groups: list[GroupPlan]) -> tuple[PublishPlan, ...]:
     """Per delivery target with an asset URI, the one DAG-level task that records its asset event, after
     every value's delivery to it: a DAG scheduled on the target runs once per run, on the whole date."""
     published = []
-    for i, target in enumerate(spec.deliver):
-        name = f"deliver_{i}_{target.to}"  # a shared group's are deliver_<i>_<to>__<value>
+    for name in delivery_names(spec.deliver):
+        deliver = deliver_task_id(name)  # a shared group's are deliver_<name>__<value>
         tasks = [
             (group.group_id, task.task_id, task.args)
             for group in groups
             for task in group.tasks
-            if isinstance(task.args, DeliverArgs) and task.task_id.split("__", 1)[0] == name
+            if isinstance(task.args, DeliverArgs)
+            and task.task_id in (deliver, f"{deliver}__{task.args.partition_value}")
         ]
         asset = tasks[0][2].asset if tasks else None
         if asset is None:  # the platform file does not say where the rows land: nothing to publish
             continue
         deliveries = {f"{gid}.{task_id}": args.partition_value for gid, task_id, args in tasks}
-        published.append(PublishPlan(f"publish_{i}_{target.to}", asset, deliveries))
+        published.append(PublishPlan(publish_task_id(name), asset, deliveries))
     return tuple(published)
 
 

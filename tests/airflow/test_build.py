@@ -42,7 +42,7 @@ def test_every_spec_builds_and_survives_serialization(spec: Path, env: str) -> N
 def test_per_country_example_has_20_groups_of_8_tasks() -> None:
     dag = _dag("churn-model.yaml", "prod")
     groups = [
-        g for g in dag.task_group.children.values() if g.node_id not in ("report", "publish_0_snowflake")
+        g for g in dag.task_group.children.values() if g.node_id not in ("report", "publish_churn_scores")
     ]
     assert len(groups) == 20
     de = sorted(t.split(".", 1)[1] for t in dag.task_ids if t.startswith("de."))
@@ -55,7 +55,7 @@ def test_per_country_example_has_20_groups_of_8_tasks() -> None:
             "nb_02_train",
             "stop_instance",
             "delete_instance",
-            "deliver_0_snowflake",
+            "deliver_churn_scores",
         ]
     )
     assert dag.dag_id == "churn-model"
@@ -89,7 +89,7 @@ def test_task_order_trigger_rules_and_teardowns() -> None:
     setups = {"de.create_instance", "de.resolve_ip", "de.prepare"}
     assert stop.upstream_task_ids == setups | {"de.nb_02_train"}
     assert delete.upstream_task_ids == setups | {"de.stop_instance"}
-    deliver = dag.get_task("de.deliver_0_snowflake")
+    deliver = dag.get_task("de.deliver_churn_scores")
     assert deliver.upstream_task_ids == {"de.nb_02_train"}
     assert deliver.trigger_rule == "all_success"
 
@@ -355,10 +355,10 @@ def test_report_task_runs_last_after_failures_and_leaves_the_run_state_to_the_wo
     assert report.trigger_rule == TriggerRule.ALL_DONE
     assert report.is_teardown  # Airflow leaves teardowns out of the run's state
     # after the delivery's one asset event, which comes after every value's delivery
-    assert "publish_0_snowflake" in report.upstream_task_ids
+    assert "publish_churn_scores" in report.upstream_task_ids
     groups = {t.split(".", 1)[0] for t in dag.task_ids if "." in t}
-    assert dag.get_task("publish_0_snowflake").upstream_task_ids == {
-        f"{g}.deliver_0_snowflake" for g in groups
+    assert dag.get_task("publish_churn_scores").upstream_task_ids == {
+        f"{g}.deliver_churn_scores" for g in groups
     }
     # every task comes before it (a lane's earlier instances through the next create)
     assert report.get_flat_relative_ids(upstream=True) == set(dag.task_ids) - {"report"}

@@ -37,11 +37,11 @@ def _ti(task_id: str, start: float, end: float) -> TaskInstanceResult:
 RUN = [
     ("de.create_instance", 5, 6), ("de.resolve_ip", 6.5, 6.7), ("de.prepare", 7, 9),
     ("de.nb_01_features", 9.5, 14), ("de.nb_02_train", 14.5, 20),
-    ("de.deliver_0_postgres", 20.5, 23), ("de.deliver_1_postgres", 20.5, 22),
+    ("de.deliver_churn_scores", 20.5, 23), ("de.deliver_churn_metrics", 20.5, 22),
     ("de.stop_instance", 20.5, 21), ("de.delete_instance", 21.5, 22.5),
     ("fr.create_instance", 23, 24), ("fr.resolve_ip", 24.5, 24.6), ("fr.prepare", 25, 26),
     ("fr.nb_01_features", 26.5, 30), ("fr.nb_02_train", 30.5, 35),
-    ("fr.deliver_0_postgres", 35.5, 38), ("fr.deliver_1_postgres", 35.5, 37),
+    ("fr.deliver_churn_scores", 35.5, 38), ("fr.deliver_churn_metrics", 35.5, 37),
     ("fr.stop_instance", 35.5, 36), ("fr.delete_instance", 36.5, 37.5),
 ]  # fmt: skip
 
@@ -53,7 +53,7 @@ def test_critical_path_follows_the_last_task_back_through_the_lane(tmp_path) -> 
         "de.create_instance", "de.resolve_ip", "de.prepare", "de.nb_01_features", "de.nb_02_train",
         "de.stop_instance", "de.delete_instance",
         "fr.create_instance", "fr.resolve_ip", "fr.prepare", "fr.nb_01_features", "fr.nb_02_train",
-        "fr.deliver_0_postgres",
+        "fr.deliver_churn_scores",
     ]  # fmt: skip
     assert [s.category for s in steps][-3:] == ["notebooks", "notebooks", "delivery"]
     assert steps[7].gap == 0.5  # fr's create waited for de's delete (the lane)

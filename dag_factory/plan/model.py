@@ -154,12 +154,18 @@ class TaskPlan:
     args: TaskArgs  # the model of its kind
 
 
+def lane_label(max_parallel: int) -> str:
+    """The label of a lane's edge (one group's delete_instance -> the next group's create_instance of its
+    lane): it orders instances, it passes no data."""
+    return f"lane: max_parallel {max_parallel}"
+
+
 @dataclass(frozen=True)
 class GroupPlan:
     group_id: str
     values: tuple[str, ...]
     tasks: tuple[TaskPlan, ...]
-    after_group: str | None = None  # previous group in the same lane
+    after_group: str | None = None  # previous group in the same lane (the edge is labelled lane_label)
 
     def task(self, task_id: str) -> TaskPlan:
         return next(t for t in self.tasks if t.task_id == task_id)

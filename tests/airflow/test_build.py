@@ -115,6 +115,32 @@ def test_lanes_bound_concurrent_instances_by_max_parallel() -> None:
     assert dag.get_task("se.create_instance").trigger_rule == "all_done"
 
 
+def test_a_lane_edge_is_labelled_as_a_lane_in_the_graph_the_ui_draws() -> None:
+    """The edges that keep max_parallel exact read as lanes, not as data passed between groups; the edge
+    stays task to task (the next group does not wait for the previous one's deliveries)."""
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.dag_edges import dag_edges  # what the api-server's graph (structure) route returns
+
+    dag = _dag("churn-model.yaml", "prod")  # 20 values, max_parallel 10
+    lanes = {
+        (up, t.task_id)
+        for t in dag.tasks
+        if t.task_id.endswith(".create_instance")
+        for up in t.upstream_task_ids
+    }
+    assert len(lanes) == 10 and ("de.delete_instance", "se.create_instance") in lanes
+    labelled = {(up, down): info for up, downs in dag.edge_info.items() for down, info in downs.items()}
+    assert labelled == {edge: {"label": "lane: max_parallel 10"} for edge in lanes}
+    assert dag.get_task("se.create_instance").upstream_task_ids == {"de.delete_instance"}
+    assert not dag.task_group_dict["se"].upstream_group_ids  # no group >> group
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    for up, down in lanes:
+        assert back.get_edge_info(up, down) == {"label": "lane: max_parallel 10"}
+    drawn = {(e["source_id"], e["target_id"]): e.get("label") for e in dag_edges(back)}
+    assert {edge for edge, label in drawn.items() if label} == lanes
+    assert {drawn[edge] for edge in lanes} == {"lane: max_parallel 10"}
+
+
 def test_sagemaker_tasks_are_reschedule_sensors_in_the_api_pool() -> None:
     from dag_factory.airflow.sensors import CreateNotebookInstanceSensor
 

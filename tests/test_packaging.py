@@ -18,46 +18,42 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "project_configs"
+CONFIGS = REPO / "project_configs"
 SPEC = CONFIGS / "churn-model.yaml"
 PLATFORM = CONFIGS / "platform.yaml"
 OPTIONAL = ("airflow", "boto3", "duckdb", "pyarrow")
 
-
 def _uv() -> str:
     return shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv") or "uv"
-
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This environment without what would put the checkout or our venv on the installed one's path."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     return {**env, **extra}
 
-
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [_uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)],
+        [_uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(REPO)],
         check=True, capture_output=True, text=True, env=_clean_env(), timeout=300,
     )  # fmt: skip
     (built,) = out.glob("dag_factory_notebooks-*.whl")
     return built
-
 
 def _venv(where: Path, requirement: str) -> Path:
     """A fresh venv with `requirement` (the wheel, with or without extras) at constraints.txt's versions."""
     subprocess.run([_uv(), "venv", "--quiet", "-p", sys.executable, str(where)], check=True, timeout=120)
     subprocess.run(
         [_uv(), "pip", "install", "--quiet", "-p", str(where / "bin" / "python"), requirement,
-         "-c", str(ROOT / "constraints.txt")],
+         "-c", str(REPO / "constraints.txt")],
         check=True, capture_output=True, text=True, env=_clean_env(), timeout=600,
     )  # fmt: skip
     return where
-
 
 class Installed:
     def __init__(self, venv: Path, cwd: Path) -> None:
@@ -79,7 +75,6 @@ class Installed:
         assert done.returncode == 0, f"{program} {args}: {done.stdout}{done.stderr}"
         return done.stdout
 
-
 def _importable(installed: Installed, modules: Sequence[str]) -> list[str]:
     code = (
         "import importlib.util, json; "
@@ -89,11 +84,9 @@ def _importable(installed: Installed, modules: Sequence[str]) -> list[str]:
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout))
 
-
 def _from_site_packages(installed: Installed) -> None:
     location = installed.python("import dag_factory; print(dag_factory.__file__)").stdout.strip()
     assert location.startswith(str(installed.venv)) and "site-packages" in location, location
-
 
 def test_core_installs_without_airflow_and_validates(wheel: Path, tmp_path: Path) -> None:
     core = Installed(_venv(tmp_path / "venv", str(wheel)), tmp_path)
@@ -112,7 +105,6 @@ def test_core_installs_without_airflow_and_validates(wheel: Path, tmp_path: Path
     run = core.run("dag-factory", "run", CONFIGS / "churn-demo.yaml", "--no-notebooks")
     assert run.returncode == 2 and "dag-factory run needs the [local] extra" in run.stderr, run.stderr
 
-
 def test_wheel_installs_and_runs(wheel: Path, tmp_path: Path) -> None:
     installed = Installed(
         _venv(tmp_path / "venv", f"dag-factory-notebooks[airflow] @ {wheel.as_uri()}"), tmp_path
@@ -124,15 +116,15 @@ def test_wheel_installs_and_runs(wheel: Path, tmp_path: Path) -> None:
     installed.ok("dag-factory", "validate", SPEC, "--platform", PLATFORM)
     # the JSON Schema is the one the repository publishes (schemas/, from the same models)
     assert (
-        installed.ok("dag-factory", "schema") == (ROOT / "schemas" / "notebook-job.schema.json").read_text()
+        installed.ok("dag-factory", "schema") == (REPO / "schemas" / "notebook-job.schema.json").read_text()
     )
     schemas = tmp_path / "schemas"
     installed.ok("dag-factory", "schema", "-o", schemas)
     for name in ("notebook-job.schema.json", "platform.schema.json"):
-        assert (schemas / name).read_text() == (ROOT / "schemas" / name).read_text()
+        assert (schemas / name).read_text() == (REPO / "schemas" / name).read_text()
 
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "examples" / "churn-demo", project)
+    shutil.copytree(REPO / "examples" / "churn-demo", project)
     installed.ok("dag-factory", "init", project, "--yes")
     assert sorted(p.name for p in project.glob("*.yaml")), list(project.iterdir())
 

@@ -11,6 +11,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Asset, TaskGroup, TriggerRule
 from airflow.sdk.bases.operator import BaseOperator
+from airflow.sdk.definitions.edges import EdgeInfoType
 
 from dag_factory.airflow import tasks
 from dag_factory.airflow.environment import current_env
@@ -28,6 +29,7 @@ from dag_factory.plan.model import (
     ResolveIpArgs,
     TaskPlan,
     TeardownArgs,
+    lane_label,
 )
 from dag_factory.plan.planner import (
     API_CALL_TIMEOUT_S,
@@ -317,11 +319,7 @@ def build_dag(plan: DagPlan) -> DAG:
         user_defined_macros=dag_macros(plan),
     ) as dag:
         built = {group.group_id: _build_group(plan, group) for group in plan.groups}
-        for group in plan.groups:
-            if group.after_group:  # lanes: at most max_parallel instances at once
-                first = built[group.group_id]["create_instance"]
-                built[group.after_group]["delete_instance"] >> first
-                first.trigger_rule = TriggerRule.ALL_DONE
+        _lanes(dag, plan, built)
         published = _publish_tasks(plan, built)  # first: the deliveries then lead to them
         _report_task(plan, built).set_upstream(published)  # the report runs last
     for task in dag.tasks:  # on the worker, before each task: is this worker configured for the DAG's
@@ -333,6 +331,23 @@ def build_dag(plan: DagPlan) -> DAG:
     # the DAG's first)
     dag.params = dag_params(plan)  # type: ignore[assignment]  # attrs converts it to a ParamsDict
     return dag
+
+
+def _lanes(dag: DAG, plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> None:
+    """At most max_parallel instances at once: a group creates its instance once the previous group of
+    its lane deleted its own. Only such an edge keeps the count exact (Airflow's pools, max_active_tasks
+    and max_active_tis_per_dagrun count running task instances, and an instance lives across tasks), so
+    each edge is labelled as a lane rather than a data dependency; a task-to-task edge with the label set
+    on the DAG, not ``Label`` (which, across groups, turns the edge into group >> group: every leaf of the
+    previous group, its deliveries too, before the next group)."""
+    label: EdgeInfoType = {"label": lane_label(plan.max_parallel)}
+    for group in plan.groups:
+        if group.after_group:
+            before = built[group.after_group]["delete_instance"]
+            first = built[group.group_id]["create_instance"]
+            before >> first
+            dag.set_edge_info(before.task_id, first.task_id, label)
+            first.trigger_rule = TriggerRule.ALL_DONE
 
 
 def _publish_tasks(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> list[BaseOperator]:

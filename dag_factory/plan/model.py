@@ -154,12 +154,18 @@ class TaskPlan:
     args: TaskArgs  # the model of its kind
 
 
+def lane_label(max_parallel: int) -> str:
+    """The label of a lane's edge (one group's delete_instance -> the next group's create_instance of its
+    lane): it orders instances, it passes no data."""
+    return f"lane: max_parallel {max_parallel}"
+
+
 @dataclass(frozen=True)
 class GroupPlan:
     group_id: str
     values: tuple[str, ...]
     tasks: tuple[TaskPlan, ...]
-    after_group: str | None = None  # previous group in the same lane
+    after_group: str | None = None  # previous group in the same lane (the edge is labelled lane_label)
 
     def task(self, task_id: str) -> TaskPlan:
         return next(t for t in self.tasks if t.task_id == task_id)
@@ -170,7 +176,7 @@ class PublishPlan:
     """One asset event per run for a delivery target, at DAG level: once every value's deliver task of
     that target succeeded, its extra holds each value's row count (deliver tasks have no outlets)."""
 
-    task_id: str  # publish_<i>_<to>, as the target's deliver_<i>_<to>
+    task_id: str  # publish_<name>, as the target's deliver_<name> (plan.delivery_names)
     asset: str  # the target's asset URI (plan.delivery_assets.delivery_asset)
     deliveries: dict[str, str | None]  # full deliver task id (group.task) -> its fan-out value
 

@@ -1,7 +1,7 @@
 """Plan: a validated spec + platform environment -> plain data describing the DAG (no Airflow).
 
 Per fan-out value (or one group for `isolation: shared`) the plan holds, in order:
-create_instance -> resolve_ip -> prepare -> nb_<notebook>... -> deliver_*, with stop_instance
+create_instance -> resolve_ip -> prepare -> nb_<notebook>... -> deliver_<target>..., with stop_instance
 and delete_instance as teardowns of create_instance. Groups are dealt into `max_parallel`
 lanes; a group starts after the previous group of its lane has deleted its instance, so no more
 than `max_parallel` instances exist at once. Per delivery target with an asset URI, one DAG-level
@@ -21,6 +21,7 @@ from typing import Any
 from dag_factory.errors import DagFactoryError
 from dag_factory.load.specs import LoadedSpec
 from dag_factory.plan.delivery_assets import delivery_asset
+from dag_factory.plan.delivery_names import deliver_task_id, delivery_names, publish_task_id
 from dag_factory.plan.guard import (
     KILL_GRACE_S,
     StepBounds,
@@ -43,6 +44,7 @@ from dag_factory.plan.model import (
     TaskPlan,
     TeardownArgs,
     code_version_dir,
+    lane_label,
 )
 from dag_factory.plan.params import OVERRIDES_JSON, VALUES_PARAM, trigger_params
 from dag_factory.plan.report import redacted
@@ -256,7 +258,7 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
     tail = value if value is not None else SHARED_GROUP
     suffix = f"__{value}" if group == SHARED_GROUP and value is not None else ""
     tasks = []
-    for i, target in enumerate(spec.deliver):
+    for name, target in zip(delivery_names(spec.deliver), spec.deliver, strict=True):
         planned = _deliver_target(ctx, target)
         args = DeliverArgs(
             target=planned,
@@ -267,7 +269,7 @@ def _deliver_tasks(ctx: _Context, group: str, value: str | None, upstream: str) 
             connections=ctx.env.connections.model_dump(),
             timeout_s=_seconds(ctx.env.timeouts.deliver),
         )
-        tasks.append(TaskPlan(f"deliver_{i}_{target.to}{suffix}", "deliver", (upstream,), args))
+        tasks.append(TaskPlan(f"{deliver_task_id(name)}{suffix}", "deliver", (upstream,), args))
     return tasks
 
 
@@ -275,19 +277,20 @@ def _publish(spec: JobSpec, groups: list[GroupPlan]) -> tuple[PublishPlan, ...]:
     """Per delivery target with an asset URI, the one DAG-level task that records its asset event, after
     every value's delivery to it: a DAG scheduled on the target runs once per run, on the whole date."""
     published = []
-    for i, target in enumerate(spec.deliver):
-        name = f"deliver_{i}_{target.to}"  # a shared group's are deliver_<i>_<to>__<value>
+    for name in delivery_names(spec.deliver):
+        deliver = deliver_task_id(name)  # a shared group's are deliver_<name>__<value>
         tasks = [
             (group.group_id, task.task_id, task.args)
             for group in groups
             for task in group.tasks
-            if isinstance(task.args, DeliverArgs) and task.task_id.split("__", 1)[0] == name
+            if isinstance(task.args, DeliverArgs)
+            and task.task_id in (deliver, f"{deliver}__{task.args.partition_value}")
         ]
         asset = tasks[0][2].asset if tasks else None
         if asset is None:  # the platform file does not say where the rows land: nothing to publish
             continue
         deliveries = {f"{gid}.{task_id}": args.partition_value for gid, task_id, args in tasks}
-        published.append(PublishPlan(f"publish_{i}_{target.to}", asset, deliveries))
+        published.append(PublishPlan(publish_task_id(name), asset, deliveries))
     return tuple(published)
 
 
@@ -456,10 +459,48 @@ def _parameter_lines(spec: JobSpec) -> list[str]:
     ]
 
 
-def _doc_md(ctx: _Context, spec_path: Path, publish: tuple[PublishPlan, ...] = ()) -> str:
+def _compute_line(spec: JobSpec, groups: int) -> str:
+    """The instance, and how max_parallel bounds the instances: in lanes, when there are more groups."""
+    compute, n = spec.compute, spec.compute.max_parallel
+    line = f"* compute: {compute.instance_type}, {compute.isolation}"
+    if groups == 1:
+        return f"{line}: one instance"
+    if groups <= n:
+        return f"{line}: one instance per value, all {groups} at once (max_parallel {n})"
+    return (
+        f"{line}: one instance per value, at most {n} at once: the first {n} values start together, each"
+        f" later one's `create_instance` waits for the `delete_instance` of the value {n} places before it"
+        f" in the list above (the graph's edges labelled `{lane_label(n)}`, which pass no data)"
+    )
+
+
+def _code_line(ctx: _Context) -> str:
+    head = ctx.code_head()
+    return (
+        f"* code: `{code_version_dir(head, '<version>')}`: a run syncs the version current when it started"
+        f" (the last entry of `{head}/deploys/`, written by `dag-factory deploy`); its run report names it"
+    )
+
+
+def _parameters_intro(ctx: _Context) -> str:
+    spec = ctx.spec
+    line = (
+        "Parameters: a notebook gets those its parameters cell declares (all of them where papermill cannot"
+        " read the cell), and the standard ones whether declared or not: "
+        f"{', '.join(spec.standard_parameters)}. A value's own over the global ones, a notebook's own over"
+        " both"
+    )
+    if ctx.overridable:
+        line += ", a manual run's choices in the trigger form over all"
+    return line + ":"
+
+
+def _doc_md(ctx: _Context, spec_path: Path, groups: int, publish: tuple[PublishPlan, ...] = ()) -> str:
     spec, env_name = ctx.spec, ctx.env_name
     values = ", ".join(spec.values) or "(none)"
     value_folder = f"<{spec.fan_out.name}>" if spec.fan_out else SHARED_GROUP
+    names = zip(spec.deliver, delivery_names(spec.deliver), strict=True)
+    deliver = ", ".join(f"{target.label} (`{deliver_task_id(name)}`)" for target, name in names)
     lines = [
         f"### {spec.project}",
         spec.description,
@@ -468,16 +509,15 @@ def _doc_md(ctx: _Context, spec_path: Path, publish: tuple[PublishPlan, ...] = (
         f"* schedule: {_schedule_text(spec)}",
         f"* fan-out: {spec.fan_out.name if spec.fan_out else '-'} = {values}",
         f"* notebooks: {', '.join(nb.path for nb in spec.notebooks)}",
-        f"* compute: {spec.compute.instance_type}, {spec.compute.isolation}, max {spec.compute.max_parallel}",
-        f"* deliver: {', '.join(d.label for d in spec.deliver) or '-'}",
+        _compute_line(spec, groups),
+        f"* deliver: {deliver or '-'}",
         *[f"* updates {p.asset}: one asset event per run, once every value is delivered" for p in publish],
         f"* executed notebooks, HTML and papermill logs: `{ctx.output_head()}/<run id>/{value_folder}/`",
         f"* run report: `{ctx.output_head()}/<run id>/report.html` (and report.json)",
-        f"* code: `{ctx.code_head()}` (versions written by `dag-factory deploy`)",
+        _code_line(ctx),
         f"* spec: `{spec_path}`",
         "",
-        "Parameters (papermill injects them with env, aws_account_id, logical_date, run_id and output_prefix;"
-        " a value's own over the global ones, a notebook's own over both):",
+        _parameters_intro(ctx),
         "",
         *(_parameter_lines(spec) or ["    (none)"]),
         "",
@@ -533,7 +573,7 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         connections=env.connections.model_dump(),
         host_keys=env.ssh.host_keys if isinstance(env, SageMakerEnvironment) else None,
         estimate=_estimate(spec, env, len(groups)),
-        doc_md=_doc_md(ctx, loaded.path.resolve(), publish),
+        doc_md=_doc_md(ctx, loaded.path.resolve(), len(groups), publish),
         schedule_assets=tuple(spec.schedule.assets) if isinstance(spec.schedule, AssetSchedule) else (),
         params=params,
         publish=publish,

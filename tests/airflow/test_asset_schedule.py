@@ -179,7 +179,7 @@ def test_downstream_spec_runs_after_the_upstream_delivery(runs: Runs) -> None:
     assert state == "success"
     started = dt.datetime.fromisoformat(str(started_at))
     # after every value's delivery, and after the one event for the run
-    for task in (*(f"{v}.deliver_0_postgres" for v in VALUES), "publish_0_postgres"):
+    for task in (*(f"{v}.deliver_churn_scores" for v in VALUES), "publish_churn_scores"):
         assert started >= dt.datetime.fromisoformat(end[task]), task
 
 
@@ -199,7 +199,7 @@ def test_downstream_runs_once_after_every_value_delivered(runs: Runs) -> None:
         " FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ?"
     )
     [(task_id, run_id, extra)] = _rows(runs.db, events, runs.asset)
-    assert (task_id, run_id) == ("publish_0_postgres", runs.run_id)
+    assert (task_id, run_id) == ("publish_churn_scores", runs.run_id)
     assert json.loads(str(extra)) == {"values": dict(counts), "rows": 1300, "run_id": runs.run_id}
     assert [row[:2] for row in _rows(runs.db, DOWNSTREAM_RUNS, "churn-followup")] == [
         ("asset_triggered", "success")

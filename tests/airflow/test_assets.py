@@ -18,17 +18,17 @@ LOCAL_ROOT = (REPO / ".dag-factory").as_posix()
 
 EXPECTED = {
     "prod": {
-        "deliver_0_snowflake": "snowflake://xy12345.eu-west-1/ANALYTICS/ML/SCORES",
-        "deliver_1_postgres": "postgres://postgres.prod.internal:5432/analytics/public/scores",
-        "deliver_2_s3": "s3://nb-data-prod/exports/scores",
-        "deliver_3_duckdb": "duckdb:/srv/warehouse/scores.duckdb/scores",
+        "deliver_scores_snowflake": "snowflake://xy12345.eu-west-1/ANALYTICS/ML/SCORES",
+        "deliver_scores_postgres": "postgres://postgres.prod.internal:5432/analytics/public/scores",
+        "deliver_scores_s3": "s3://nb-data-prod/exports/scores",
+        "deliver_scores_duckdb": "duckdb:/srv/warehouse/scores.duckdb/scores",
     },
     # locally, warehouse targets load into the DuckDB file and s3 copies into a folder
     "local": {
-        "deliver_0_snowflake": f"duckdb:{LOCAL_ROOT}/warehouse.duckdb/ML.SCORES",
-        "deliver_1_postgres": f"duckdb:{LOCAL_ROOT}/warehouse.duckdb/public.scores",
-        "deliver_2_s3": f"file://{LOCAL_ROOT}/data/exports/scores",
-        "deliver_3_duckdb": "duckdb:/srv/warehouse/scores.duckdb/scores",
+        "deliver_scores_snowflake": f"duckdb:{LOCAL_ROOT}/warehouse.duckdb/ML.SCORES",
+        "deliver_scores_postgres": f"duckdb:{LOCAL_ROOT}/warehouse.duckdb/public.scores",
+        "deliver_scores_s3": f"file://{LOCAL_ROOT}/data/exports/scores",
+        "deliver_scores_duckdb": "duckdb:/srv/warehouse/scores.duckdb/scores",
     },
 }
 
@@ -73,30 +73,30 @@ def test_a_publish_task_waits_for_every_values_delivery_to_its_target() -> None:
     dag = build_dag(plan_dag(loaded, "local", only=("de", "fr")))
     warehouse = f"duckdb:{LOCAL_ROOT}/warehouse.duckdb"
     assert _publish_tasks(dag) == {
-        "publish_0_postgres": (
+        "publish_churn_scores": (
             [f"{warehouse}/analytics.churn_scores"],
-            {"de.deliver_0_postgres", "fr.deliver_0_postgres"},
+            {"de.deliver_churn_scores", "fr.deliver_churn_scores"},
             "all_success",
         ),
-        "publish_1_postgres": (
+        "publish_churn_metrics": (
             [f"{warehouse}/analytics.churn_metrics"],
-            {"de.deliver_1_postgres", "fr.deliver_1_postgres"},
+            {"de.deliver_churn_metrics", "fr.deliver_churn_metrics"},
             "all_success",
         ),
     }
-    assert set(_outlets(dag)) == {"publish_0_postgres", "publish_1_postgres"}  # no deliver task has one
-    publish = dag.get_task("publish_0_postgres")
+    assert set(_outlets(dag)) == {"publish_churn_scores", "publish_churn_metrics"}  # no deliver task has one
+    publish = dag.get_task("publish_churn_scores")
     assert publish.op_kwargs == {
         "asset": f"{warehouse}/analytics.churn_scores",
-        "deliveries": {"de.deliver_0_postgres": "de", "fr.deliver_0_postgres": "fr"},
+        "deliveries": {"de.deliver_churn_scores": "de", "fr.deliver_churn_scores": "fr"},
         "run_id": "{{ run_id }}",
     }
     assert publish.downstream_task_ids == {"report"}
     assert publish.retries == 0  # the spec's retries, as every other task
     assert publish.built_for == "local"  # checks the worker's environment (params.ChecksEnvironment)
     # clearing it reruns it alone: no instance, no delivery again
-    cleared = dag.partial_subset(["publish_0_postgres"], include_upstream=False, include_downstream=False)
-    assert set(cleared.task_dict) == {"publish_0_postgres"}
+    cleared = dag.partial_subset(["publish_churn_scores"], include_upstream=False, include_downstream=False)
+    assert set(cleared.task_dict) == {"publish_churn_scores"}
 
 
 def test_a_shared_instance_publishes_once_after_every_values_delivery(tmp_path: Path) -> None:
@@ -106,18 +106,18 @@ def test_a_shared_instance_publishes_once_after_every_values_delivery(tmp_path: 
     )
     (tmp_path / "shared.yaml").write_text(spec)
     plan = plan_dag(load_spec(tmp_path / "shared.yaml", load_platform(PLATFORM)), "prod")
-    assert [p.task_id for p in plan.publish] == ["publish_0_postgres", "publish_1_postgres"]
+    assert [p.task_id for p in plan.publish] == ["publish_churn_scores", "publish_churn_metrics"]
     publish = plan.publish[1]
     assert publish.asset == "postgres://postgres.prod.internal:5432/analytics/analytics/churn_metrics"
     assert publish.deliveries == {
-        "shared.deliver_1_postgres__de": "de",
-        "shared.deliver_1_postgres__fr": "fr",
-        "shared.deliver_1_postgres__nl": "nl",
-        "shared.deliver_1_postgres__be": "be",
-        "shared.deliver_1_postgres__it": "it",
+        "shared.deliver_churn_metrics__de": "de",
+        "shared.deliver_churn_metrics__fr": "fr",
+        "shared.deliver_churn_metrics__nl": "nl",
+        "shared.deliver_churn_metrics__be": "be",
+        "shared.deliver_churn_metrics__it": "it",
     }
     dag = build_dag(plan)
-    assert dag.get_task("publish_1_postgres").upstream_task_ids == set(publish.deliveries)
+    assert dag.get_task("publish_churn_metrics").upstream_task_ids == set(publish.deliveries)
 
 
 def test_a_target_whose_connection_the_platform_does_not_locate_has_no_asset(tmp_path: Path) -> None:
@@ -128,14 +128,14 @@ def test_a_target_whose_connection_the_platform_does_not_locate_has_no_asset(tmp
     dag = build_dag(plan_dag(load_spec(ALL_TARGETS, load_platform(tmp_path / "platform.yaml")), "preprod"))
     s3, duckdb = "s3://nb-data-preprod/exports/scores", "duckdb:/srv/warehouse/scores.duckdb/scores"
     assert _publish_tasks(dag) == {
-        "publish_2_s3": ([s3], {"shared.deliver_2_s3"}, "all_success"),
-        "publish_3_duckdb": ([duckdb], {"shared.deliver_3_duckdb"}, "all_success"),
+        "publish_scores_s3": ([s3], {"shared.deliver_scores_s3"}, "all_success"),
+        "publish_scores_duckdb": ([duckdb], {"shared.deliver_scores_duckdb"}, "all_success"),
     }
-    assert _outlets(dag) == {"publish_2_s3": [s3], "publish_3_duckdb": [duckdb]}
+    assert _outlets(dag) == {"publish_scores_s3": [s3], "publish_scores_duckdb": [duckdb]}
     # the deliveries without an asset have no publish task: they lead to the report themselves
     report = dag.get_task("report").upstream_task_ids
-    assert {"shared.deliver_0_snowflake", "shared.deliver_1_postgres"} <= report
-    assert not {"shared.deliver_2_s3", "shared.deliver_3_duckdb"} & report
+    assert {"shared.deliver_scores_snowflake", "shared.deliver_scores_postgres"} <= report
+    assert not {"shared.deliver_scores_s3", "shared.deliver_scores_duckdb"} & report
 
 
 def test_the_publish_task_sets_the_events_extra_from_the_deliveries_row_counts() -> None:
@@ -152,14 +152,14 @@ def test_the_publish_task_sets_the_events_extra_from_the_deliveries_row_counts()
             return self.xcoms[task_ids]
 
     uri = "duckdb:/srv/warehouse.duckdb/analytics.churn_scores"
-    deliveries = {"de.deliver_0_postgres": "de", "fr.deliver_0_postgres": "fr"}
+    deliveries = {"de.deliver_churn_scores": "de", "fr.deliver_churn_scores": "fr"}
     events = OutletEventAccessors()
-    ti = Ti({"de.deliver_0_postgres": 120, "fr.deliver_0_postgres": 95})
+    ti = Ti({"de.deliver_churn_scores": 120, "fr.deliver_churn_scores": 95})
     assert publish_delivery(uri, deliveries, "manual__1", ti=ti, outlet_events=events) == 215
     assert events[Asset(uri)].extra == {"values": {"de": 120, "fr": 95}, "rows": 215, "run_id": "manual__1"}
     # a delivery marked success by hand returned nothing: its count and the total are unknown
     events = OutletEventAccessors()
-    ti = Ti({"de.deliver_0_postgres": 120, "fr.deliver_0_postgres": None})
+    ti = Ti({"de.deliver_churn_scores": 120, "fr.deliver_churn_scores": None})
     assert publish_delivery(uri, deliveries, "manual__2", ti=ti, outlet_events=events) is None
     assert events[Asset(uri)].extra == {
         "values": {"de": 120, "fr": None},
@@ -168,8 +168,8 @@ def test_the_publish_task_sets_the_events_extra_from_the_deliveries_row_counts()
     }
     # no fan-out: the one delivery's count
     events = OutletEventAccessors()
-    ti = Ti({"shared.deliver_0_postgres": 7})
-    assert publish_delivery(uri, {"shared.deliver_0_postgres": None}, "r", ti=ti, outlet_events=events) == 7
+    ti = Ti({"shared.deliver_churn_scores": 7})
+    assert publish_delivery(uri, {"shared.deliver_churn_scores": None}, "r", ti=ti, outlet_events=events) == 7
     assert events[Asset(uri)].extra == {"values": {}, "rows": 7, "run_id": "r"}
 
 

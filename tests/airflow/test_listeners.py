@@ -15,7 +15,7 @@ from tests.paths import REPO
 
 CONFIGS = REPO / "project_configs"
 VALUE_TASKS = ("create_instance", "resolve_ip", "prepare", "nb_01_features", "nb_02_train", "stop_instance",
-               "delete_instance", "deliver_0_snowflake")  # fmt: skip
+               "delete_instance", "deliver_churn_scores")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def _finished_run(dag: Any) -> tuple[dict[str, str | None], dict[str, int]]:
 def test_only_failed_repair_brings_back_the_values_setups_teardowns_and_report(serialized: Any) -> None:
     """fr's train notebook failed, its delivery did not run; "only failed" cleared just those two."""
     states, tries = _finished_run(serialized)
-    states["fr.nb_02_train"], states["fr.deliver_0_snowflake"] = None, None
-    tries["fr.deliver_0_snowflake"] = 0  # upstream_failed, never ran: a try number of 0 is kept
+    states["fr.nb_02_train"], states["fr.deliver_churn_scores"] = None, None
+    tries["fr.deliver_churn_scores"] = 0  # upstream_failed, never ran: a try number of 0 is kept
     assert companions_to_clear(serialized, states, tries) == sorted(
         [f"fr.{t}" for t in ("create_instance", "resolve_ip", "prepare", "stop_instance", "delete_instance")]
         + ["report"]
@@ -57,5 +57,5 @@ def test_a_new_run_clears_nothing(serialized: Any) -> None:
 def test_a_cleared_delivery_alone_reruns_alone(serialized: Any) -> None:
     """A delivery reads the value's outputs from the bucket: no instance is needed to run it again."""
     states, tries = _finished_run(serialized)
-    states["de.deliver_0_snowflake"] = None
+    states["de.deliver_churn_scores"] = None
     assert companions_to_clear(serialized, states, tries) == ["report"]

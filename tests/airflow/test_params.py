@@ -104,7 +104,7 @@ def test_an_override_with_a_quote_stays_one_shell_word(dag: Any) -> None:
         ("fr.create_instance", ["fr"], False),
         ("de.create_instance", ["fr"], True),
         ("de.delete_instance", ["fr"], True),
-        ("de.deliver_0_postgres", ["fr", "nl"], True),
+        ("de.deliver_churn_scores", ["fr", "nl"], True),
         ("report", ["fr"], False),
         ("fr.nb_02_train", ["de", "fr", "nl", "be", "it"], False),
     ],

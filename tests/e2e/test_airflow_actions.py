@@ -203,14 +203,14 @@ def fr_failed_once(e2e: E2E, deployment: Deployment, project: str) -> tuple[Job,
         **{f"de.{t}": "success" for t in WORK + TEARDOWN},
         **{f"fr.{t}": "success" for t in WORK[:4] + TEARDOWN},
         "fr.nb_02_score": "failed",
-        "fr.deliver_0_postgres": "upstream_failed",
+        "fr.deliver_action_scores": "upstream_failed",
         "report": "success",
     }, got
     assert e2e.rows(TABLE) == {"de": ROWS["de"]}
     return job, run_id, marker
 
 
-WORK = ["create_instance", "resolve_ip", "prepare", "nb_01_extract", "nb_02_score", "deliver_0_postgres"]
+WORK = ["create_instance", "resolve_ip", "prepare", "nb_01_extract", "nb_02_score", "deliver_action_scores"]
 TEARDOWN = ["stop_instance", "delete_instance"]
 # what a re-run of fr must run again: its fresh instance and everything from the failed notebook on
 FR_AGAIN = {f"fr.{t}" for t in WORK + TEARDOWN if t != "nb_01_extract"} | {"report"}
@@ -361,7 +361,7 @@ def test_failed_delete_fails_the_run(
     got = task_states(deployment, job, run_id)
     assert got == {
         **{f"de.{t}": "success" for t in ("create_instance", "resolve_ip", "prepare", "nb_00_score")},
-        "de.deliver_0_postgres": "success",
+        "de.deliver_action_scores": "success",
         "de.stop_instance": "success",
         "de.delete_instance": "failed",
         "report": "success",

@@ -80,7 +80,7 @@ def test_failing_notebook_fails_its_value_only_archives_it_and_cleans_up(e2e: E2
     assert result.state == "failed", result.log_path
     fr, de = states(result, "fr"), states(result, "de")
     assert fr["nb_01_features"] == "success" and fr["nb_02_train"] == "failed"
-    assert fr["deliver_0_postgres"] == fr["deliver_1_postgres"] == "upstream_failed"
+    assert fr["deliver_churn_scores"] == fr["deliver_churn_metrics"] == "upstream_failed"
     assert set(de.values()) == {"success"}, de
     # the executed notebook, error included, is archived for debugging
     executed = e2e.executed_notebook(job, result.run_id, "fr", "02_train.ipynb")

@@ -42,7 +42,7 @@ def test_three_values_run_archive_deliver_clean_up_and_rerun_without_duplicates(
     # a re-run of the same logical date replaces that value's partition, never duplicates
     again = e2e.run(e2e.job(["de"]))
     assert again.state == "success", again.error
-    assert again.xcom("de.deliver_0_postgres") == 800 and again.xcom("de.deliver_1_postgres") == 1
+    assert again.xcom("de.deliver_churn_scores") == 800 and again.xcom("de.deliver_churn_metrics") == 1
     assert e2e.rows("analytics.churn_scores") == {"de": 800, "fr": 500, "nl": 500}
     assert e2e.rows("analytics.churn_metrics") == {"de": 1, "fr": 1, "nl": 1}
     assert e2e.instances() == []

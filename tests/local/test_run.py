@@ -55,7 +55,7 @@ def test_demo_job_delivers_archives_and_cleans_up(tmp_path: Path) -> None:
         "duckdb:analytics.churn_metrics": 1,
     }
     # one asset event per target for the run, after both values' deliveries (the total in its XCom)
-    assert result.xcom("publish_0_postgres") == 1300 and result.xcom("publish_1_postgres") == 2
+    assert result.xcom("publish_churn_scores") == 1300 and result.xcom("publish_churn_metrics") == 2
     # executed notebooks archived with the injected parameters
     executed = Path(rows["fr"].executed_notebook)
     assert executed.is_file() and executed.parent.name == "fr"
@@ -95,8 +95,8 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
     )
     executed = Path(rows["fr"].executed_notebook)
     assert executed.name == "02_train.ipynb" and "forced failure for fr" in executed.read_text()
-    assert result.ti("fr.deliver_0_postgres").state == "upstream_failed"
-    assert result.ti("publish_0_postgres").state == "upstream_failed"  # no event without fr's rows
+    assert result.ti("fr.deliver_churn_scores").state == "upstream_failed"
+    assert result.ti("publish_churn_scores").state == "upstream_failed"  # no event without fr's rows
     assert result.ti("fr.delete_instance").state == "success"
     assert _scores(tmp_path / "root") == [("de", 800)]
     assert not any((tmp_path / "root" / "work").rglob("venv"))
@@ -118,7 +118,7 @@ def test_failing_notebook_fails_its_value_only_and_keeps_its_error(tmp_path: Pat
     assert all(n is None for n in values["fr"]["rows_delivered"].values())
     tasks = {t["task_id"]: t for t in values["fr"]["tasks"]}
     assert tasks["fr.nb_02_train"]["state"] == "failed"
-    assert tasks["fr.deliver_0_postgres"]["state"] == "upstream_failed"
+    assert tasks["fr.deliver_churn_scores"]["state"] == "upstream_failed"
     assert tasks["fr.nb_01_features"]["duration_s"] > 0
     for value in ("de", "fr"):  # the work dir existed for a while; price 3600 $/h = 1 $/s
         hours = values[value]["instance_hours"]

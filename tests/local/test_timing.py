@@ -53,13 +53,13 @@ def _clock(deployed: float, home_ready: float, finished: float) -> RunClock:
 RUN = [
     ("de.create_instance", 5, 6), ("de.resolve_ip", 6.5, 6.7), ("de.prepare", 7, 9),
     ("de.nb_01_features", 9.5, 14), ("de.nb_02_train", 14.5, 20),
-    ("de.deliver_0_postgres", 20.5, 23), ("de.deliver_1_postgres", 20.5, 22),
+    ("de.deliver_churn_scores", 20.5, 23), ("de.deliver_churn_metrics", 20.5, 22),
     ("de.stop_instance", 20.5, 21), ("de.delete_instance", 21.5, 22.5),
     ("fr.create_instance", 23, 24), ("fr.resolve_ip", 24.5, 24.6), ("fr.prepare", 25, 26),
     ("fr.nb_01_features", 26.5, 30), ("fr.nb_02_train", 30.5, 35),
-    ("fr.deliver_0_postgres", 35.5, 38), ("fr.deliver_1_postgres", 35.5, 37),
+    ("fr.deliver_churn_scores", 35.5, 38), ("fr.deliver_churn_metrics", 35.5, 37),
     ("fr.stop_instance", 35.5, 36), ("fr.delete_instance", 36.5, 37.5),
-    ("publish_1_postgres", 37.5, 38), ("publish_0_postgres", 38.5, 39), ("report", 39.5, 40.2),
+    ("publish_churn_metrics", 37.5, 38), ("publish_churn_scores", 38.5, 39), ("report", 39.5, 40.2),
 ]  # fmt: skip
 
 
@@ -70,7 +70,7 @@ def test_critical_path_follows_the_last_task_back_through_the_lane(tmp_path) -> 
         "de.create_instance", "de.resolve_ip", "de.prepare", "de.nb_01_features", "de.nb_02_train",
         "de.stop_instance", "de.delete_instance",
         "fr.create_instance", "fr.resolve_ip", "fr.prepare", "fr.nb_01_features", "fr.nb_02_train",
-        "fr.deliver_0_postgres", "publish_0_postgres", "report",
+        "fr.deliver_churn_scores", "publish_churn_scores", "report",
     ]  # fmt: skip
     assert [s.category for s in steps][-5:] == [
         "notebooks", "notebooks", "delivery", "task_overhead", "task_overhead"
@@ -84,7 +84,7 @@ def test_the_report_ending_the_run_leads_back_to_the_tasks_not_to_overhead(tmp_p
     plan = _plan(tmp_path, ["de"])
     one = [row for row in RUN if not row[0].startswith("fr.")]
     steps = critical_path(plan, [_ti(*row) for row in one])
-    assert [s.task_id for s in steps][-3:] == ["de.deliver_0_postgres", "publish_0_postgres", "report"]
+    assert [s.task_id for s in steps][-3:] == ["de.deliver_churn_scores", "publish_churn_scores", "report"]
     split = split_run(plan, [_ti(*row) for row in one], _clock(1, 2.5, 42))
     assert (split["environment"], split["notebooks"], split["delivery"]) == (1 + 2, 4.5 + 5.5, 2.5)
 

@@ -37,7 +37,7 @@ def _group(value: str) -> dict[str, Any]:
             task("resolve_ip", "resolve_ip"),
             task("prepare", "prepare"),
             task("nb_train", "notebook", **notebook, html=f"{FOLDER}/{value}/train.html"),
-            task("deliver_0_postgres", "deliver", value=value, target="postgres:ml.scores"),
+            task("deliver_scores", "deliver", value=value, target="postgres:ml.scores"),
             task("stop_instance", "stop_instance"),
             task("delete_instance", "delete_instance"),
         ],
@@ -70,17 +70,17 @@ FAILED_NOTEBOOK = {
 
 def _report() -> dict[str, Any]:
     tis = {f"{v}.{t}": {"state": "success", "duration": 2.5} for v in ("de", "fr") for t in
-           ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_0_postgres", "stop_instance",
+           ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_scores", "stop_instance",
             "delete_instance")}  # fmt: skip
     tis["fr.nb_train"] = {"state": "failed", "duration": 7.0}
-    tis["fr.deliver_0_postgres"] = {"state": "upstream_failed", "duration": None}
+    tis["fr.deliver_scores"] = {"state": "upstream_failed", "duration": None}
     xcoms = {
         "de.create_instance": {CREATED_XCOM: "2026-01-05T04:00:00+00:00"},
         "de.delete_instance": {DELETED_XCOM: "2026-01-05T04:30:00+00:00"},
         "fr.create_instance": {CREATED_XCOM: "2026-01-05T04:00:00+00:00"},
         "fr.delete_instance": {DELETED_XCOM: "2026-01-05T05:00:00+00:00"},
-        "de.deliver_0_postgres": {"return_value": 800},
-        "fr.deliver_0_postgres": {"return_value": None},
+        "de.deliver_scores": {"return_value": 800},
+        "fr.deliver_scores": {"return_value": None},
     }
     return build_report(INPUTS, RUN, tis, xcoms, {"fr.nb_train": FAILED_NOTEBOOK})
 
@@ -101,7 +101,7 @@ def test_report_per_value_and_total() -> None:
     assert de["rows_delivered"] == {"postgres:ml.scores": 800}
     assert fr["rows_delivered"] == {"postgres:ml.scores": None}
     assert [t["task_id"] for t in fr["tasks"]] == [
-        "fr.create_instance", "fr.resolve_ip", "fr.prepare", "fr.nb_train", "fr.deliver_0_postgres",
+        "fr.create_instance", "fr.resolve_ip", "fr.prepare", "fr.nb_train", "fr.deliver_scores",
         "fr.stop_instance", "fr.delete_instance",
     ]  # fmt: skip
     assert fr["tasks"][3] == {"task_id": "fr.nb_train", "state": "failed", "duration_s": 7.0}
@@ -122,7 +122,7 @@ def test_instance_never_created_costs_nothing_and_a_task_never_run_says_so() -> 
 
 def test_a_failed_delete_names_the_instance_that_may_be_left_and_fails_the_report() -> None:
     tis = {f"{v}.{t}": {"state": "success", "duration": 1.0} for v in ("de", "fr") for t in
-           ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_0_postgres", "stop_instance",
+           ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_scores", "stop_instance",
             "delete_instance")}  # fmt: skip
     tis["fr.delete_instance"] = {"state": "failed", "duration": 3.0}
     instances = {"de": "nb-churn-de-0123456789", "fr": "nb-churn-fr-9876543210"}
@@ -152,7 +152,7 @@ def test_a_report_written_again_keeps_what_each_earlier_one_said() -> None:
     first = with_earlier(_report(), None)
     assert first["earlier"] == []
     ok = {f"{v}.{t}": {"state": "success", "duration": 1.0} for v in ("de", "fr") for t in
-          ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_0_postgres", "stop_instance",
+          ("create_instance", "resolve_ip", "prepare", "nb_train", "deliver_scores", "stop_instance",
            "delete_instance")}  # fmt: skip
     repaired = with_earlier(build_report(INPUTS, RUN, ok, {}, {}), json.loads(json.dumps(first)))
     assert repaired["status"] == "success"

@@ -189,8 +189,8 @@ def _output_bucket(r: Reach, value: str) -> None:
 
 
 def _data_bucket(r: Reach, value: str) -> None:
-    [task] = [t for t in r.rendered.deliver if t.startswith("deliver_2_")]
-    assert r.rendered.deliver[task]["target"]["bucket"] == value
+    task = list(r.rendered.deliver.values())[2]  # the deliveries in the spec's order: s3 is the third
+    assert task["target"]["bucket"] == value
 
 
 def _asset(to: str, expected: Callable[[str], str]) -> Sink:
@@ -221,8 +221,8 @@ def _local_root(r: Reach, value: str) -> None:
 
 def _warehouse(r: Reach, value: str) -> None:
     root = r.world.local_root_of()
-    [task] = [t for t in r.rendered.deliver if t.startswith("deliver_0_")]  # snowflake loads into DuckDB
-    assert r.rendered.deliver[task]["target"]["path"] == str(root / value)
+    task = next(iter(r.rendered.deliver.values()))  # snowflake loads into DuckDB
+    assert task["target"]["path"] == str(root / value)
 
 
 def _choice(*choices: str) -> Sink:
@@ -279,7 +279,7 @@ FIELDS = [
     ],
     PlatformField("prod", ("timeouts", "create"), "Timeouts.create", _timeout("create_instance")),
     PlatformField("prod", ("timeouts", "prepare"), "Timeouts.prepare", _timeout("prepare")),
-    PlatformField("prod", ("timeouts", "deliver"), "Timeouts.deliver", _timeout("deliver_0")),
+    PlatformField("prod", ("timeouts", "deliver"), "Timeouts.deliver", _timeout("deliver_scores_snowflake")),
     PlatformField("prod", ("timeouts", "teardown"), "Timeouts.teardown", _timeout("delete_instance")),
     # the spec's instance type is the second allowed one: the first may change
     PlatformField("prod", ("allowed_instance_types", 0), "_Environment.allowed_instance_types", _held),

@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not bench" --durations=25
 
 # the benchmarks' own checks, at smoke size (tests/benchmarks)
 bench-smoke: install

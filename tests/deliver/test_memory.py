@@ -2,10 +2,10 @@
 
 The delivery runs in a child process that reports its own peak RSS (VmHWM), so pytest's memory
 does not count. The outputs: parquet files of repetitive ~1 KB rows, 10 MB on disk, 1.7 GB as Arrow in
-memory, four times the bound. Measured: DuckDB about 360 MB (90 MB of it Python, pyarrow and duckdb,
-128 MB DuckDB's own limit), PostgreSQL about 300 MB (the Airflow hook's imports included); reading
-every file before loading, as the code did before, peaked at 2.7 and 3.6 GB. Snowflake and S3 targets
-read only parquet footers (test_snowflake, test_s3).
+memory, over three and a half times the bound. Measured: DuckDB about 360 MB (90 MB of it Python,
+pyarrow and duckdb, 128 MB DuckDB's own limit), PostgreSQL about 300 MB (the Airflow hook's imports
+included); reading every file before loading, as the code did before, peaked at 2.7 and 3.6 GB.
+Snowflake and S3 targets read only parquet footers (test_snowflake, test_s3).
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from tests.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration  # a child process streaming 1.6 GB: kept out of the fast tests
 
-RSS_BOUND_MB = 400
+# DuckDB's peak varies by tens of MB from run to run (411 MB seen in a CI run, 351 quiet) and the
+# dispatcher validates the target with the spec's pydantic models (+9 MB); whole files read at once
+# peaked at 2.7 GB, so this bound still catches that
+RSS_BOUND_MB = 450
 FILES, ROW_GROUPS, GROUP_ROWS, TEXT_BYTES = 4, 25, 16_384, 1_024
 
 # VmHWM, the peak RSS of this process's own memory: ru_maxrss would also count the parent's RSS at the
@@ -49,7 +52,7 @@ def _write_large_outputs(root: Path) -> int:
         with pq.ParquetWriter(root / "predictions" / f"part-{f}.parquet", group.schema) as writer:
             for _ in range(ROW_GROUPS):
                 writer.write_batch(group)
-    assert FILES * ROW_GROUPS * group.nbytes >= 4 * RSS_BOUND_MB * 2**20
+    assert FILES * ROW_GROUPS * group.nbytes >= 3.5 * RSS_BOUND_MB * 2**20
     return FILES * ROW_GROUPS * rows
 
 

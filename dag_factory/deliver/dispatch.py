@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -36,18 +36,21 @@ from dag_factory.spec.job import DELIVERY_MODELS, PLANNED, Delivery
 
 log = logging.getLogger("dag_factory.deliver")
 
-# Each target's loader module (it defines `deliver_to(target, batch) -> rows`), by the model's `to`.
+
+class Loader(NamedTuple):
+    """A target's loader module (it defines `deliver_to(target, batch) -> rows`) and what it needs beyond
+    the [airflow] extra: (extra, module), checked before the loader is imported."""
+
+    module: str
+    needs: tuple[str, str] | None = None
+
+
+# Each target's loader, by its model's `to`
 LOADERS = {
-    "duckdb": "dag_factory.deliver.duckdb_target",
-    "postgres": "dag_factory.deliver.postgres_target",
-    "s3": "dag_factory.deliver.s3_target",
-    "snowflake": "dag_factory.deliver.snowflake_target",
-}
-# What a target's loader needs beyond the [airflow] extra: (extra, module); checked before it is imported.
-NEEDS = {
-    "duckdb": ("local", "duckdb"),
-    "postgres": ("postgres", "airflow.providers.postgres"),
-    "snowflake": ("snowflake", "airflow.providers.snowflake"),
+    "duckdb": Loader("dag_factory.deliver.duckdb_target", ("local", "duckdb")),
+    "postgres": Loader("dag_factory.deliver.postgres_target", ("postgres", "airflow.providers.postgres")),
+    "s3": Loader("dag_factory.deliver.s3_target"),
+    "snowflake": Loader("dag_factory.deliver.snowflake_target", ("snowflake", "airflow.providers.snowflake")),
 }
 _TARGETS: TypeAdapter[Any] = TypeAdapter(Delivery)
 
@@ -74,9 +77,11 @@ def deliver(
     """
     model = planned_target(target)
     partition = Partition(_as_date(logical_date), partition_column, partition_value)
-    if model.to in NEEDS:
-        require(*NEEDS[model.to], f"delivering to {model.to}")
-    loader = importlib.import_module(LOADERS[model.to])
+    found = LOADERS[model.to]
+    if found.needs is not None:
+        extra, module = found.needs
+        require(extra, module, f"delivering to {model.to}")
+    loader = importlib.import_module(found.module)
     needs_s3 = source_prefix.startswith("s3://") or model.to == "s3"
     client = _s3_client(aws_conn_id) if needs_s3 else None
     files = list_files(source_prefix, model.files, client)

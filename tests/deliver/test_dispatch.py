@@ -68,8 +68,8 @@ def test_every_target_model_has_a_loader() -> None:
     """Adding a target is its model, its loader module and its row in LOADERS: none is left out."""
     models = {m.model_fields["to"].annotation: m for m in typing.get_args(typing.get_args(Delivery)[0])}
     assert sorted(LOADERS) == sorted(DELIVERY_MODELS) == sorted(typing.get_args(to)[0] for to in models)
-    for to, module in LOADERS.items():
-        deliver_to = importlib.import_module(module).deliver_to
+    for to, loader in LOADERS.items():
+        deliver_to = importlib.import_module(loader.module).deliver_to
         assert typing.get_type_hints(deliver_to)["target"] is DELIVERY_MODELS[to], to
 
 
@@ -78,7 +78,7 @@ def test_a_loader_imports_only_its_own_database_driver() -> None:
     delivery never imports duckdb."""
     probe = (
         "import importlib, sys; from dag_factory.deliver.dispatch import LOADERS; "
-        "[importlib.import_module(m) for to, m in LOADERS.items() if to != 'duckdb']; "
+        "[importlib.import_module(m.module) for to, m in LOADERS.items() if to != 'duckdb']; "
         "print(sorted(m for m in ('duckdb', 'snowflake.connector', 'psycopg2') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

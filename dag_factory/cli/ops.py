@@ -1,4 +1,4 @@
-"""Operations commands: deploy a project, sweep orphaned instances (no Airflow import)."""
+"""Operations commands: deploy a project, sweep orphaned instances, check a host (no Airflow import)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from dag_factory import settings
 from dag_factory.cli.options import (
     PlatformOption,
     add_commands,
     argument,
     flag,
+    format_option,
     load_platform_for,
     load_spec_file,
     require_valid,
@@ -52,7 +54,6 @@ def gc(
     Only this environment's instances tagged by dag-factory, past their max age, whose run Airflow says
     is over. Exit 1 when a deletion failed or Airflow could not be asked. See docs/deploy.md.
     """
-    from dag_factory import settings
     from dag_factory.ops.gc import AirflowRuns, sagemaker_client, sweep
     from dag_factory.spec.platform import SageMakerEnvironment
     from dag_factory.spec.types import parse_duration
@@ -88,5 +89,32 @@ def gc(
     raise typer.Exit(EXIT_INVALID if failed else EXIT_OK)
 
 
+def doctor(
+    env: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ENV",
+            help=f"the environment to check; default: what this host's DAGs build for (${settings.ENV})",
+        ),
+    ] = None,
+    platform: PlatformOption = None,
+    output_format: Annotated[str, format_option(("text", "json"), "output format")] = "text",
+) -> None:
+    """Check that this host has what an environment's DAGs need.
+
+    Run it on a worker or the scheduler's host: the environment setting, the platform file, the Airflow
+    and provider versions, the extras, the plugin, the connections (reached), the pool, the buckets,
+    the AWS calls, the subnet and security groups. Exit 1 when a check failed. See docs/deploy.md.
+    """
+    from dag_factory.ops.doctor import diagnose, render_json, render_text
+
+    checks = diagnose(env, platform)
+    if output_format == "json":
+        typer.echo(render_json(checks))
+    else:
+        render_text(checks)
+    raise typer.Exit(EXIT_OK if all(check.ok for check in checks) else EXIT_INVALID)
+
+
 def register(app: typer.Typer) -> None:
-    add_commands(app, deploy, gc)
+    add_commands(app, deploy, gc, doctor)

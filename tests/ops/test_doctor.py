@@ -153,8 +153,8 @@ def test_doctor_fails_with_one_line_for_each_broken_item(
     how = "airflow pools set"
     not_set = (
         "the dag-factory environment is not set: set $DAG_FACTORY_ENV on every Airflow component (scheduler, "
-        "dag-processor, triggerer, workers), e.g. DAG_FACTORY_ENV=prod, or the Airflow Variable dag_factory_env "
-        "(`airflow variables set dag_factory_env prod`, or AIRFLOW_VAR_DAG_FACTORY_ENV=prod)"
+        "dag-processor, triggerer, workers), e.g. DAG_FACTORY_ENV=prod, or the Airflow Variable "
+        "dag_factory_env (`airflow variables set dag_factory_env prod`, or AIRFLOW_VAR_DAG_FACTORY_ENV=prod)"
     )
     create = (
         'not defined: create it (airflow connections add warehouse_missing --conn-json \'{"conn_type": '

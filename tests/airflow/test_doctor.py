@@ -1,0 +1,58 @@
+"""The doctor's checks that run beside Airflow (dag_factory.airflow.doctor) and need no server: the
+extras the targets need, the targets of the specs beside the platform file, the environment setting.
+Against a deployment: tests/ops/test_doctor.py."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dag_factory import DISTRIBUTION
+from dag_factory.airflow import doctor
+from dag_factory.extras import Installed
+from dag_factory.load.specs import load_platform
+from tests.paths import REPO
+
+
+def test_a_missing_or_out_of_range_requirement_fails_its_extra_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requirements = {
+        "postgres": [Installed("apache-airflow-providers-postgres", ">=7.0.0,<8", None)],
+        "local": [Installed("duckdb", ">=1.4,<3", "0.9.2"), Installed("psutil", ">=7.0,<8", "7.2.2")],
+        "snowflake": [Installed("apache-airflow-providers-snowflake", ">=6.12.1,<7", "6.20.0")],
+    }
+    monkeypatch.setattr(doctor, "extra_requirements", requirements.__getitem__)
+    assert [c.line for c in doctor.check_extras(["postgres", "local", "snowflake"], "targets: x")] == [
+        "FAIL  extra [postgres] (targets: x)  (apache-airflow-providers-postgres not installed: "
+        f"pip install '{DISTRIBUTION}[postgres]')",
+        "FAIL  extra [local] (targets: x)  (duckdb 0.9.2 not in >=1.4,<3: "
+        f"pip install '{DISTRIBUTION}[local]')",
+        "ok    extra [snowflake] (targets: x)",
+    ]
+
+
+def test_the_targets_are_the_specs_beside_the_platform_file_in_that_environment(tmp_path: Path) -> None:
+    for name in ("platform.yaml", "churn-model.yaml"):
+        shutil.copy(REPO / "project_configs" / name, tmp_path / name)
+    (tmp_path / "broken.yaml").write_text("version: 1\nproject: broken\n")
+    targets, check = doctor.deployed_targets(load_platform(tmp_path / "platform.yaml"), "prod")
+    assert check.line == (
+        f"FAIL  specs in {tmp_path}  (invalid: broken.yaml: `dag-factory validate {tmp_path}` shows why)"
+    )
+    assert sorted(set(targets)) == [doctor.Target("snowflake", "snowflake", None)]
+
+
+def test_the_environment_is_what_the_dag_files_would_build_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAG_FACTORY_ENV", "preprod")
+    assert (
+        doctor.check_environment(None)[0].line
+        == "ok    environment setting  (preprod, from $DAG_FACTORY_ENV)"
+    )
+    check, env = doctor.check_environment("prod")
+    assert env == "prod"
+    assert check.line.startswith(
+        "FAIL  environment setting  (this host builds DAGs for 'preprod', not 'prod': set $DAG_FACTORY_ENV"
+    )

@@ -85,8 +85,10 @@ def check_extras(extras: Sequence[str], needed_by: str) -> list[Check]:
 
 
 def check_plugin() -> Check:
-    """Our plugin (its extra links and listener) is what Airflow loaded from the entry point."""
+    """Airflow loads our plugin from the entry point, with its extra links (the UI's links of a task)."""
     from airflow import plugins_manager
+
+    from dag_factory.airflow.links import LINKS
 
     what = f"plugin {PLUGIN} registered"
     errors = {
@@ -94,14 +96,14 @@ def check_plugin() -> Check:
     }
     if errors:
         return failed(what, f"it failed to load: {'; '.join(errors.values())}")
-    names = {str(info.get("name")) for info in plugins_manager.get_plugin_info()}
-    if PLUGIN not in names:
+    registered = {getattr(link, "name", None) for link in plugins_manager.get_operator_extra_links()}
+    if not set(LINKS) <= registered:
         return failed(
             what,
             "no airflow.plugins entry point of dag-factory-notebooks found: install the package (not only "
-            "its source) on this host, and keep [core] lazy_load_plugins default",
+            "its source) on this host",
         )
-    return passed(what)
+    return passed(what, f"links: {', '.join(LINKS)}")
 
 
 def _defined(conn_id: str, kind: str, example: str) -> tuple[Check | None, Any]:
@@ -131,13 +133,14 @@ def check_aws(env: SageMakerEnvironment, env_name: str, writable: Sequence[str])
     )
     if missing is not None:
         return [missing]
-    config = probe_config()
+    # one session from the connection, as the hooks make it, and a client per service from it (a hook
+    # per service would resolve the connection and its credentials again for each)
+    hook: Any = AwsGenericHook(aws_conn_id=conn_id, region_name=env.region)
+    session, config = hook.get_session(region_name=env.region), probe_config()
 
     def clients(service: str) -> Any:
-        hook: Any = AwsGenericHook(
-            aws_conn_id=conn_id, client_type=service, region_name=env.region, config=config
-        )
-        return hook.get_conn()
+        endpoint = hook.conn_config.get_service_endpoint_url(service_name=service)
+        return session.client(service, endpoint_url=endpoint, config=config, verify=hook.verify)
 
     what = f"aws connection {conn_id}"
     try:

@@ -104,6 +104,14 @@ def test_core_installs_without_airflow_and_validates(wheel: Path, tmp_path: Path
     assert "pip install 'dag-factory-notebooks[graph]'" in graph.stderr
     run = core.run("dag-factory", "run", CONFIGS / "churn-demo.yaml", "--no-notebooks")
     assert run.returncode == 2 and "dag-factory run needs the [local] extra" in run.stderr, run.stderr
+    # doctor on a host without Airflow: the platform file is checked, the rest says what to install
+    doctor = core.run("dag-factory", "doctor", "--platform", PLATFORM, "--env", "prod")
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    assert f"ok    platform file {PLATFORM}  (environments: local, preprod, prod)" in doctor.stdout
+    assert (
+        "FAIL  Airflow checks (environment, plugin, connections, pool, AWS)  (not run: Airflow is not installed "
+        "here (pip install 'dag-factory-notebooks[airflow]'))"
+    ) in doctor.stdout.splitlines()
 
 def test_wheel_installs_and_runs(wheel: Path, tmp_path: Path) -> None:
     installed = Installed(

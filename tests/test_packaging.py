@@ -109,8 +109,8 @@ def test_core_installs_without_airflow_and_validates(wheel: Path, tmp_path: Path
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
     assert f"ok    platform file {PLATFORM}  (environments: local, preprod, prod)" in doctor.stdout
     assert (
-        "FAIL  Airflow checks (environment, plugin, connections, pool, AWS)  (not run: Airflow is not installed "
-        "here (pip install 'dag-factory-notebooks[airflow]'))"
+        "FAIL  Airflow checks (environment, plugin, connections, pool, AWS)  (not run: Airflow is not "
+        "installed here (pip install 'dag-factory-notebooks[airflow]'))"
     ) in doctor.stdout.splitlines()
 
 def test_wheel_installs_and_runs(wheel: Path, tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ def environment_checks(platform: LoadedPlatform, env_name: str) -> list[Check]:
     targets, specs = deployed_targets(platform, env_name)
     checks = [specs]
     if not isinstance(env, SageMakerEnvironment):
-        return [*checks, *check_extras(["local"], "the local backend")]
+        return [*checks, *check_extras(["local"], "the local backend"), check_plugin()]
     for extra in sorted({t.extra for t in targets if t.extra}):
         needed_by = ", ".join(sorted({t.to for t in targets if t.extra == extra}))
         checks += check_extras([extra], f"targets: {needed_by}")

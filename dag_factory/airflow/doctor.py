@@ -94,6 +94,12 @@ def check_plugin() -> Check:
     errors = {
         source: error for source, error in plugins_manager.get_import_errors().items() if PLUGIN in source
     }
+    if any("already registered" in error for error in errors.values()):
+        fix = (
+            "two copies of dag-factory on this host declare it (an install and a checkout on sys.path, or "
+            "the plugins folder): keep one (pip show -f dag-factory-notebooks)"
+        )
+        return failed(what, fix)
     if errors:
         return failed(what, f"it failed to load: {'; '.join(errors.values())}")
     registered = {getattr(link, "name", None) for link in plugins_manager.get_operator_extra_links()}

@@ -56,3 +56,21 @@ def test_the_environment_is_what_the_dag_files_would_build_for(monkeypatch: pyte
     assert check.line.startswith(
         "FAIL  environment setting  (this host builds DAGs for 'preprod', not 'prod': set $DAG_FACTORY_ENV"
     )
+
+
+def test_the_plugin_is_found_by_its_extra_links() -> None:
+    assert doctor.check_plugin().line == (
+        "ok    plugin dag_factory registered  (links: Executed notebook, Notebook source, Run report)"
+    )
+
+
+def test_a_plugin_declared_twice_is_named_as_two_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow import plugins_manager
+
+    # what Airflow records when a second copy of the package declares the same plugin
+    twice = {"dag_factory": "Plugin 'dag_factory' already registered, skipping"}
+    monkeypatch.setattr(plugins_manager, "get_import_errors", lambda: twice)
+    assert doctor.check_plugin().line == (
+        "FAIL  plugin dag_factory registered  (two copies of dag-factory on this host declare it (an install "
+        "and a checkout on sys.path, or the plugins folder): keep one (pip show -f dag-factory-notebooks))"
+    )

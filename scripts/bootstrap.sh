@@ -35,6 +35,9 @@ command -v uv >/dev/null || { echo "installing uv (the Python package installer)
 airflow=$(grep -o '^apache-airflow==[^ ]*' constraints.txt | head -1)
 echo "installing dag-factory with ${airflow:-apache-airflow}, its providers, papermill, DuckDB and the test tools into .venv (1-3 min the first time; the list: .venv/install.log)"
 uv pip install --compile-bytecode -p .venv/bin/python -e ".[all,test]" -c constraints.txt > .venv/install.log 2>&1 || { cat .venv/install.log; exit 1; }
+# the editable build leaves its metadata in the checkout too; on sys.path (pytest, airflow run from here)
+# Airflow would find the plugin's entry point twice and list the second as an import error
+rm -rf ./*.egg-info
 grep -E "^(Resolved|Prepared|Installed|Uninstalled|Audited) " .venv/install.log | sed 's/^/  /' || true
 # papermill finds kernels on Jupyter's data path, which every venv shares in /usr/share/jupyter and
 # /usr/local/share/jupyter (the local backend runs notebooks from a fresh venv per run): Debian's

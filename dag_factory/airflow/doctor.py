@@ -94,13 +94,15 @@ def check_plugin() -> Check:
     errors = {
         source: error for source, error in plugins_manager.get_import_errors().items() if PLUGIN in source
     }
-    if any("already registered" in error for error in errors.values()):
+    declared_in = plugin_metadata()
+    twice = any("already registered" in error for error in errors.values())
+    if twice and len(declared_in) < 2:
         fix = (
-            "two copies of dag-factory on this host declare it (an install and a checkout on sys.path, or "
-            "the plugins folder): keep one (pip show -f dag-factory-notebooks)"
+            "a second copy of the plugin (e.g. in the plugins folder) declares it too: keep the installed "
+            "one (pip show -f dag-factory-notebooks)"
         )
         return failed(what, fix)
-    if errors:
+    if errors and not twice:
         return failed(what, f"it failed to load: {'; '.join(errors.values())}")
     registered = {getattr(link, "name", None) for link in plugins_manager.get_operator_extra_links()}
     if not set(LINKS) <= registered:
@@ -109,7 +111,27 @@ def check_plugin() -> Check:
             "no airflow.plugins entry point of dag-factory-notebooks found: install the package (not only "
             "its source) on this host",
         )
-    return passed(what, f"links: {', '.join(LINKS)}")
+    links = f"links: {', '.join(LINKS)}"
+    if twice:
+        # Python imports one copy; only the metadata is seen twice, and Airflow lists an import error for it
+        return passed(
+            what,
+            f"{links}; its metadata is found in {' and '.join(declared_in)}, so Airflow lists the second as "
+            "an import error: remove the stale one (an egg-info left in a checkout on sys.path)",
+        )
+    return passed(what, links)
+
+
+def plugin_metadata() -> list[str]:
+    """Where installed metadata declares our plugin's entry point (more than one place: a checkout's
+    egg-info on sys.path beside the install)."""
+    from importlib import metadata
+
+    def declares(dist: metadata.Distribution) -> bool:
+        plugins = dist.entry_points.select(group="airflow.plugins")
+        return any(ep.value.startswith("dag_factory") for ep in plugins)
+
+    return sorted({str(dist.locate_file("")) for dist in metadata.distributions() if declares(dist)})
 
 
 def _defined(conn_id: str, kind: str, example: str) -> tuple[Check | None, Any]:

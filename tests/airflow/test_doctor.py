@@ -64,13 +64,27 @@ def test_the_plugin_is_found_by_its_extra_links() -> None:
     )
 
 
-def test_a_plugin_declared_twice_is_named_as_two_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_plugin_copy_beside_the_installed_one_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow import plugins_manager
 
-    # what Airflow records when a second copy of the package declares the same plugin
+    # what Airflow records when a second copy (one metadata record: the plugins folder) declares the plugin
     twice = {"dag_factory": "Plugin 'dag_factory' already registered, skipping"}
     monkeypatch.setattr(plugins_manager, "get_import_errors", lambda: twice)
+    monkeypatch.setattr(doctor, "plugin_metadata", lambda: ["/opt/venv/site-packages"])
     assert doctor.check_plugin().line == (
-        "FAIL  plugin dag_factory registered  (two copies of dag-factory on this host declare it (an install "
-        "and a checkout on sys.path, or the plugins folder): keep one (pip show -f dag-factory-notebooks))"
+        "FAIL  plugin dag_factory registered  (a second copy of the plugin (e.g. in the plugins folder) "
+        "declares it too: keep the installed one (pip show -f dag-factory-notebooks))"
+    )
+
+
+def test_plugin_metadata_seen_twice_passes_and_names_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow import plugins_manager
+
+    twice = {"dag_factory": "Plugin 'dag_factory' already registered, skipping"}
+    monkeypatch.setattr(plugins_manager, "get_import_errors", lambda: twice)
+    monkeypatch.setattr(doctor, "plugin_metadata", lambda: ["/opt/venv/site-packages", "/srv/checkout"])
+    assert doctor.check_plugin().line == (
+        "ok    plugin dag_factory registered  (links: Executed notebook, Notebook source, Run report; its "
+        "metadata is found in /opt/venv/site-packages and /srv/checkout, so Airflow lists the second as an "
+        "import error: remove the stale one (an egg-info left in a checkout on sys.path))"
     )

@@ -26,6 +26,7 @@ CONFIGS = REPO / "project_configs"
 SPEC = CONFIGS / "churn-model.yaml"
 PLATFORM = CONFIGS / "platform.yaml"
 OPTIONAL = ("airflow", "boto3", "duckdb", "pyarrow")
+NOT_PACKAGED = (".git", ".venv", ".dag-factory", "build", "dist", "*.egg-info", "__pycache__", "out", "dags")
 
 def _uv() -> str:
     return shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv") or "uv"
@@ -38,8 +39,12 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy: setuptools writes build/ and an egg-info into the source tree, and an egg-info in
+    # the checkout (on sys.path under pytest) would show Airflow our plugin twice in the other tests
+    source = tmp_path_factory.mktemp("source") / "dag-factory"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_PACKAGED))
     subprocess.run(
-        [_uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(REPO)],
+        [_uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(source)],
         check=True, capture_output=True, text=True, env=_clean_env(), timeout=300,
     )  # fmt: skip
     (built,) = out.glob("dag_factory_notebooks-*.whl")

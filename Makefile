@@ -1,7 +1,7 @@
 # pytest-xdist workers: the integration tests mostly wait on servers, so more workers than cores pay off
 TEST_WORKERS ?= 4
 
-.PHONY: install test test-fast unit lint schema demo bench bench-smoke bench-local bench-cluster golden clean
+.PHONY: install test test-compat test-fast unit lint schema demo bench bench-smoke bench-local bench-cluster golden clean
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -10,7 +10,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 test: lint
-	$(BIN)/pytest -n $(TEST_WORKERS) -m "not bench" --durations=25
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not bench and not matrix" --durations=25
+
+# the compatibility matrix: the lowest Airflow release we claim, one in between and the newest, each in a
+# fresh venv (tests/test_compat.py; `make test` runs the lowest and its own venv's)
+test-compat: install
+	$(BIN)/pytest -n 3 tests/test_compat.py --durations=5
 
 # the benchmarks' own checks, at smoke size (tests/benchmarks)
 bench-smoke: install

@@ -82,7 +82,10 @@ def uv_on_path() -> None:
 
 # Slowest first, so that xdist (which hands out one test, or one group, at a time: below) never ends on
 # a worker that still has a long queue.
-_FIRST = ("tests/distributed/", "tests/e2e/", "tests/local/", "tests/harness/", "tests/security/")
+_FIRST = (
+    "tests/distributed/", "tests/test_compat.py", "tests/e2e/", "tests/local/", "tests/harness/",
+    "tests/security/",
+)
 # One group runs on one worker: tests/distributed shares one Celery cluster (a package fixture), and a
 # cluster per worker would be three on 2 cores. (xdist's own `loadgroup` renames node ids, which
 # pytest 9 no longer lets it do: its groups silently split.)

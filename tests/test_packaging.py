@@ -9,7 +9,6 @@ with the [airflow] extra the CLI, the schema, the plugin entry point and a gener
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.installs import build_wheel, clean_env, uv
 from tests.paths import REPO
 
 pytestmark = pytest.mark.integration
@@ -26,37 +26,18 @@ CONFIGS = REPO / "project_configs"
 SPEC = CONFIGS / "churn-model.yaml"
 PLATFORM = CONFIGS / "platform.yaml"
 OPTIONAL = ("airflow", "boto3", "duckdb", "pyarrow")
-NOT_PACKAGED = (".git", ".venv", ".dag-factory", "build", "dist", "*.egg-info", "__pycache__", "out", "dags")
-
-def _uv() -> str:
-    return shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv") or "uv"
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This environment without what would put the checkout or our venv on the installed one's path."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    return {**env, **extra}
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    # built from a copy: setuptools writes build/ and an egg-info into the source tree, and an egg-info in
-    # the checkout (on sys.path under pytest) would show Airflow our plugin twice in the other tests
-    source = tmp_path_factory.mktemp("source") / "dag-factory"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_PACKAGED))
-    subprocess.run(
-        [_uv(), "build", "--wheel", "--quiet", "--out-dir", str(out), str(source)],
-        check=True, capture_output=True, text=True, env=_clean_env(), timeout=300,
-    )  # fmt: skip
-    (built,) = out.glob("dag_factory_notebooks-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 def _venv(where: Path, requirement: str) -> Path:
     """A fresh venv with `requirement` (the wheel, with or without extras) at constraints.txt's versions."""
-    subprocess.run([_uv(), "venv", "--quiet", "-p", sys.executable, str(where)], check=True, timeout=120)
+    subprocess.run([uv(), "venv", "--quiet", "-p", sys.executable, str(where)], check=True, timeout=120)
     subprocess.run(
-        [_uv(), "pip", "install", "--quiet", "-p", str(where / "bin" / "python"), requirement,
+        [uv(), "pip", "install", "--quiet", "-p", str(where / "bin" / "python"), requirement,
          "-c", str(REPO / "constraints.txt")],
-        check=True, capture_output=True, text=True, env=_clean_env(), timeout=600,
+        check=True, capture_output=True, text=True, env=clean_env(), timeout=600,
     )  # fmt: skip
     return where
 
@@ -69,7 +50,7 @@ class Installed:
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.venv / "bin" / program), *map(str, args)], cwd=self.cwd, capture_output=True, text=True,
-            env=_clean_env(**(env or {})), timeout=300,
+            env=clean_env(**(env or {})), timeout=300,
         )  # fmt: skip
 
     def python(self, code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -117,7 +117,7 @@ def _venv(release: Release, wheel: Path) -> Path:
     # uv's --resolution lowest-direct does not reach a wheel's own requirements: name the floors
     floors = [f"{name}=={low}" for name, low in FLOORS.items()]
     caps = BEFORE_3_3 if tuple(map(int, release.airflow.split(".")[:2])) < (3, 3) else []
-    with _locked(venv.with_suffix(".lock")):
+    with _locked(venv.parent / f"{name}.lock"):  # not with_suffix: the name has dots
         if not (venv / "bin" / "python").exists():
             subprocess.run([uv(), "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120)
         subprocess.run(

@@ -207,5 +207,5 @@ def test_airflow_release_builds_serializes_loads_and_runs_the_demo(
     assert found["dags"] == _reference(specs)  # the same DAGs, edges and link URLs as under constraints.txt
     assert found["dagbag"] == {"dag_ids": sorted(found["dags"]), "import_errors": {}}
 
-    if release.fresh:  # this venv runs the demo job in tests/local/test_run.py
+    if release.fresh:  # in this venv, tests/local/test_run.py's piped_run runs the same command
         _run_demo(bin_dir, env, spec, platform)

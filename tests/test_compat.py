@@ -74,8 +74,7 @@ FLOORS = _floors()
 LOWEST, NEWEST = FLOORS["apache-airflow"], _pinned("apache-airflow")
 # Airflow 3.2.x does not cap fastapi: a fresh resolve brings fastapi 0.163+, under which 3.2's Execution
 # API fails at start (pydantic: "TITerminalStatePayload needs a discriminator field"). Airflow 3.3.0 caps
-# it below 0.137 in its own metadata; for 3.2 so do we here, as Airflow's constraints files do
-# (docs/install.md#versions).
+# it below 0.137 in its own metadata; for 3.2 so do we here, as its users must (docs/install.md#versions).
 BEFORE_3_3 = ["fastapi<0.137"]
 
 
@@ -115,17 +114,18 @@ def _venv(release: Release, wheel: Path) -> Path:
     venv = Path(os.environ[CACHE_DIR]) / "compat" / name
     venv.parent.mkdir(parents=True, exist_ok=True)
     # uv's --resolution lowest-direct does not reach a wheel's own requirements: name the floors
-    floors = [f"{name}=={low}" for name, low in FLOORS.items()]
+    floors = [f"{dependency}=={low}" for dependency, low in FLOORS.items()]
     caps = BEFORE_3_3 if tuple(map(int, release.airflow.split(".")[:2])) < (3, 3) else []
     with _locked(venv.parent / f"{name}.lock"):  # not with_suffix: the name has dots
         if not (venv / "bin" / "python").exists():
             subprocess.run([uv(), "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120)
-        subprocess.run(
+        done = subprocess.run(
             [uv(), "pip", "install", "--quiet", "-p", str(venv / "bin" / "python"),
              "--reinstall-package", PACKAGE, f"{PACKAGE}[all] @ {wheel.as_uri()}",
              f"apache-airflow=={release.airflow}", *caps, *(floors if release.lowest else [])],
-            check=True, capture_output=True, text=True, env=clean_env(), timeout=900,
+            capture_output=True, text=True, env=clean_env(), timeout=900,
         )  # fmt: skip
+    assert done.returncode == 0, f"the wheel does not install with Airflow {release.airflow}:\n{done.stderr}"
     return venv
 
 

@@ -261,3 +261,39 @@ def test_a_state_mismatch_callback_without_a_sink_is_logged_not_raised(
     assert "not run under dag.test (no callback sink): Executor reported success" in caplog.text
     with pytest.raises(ValueError, match="Callback sink is not ready"):  # Airflow's own again after the run
         executor.send_callback(request)  # type: ignore[arg-type]
+
+
+EXIT_AFTER_THE_RUN = """
+import atexit, sys
+from dag_factory.airflow.run_child import exit_now
+atexit.register(lambda: print("teardown ran", flush=True))
+print("the run's last line")  # no flush: exit_now flushes it
+exit_now(3)
+"""
+
+
+def test_the_child_exits_with_its_code_and_output_but_without_the_teardown() -> None:
+    """The run's child ends at once when the run is over: its code and its last lines, not the
+    interpreter's teardown (atexit handlers, freeing every module: 1-5 s after the run in a process
+    that imported Airflow and pandas)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", EXIT_AFTER_THE_RUN], capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (3, "the run's last line\n")
+
+
+def test_the_workers_inherit_the_task_clients_ssl_context() -> None:
+    """The child makes the Execution API client's SSL context before the executor forks: a task's
+    supervisor (in a forked worker) finds it in the cache instead of loading the CA certificates again."""
+    from airflow.sdk.api.client import Client
+
+    from dag_factory.airflow.run_child import _warm_task_client
+
+    Client._get_ssl_context_cached.cache_clear()
+    _warm_task_client()
+    Client(base_url="http://127.0.0.1:9/execution/", token="token").close()
+    info = Client._get_ssl_context_cached.cache_info()
+    assert (info.misses, info.hits) == (1, 1)

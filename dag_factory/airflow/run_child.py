@@ -65,7 +65,10 @@ def _run(args: argparse.Namespace, marks: dict[str, Any]) -> int:
         return 4
     from airflow.dag_processing.dagbag import DagBag
 
+    from dag_factory.airflow.dag_reuse import reuse_built_dags
+
     marks["airflow_imported"] = _now()
+    reuse_built_dags()  # dag.test() and every task process parse the DAG file again: the DAG built here
     bag = DagBag(dag_folder=args.dag_file, safe_mode=False)
     marks["dag_parsed"] = _now()
     if bag.import_errors:

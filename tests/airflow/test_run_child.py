@@ -306,7 +306,7 @@ exit_now(3)
 
 def test_the_child_exits_with_its_code_and_output_but_without_the_teardown() -> None:
     """The run's child ends at once when the run is over: its code and its last lines, not the
-    interpreter's teardown (atexit handlers, freeing every module: 1-5 s after the run in a process
+    interpreter's teardown (atexit handlers, freeing every module: 4-6 s after the run in a process
     that imported Airflow and pandas)."""
     import subprocess
     import sys

@@ -410,6 +410,7 @@ def dag_from_spec(
     The plan comes from dag_factory.plan.cache when the spec, the platform file, the environment and
     the code are those of an earlier parse (keyed by their content); an invalid spec is never cached.
     """
+    from dag_factory.airflow.dag_reuse import dag_for
     from dag_factory.load.files import find_platform
     from dag_factory.load.specs import load_platform_cached, load_spec
     from dag_factory.plan.cache import cached_plan
@@ -425,4 +426,4 @@ def dag_from_spec(
         loaded = load_spec(spec_path, loaded_platform)
         return plan_dag(loaded, env_name, only=only_values)
 
-    return build_dag(cached_plan(spec_path, platform_path, env_name, only_values, plan))
+    return dag_for(cached_plan(spec_path, platform_path, env_name, only_values, plan), build_dag)

@@ -132,18 +132,24 @@ parent=$PPID
 started=$(date +%s)
 DAG_FACTORY_STEP="$mark" setsid timeout --kill-after={KILL_GRACE_S} "$limit" bash -c "$body" &
 child=$!
-polls=0
-while kill -0 "$child" 2>/dev/null; do
-    read -r _ _ _ ppid _ < /proc/$$/stat  # builtins only: no process per poll
-    if [ "$ppid" != "$parent" ]; then  # the session or task that started the step is gone
-        kill_step -xF "DAG_FACTORY_STEP=$mark"
-        exit {EXIT_STOPPED}
-    fi
-    case $polls in 0) sleep 0.02 ;; 1) sleep 0.05 ;; 2) sleep 0.1 ;; 3) sleep 0.2 ;; *) sleep 0.5 ;; esac
-    polls=$((polls + 1))
-done
+# a watcher, beside the step, stops it when the session or task that started the step is gone; the guard
+# itself waits for the step, so it goes on the moment the step ends (it used to poll: up to 0.5 s late)
+(
+    while kill -0 "$child" 2>/dev/null; do
+        read -r _ _ _ ppid _ < /proc/$$/stat  # builtins only: no process per poll ($$: the guard)
+        [ "$ppid" = "$parent" ] || {{ kill_step -xF "DAG_FACTORY_STEP=$mark"; exit 0; }}
+        sleep 0.5
+    done
+) &
+watcher=$!
 wait "$child"
 status=$?
+kill "$watcher" 2>/dev/null
+read -r _ _ _ ppid _ < /proc/$$/stat
+if [ "$ppid" != "$parent" ]; then  # the watcher stopped the step: its starter is gone
+    kill_step -xF "DAG_FACTORY_STEP=$mark"
+    exit {EXIT_STOPPED}
+fi
 kill_step -xF "DAG_FACTORY_STEP=$mark"  # whatever the step left behind (a kernel's children)
 ran=$(( $(date +%s) - started ))
 if [ "$status" -eq {EXIT_TIMED_OUT} ] || {{ [ "$status" -eq 137 ] && [ "$ran" -ge "$limit" ]; }}; then

@@ -74,22 +74,42 @@ IDLE_SLEEP_S = 1.0  # DAG.test (Airflow 3.3) sleeps this long whenever no task i
 # `first` ends at once; `second` runs until the run's log shows that the loop received first's report
 # (`dag.test()` logs every executor event), so that report reaches a running loop whenever it comes:
 # its worker reports a moment after the task process exits, or at its supervisor's next heartbeat.
+# `lingers` closes every socket to its supervisor and then takes LINGER_S to exit (the instant between a
+# task process closing its sockets and exiting, made long): `second` waits for its report too.
+LINGER_S = 2.0
 TWO_TASK_DAG = """
 from datetime import datetime
 
 from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
 RECEIVED = (
     "Received executor event with state success for task instance "
-    "TaskInstanceKey(dag_id='{dag_id}', task_id='first', run_id='{{{{ run_id }}}}'"
+    "TaskInstanceKey(dag_id='{dag_id}', task_id='{{task}}', run_id='{{{{{{{{ run_id }}}}}}}}'"
 )
-WAIT = 'for _ in $(seq 1200); do grep -qsF "$RECEIVED" {logs}/*.log && exit 0; sleep 0.1; done; exit 1'
+WAIT = (
+    'for _ in $(seq 1200); do grep -qsF "$FIRST" {logs}/*.log && grep -qsF "$LINGERS" {logs}/*.log '
+    "&& exit 0; sleep 0.1; done; exit 1"
+)
+
+
+def linger():
+    import atexit, os, time
+
+    def close_then_wait():
+        os.closerange(0, 1024)
+        time.sleep({linger_s})
+
+    atexit.register(close_then_wait)
+
 
 with DAG("{dag_id}", start_date=datetime(2026, 1, 1), schedule=None):
     first = BashOperator(task_id="first", bash_command="echo first")
-    second = BashOperator(task_id="second", bash_command=WAIT, env={{"RECEIVED": RECEIVED}}, append_env=True)
-    first >> second
+    lingers = PythonOperator(task_id="lingers", python_callable=linger)
+    received = {{"FIRST": RECEIVED.format(task="first"), "LINGERS": RECEIVED.format(task="lingers")}}
+    second = BashOperator(task_id="second", bash_command=WAIT, env=received, append_env=True)
+    [first, lingers] >> second
 """
 
 
@@ -108,7 +128,7 @@ def test_the_idle_sleep_of_dag_test_ends_when_a_worker_reports(
     logs = Path(airflow_server.env["AIRFLOW_HOME"]) / "logs" / "runs"
     dag_file = tmp_path / "dags" / f"{dag_id}.py"
     dag_file.parent.mkdir()
-    dag_file.write_text(TWO_TASK_DAG.format(dag_id=dag_id, logs=logs))
+    dag_file.write_text(TWO_TASK_DAG.format(dag_id=dag_id, logs=logs, linger_s=LINGER_S))
     observer = tmp_path / "observer"
     observer.mkdir()
     (observer / "sitecustomize.py").write_text(IDLE_WAIT_OBSERVER)
@@ -131,6 +151,18 @@ def test_the_idle_sleep_of_dag_test_ends_when_a_worker_reports(
     # only a report ends a sleep early
     assert ended_early, f"every idle sleep lasted its full second, also the one a report came in: {shown}"
     assert all(ended_early), f"an idle sleep ended early with no report waiting: {shown}"
+
+    # a supervisor notices its task process's exit when it comes, not at its next 5-second heartbeat tick
+    lingers = result.ti("lingers")
+    mark = f"task_id='lingers', run_id='{result.run_id}'"
+    received = [
+        line for line in result.log_path.read_text().splitlines() if "Received executor event" in line
+    ]
+    reported = [datetime.fromisoformat(line.split()[0]) for line in received if mark in line]
+    assert lingers.end is not None and reported, log_tail(result.log_path)
+    late = (reported[0] - lingers.end).total_seconds()
+    print(f"lingers: its process exited {LINGER_S}s after its end, reported {late:.2f}s after its end")
+    assert LINGER_S <= late < LINGER_S + 1.5
 
     # any other caller sleeps for real, also while an executor runs; the block leaves nothing patched
     real_sleep, real_start = time.sleep, LocalExecutor.start
@@ -261,3 +293,39 @@ def test_a_state_mismatch_callback_without_a_sink_is_logged_not_raised(
     assert "not run under dag.test (no callback sink): Executor reported success" in caplog.text
     with pytest.raises(ValueError, match="Callback sink is not ready"):  # Airflow's own again after the run
         executor.send_callback(request)  # type: ignore[arg-type]
+
+
+EXIT_AFTER_THE_RUN = """
+import atexit, sys
+from dag_factory.airflow.run_child import exit_now
+atexit.register(lambda: print("teardown ran", flush=True))
+print("the run's last line")  # no flush: exit_now flushes it
+exit_now(3)
+"""
+
+
+def test_the_child_exits_with_its_code_and_output_but_without_the_teardown() -> None:
+    """The run's child ends at once when the run is over: its code and its last lines, not the
+    interpreter's teardown (atexit handlers, freeing every module: 4-6 s after the run in a process
+    that imported Airflow and pandas)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", EXIT_AFTER_THE_RUN], capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (3, "the run's last line\n")
+
+
+def test_the_workers_inherit_the_task_clients_ssl_context() -> None:
+    """The child makes the Execution API client's SSL context before the executor forks: a task's
+    supervisor (in a forked worker) finds it in the cache instead of loading the CA certificates again."""
+    from airflow.sdk.api.client import Client
+
+    from dag_factory.airflow.run_child import _warm_task_client
+
+    Client._get_ssl_context_cached.cache_clear()
+    _warm_task_client()
+    Client(base_url="http://127.0.0.1:9/execution/", token="token").close()
+    info = Client._get_ssl_context_cached.cache_info()
+    assert (info.misses, info.hits) == (1, 1)

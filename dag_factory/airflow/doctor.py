@@ -316,9 +316,22 @@ def environment_checks(platform: LoadedPlatform, env_name: str) -> list[Check]:
     return checks
 
 
+def _runs_locally(platform_path: Path, env_name: str) -> bool:
+    from dag_factory.load.specs import load_platform
+
+    try:
+        return not isinstance(load_platform(platform_path).environment(env_name), SageMakerEnvironment)
+    except Exception:  # an unknown environment: environment_checks says so
+        return False
+
+
 def run(platform_path: Path | None, wanted: str | None) -> list[Check]:
     from dag_factory.load.specs import load_platform
 
+    if wanted is not None and platform_path is not None and _runs_locally(platform_path, wanted):
+        # `dag-factory run` brings its own metadata DB and sets the environment: this host needs neither
+        local = passed("metadata DB and environment setting", "dag-factory run brings its own")
+        return [local, *environment_checks(load_platform(platform_path), wanted)]
     environment, env_name = check_environment(wanted)
     checks = [check_metadata_db(), environment]
     if env_name is None or platform_path is None:

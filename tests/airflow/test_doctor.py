@@ -88,3 +88,15 @@ def test_plugin_metadata_seen_twice_passes_and_names_both(monkeypatch: pytest.Mo
         "metadata is found in /opt/venv/site-packages and /srv/checkout, so Airflow lists the second as an "
         "import error: remove the stale one (an egg-info left in a checkout on sys.path))"
     )
+
+
+def test_a_local_environment_needs_no_metadata_db_or_environment_setting_on_this_host(tmp_path: Path) -> None:
+    for name in ("platform.yaml", "churn-demo.yaml"):
+        shutil.copy(REPO / "project_configs" / name, tmp_path / name)
+    # an unmigrated metadata DB and no environment setting would fail both checks for a deployed environment
+    lines = [check.line for check in doctor.run(tmp_path / "platform.yaml", "local")]
+    assert lines[:3] == [
+        "ok    metadata DB and environment setting  (dag-factory run brings its own)",
+        f"ok    specs in {tmp_path}  (1 valid)",
+        "ok    extra [local] (the local backend)",
+    ]

@@ -175,6 +175,9 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
     """An instance step over SSH (see module doc), with the platform's host-key policy."""
 
     template_fields = (*InstanceSSHOperator.template_fields, *_STEP_FIELDS)
+    # a step's command is its script, never the path of a template file (one ending in .sh would be
+    # read as one); and Airflow serializes the extensions into every task
+    template_ext = ()
 
     def __init__(self, *, policy: StepPolicy, aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -17,10 +17,11 @@ inherits (papermill, the Jupyter kernel, anything the notebook spawns). The guar
   the deployed code); anything else is the infrastructure's (a sync, an install, a kernel that died, a
   write to S3 that failed).
 
-The guard and the programs every step calls (papermill's launcher, `run_notebook`, the helpers after
-papermill) are `tools()`: the group's prepare task installs them once on its host, in a folder named by
-their content (`install_tools`, run by the prepare operator from the worker's package), and each step's
-command only calls them (`under_installed_guard`), so no task of the DAG carries them. The same text
+The guard and the programs every step calls (papermill's launcher, `run_notebook` and `enter_project`,
+the helpers after papermill, prepare's `check_project` and `install_once`) are `tools()`: the group's
+prepare task installs them once on its host, in a folder named by their content (`install_tools`, run by
+the prepare operator from the worker's package), and each step's command only calls them
+(`under_installed_guard`), so no task of the DAG carries them. The same text
 runs over SSH on a SageMaker instance and under bash on the local backend.
 """
 

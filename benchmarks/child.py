@@ -4,7 +4,8 @@ Prints one JSON object on the last line of stdout. run.py starts it with AIRFLOW
 temporary directory, so nothing touches a real Airflow installation or database.
 
 parse:    import Airflow (+ --preload modules) -> time `DagBag(dag_folder=...)` -> peak RSS -> counts;
-          optionally (after the timing) serialized DAG sizes and a dump of one DAG's tasks.
+          optionally the time to serialize every DAG as the DAG processor does (--time-serialize), and
+          (after the timing) serialized DAG sizes and a dump of one DAG's tasks.
 validate: import benchmarks/generate.py -> time `validate_ours_specs(specs)` in-process.
 """
 
@@ -103,11 +104,21 @@ def parse(args: argparse.Namespace) -> dict[str, Any]:
     peak_rss = _rss_mb()
 
     dags = [bag.dags[k] for k in sorted(bag.dags)]
+    serialize_s = None
+    if args.time_serialize:  # what the DAG processor does next with each DAG: to_dict, then JSON
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        t2 = time.perf_counter()
+        for dag in dags:
+            json.dumps(DagSerialization.to_dict(dag))
+        serialize_s = time.perf_counter() - t2
     result: dict[str, Any] = {
         "airflow_version": airflow.__version__,
         "python": sys.version.split()[0],
         "import_s": import_s,
         "parse_s": parse_s,
+        "serialize_s": serialize_s,
+        "parse_serialize_s": None if serialize_s is None else parse_s + serialize_s,
         "rss_after_import_mb": rss_after_import,
         "peak_rss_mb": peak_rss,
         "dags": len(dags),
@@ -162,6 +173,9 @@ def main() -> int:
     p.add_argument("--preload", default="", help="comma-separated modules imported before timing")
     p.add_argument("--serialize-sample", type=int, default=0, help="serialize this many DAGs (after timing)")
     p.add_argument("--dump", action="store_true", help="dump the first DAG's tasks (after timing)")
+    p.add_argument(
+        "--time-serialize", action="store_true", help="after the parse: time serializing each DAG (to JSON)"
+    )
     v = sub.add_parser("validate")
     v.add_argument("--spec-dir", required=True)
     args = parser.parse_args()

@@ -241,6 +241,7 @@ def measure_size(
                 str(gen.dag_dir),
                 "--preload",
                 ",".join(COMMON_PRELOAD + gen.preload),
+                "--time-serialize",
             ]
             first = rep == 0
             if first:
@@ -291,6 +292,11 @@ def summarize(row: dict[str, Any], n: int, expected_tasks: int) -> None:
     def median(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
+    serialized = [r for r in runs if r.get("serialize_s") is not None]
+    if serialized:
+        row["serialize_s"] = statistics.median(r["serialize_s"] for r in serialized)
+        row["parse_serialize_s"] = statistics.median(r["parse_serialize_s"] for r in serialized)
+        row["parse_serialize_ms_per_dag"] = row["parse_serialize_s"] / n * 1000
     row.update(
         parse_s=median("parse_s"),
         parse_s_min=min(r["parse_s"] for r in runs),
@@ -346,6 +352,11 @@ def ratios(results: dict[str, dict[int, dict[str, Any]]], sizes: list[int]) -> l
                 if a.get("marginal_ms_per_dag") and b.get("marginal_ms_per_dag"):
                     entry["marginal"] = a["marginal_ms_per_dag"] / b["marginal_ms_per_dag"]
                 entry["peak_rss"] = a["peak_rss_mb"] / b["peak_rss_mb"]
+                if a.get("parse_serialize_s") and b.get("parse_serialize_s"):
+                    entry["serialize"] = a["serialize_s"] / b["serialize_s"]
+                    entry["parse_serialize"] = a["parse_serialize_s"] / b["parse_serialize_s"]
+                if a.get("serialized_bytes_avg") and b.get("serialized_bytes_avg"):
+                    entry["serialized_bytes"] = a["serialized_bytes_avg"] / b["serialized_bytes_avg"]
             else:
                 entry["note"] = "not available"
             out.append(entry)
@@ -466,14 +477,15 @@ def _f(value: Any, fmt: str) -> str:
 def print_tables(doc: dict[str, Any]) -> None:
     table = Table(title="DagBag parse cost (median of runs; each run a fresh interpreter)")
     for col in (
-        "variant", "N", "runs", "import s", "parse s", "ms/DAG", "marginal ms/DAG", "peak RSS MB",
-        "KB/DAG", "serialized KB/DAG", "input KB/DAG", "DAGs", "tasks/DAG", "import errors", "check",
+        "variant", "N", "runs", "import s", "parse s", "ms/DAG", "marginal ms/DAG", "serialize s",
+        "parse+serialize ms/DAG", "peak RSS MB", "KB/DAG", "serialized KB/DAG", "input KB/DAG", "DAGs",
+        "tasks/DAG", "import errors", "check",
     ):  # fmt: skip
         table.add_column(col, justify="left" if col in ("variant", "check") else "right")
     for row in doc["rows"]:
         if not row.get("available"):
             table.add_row(
-                row["variant"], str(row["n"]), *["-"] * 12, f"[yellow]skipped: {row['reason'][:120]}[/]"
+                row["variant"], str(row["n"]), *["-"] * 14, f"[yellow]skipped: {row['reason'][:120]}[/]"
             )
             continue
         check = "[green]ok[/]" if row.get("ok") else "[red]FAIL[/]"
@@ -485,6 +497,8 @@ def print_tables(doc: dict[str, Any]) -> None:
             _f(row.get("parse_s"), ".2f"),
             _f(row.get("per_dag_ms"), ".1f"),
             _f(row.get("marginal_ms_per_dag"), ".1f"),
+            _f(row.get("serialize_s"), ".2f"),
+            _f(row.get("parse_serialize_ms_per_dag"), ".1f"),
             _f(row.get("peak_rss_mb"), ".0f"),
             _f(row.get("marginal_rss_kb_per_dag", row.get("rss_per_dag_kb")), ".0f"),
             _f((row.get("serialized_bytes_avg") or 0) / 1024 or None, ".0f"),
@@ -497,12 +511,15 @@ def print_tables(doc: dict[str, Any]) -> None:
     console.print(table)
 
     rt = Table(title="Ratios (per DAG: parse s / N; marginal: slope from the previous N)")
-    for col in ("N", "ratio", "per DAG", "marginal", "peak RSS"):
+    for col in ("N", "ratio", "parse per DAG", "marginal", "serialize", "parse + serialize", "peak RSS",
+                "serialized bytes"):  # fmt: skip
         rt.add_column(col, justify="right")
     for r in doc["ratios"]:
         rt.add_row(
             str(r["n"]), r["ratio"], _f(r.get("per_dag"), ".2f"), _f(r.get("marginal"), ".2f"),
+            _f(r.get("serialize"), ".2f"), _f(r.get("parse_serialize"), ".2f"),
             _f(r.get("peak_rss"), ".2f") if "note" not in r else r["note"],
+            _f(r.get("serialized_bytes"), ".2f"),
         )  # fmt: skip
     console.print(rt)
     console.print(f"target ours/hand-written <= {TARGET_RATIO} at N={TARGET_N}: [bold]{doc['target']}[/]")

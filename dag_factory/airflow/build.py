@@ -265,11 +265,21 @@ def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
     for teardown in (stop, delete):
         # a delete that still fails after its retries may leave an instance running: the run fails
         # (Airflow ignores a failed teardown for the run's state otherwise) and its report names it
-        teardown.as_teardown(setups=setups, on_failure_fail_dagrun=teardown is delete)
-        # ALL_DONE, not the default ALL_DONE_SETUP_SUCCESS: a create that failed after AWS made
-        # the instance must still be cleaned up (the operators treat a missing instance as done).
-        teardown.trigger_rule = TriggerRule.ALL_DONE
+        _as_teardown(teardown, setups, on_failure_fail_dagrun=teardown is delete)
     return ops
+
+
+def _as_teardown(teardown: BaseOperator, setups: list[BaseOperator], on_failure_fail_dagrun: bool) -> None:
+    """What ``teardown.as_teardown(setups=setups)`` does, with the edges set in one call (it sets one per
+    setup, and each edge costs Airflow a hash of the whole DAG per task it touches), and ALL_DONE, not
+    the default ALL_DONE_SETUP_SUCCESS: a create that failed after AWS made the instance must still be
+    cleaned up (the operators treat a missing instance as done)."""
+    teardown.is_teardown = True
+    teardown.trigger_rule = TriggerRule.ALL_DONE
+    teardown.on_failure_fail_dagrun = on_failure_fail_dagrun
+    for setup in setups:
+        setup.is_setup = True
+    teardown.set_upstream(setups)
 
 
 def _notifiers(plan: DagPlan) -> dict[str, Any]:
@@ -364,9 +374,8 @@ def _publish_tasks(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> 
             outlets=[Asset(publish.asset)],
             execution_timeout=dt.timedelta(seconds=API_CALL_TIMEOUT_S),
         )
-        for task_id in publish.deliveries:
-            group, _, task = task_id.partition(".")
-            built[group][task] >> op
+        deliveries = [built[group][task] for group, _, task in (t.partition(".") for t in publish.deliveries)]
+        op.set_upstream(deliveries)  # in one call (see _as_teardown)
         published.append(op)
     return published
 
@@ -392,10 +401,8 @@ def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> Ba
               notebook.region, plan.connections["aws"])  # fmt: skip
     report.as_teardown()
     report.trigger_rule = TriggerRule.ALL_DONE
-    for ops in built.values():
-        for op in ops.values():
-            if not op.downstream_list:  # the group's last tasks: delete_instance and the deliveries
-                op >> report
+    # the groups' last tasks (delete_instance, the deliveries), in one call (see _as_teardown)
+    report.set_upstream([op for ops in built.values() for op in ops.values() if not op.downstream_list])
     return report
 
 

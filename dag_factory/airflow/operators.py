@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NoReturn
 
+from airflow.providers.ssh.operators.ssh import SSHOperator
 from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk.exceptions import (
@@ -175,9 +176,24 @@ class GuardedSSHOperator(ChecksEnvironment, _Step, InstanceSSHOperator):
     """An instance step over SSH (see module doc), with the platform's host-key policy."""
 
     template_fields = (*InstanceSSHOperator.template_fields, *_STEP_FIELDS)
+    # a step's command is its script, never the path of a template file (one ending in .sh would be
+    # read as one); and Airflow serializes the extensions into every task
+    template_ext = ()
 
-    def __init__(self, *, policy: StepPolicy, aws_conn_id: str = "aws_default", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        policy: StepPolicy,
+        host_keys: str,
+        host_key: str | None = None,
+        aws_conn_id: str = "aws_default",
+        **kwargs: Any,
+    ) -> None:
+        # SSHOperator's __init__, not InstanceSSHOperator's: Airflow wraps every class's own __init__
+        # (apply_defaults: default_args merged, arguments checked) and runs each one per task, so a level
+        # fewer is a cheaper parse (a DAG has one of these per notebook and value)
+        SSHOperator.__init__(self, **kwargs)
+        self.use_host_keys(host_keys, host_key)
         self.use_policy(policy, aws_conn_id)
 
     def run_ssh_client_command(self, ssh_client: Any, command: str, context: Any = None) -> bytes:

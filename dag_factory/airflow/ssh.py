@@ -206,6 +206,9 @@ class InstanceSSHOperator(SSHOperator):
 
     def __init__(self, *, host_keys: str, host_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.use_host_keys(host_keys, host_key)
+
+    def use_host_keys(self, host_keys: str, host_key: str | None) -> None:
         if host_keys not in POLICIES:
             raise ValueError(f"host_keys must be one of {', '.join(POLICIES)}, got {host_keys!r}")
         self.host_keys = host_keys

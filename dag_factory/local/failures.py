@@ -3,7 +3,7 @@
 The reason comes from the task's own log (the last attempt's) and, for a notebook, the executed
 notebook. The kinds, first match wins:
 - missing input: the step's script found the notebook, the requirements file or the whole project
-  missing from the deployed code (`plan/scripts.py::require_input`): what to deploy;
+  missing from the deployed code (the guard's `enter_project`, prepare's `check_project`): what to deploy;
 - timed out: Airflow's execution timeout, or the SSH command's idle timeout; with the cell that ran;
 - notebook error: the line the helper run after papermill printed (`plan/notebook_failure.py`, the
   same on both backends), else the executed notebook read here: cell, line, exception, message;

@@ -17,10 +17,11 @@ inherits (papermill, the Jupyter kernel, anything the notebook spawns). The guar
   the deployed code); anything else is the infrastructure's (a sync, an install, a kernel that died, a
   write to S3 that failed).
 
-The guard and the programs every step calls (papermill's launcher, `run_notebook`, the helpers after
-papermill) are `tools()`: the group's prepare task installs them once on its host, in a folder named by
-their content (`install_tools`, run by the prepare operator from the worker's package), and each step's
-command only calls them (`under_installed_guard`), so no task of the DAG carries them. The same text
+The guard and the programs every step calls (papermill's launcher, `run_notebook` and `enter_project`,
+the helpers after papermill, prepare's `check_project` and `install_once`) are `tools()`: the group's
+prepare task installs them once on its host, in a folder named by their content (`install_tools`, run by
+the prepare operator from the worker's package), and each step's command only calls them
+(`under_installed_guard`), so no task of the DAG carries them. The same text
 runs over SSH on a SageMaker instance and under bash on the local backend.
 """
 
@@ -34,11 +35,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dag_factory.plan.notebook_failure import explain_program
+from dag_factory.spec.job import STANDARD_PARAMETERS
 from dag_factory.spec.text import TEMPLATE
 
 MESSAGE_PREFIX = "dag-factory: "  # how the guard's and the launcher's own lines begin
 EXIT_NOTEBOOK_ERROR = 85
-EXIT_MISSING_INPUT = 86  # a step's script: an input is not in the deployed project (scripts.require_input)
+EXIT_MISSING_INPUT = 86  # an input is not in the deployed project (enter_project, check_project)
 EXIT_TIMED_OUT = 124  # as coreutils' timeout
 EXIT_STOPPED = 143  # the guard was stopped, or the session that started it is gone
 KILL_GRACE_S = 30  # SIGTERM first; SIGKILL this much later
@@ -49,8 +51,9 @@ Fault = Literal["notebook", "timeout", "infrastructure", "input"]
 # papermill's CLI, but the notebook's own error (a cell raised) exits EXIT_NOTEBOOK_ERROR instead of 1:
 # that one is a bug in the notebook; papermill's other failures (no kernel, a dead kernel, an S3 write)
 # are not. A notebook gets only the parameters its parameters cell declares (papermill reads the cell;
-# where it cannot, e.g. no Python cell, every one), plus the names after ALWAYS_PASS (the standard
-# parameters, declared or not), and papermill's "Passed unknown parameter" warning is not said about those.
+# where it cannot, e.g. no Python cell, every one), plus, given ALWAYS_PASS, the standard parameters and
+# the names after it (the fan-out's), declared or not; papermill's "Passed unknown parameter" warning is
+# not said about those.
 # No single quotes: the code is single-quoted in the script.
 ALWAYS_PASS = "--always-pass"
 PAPERMILL_LAUNCHER = f"""import logging
@@ -59,9 +62,9 @@ from papermill import cli, inspect_notebook
 from papermill.exceptions import PapermillExecutionError
 args = sys.argv[1:]
 always = set()
-if "{ALWAYS_PASS}" in args:
+if "{ALWAYS_PASS}" in args:  # the standard parameters, and the names after it
     at = args.index("{ALWAYS_PASS}")
-    always = set(args[at + 1].split(","))
+    always = set({json.dumps(sorted(STANDARD_PARAMETERS))}) | set(filter(None, args[at + 1].split(",")))
     del args[at : at + 2]
 execute = cli.execute_notebook
 def declared_only(input_path, output_path, parameters=None, **options):
@@ -87,6 +90,9 @@ GUARD_FILE = "guard.sh"
 KEEP_FILE = "keep_log_and_html.py"  # after papermill: the log and the HTML beside the executed notebook
 EXPLAIN_FILE = "explain_notebook_error.py"  # after a failed papermill: the located error
 RUN_NOTEBOOK = "run_notebook"  # a notebook step's command: project, notebook, output, papermill's options
+ENTER_PROJECT = "enter_project"  # a notebook step: cd into the project, which must have the notebook
+CHECK_PROJECT = "check_project"  # prepare: project, where it was deployed from, requirements file
+INSTALL_ONCE = "install_once"  # prepare: installer, requirements file, packages (dag_factory.plan.scripts)
 
 # Finds a step's processes by the marker in their environment, and stops them: SIGTERM, then SIGKILL.
 _KILL_FUNCTIONS = r"""step_pids() { grep -lz "$@" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }
@@ -102,15 +108,16 @@ kill_step() {  # grep arguments that select the processes
 """
 
 # The guard as a script of its own, installed once per work directory (see `guarded`): its arguments are
-# the step's marker, the group's state folder, the step's own timeout and the group's budget; the step's
-# script comes on stdin. Steps `exec` it: it keeps their shell's process id and parent (the SSH session
-# or the task process), which it watches.
+# the step's name, its own timeout and the group's budget (the state folder and the work directory are
+# the folders above its own); the step's script comes on stdin. Steps `exec` it: it keeps their shell's
+# process id and parent (the SSH session or the task process), which it watches.
 _GUARD = rf"""set -uo pipefail
 # dag-factory guard (dag_factory/plan/guard.py): this step is bounded and dies with its task
-step=$1
-state=$2
-own=$3
-budget=$4
+here=${{0%/*}}  # <workdir>/.dag-factory/tools-<digest>: the state folder and the work directory above it
+state=${{here%/*}}
+step="${{state%/*}}#$1"  # the step's marker (step_marker)
+own=$2
+budget=$3
 tools=$(cd "$(dirname "$0")" && pwd)
 body=$(cat)
 mkdir -p "$state" || exit 1
@@ -125,7 +132,16 @@ mark="$step#$$"  # this try's processes; "$step#" matches every try's
 {_KILL_FUNCTIONS}export DAG_FACTORY_TOOLS="$tools"
 {RUN_PAPERMILL}() {{ python "$DAG_FACTORY_TOOLS/{LAUNCHER_FILE}" "$@"; }}
 {RUN_NOTEBOOK}() {{ bash "$DAG_FACTORY_TOOLS/{RUN_NOTEBOOK}.sh" "$@"; }}
-export -f {RUN_PAPERMILL} {RUN_NOTEBOOK}
+{ENTER_PROJECT}() {{  # project, notebook: a missing one is told before the environment is activated
+    if [ ! -f "$1/$2" ]; then
+        echo "{MESSAGE_PREFIX}missing input: the notebook $2 is not in the deployed project" >&2
+        exit {EXIT_MISSING_INPUT}
+    fi
+    cd "$1"
+}}
+{CHECK_PROJECT}() {{ bash "$DAG_FACTORY_TOOLS/{CHECK_PROJECT}.sh" "$@"; }}
+{INSTALL_ONCE}() {{ bash "$DAG_FACTORY_TOOLS/{INSTALL_ONCE}.sh" "$@"; }}
+export -f {RUN_PAPERMILL} {RUN_NOTEBOOK} {ENTER_PROJECT} {CHECK_PROJECT} {INSTALL_ONCE}
 kill_step -F "DAG_FACTORY_STEP=$step#"  # leftovers of an earlier try of this step
 trap 'kill_step -xF "DAG_FACTORY_STEP=$mark"; exit {EXIT_STOPPED}' TERM INT HUP
 parent=$PPID
@@ -221,12 +237,15 @@ def tools() -> dict[str, str]:
     """The programs every step of a group calls on its host, by file name: the guard, papermill's
     launcher and the helpers after papermill. They travel once, in the group's prepare step (see
     `guarded`), not in every task's command."""
+    from dag_factory.plan.scripts import PREPARE_TOOLS  # prepare's own (scripts imports this module)
+
     files = {
         GUARD_FILE: _GUARD,
         LAUNCHER_FILE: PAPERMILL_LAUNCHER + "\n",
         KEEP_FILE: _KEEP_LOG_AND_HTML,
         EXPLAIN_FILE: explain_program(),
         f"{RUN_NOTEBOOK}.sh": _RUN_NOTEBOOK,
+        **{f"{name}.sh": text for name, text in PREPARE_TOOLS.items()},
     }
     for name, text in files.items():  # each is a quoted heredoc inside a command that Airflow renders
         assert f"\n{_TOOL_END}\n" not in f"\n{text}", name
@@ -274,19 +293,16 @@ def under_installed_guard(body: str, bounds: StepBounds) -> str:
     missing input: clearing the value's prepare task with its downstream runs it again."""
     if f"\n{_STEP_END}\n" in f"\n{body}\n":
         raise ValueError("a step script must not contain the guard's heredoc delimiter")
-    tools_folder = tools_dir(bounds.workdir)
     missing = (
-        f"{MESSAGE_PREFIX}missing input: the tools of dag-factory are not in {tools_folder}: the group's "
+        f"{MESSAGE_PREFIX}missing input: the tools of dag-factory are not in $tools: the group's "
         "prepare step installs them (clear it and its downstream tasks)"
     )
-    state = shlex.quote(f"{bounds.workdir}/{STATE_DIR}")
+    # the guard finds the state folder and the work directory (the step's marker) from its own path
     lines = [
-        f"step={shlex.quote(step_marker(bounds))}",
-        f"own={int(bounds.timeout_s)}",
-        f"budget={int(bounds.group_budget_s)}",
-        f"tools={shlex.quote(tools_folder)}",
-        f'[ -f "$tools/{GUARD_FILE}" ] || {{ echo {shlex.quote(missing)} >&2; exit {EXIT_MISSING_INPUT}; }}',
-        f'exec bash "$tools/{GUARD_FILE}" "$step" {state} "$own" "$budget" <<\'{_STEP_END}\'',
+        f"tools={shlex.quote(tools_dir(bounds.workdir))}",
+        f'[ -f "$tools/{GUARD_FILE}" ] || {{ echo "{missing}" >&2; exit {EXIT_MISSING_INPUT}; }}',
+        f'exec bash "$tools/{GUARD_FILE}" {shlex.quote(bounds.step)} {int(bounds.timeout_s)} '
+        f"{int(bounds.group_budget_s)} <<'{_STEP_END}'",
         body.rstrip("\n"),
         _STEP_END,
     ]

@@ -10,6 +10,7 @@ publish task after every value's delivery records the run's one asset event.
 
 from __future__ import annotations
 
+import functools
 import math
 import shlex
 import shutil
@@ -76,6 +77,7 @@ class PlanError(DagFactoryError):
     pass
 
 
+@functools.lru_cache(maxsize=1024)  # a plan reads the same few durations hundreds of times
 def _seconds(duration: str) -> int:
     return int(parse_duration(duration).total_seconds())
 

@@ -8,6 +8,7 @@ behind (task states and durations, XComs, executed notebooks), `render_html` sho
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import re
 from typing import Any
@@ -122,16 +123,19 @@ SENSITIVE_NAMES = frozenset(
 REDACTED = "***"
 
 
+@functools.lru_cache(maxsize=4096)  # a DAG asks about the same few names for each of its notebook tasks
+def is_sensitive(name: str) -> bool:
+    """Airflow's rule: the name, lower-cased and with non-word runs as "_", contains a sensitive name."""
+    normalized = re.sub(r"\W+", "_", name.strip().lower())
+    return any(sensitive in normalized for sensitive in SENSITIVE_NAMES)
+
+
 def redacted(parameters: dict[str, Any]) -> dict[str, Any]:
     """The parameters with each sensitive one's value hidden, in nested mappings too (Airflow's rule: a
     name that, lower-cased and with non-word runs as "_", contains a sensitive name)."""
 
-    def hidden(name: str) -> bool:
-        normalized = re.sub(r"\W+", "_", str(name).strip().lower())
-        return any(sensitive in normalized for sensitive in SENSITIVE_NAMES)
-
     def shown(name: str, value: Any) -> Any:
-        if hidden(name):
+        if is_sensitive(str(name)):
             return REDACTED
         return redacted(value) if isinstance(value, dict) else value
 

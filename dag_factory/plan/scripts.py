@@ -23,7 +23,16 @@ from typing import Any
 
 import yaml
 
-from dag_factory.plan.guard import ALWAYS_PASS, EXIT_MISSING_INPUT, MESSAGE_PREFIX, RUN_NOTEBOOK
+from dag_factory.plan.guard import (
+    ALWAYS_PASS,
+    CHECK_PROJECT,
+    ENTER_PROJECT,
+    EXIT_MISSING_INPUT,
+    INSTALL_ONCE,
+    MESSAGE_PREFIX,
+    RUN_NOTEBOOK,
+)
+from dag_factory.spec.job import STANDARD_PARAMETERS
 
 Parameters = dict[str, Any]
 
@@ -150,69 +159,68 @@ def html_path(output_notebook: str) -> str:
     return stem + ".html"
 
 
-def require_input(test: str, *what: str) -> str:
-    """A shell line: unless ``[ test ]`` holds, say that ``what`` (words, quoted here) is missing and exit
-    EXIT_MISSING_INPUT: a missing input is the deployment's, never retried (plan/guard.py)."""
-    said = " ".join(shlex.quote(word) for word in what)
-    return f'[ {test} ] || {{ echo "{MESSAGE_PREFIX}missing input:" {said} >&2; exit {EXIT_MISSING_INPUT}; }}'
-
-
 def runtime_packages(papermill_version: str) -> tuple[str, ...]:
     """What the prepare step installs before the requirements (the local shared environments too)."""
     return (f"papermill=={papermill_version}", "ipykernel", NBCONVERT)
 
 
 def prepare_command(layout: HostLayout, papermill_version: str, requirements: str | None) -> str:
-    """Sync the project, activate the env, install the pinned papermill and the requirements (once per
-    environment: see `_install_once`)."""
-    packages = " ".join(shlex.quote(p) for p in runtime_packages(papermill_version))
-    installs = [f"{layout.install} {packages}"]
-    requirements_file = None
-    if requirements:
-        requirements_file = shlex.quote(layout.project + "/" + requirements)
-        installs.append(f"{layout.install} -r {requirements_file}")
-    project = shlex.quote(layout.project)
-    deployed = layout.code or layout.project
-    checks = [
-        require_input(f'-n "$(ls -A {project} 2>/dev/null)"', "the deployed project is empty:", deployed,
-                      "has no files (deploy the project first: dag-factory deploy)"),
-    ]  # fmt: skip
-    if requirements_file:
-        checks.append(require_input(f"-f {requirements_file}", "the requirements file", str(requirements),
-                                    "is not in the deployed project"))  # fmt: skip
+    """Sync the project, check it, activate the env, install the pinned papermill and the requirements
+    (once per environment): the checks and the installs are two of the guard's tools (PREPARE_TOOLS)."""
+    project = layout.project
+    requirements_file = f"{project}/{requirements}" if requirements else ""
     lines = [
         f"mkdir -p {shlex.quote(layout.workdir)}",
         layout.sync,
-        *checks,
+        shlex.join([CHECK_PROJECT, project, layout.code or project, requirements or ""]),
         layout.activate,
-        *_install_once(installs, packages, requirements_file),
+        shlex.join([INSTALL_ONCE, layout.install, requirements_file, *runtime_packages(papermill_version)]),
     ]
     return _script(lines)
 
 
 INSTALLED_STAMP = ".dag-factory-installed"  # in the environment's prefix: one line per installed set
 
+# prepare's checks: the deployed project is there, with its requirements file (a missing one is the
+# deployment's: exit EXIT_MISSING_INPUT, never retried)
+_CHECK_PROJECT = f"""set -euo pipefail
+# dag-factory: the deployed project is there (dag_factory/plan/scripts.py)
+project=$1 deployed=$2 requirements=$3
+if [ -z "$(ls -A "$project" 2>/dev/null)" ]; then
+    echo "{MESSAGE_PREFIX}missing input: the deployed project is empty: $deployed has no files (deploy the \
+project first: dag-factory deploy)" >&2
+    exit {EXIT_MISSING_INPUT}
+fi
+if [ -n "$requirements" ] && [ ! -f "$project/$requirements" ]; then
+    echo "{MESSAGE_PREFIX}missing input: the requirements file $requirements is not in the deployed \
+project" >&2
+    exit {EXIT_MISSING_INPUT}
+fi
+"""
 
-def _install_once(installs: list[str], packages: str, requirements_file: str | None) -> list[str]:
-    """The install lines, skipped when this environment already got exactly this set from an earlier
-    prepare: each value's prepare on a shared instance, a retried prepare, a re-run on a restarted one.
-    The set is the hash of the package list and the requirements file's content, recorded in a stamp in
-    the prefix of the Python that runs the notebooks (the env pip installs into), after the installs
-    succeeded. (A requirements file that is missing stopped the step before: `require_input`.) No double
-    braces (the command is a Jinja template)."""
-    read_requirements = f"cat {requirements_file}; " if requirements_file else ""
-    return [
-        'env_prefix="$(python -c "import sys; print(sys.prefix)" 2>/dev/null || true)"',
-        f'installed_stamp="$env_prefix/{INSTALLED_STAMP}"',
-        f'wanted="$({{ echo {shlex.quote(packages)}; {read_requirements}}} | sha256sum | cut -c1-32)"',
-        'if [ -d "$env_prefix" ] && grep -qxF "$wanted" "$installed_stamp" 2>/dev/null; then',
-        '  echo "prepare: this environment already has these packages (an earlier prepare installed them)"',
-        "else",
-        *(f"  {line}" for line in installs),
-        # no prefix known, or one this user cannot write: the next prepare installs again, nothing fails
-        '  if [ -d "$env_prefix" ]; then echo "$wanted" >> "$installed_stamp" 2>/dev/null || true; fi',
-        "fi",
-    ]
+# The installs, skipped when this environment already got exactly this set from an earlier prepare: each
+# value's prepare on a shared instance, a retried prepare, a re-run on a restarted one. The set is the hash
+# of the package list and the requirements file's content, recorded in a stamp in the prefix of the
+# Python that runs the notebooks (the env the installer installs into, active when this runs), after the
+# installs succeeded. No prefix known, or one this user cannot write: the next prepare installs again.
+_INSTALL_ONCE = f"""set -euo pipefail
+# dag-factory: install the packages and the requirements once per environment (dag_factory/plan/scripts.py)
+read -ra installer <<< "$1"  # the installer's command words
+requirements=$2
+shift 2  # then the packages
+env_prefix="$(python -c "import sys; print(sys.prefix)" 2>/dev/null || true)"
+installed_stamp="$env_prefix/{INSTALLED_STAMP}"
+wanted="$({{ echo "$*"; [ -z "$requirements" ] || cat "$requirements"; }} | sha256sum | cut -c1-32)"
+if [ -d "$env_prefix" ] && grep -qxF "$wanted" "$installed_stamp" 2>/dev/null; then
+    echo "prepare: this environment already has these packages (an earlier prepare installed them)"
+    exit 0
+fi
+"${{installer[@]}}" "$@"
+[ -z "$requirements" ] || "${{installer[@]}}" -r "$requirements"
+if [ -d "$env_prefix" ]; then echo "$wanted" >> "$installed_stamp" 2>/dev/null || true; fi
+"""
+
+PREPARE_TOOLS = {CHECK_PROJECT: _CHECK_PROJECT, INSTALL_ONCE: _INSTALL_ONCE}
 
 
 def _shown(value: Any, limit: int = 120) -> str:
@@ -257,6 +265,7 @@ def notebook_command(
     own error told apart by its exit status, keeps its log and HTML beside the executed notebook and says
     why a failed one failed (the same on every host: it is one of the guard's tools).
     """
+    extra = [name for name in always_pass if name not in STANDARD_PARAMETERS]  # the launcher knows those
     words = [
         RUN_NOTEBOOK,
         shlex.quote(layout.project),
@@ -269,13 +278,11 @@ def notebook_command(
         "-y",
         f"'{runtime_json}'",
         *(["-y", f"'{overrides_json}'"] if overrides_json else []),
-        *([ALWAYS_PASS, shlex.quote(",".join(always_pass))] if always_pass else []),
+        *([ALWAYS_PASS, shlex.quote(",".join(extra))] if always_pass else []),
     ]
-    notebook_file = shlex.quote(f"{layout.project}/{notebook_path}")
     lines = [
         "set -euo pipefail",  # a missing notebook is told before the environment is activated
-        require_input(f"-f {notebook_file}", "the notebook", notebook_path, "is not in the deployed project"),
-        f"cd {shlex.quote(layout.project)}",
+        shlex.join([ENTER_PROJECT, layout.project, notebook_path]),  # and cd into the project
         layout.activate,
         " ".join(words),
     ]

@@ -237,12 +237,13 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
     assert nb.host_key == "{{ ti.xcom_pull(task_ids='fr.prepare', key='host_key') }}"
     assert nb.remote_host == "{{ ti.xcom_pull(task_ids='fr.resolve_ip') }}"
     assert nb.cmd_timeout is None  # the guard bounds the notebook on the instance, not an idle timeout
-    assert "\nown=7200\nbudget=14400\n" in nb.command  # notebooks[].timeout 2h, compute.timeout 4h
+    # notebooks[].timeout 2h, compute.timeout 4h
+    assert "\nexec bash \"$tools/guard.sh\" nb_02_train 7200 14400 <<" in nb.command
     assert nb.execution_timeout.total_seconds() == 7200 + 90
     assert nb.infra_retries == 1 and nb.notebook_retries == 0 and nb.retries == 1
     assert nb.outputs_prefix == "s3://nb-output-prod/churn-model/{{ run_id }}/fr"
     assert "remote_host" in nb.template_fields and "outputs_prefix" in nb.template_fields
-    assert "\ncd /home/ec2-user/SageMaker/job/project\n" in nb.command
+    assert "\nenter_project /home/ec2-user/SageMaker/job/project notebooks/02_train.ipynb\n" in nb.command
     output = "'s3://nb-output-prod/churn-model/{{ run_id }}/fr/02_train.ipynb'"
     project = "/home/ec2-user/SageMaker/job/project"
     assert f"\nrun_notebook {project} notebooks/02_train.ipynb {output} -k python3 -b " in nb.command
@@ -251,7 +252,8 @@ def test_ssh_tasks_take_the_resolved_ip_and_run_under_the_guard() -> None:
         "aws s3 sync --delete --only-show-errors "
         "'s3://automated-notebook-prod/churn-model/versions/{{ code_version(dag_run) }}/'" in prepare.command
     )
-    assert "pip install --quiet papermill==2.7.0" in prepare.command
+    installs = f"\ninstall_once 'pip install --quiet' {project}/requirements.txt papermill==2.7.0 "
+    assert installs in prepare.command
     assert prepare.outputs_prefix is None and prepare.execution_timeout.total_seconds() == 1800 + 90
 
 

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dag_factory.plan.guard import EXIT_MISSING_INPUT
+from dag_factory.plan.guard import EXIT_MISSING_INPUT, StepBounds, guarded
 from dag_factory.plan.scripts import INSTALLED_STAMP, HostLayout, prepare_command
 
 ALREADY = "prepare: this environment already has these packages (an earlier prepare installed them)"
@@ -45,8 +45,13 @@ def _env(tmp_path: Path, name: str) -> Path:
     return env
 
 
+def _guarded(command: str, tmp_path: Path) -> str:
+    """The prepare step as its task runs it: under the guard, with the tools (its checks, its installs)."""
+    return guarded(command, StepBounds(str(tmp_path / "work"), "prepare", 600, 3600))
+
+
 def _prepare(tmp_path: Path, env: Path, *, fail: bool = False) -> subprocess.CompletedProcess[str]:
-    command = prepare_command(_layout(tmp_path, env), "2.7.0", "requirements.txt")
+    command = _guarded(prepare_command(_layout(tmp_path, env), "2.7.0", "requirements.txt"), tmp_path)
     environ = {**os.environ, "FAIL_INSTALL": "1" if fail else ""}
     return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=environ)
 
@@ -125,7 +130,8 @@ def test_an_empty_deployed_project_is_a_missing_input(tmp_path: Path) -> None:
     env = _env(tmp_path, "env")
     layout = _layout(tmp_path, env)  # its code folder exists, with nothing in it
     (tmp_path / "code" / "notebooks").rmdir()
-    command = prepare_command(replace(layout, code="s3://code/churn/versions/abc"), "2.7.0", None)
+    command = _guarded(prepare_command(replace(layout, code="s3://code/churn/versions/abc"), "2.7.0", None),
+                       tmp_path)  # fmt: skip
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert result.returncode == EXIT_MISSING_INPUT
     assert result.stderr.splitlines()[-1] == (
@@ -146,7 +152,7 @@ def test_an_environment_whose_prefix_is_unknown_installs_every_time(tmp_path: Pa
     (silent / "python").chmod(0o755)
     layout = _layout(tmp_path, env)
     layout = replace(layout, activate=f"{layout.activate}; export PATH={silent}:$PATH")
-    command = prepare_command(layout, "2.7.0", "requirements.txt")
+    command = _guarded(prepare_command(layout, "2.7.0", "requirements.txt"), tmp_path)
     for _ in range(2):
         done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr

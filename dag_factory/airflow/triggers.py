@@ -55,7 +55,12 @@ class SageMakerJobTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_s)
 
     async def on_kill(self) -> None:
-        client = await asyncio.to_thread(self._client)
-        await asyncio.to_thread(stop_job, client, self.job_name)
-        self.log.info("stopped job %s: its task was killed", self.job_name)
+        # one thread makes the client and stops the job: the triggerer may cancel on_kill again while it
+        # waits (seen with Airflow 3.3), which would leave a second step unstarted; a thread that started
+        # finishes whatever happens to the await
+        await asyncio.shield(asyncio.to_thread(self._stop))
+
+    def _stop(self) -> None:
+        if stop_job(self._client(), self.job_name):
+            self.log.info("stopped job %s: its task was killed", self.job_name)
 

@@ -43,6 +43,7 @@ pytest_plugins = [
     "tests.servers.moto",
     "tests.servers.sshd",
     "tests.servers.sagemaker",
+    "tests.servers.sagemaker_jobs",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -24,6 +24,7 @@ from dag_factory.plan.model import (
     DagPlan,
     DeliverArgs,
     GroupPlan,
+    JobArgs,
     NotebookArgs,
     PrepareArgs,
     ResolveIpArgs,
@@ -218,6 +219,10 @@ def _operator(plan: DagPlan, group: GroupPlan, task: TaskPlan) -> BaseOperator:
             # no outlet: the target's one asset event per run is its publish task's (_publish_tasks)
             execution_timeout=_seconds(task),
         )
+    if isinstance(task.args, JobArgs):
+        from dag_factory.airflow.jobs import job_operator
+
+        return job_operator(plan, group, task.args)
     if plan.backend == "local":
         return _local_operator(plan, task)
     if task.kind in ("prepare", "notebook"):
@@ -257,6 +262,8 @@ def _build_group(plan: DagPlan, group: GroupPlan) -> dict[str, BaseOperator]:
     for task in group.tasks:
         for upstream in task.upstream:
             ops[upstream] >> ops[task.task_id]
+    if "stop_instance" not in ops:  # a SageMaker job: nothing to tear down
+        return ops
     stop, delete = ops["stop_instance"], ops["delete_instance"]
     # everything a value needs before its notebooks is a setup: clearing any of its tasks in Airflow
     # clears the whole chain with it (a fresh instance, its IP and host key, the code and packages),
@@ -353,8 +360,9 @@ def _lanes(dag: DAG, plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -
     label: EdgeInfoType = {"label": lane_label(plan.max_parallel)}
     for group in plan.groups:
         if group.after_group:
-            before = built[group.after_group]["delete_instance"]
-            first = built[group.group_id]["create_instance"]
+            # a SageMaker job's group is its job (and deliveries): the lane waits for the job
+            before = built[group.after_group].get("delete_instance") or built[group.after_group]["run_job"]
+            first = built[group.group_id].get("create_instance") or built[group.group_id]["run_job"]
             before >> first
             dag.set_edge_info(before.task_id, first.task_id, label)
             first.trigger_rule = TriggerRule.ALL_DONE
@@ -395,10 +403,12 @@ def _report_task(plan: DagPlan, built: dict[str, dict[str, BaseOperator]]) -> Ba
     )
     # a teardown, so that the run's state stays that of its work (Airflow ignores teardowns there),
     # with ALL_DONE so that it runs whatever failed
-    notebook = next(t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs))
+    notebook = next(
+        t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs | JobArgs)
+    )
     inputs = report.op_kwargs["inputs"]
     set_links(report, {"Run report": f"{inputs['folder']}/{REPORT_HTML}"}, notebook.link_style,
-              notebook.region, plan.connections["aws"])  # fmt: skip
+              plan.region, plan.connections["aws"])  # fmt: skip
     report.as_teardown()
     report.trigger_rule = TriggerRule.ALL_DONE
     # the groups' last tasks (delete_instance, the deliveries), in one call (see _as_teardown)

@@ -18,8 +18,10 @@ from dag_factory.compute.sagemaker import private_ip, published_host_key
 from dag_factory.compute.workspace import create_workspace, remove_workspace
 from dag_factory.plan.model import code_version_dir
 from dag_factory.plan.report import (
+    BILLABLE_XCOM,
     CREATED_XCOM,
     DELETED_XCOM,
+    JOB_TASK,
     REPORT_HTML,
     REPORT_JSON,
     build_report,
@@ -231,6 +233,8 @@ def write_run_report(
         xcoms[f"{gid}.delete_instance"] = {
             DELETED_XCOM: ti.xcom_pull(f"{gid}.delete_instance", key=DELETED_XCOM)
         }
+        if inputs.get("backend") == "sagemaker-job":
+            xcoms[f"{gid}.{JOB_TASK}"] = {BILLABLE_XCOM: ti.xcom_pull(f"{gid}.{JOB_TASK}", key=BILLABLE_XCOM)}
         for task in group["tasks"]:
             if task["kind"] == "deliver":
                 xcoms[task["task_id"]] = {"return_value": ti.xcom_pull(task["task_id"])}

@@ -14,7 +14,8 @@ from dag_factory.load.diagnose import diagnose
 from dag_factory.load.yaml_source import Loc, Positions, YamlDocument, format_loc, parse_yaml, read_yaml
 from dag_factory.load.yaml_versions import version_problems
 from dag_factory.spec.job import JobSpec
-from dag_factory.spec.platform import Environment, PlatformSettings, SageMakerEnvironment
+from dag_factory.spec.platform import AwsEnvironment, Environment, PlatformSettings, SageMakerJobEnvironment
+from dag_factory.spec.types import parse_duration
 
 
 @dataclass(frozen=True)
@@ -168,9 +169,32 @@ def _in_env(found: list[Diagnostic], env: str, overridden: set[Loc]) -> list[Dia
 
 def _platform_rules(doc: YamlDocument, env: str, spec: JobSpec, platform: LoadedPlatform) -> list[Diagnostic]:
     settings = platform.settings.environments[env]
-    if not isinstance(settings, SageMakerEnvironment):
+    if not isinstance(settings, AwsEnvironment):
         return []
-    return [*_instance_type_rule(doc, env, spec, platform), *_duckdb_path_rule(doc, env, spec)]
+    return [
+        *_instance_type_rule(doc, env, spec, platform),
+        *_duckdb_path_rule(doc, env, spec),
+        *_spot_wait_rule(doc, env, spec, platform),
+    ]
+
+
+def _spot_wait_rule(doc: YamlDocument, env: str, spec: JobSpec, platform: LoadedPlatform) -> list[Diagnostic]:
+    """Managed spot: SageMaker refuses a job whose MaxWaitTimeInSeconds is below its MaxRuntimeInSeconds
+    (the spec's compute.timeout)."""
+    settings = platform.settings.environments[env]
+    if not isinstance(settings, SageMakerJobEnvironment) or settings.managed_spot is None:
+        return []
+    max_wait = settings.managed_spot.max_wait
+    if parse_duration(spec.compute.timeout) <= parse_duration(max_wait):
+        return []
+    compute = _overrides(doc, env).get("compute")
+    from_override = isinstance(compute, dict) and "timeout" in compute
+    message = (
+        f"timeout {spec.compute.timeout!r} is longer than environment {env!r} lets a spot job wait and run "
+        f"(managed_spot.max_wait {max_wait!r})"
+    )
+    hint = f"use a timeout of at most {max_wait}, or a longer managed_spot.max_wait in {platform.path.name}"
+    return [_located(doc, env, ("compute", "timeout"), from_override, message, hint)]
 
 
 def _located(doc: YamlDocument, env: str, loc: Loc, overridden: bool, message: str, hint: str) -> Diagnostic:

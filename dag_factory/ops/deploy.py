@@ -38,7 +38,7 @@ from dag_factory.errors import DagFactoryError, SpecError
 from dag_factory.load.files import PLATFORM_FILE
 from dag_factory.load.project import inside, project_dir_problems, repository_root
 from dag_factory.load.specs import LoadedSpec
-from dag_factory.spec.platform import SageMakerEnvironment
+from dag_factory.spec.platform import AwsEnvironment
 
 _SECRET = "may hold secrets"
 _KEY = "a private key or certificate"
@@ -174,7 +174,7 @@ def code_store(loaded: LoadedSpec, env: str) -> CodeStore:
     """Where the environment keeps the project's deployed code."""
     assert loaded.platform is not None
     settings = loaded.platform.settings.environments[env]
-    if isinstance(settings, SageMakerEnvironment):
+    if isinstance(settings, AwsEnvironment):
         return S3CodeStore(aws.client("s3", settings.region), settings.buckets.code, loaded.spec.project)
     root = (loaded.platform.path.parent / settings.root).resolve()
     return FolderCodeStore(root / settings.buckets.code / loaded.spec.project)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.platform import AwsEnvironment, LocalEnvironment
 
 
 def _parts(table: str, database: str, default_schema: str) -> list[str]:
@@ -30,7 +30,7 @@ def _path(path: str) -> str:
     return quote(path, safe="/")
 
 
-def delivery_asset(target: dict[str, Any], env: LocalEnvironment | SageMakerEnvironment) -> str | None:
+def delivery_asset(target: dict[str, Any], env: LocalEnvironment | AwsEnvironment) -> str | None:
     """The asset URI for a planned target (`planner._deliver_target`'s data), None when the platform
     file does not say where the target's connection points."""
     to = target["to"]

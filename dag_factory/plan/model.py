@@ -33,7 +33,8 @@ def code_version_dir(code_head: str, version: str) -> str:
 CODE_VERSION_TEMPLATE = "{{ " + CODE_VERSION_MACRO + "(dag_run) }}"
 
 TaskKind = Literal[
-    "create_instance", "resolve_ip", "prepare", "notebook", "stop_instance", "delete_instance", "deliver"
+    "create_instance", "resolve_ip", "prepare", "notebook", "stop_instance", "delete_instance", "deliver",
+    "job",
 ]
 
 # What the planner gives each kind of task, and the Airflow layer (dag_factory.airflow.build) passes on to
@@ -132,8 +133,39 @@ class DeliverArgs:
     timeout_s: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobArgs:
+    """run_job on the `sagemaker-job` backend: one SageMaker Training Job runs the group's prepare and
+    notebook steps (plan.job_script); the task defers its wait to the triggerer."""
+
+    group: str
+    dag_id: str
+    timeout_s: int  # compute.timeout: the job's MaxRuntimeInSeconds
+    poll_s: int
+    script: str  # the container's command (Jinja: the run id, the code version)
+    script_folder: str  # s3:// folder the task uploads the rendered script to (the job downloads it)
+    image_uri: str
+    role_arn: str
+    instance_type: str
+    volume_size_gb: int
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+    volume_kms_key_id: str | None
+    output_kms_key_id: str | None
+    output_path: str  # s3:// folder for what SageMaker itself writes (OutputDataConfig)
+    max_wait_s: int | None  # managed spot: MaxWaitTimeInSeconds; None: on-demand
+    tags: dict[str, str]  # project, owner, env
+    notebook_retries: int  # the most any of its notebooks allows (notebooks[].retries)
+    notebooks: list[str]  # the notebooks it runs, in order
+    output_prefixes: list[str]  # each value's outputs (failed tries' are set aside before a retry)
+    run_folder: str  # the run's outputs (templated): <output>/<project>/{{ run_id }}
+    value_parameters: dict[str, dict[str, Any]]  # for the run report: each value's parameters
+    link_style: str  # how the Airflow UI links to files: console or presigned
+
+
 TaskArgs = (
-    CreateInstanceArgs
+    JobArgs
+    | CreateInstanceArgs
     | CreateWorkdirArgs
     | ResolveIpArgs
     | PrepareArgs
@@ -142,7 +174,8 @@ TaskArgs = (
     | DeliverArgs
 )
 TASK_ARGS: tuple[type[TaskArgs], ...] = (
-    CreateInstanceArgs, CreateWorkdirArgs, ResolveIpArgs, PrepareArgs, NotebookArgs, TeardownArgs, DeliverArgs
+    CreateInstanceArgs, CreateWorkdirArgs, ResolveIpArgs, PrepareArgs, NotebookArgs, TeardownArgs,
+    DeliverArgs, JobArgs,
 )  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from dag_factory.plan.guard import (
     step_marker,
     under_installed_guard,
 )
+from dag_factory.plan.job_script import job_script
 from dag_factory.plan.model import (
     CODE_VERSION_TEMPLATE,
     DAG_TAG,
@@ -38,6 +39,7 @@ from dag_factory.plan.model import (
     DeliverArgs,
     Estimate,
     GroupPlan,
+    JobArgs,
     NotebookArgs,
     PrepareArgs,
     PublishPlan,
@@ -48,7 +50,7 @@ from dag_factory.plan.model import (
     lane_label,
 )
 from dag_factory.plan.params import OVERRIDES_JSON, VALUES_PARAM, trigger_params
-from dag_factory.plan.report import redacted
+from dag_factory.plan.report import JOB_TASK, redacted
 from dag_factory.plan.scripts import (
     HostLayout,
     notebook_command,
@@ -59,7 +61,13 @@ from dag_factory.plan.scripts import (
     runtime_parameters_json,
 )
 from dag_factory.spec.job import AssetSchedule, Delivery, JobSpec, Notebook
-from dag_factory.spec.platform import GROUP_PLACEHOLDER, LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.platform import (
+    GROUP_PLACEHOLDER,
+    AwsEnvironment,
+    LocalEnvironment,
+    SageMakerEnvironment,
+    SageMakerJobEnvironment,
+)
 from dag_factory.spec.types import parse_duration
 
 SHARED_GROUP = "shared"
@@ -125,11 +133,28 @@ def _sagemaker_layout(env: SageMakerEnvironment, project: str, spec: JobSpec, gr
     )
 
 
+def _job_layout(env: SageMakerJobEnvironment, project: str, spec: JobSpec, group: str) -> HostLayout:
+    """In the job's container: a folder per try (a fresh container on AWS; the same machine in tests)."""
+    workdir = f'{env.workdir}/{{{{ run_id | replace(":", "_") }}}}/{group}/{{{{ ti.try_number }}}}'
+    code = _code_version_dir(f"s3://{env.buckets.code}/{project}")
+    return HostLayout(
+        workdir=workdir,
+        activate=_activate(env.conda_activate, spec.runtime.conda_env),
+        sync=f"aws s3 sync --delete --only-show-errors {shlex.quote(code + '/')} "
+        f"{shlex.quote(workdir + '/project/')}",
+        install="pip install --quiet",
+        code=code,
+    )
+
+
+AnyEnvironment = LocalEnvironment | SageMakerEnvironment | SageMakerJobEnvironment
+
+
 @dataclass(frozen=True)
 class _Context:
     spec: JobSpec
     env_name: str
-    env: LocalEnvironment | SageMakerEnvironment
+    env: AnyEnvironment
     root: Path | None  # local backend only
     overridable: bool = False  # a manual run may override spec parameters (plan.params)
 
@@ -141,6 +166,8 @@ class _Context:
         if isinstance(self.env, LocalEnvironment):
             assert self.root is not None
             return _local_layout(self.env, self.root, self.dag_id, group, self.spec.project)
+        if isinstance(self.env, SageMakerJobEnvironment):
+            return _job_layout(self.env, self.spec.project, self.spec, group)
         return _sagemaker_layout(self.env, self.spec.project, self.spec, group)
 
     def code_head(self) -> str:
@@ -152,7 +179,7 @@ class _Context:
     def links(self) -> tuple[str, str | None]:
         """How the Airflow UI links to files (link style, region): file:// locally, per the platform
         file on SageMaker."""
-        if isinstance(self.env, SageMakerEnvironment):
+        if isinstance(self.env, AwsEnvironment):
             return self.env.notebook_links, self.env.region
         return "file", None
 
@@ -394,6 +421,56 @@ def _group(ctx: _Context, group: str, values: list[str | None]) -> GroupPlan:
     return GroupPlan(group, real_values, (*setup, *work, stop, teardown[1]))
 
 
+JOB_SCRIPTS_FOLDER = "_jobs"  # s3://<code>/<project>/_jobs/: each job's rendered command
+
+
+def _job_group(ctx: _Context, group: str, values: list[str | None]) -> GroupPlan:
+    """One SageMaker job runs the group's prepare and notebook steps (plan.job_script), then each value's
+    deliveries: no instance to create, reach or delete."""
+    spec, env = ctx.spec, ctx.env
+    assert isinstance(env, SageMakerJobEnvironment)
+    layout = ctx.layout(group)
+    prepare_timeout = _seconds(env.timeouts.prepare)
+    body = prepare_command(layout, spec.runtime.papermill_version, spec.runtime.requirements)
+    steps = [under_installed_guard(body, _bounds(ctx, layout, "prepare", prepare_timeout))]
+    notebooks: list[NotebookArgs] = []
+    deliveries: list[TaskPlan] = []
+    for value in values:
+        planned = _notebook_tasks(ctx, group, value, JOB_TASK)
+        notebooks += [t.args for t in planned if isinstance(t.args, NotebookArgs)]
+        steps += [t.args.command for t in planned if isinstance(t.args, NotebookArgs)]
+        deliveries += _deliver_tasks(ctx, group, value, JOB_TASK)
+    timeout_s = _seconds(spec.compute.timeout)
+    job = JobArgs(
+        group=group,
+        dag_id=ctx.dag_id,
+        timeout_s=timeout_s,
+        poll_s=_seconds(env.poll_interval),
+        script=job_script(layout.workdir, steps),
+        script_folder=f"{ctx.code_head()}/{JOB_SCRIPTS_FOLDER}",
+        image_uri=env.image_uri,
+        role_arn=env.role_arn,
+        instance_type=spec.compute.instance_type,
+        volume_size_gb=spec.compute.volume_size_gb,
+        subnet_ids=list(env.subnet_ids),
+        security_group_ids=list(env.security_group_ids),
+        volume_kms_key_id=env.volume_kms_key_id,
+        output_kms_key_id=env.output_kms_key_id,
+        output_path=f"{ctx.output_head()}/{JOB_SCRIPTS_FOLDER}",
+        max_wait_s=_seconds(env.managed_spot.max_wait) if env.managed_spot else None,
+        tags={"project": spec.project, "owner": spec.owner, "env": ctx.env_name},
+        notebook_retries=max(args.notebook_retries for args in notebooks),
+        notebooks=[args.notebook for args in notebooks],
+        output_prefixes=sorted({args.output_prefix for args in notebooks}),
+        run_folder=notebooks[0].output_notebook.rsplit("/", 2)[0],
+        value_parameters={str(args.value): args.parameters for args in notebooks},
+        link_style=env.notebook_links,
+    )
+    run_job = TaskPlan(JOB_TASK, "job", (), job)
+    real_values = tuple(v for v in values if v is not None)
+    return GroupPlan(group, real_values, (run_job, *deliveries))
+
+
 def _lanes(groups: list[GroupPlan], max_parallel: int) -> list[GroupPlan]:
     out = []
     for i, group in enumerate(groups):
@@ -415,7 +492,7 @@ def retry_delays_s(retries: int, retry_delay_s: int) -> int:
     return sum(retry_wait_s(retry_delay_s, n)[1] for n in range(1, retries + 1))
 
 
-def instance_max_age_s(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment) -> int:
+def instance_max_age_s(spec: JobSpec, env: AnyEnvironment) -> int:
     """The longest an instance can live in a run: every create try waits its full time, the group uses
     all of compute.timeout, stop and delete use every try, and every retry waits its longest delay.
     Older instances of this DAG belong to no live run (the orphan sweeper's default age)."""
@@ -427,7 +504,7 @@ def instance_max_age_s(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironme
     return create + API_CALL_TIMEOUT_S + _seconds(spec.compute.timeout) + teardown
 
 
-def _estimate(spec: JobSpec, env: LocalEnvironment | SageMakerEnvironment, groups: int) -> Estimate:
+def _estimate(spec: JobSpec, env: AnyEnvironment, groups: int) -> Estimate:
     timeout_s = _seconds(spec.compute.timeout)
     hours = groups * timeout_s / 3600
     price = env.instance_prices.get(spec.compute.instance_type)
@@ -542,14 +619,15 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         raise PlanError(f"local root {root} must not contain a single quote")
     params = trigger_params(spec)
     ctx = _Context(spec, env_name, env, root, overridable=any(name != VALUES_PARAM for name in params))
+    make_group = _job_group if isinstance(env, SageMakerJobEnvironment) else _group
     if spec.compute.isolation == "shared" or not spec.fan_out:
         values: list[str | None] = list(spec.values) or [None]
-        groups = [_group(ctx, SHARED_GROUP, values)]
+        groups = [make_group(ctx, SHARED_GROUP, values)]
     else:
-        groups = [_group(ctx, value, [value]) for value in spec.values]
+        groups = [make_group(ctx, value, [value]) for value in spec.values]
     groups = _lanes(groups, spec.compute.max_parallel)
     publish = _publish(spec, groups)
-    api_pool = env.api_pool.model_dump() if isinstance(env, SageMakerEnvironment) else None
+    api_pool = env.api_pool.model_dump() if isinstance(env, AwsEnvironment) else None
     notify = spec.notify.model_dump()
     # tasks of one value run one after another, but after its last notebook its deliveries, stop and
     # delete run side by side: room for all of them in every lane
@@ -580,6 +658,6 @@ def plan_dag(loaded: LoadedSpec, env_name: str, only: tuple[str, ...] = ()) -> D
         params=params,
         publish=publish,
         code=ctx.code_head(),
-        region=env.region if isinstance(env, SageMakerEnvironment) else None,
+        region=env.region if isinstance(env, AwsEnvironment) else None,
         spec_file=str(loaded.path.resolve()),
     )

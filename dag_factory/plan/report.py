@@ -13,13 +13,15 @@ import html
 import re
 from typing import Any
 
-from dag_factory.plan.model import CreateWorkdirArgs, DagPlan, DeliverArgs, NotebookArgs
+from dag_factory.plan.model import CreateWorkdirArgs, DagPlan, DeliverArgs, JobArgs, NotebookArgs
 from dag_factory.plan.notebook_failure import explain_notebook_error
 from dag_factory.plan.params import VALUES_PARAM, overrides
 from dag_factory.plan.scripts import html_path
 
 CREATED_XCOM = "instance_created_at"  # ISO time the instance (or local work dir) was created
 DELETED_XCOM = "instance_deleted_at"  # ISO time it was confirmed gone
+BILLABLE_XCOM = "billable_seconds"  # a SageMaker job's BillableTimeInSeconds (backend sagemaker-job)
+JOB_TASK = "run_job"  # a sagemaker-job group's job (plan.planner makes it)
 REPORT_TASK = "report"
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -41,8 +43,8 @@ TIME_SPLIT_LABELS = {
 def run_folder(plan: DagPlan) -> str:
     """Where the run's outputs go (``<output>/<project>/{{ run_id }}``, local or s3://), as a template:
     every executed notebook is ``<run folder>/<value>/<notebook>.ipynb``."""
-    notebook = next(t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs))
-    return notebook.output_notebook.rsplit("/", 2)[0]
+    first = next(t.args for g in plan.groups for t in g.tasks if isinstance(t.args, NotebookArgs | JobArgs))
+    return first.run_folder if isinstance(first, JobArgs) else first.output_notebook.rsplit("/", 2)[0]
 
 
 def target_label(target: dict[str, Any]) -> str:
@@ -70,13 +72,15 @@ def report_inputs(plan: DagPlan) -> dict[str, Any]:
             tasks.append(entry)
         notebooks = [t.args for t in group.tasks if isinstance(t.args, NotebookArgs)]
         parameters = {str(args.value): args.parameters for args in notebooks}
+        for job in (t.args for t in group.tasks if isinstance(t.args, JobArgs)):  # a SageMaker job's group
+            parameters |= job.value_parameters
         entry = {
             "group_id": group.group_id,
             "values": list(group.values),
             "tasks": tasks,
             "parameters": parameters,
         }
-        create = group.task("create_instance").args
+        create = next((t.args for t in group.tasks if t.task_id == "create_instance"), None)
         workdir = create.workdir if isinstance(create, CreateWorkdirArgs) else None
         if workdir:  # locally the instance is a work directory (on SageMaker its name is the run's)
             entry["instance"] = workdir
@@ -239,6 +243,9 @@ def build_report(
             xcoms.get(f"{gid}.create_instance", {}).get(CREATED_XCOM),
             xcoms.get(f"{gid}.delete_instance", {}).get(DELETED_XCOM),
         )
+        billable = xcoms.get(f"{gid}.{JOB_TASK}", {}).get(BILLABLE_XCOM)
+        if billable is not None:  # a SageMaker job: billed per second of its run, no instance to delete
+            hours = round(int(billable) / 3600, 4)
         total_hours += hours or 0.0
         instance_tasks = [t for t in group["tasks"] if t["kind"] not in ("notebook", "deliver")]
         for value in group["values"] or [None]:

@@ -20,6 +20,7 @@ from dag_factory.plan.model import (
     DagPlan,
     DeliverArgs,
     GroupPlan,
+    JobArgs,
     NotebookArgs,
     TaskPlan,
 )
@@ -48,7 +49,7 @@ from dag_factory.review.model import (
     Timeouts,
 )
 from dag_factory.spec.job import JobSpec
-from dag_factory.spec.platform import LocalEnvironment, SageMakerEnvironment
+from dag_factory.spec.platform import AwsEnvironment, LocalEnvironment
 from dag_factory.spec.types import parse_duration
 
 
@@ -105,6 +106,13 @@ def _task_detail(task: TaskPlan, spec: JobSpec, code: str) -> str:
         own = next(nb for nb in spec.notebooks if nb.path == args.notebook).parameters
         extra = f", {_params(own)}" if own else ""
         return f"{args.notebook} (kernel {args.kernel}{extra})"
+    if isinstance(args, JobArgs):
+        spot = f", managed spot (max wait {duration(args.max_wait_s)})" if args.max_wait_s else ""
+        return (
+            f"SageMaker job: {args.instance_type}, {args.volume_size_gb} GB{spot}: sync {code}, install "
+            f"papermill=={spec.runtime.papermill_version}, run {', '.join(args.notebooks)}; "
+            "waits in the triggerer"
+        )
     if isinstance(args, DeliverArgs):
         target = args.target
         where = target.get("table") or f"{target.get('bucket')}/{target.get('prefix')}"
@@ -145,7 +153,7 @@ def _seconds(text: str) -> int:
     return int(parse_duration(text).total_seconds())
 
 
-def timeouts(spec: JobSpec, settings: LocalEnvironment | SageMakerEnvironment) -> Timeouts:
+def timeouts(spec: JobSpec, settings: LocalEnvironment | AwsEnvironment) -> Timeouts:
     """Every timeout of a group: its number and who owns it (the spec or the platform file)."""
     platform = settings.timeouts
     return Timeouts(
@@ -173,7 +181,7 @@ def describe(loaded: LoadedSpec, env: str) -> Review:
     settings = loaded.platform.settings.environments[env]
     code = (
         f"s3://{settings.buckets.code}/{spec.project}/"
-        if plan.backend == "sagemaker"
+        if plan.backend != "local"
         else f"<local>/{settings.buckets.code}/{spec.project}/"
     )
     estimate = plan.estimate

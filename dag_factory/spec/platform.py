@@ -179,15 +179,19 @@ class _Environment(StrictModel):
     warehouses: Warehouses = Field(default_factory=Warehouses)
 
 
-class SageMakerEnvironment(_Environment):
-    backend: Literal["sagemaker"]
-    account_id: Annotated[str, Field(pattern=r"^\d{12}$")]
+AccountId = Annotated[str, Field(pattern=r"^\d{12}$")]
+SecurityGroupId = Annotated[str, Field(pattern=r"^sg-[0-9a-z]+$")]
+SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-z]+$")]
+
+
+class AwsEnvironment(_Environment):
+    """What both SageMaker backends share: the account, the role the compute runs as, the network and
+    how the Airflow UI links to what a run wrote."""
+
+    account_id: AccountId
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
     role_arn: Annotated[str, Field(pattern=r"^arn:aws:iam::\d{12}:role/[\w+=,.@/-]+$")]
-    subnet_id: Annotated[str, Field(pattern=r"^subnet-[0-9a-z]+$")]
-    security_group_ids: list[Annotated[str, Field(pattern=r"^sg-[0-9a-z]+$")]] = Field(min_length=1)
-    lifecycle_config: str | None = None
-    instance_security: InstanceSecurity = Field(default_factory=InstanceSecurity)
+    security_group_ids: list[SecurityGroupId] = Field(min_length=1)
     api_pool: ApiPool = Field(default_factory=ApiPool)
     poll_interval: Duration = Field("30s", description="how often a waiting task asks SageMaker again")
     airflow_url: str | None = Field(
@@ -195,13 +199,22 @@ class SageMakerEnvironment(_Environment):
         pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="this environment's Airflow api-server: `dag-factory gc` asks it which runs are live",
     )
-    ssh: SshSettings = Field(default_factory=SshSettings)
     notebook_links: Literal["console", "presigned"] = Field(
         "console",
         description="how Airflow's extra links (executed notebook, source, run report) open an S3 object: "
         "the S3 console's page of it (needs console access), or a presigned URL, valid 7 days at most "
         "(and no longer than the worker's credentials that sign it; the run's note says until when)",
     )
+
+
+class SageMakerEnvironment(AwsEnvironment):
+    """Notebook instances, the steps over SSH."""
+
+    backend: Literal["sagemaker"]
+    subnet_id: SubnetId
+    lifecycle_config: str | None = None
+    instance_security: InstanceSecurity = Field(default_factory=InstanceSecurity)
+    ssh: SshSettings = Field(default_factory=SshSettings)
 
     @model_validator(mode="after")
     def _pinned_keys_need_a_publisher(self) -> SageMakerEnvironment:
@@ -220,6 +233,62 @@ class SageMakerEnvironment(_Environment):
         return self
 
 
+# an ECR image: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:tag | @sha256:<digest>]
+_IMAGE_URI = re.compile(
+    r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})?"
+)
+
+
+def _check_image_uri(value: str) -> str:
+    if not _IMAGE_URI.fullmatch(value):
+        raise rule_error(
+            f"{shown(value)} is not an ECR image",
+            "use <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (or @sha256:<digest>): "
+            "an image with papermill's needs, docs/deploy.md",
+        )
+    return value
+
+
+ImageUri = Annotated[
+    str, AfterValidator(_check_image_uri), SchemaExtra.of(pattern=f"^(?:{_IMAGE_URI.pattern})$")
+]
+
+
+class ManagedSpot(StrictModel):
+    """Run the jobs on spare capacity (up to 90% cheaper); SageMaker may interrupt and resume them."""
+
+    max_wait: Duration = Field(
+        description="how long a job may wait for spot capacity and run, together (MaxWaitTimeInSeconds): "
+        "at least the spec's compute.timeout"
+    )
+
+
+class SageMakerJobEnvironment(AwsEnvironment):
+    """Each group (fan-out value, or the run for `isolation: shared`) runs as one SageMaker Training Job:
+    no instance to create, reach over SSH or delete; the waits are deferred to Airflow's triggerer."""
+
+    backend: Literal["sagemaker-job"]
+    image_uri: ImageUri = Field(
+        description="the job's container image: bash, python with pip, and the AWS CLI (docs/deploy.md)"
+    )
+    subnet_ids: list[SubnetId] = Field(min_length=1, max_length=16)
+    volume_kms_key_id: KmsKey | None = Field(
+        None, description="KMS key that encrypts the job's storage volume; none: an AWS managed key"
+    )
+    output_kms_key_id: KmsKey | None = Field(
+        None, description="KMS key for what SageMaker itself writes to the output bucket"
+    )
+    managed_spot: ManagedSpot | None = None
+    workdir: InstancePath = Field(
+        "/opt/ml/dag-factory", description="where the job's container syncs the project and runs the steps"
+    )
+    conda_activate: InstancePath = Field(
+        "/opt/conda/bin/activate",
+        description="the image's conda activate script, sourced with the spec's runtime.conda_env",
+    )
+
+
 class LocalEnvironment(_Environment):
     backend: Literal["local"]
     root: str = Field(".dag-factory", description="folder holding the local buckets, relative to this file")
@@ -229,7 +298,9 @@ class LocalEnvironment(_Environment):
     account_id: str = "000000000000"
 
 
-Environment = Annotated[SageMakerEnvironment | LocalEnvironment, Field(discriminator="backend")]
+Environment = Annotated[
+    SageMakerEnvironment | SageMakerJobEnvironment | LocalEnvironment, Field(discriminator="backend")
+]
 
 
 class PlatformSettings(StrictModel):

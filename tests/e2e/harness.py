@@ -48,6 +48,8 @@ RETRY_DELAY = "5s"
 # the parameters cell of the notebooks tests write into a copy of the demo project
 DEMO_PARAMETERS = "country = 'de'\noutput_prefix = '/tmp'"
 DEPLOYED_POLL_INTERVAL = "10s"  # runs on the real scheduler (run_deployed)
+JOB_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/notebook-runner:test"
+JOB_INSTANCE_TYPE = "ml.m5.large"  # a training type (ml.t3.medium, the notebooks', is none)
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,9 @@ class E2E:
         dag_file = write_dag_file(spec_path, dags, env=ENV_NAME, platform=platform_path, only=values)
         buckets = settings["environments"][ENV_NAME]["buckets"]
         self.deploy(project_dir, buckets["code"], spec["project"])
-        workdir = settings["environments"][ENV_NAME]["ssh"]["workdir"]
+        environment = settings["environments"][ENV_NAME]
+        # a job backend's steps run in its own workdir (tests/servers/sagemaker_jobs.py runs the container)
+        workdir = environment["ssh"]["workdir"] if "ssh" in environment else environment["workdir"]
         return Job(spec_path, platform_path, dag_file, spec["project"], tuple(values), buckets["output"],
                    buckets["code"], workdir)  # fmt: skip
 
@@ -148,6 +152,37 @@ class E2E:
         }
         store = S3CodeStore(self.sm.moto.client("s3"), bucket, project)
         publish(store, files, {key: file_md5(path) for key, path in files.items()}, dt.datetime.now(dt.UTC))
+
+    def job_backend_settings(self, **overrides: Any) -> dict[str, Any]:
+        """A platform file whose environment runs each group as a SageMaker job (backend sagemaker-job):
+        the fake's container (tests/servers/sagemaker_jobs.py) runs on this machine with the sshd
+        fixture's fake conda, so the image's activate script is that one."""
+        env: dict[str, Any] = {
+            "backend": "sagemaker-job",
+            "account_id": "123456789012",
+            "region": "eu-west-1",
+            "role_arn": ROLE_ARN,
+            "image_uri": JOB_IMAGE,
+            "subnet_ids": [self.sm.subnet_id],
+            "security_group_ids": self.sm.security_group_ids,
+            "buckets": dict(self.sm.buckets),
+            "connections": {"aws": "aws_default", "postgres": POSTGRES_CONN_ID},
+            "allowed_instance_types": [JOB_INSTANCE_TYPE],
+            "instance_prices": {JOB_INSTANCE_TYPE: 0.115},
+            "api_pool": {"name": POOL, "slots": 4},
+            "poll_interval": "2s",  # the triggerer's: one event loop, however many jobs wait
+            "conda_activate": str(self.sm.sshd.activate_script),
+            "workdir": str(self.tmp_path / f"jobs-{uuid.uuid4().hex[:8]}"),
+        }
+        env.update(overrides)
+        return {"version": 1, "environments": {ENV_NAME: env}}
+
+    def job_backend_job(self, values: list[str], **spec_fields: Any) -> Job:
+        """The demo job on the job backend: a training instance type, else the spec as it is."""
+        compute = {**yaml.safe_load(DEMO_SPEC.read_text())["compute"], "instance_type": JOB_INSTANCE_TYPE}
+        platform = spec_fields.pop("platform", None) or self.job_backend_settings()
+        # manual only: a scheduled DAG's first deploy to the real scheduler also starts a scheduled run
+        return self.job(values, platform=platform, **{"compute": compute, "schedule": None, **spec_fields})
 
     # --- running it --------------------------------------------------------------------------------
     def run_env(self, **extra: str) -> dict[str, str]:
@@ -227,7 +262,8 @@ class E2E:
         # (6 s measured; a later event fails the poke: apache/airflow#71172): keep the poll above it,
         # as docs/deploy.md says
         platform = yaml.safe_load(job.platform.read_text())
-        platform["environments"][ENV_NAME]["poll_interval"] = DEPLOYED_POLL_INTERVAL
+        if platform["environments"][ENV_NAME]["backend"] == "sagemaker":  # a job's wait is a trigger's
+            platform["environments"][ENV_NAME]["poll_interval"] = DEPLOYED_POLL_INTERVAL
         job.platform.write_text(yaml.safe_dump(platform, sort_keys=False))
         source = dag_file_source(
             job.spec, deployment.dags, env=ENV_NAME, platform=job.platform, only=job.values

@@ -52,7 +52,11 @@ def test_allowed_keys_through_dict_of_models() -> None:
 
 def test_discriminator_values() -> None:
     assert discriminator_values(JobSpec, ("deliver", 0), "to") == ["duckdb", "postgres", "s3", "snowflake"]
-    assert discriminator_values(PlatformSettings, ("environments", "x"), "backend") == ["local", "sagemaker"]
+    assert discriminator_values(PlatformSettings, ("environments", "x"), "backend") == [
+        "local",
+        "sagemaker",
+        "sagemaker-job",
+    ]
 
 
 def test_data_loc_drops_union_tags() -> None:

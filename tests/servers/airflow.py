@@ -94,7 +94,8 @@ def running_components(
             with (logs / f"{component}.log").open("wb") as log:
                 processes.append(
                     subprocess.Popen(
-                        [_airflow(), component],
+                        # the triggerer's log server would take the fixed port 8794 (another home may run)
+                        [_airflow(), component, *(["--skip-serve-logs"] if component == "triggerer" else [])],
                         env=child_env(server.env),
                         stdout=log,
                         stderr=subprocess.STDOUT,
@@ -328,13 +329,14 @@ DEPLOYMENT_SETTINGS = {
 
 @pytest.fixture(scope="session")
 def airflow_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """api-server + scheduler + dag-processor (see module doc); their logs under the home's logs/."""
+    """api-server + scheduler + dag-processor + triggerer (deferred tasks wait there: the sagemaker-job
+    backend's jobs); their logs under the home's logs/."""
     home = tmp_path_factory.mktemp("airflow-deployment")
     with (
         running_airflow(
             home, dags_folder=home / "dags", parallelism=16, timeout=180, settings=DEPLOYMENT_SETTINGS,
             pools={POOL: 4},
         ) as server,
-        running_components(server, home / "logs") as processes,
+        running_components(server, home / "logs", ("scheduler", "dag-processor", "triggerer")) as processes,
     ):  # fmt: skip
         yield Deployment(server, Path(server.env["AIRFLOW__CORE__DAGS_FOLDER"]), processes)

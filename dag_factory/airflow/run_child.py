@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, SupportsIndex
 
+from dag_factory.airflow.compat import warm_task_client_ssl_context
+
 EXECUTION_API_VAR = "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
 # imported once here, before the executor forks its workers, so that no task process imports them:
 # every deliver task needs pyarrow and duckdb (~0.6 s of imports each), and its first parquet read
@@ -81,7 +83,7 @@ def _run(args: argparse.Namespace, marks: dict[str, Any]) -> int:
         return 3
     for module in PRELOADED:
         importlib.import_module(module)
-    _warm_task_client()
+    warm_task_client_ssl_context()  # before the executor forks its workers
     marks["preloaded"] = _now()
     with (
         _woken_when_a_task_ends(),
@@ -92,17 +94,6 @@ def _run(args: argparse.Namespace, marks: dict[str, Any]) -> int:
         dag_run = dag.test(use_executor=True, logical_date=args.logical_date, run_after=args.run_after)
     print(f"dag run {dag_run.run_id} finished: {dag_run.state}", flush=True)
     return 0 if dag_run.state == "success" else 1
-
-
-def _warm_task_client() -> None:
-    """Make the Execution API client's SSL context once, here, before the executor forks its workers.
-
-    Each task's supervisor makes a client, and the client's context (the CA certificates loaded, ~25 ms
-    of CPU) is cached per process; every task of a run starts in a new worker, so every task made it
-    again. Made here, every worker inherits it."""
-    from airflow.sdk.api import client
-
-    client.Client._get_ssl_context_cached(client.API_SSL_CA_FILE_PATH, client.API_SSL_CERT_PATH)
 
 
 @contextlib.contextmanager

@@ -322,10 +322,10 @@ def test_the_workers_inherit_the_task_clients_ssl_context() -> None:
     supervisor (in a forked worker) finds it in the cache instead of loading the CA certificates again."""
     from airflow.sdk.api.client import Client
 
-    from dag_factory.airflow.run_child import _warm_task_client
+    from dag_factory.airflow.compat import warm_task_client_ssl_context
 
     Client._get_ssl_context_cached.cache_clear()
-    _warm_task_client()
+    warm_task_client_ssl_context()
     Client(base_url="http://127.0.0.1:9/execution/", token="token").close()
     info = Client._get_ssl_context_cached.cache_info()
     assert (info.misses, info.hits) == (1, 1)

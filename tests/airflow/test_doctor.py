@@ -13,6 +13,7 @@ from dag_factory import DISTRIBUTION
 from dag_factory.airflow import doctor
 from dag_factory.extras import Installed
 from dag_factory.load.specs import load_platform
+from tests.job_platform import write_job_platform
 from tests.paths import REPO
 
 
@@ -100,3 +101,13 @@ def test_a_local_environment_needs_no_metadata_db_or_environment_setting_on_this
         f"ok    specs in {tmp_path}  (1 valid)",
         "ok    extra [local] (the local backend)",
     ]
+
+
+def test_a_job_backend_environment_says_its_checks_are_not_built_rather_than_passing(tmp_path: Path) -> None:
+    platform = load_platform(write_job_platform(tmp_path))
+    lines = [check.line for check in doctor.environment_checks(platform, "preprod")]
+    assert lines[-1] == (
+        "FAIL  sagemaker-job backend of preprod  (its AWS, job role and image checks are not built yet: "
+        "docs/deploy.md section 12)"
+    )
+    assert not any(line.startswith("ok    extra [local]") for line in lines)

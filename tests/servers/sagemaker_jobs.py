@@ -53,6 +53,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers.sagemaker import login_aws_env
 from tests.servers.sagemaker_rules import NAME_PATTERN, tag_problems
 
 ACTIONS = ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "ListTrainingJobs")
@@ -401,14 +402,7 @@ def container_env(
 ) -> dict[str, str]:
     """The container's environment: the sshd fixture's login environment (its fake conda and ``aws`` shim,
     tests/servers/sshd.py), pointed at moto."""
-    return {
-        **sshd_login_env,
-        "AWS_ENDPOINT_URL": endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": region,
-        "AWS_REGION": region,
-    }
+    return {**sshd_login_env, **login_aws_env(endpoint_url, region)}
 
 
 @pytest.fixture
